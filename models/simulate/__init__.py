@@ -1,0 +1,1 @@
+"""Synthetic ZTF alert features with light-curve-classifier probabilities (alert-anomaly simulate)."""

@@ -1,0 +1,58 @@
+"""The ALeRCE light-curve taxonomy: three top-level classes and their fifteen subclasses."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from models.exceptions import ConfigurationError
+
+TOP_CLASSES: Final[tuple[str, ...]] = ("Transient", "Stochastic", "Periodic")
+
+SUBCLASSES: Final[dict[str, tuple[str, ...]]] = {
+    "Transient": ("SNIa", "SNIbc", "SNII", "SLSN"),
+    "Stochastic": ("QSO", "AGN", "Blazar", "CV/Nova", "YSO"),
+    "Periodic": ("LPV", "E", "DSCT", "RRL", "CEP", "Periodic-Other"),
+}
+
+ALL_SUBCLASSES: Final[tuple[str, ...]] = tuple(s for top in TOP_CLASSES for s in SUBCLASSES[top])
+
+TOP_OF: Final[dict[str, str]] = {sub: top for top in TOP_CLASSES for sub in SUBCLASSES[top]}
+
+# Approximate class counts of the ALeRCE light-curve classifier's labeled set
+# (Sánchez-Sáez et al. 2021, AJ 161, 141, Table 1); used for the `alerce` class mix.
+ALERCE_LABELED_COUNTS: Final[dict[str, int]] = {
+    "SNIa": 1364,
+    "SNIbc": 96,
+    "SNII": 342,
+    "SLSN": 24,
+    "QSO": 26168,
+    "AGN": 4667,
+    "Blazar": 1267,
+    "CV/Nova": 871,
+    "YSO": 1740,
+    "LPV": 14076,
+    "E": 37901,
+    "DSCT": 732,
+    "RRL": 32482,
+    "CEP": 618,
+    "Periodic-Other": 1256,
+}
+
+
+def top_class_of(subclass: str) -> str:
+    """Return the top-level class of ``subclass``; raise ConfigurationError if it is unknown."""
+    try:
+        return TOP_OF[subclass]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown subclass {subclass!r}; known subclasses: {', '.join(ALL_SUBCLASSES)}"
+        ) from None
+
+
+def check_top_class(name: str) -> str:
+    """Return ``name`` if it is a top-level class; raise ConfigurationError otherwise."""
+    if name not in TOP_CLASSES:
+        raise ConfigurationError(
+            f"unknown top-level class {name!r}; known classes: {', '.join(TOP_CLASSES)}"
+        )
+    return name

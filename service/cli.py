@@ -1,0 +1,57 @@
+"""The single command-line entry point: ``alert-anomaly <command>``.
+
+Each command lives in its own module under ``service.commands`` and registers its subparser.
+Errors raised on purpose (:class:`models.exceptions.AlertAnomalyError`) are reported as one line
+on stderr with exit status 2; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from models.exceptions import AlertAnomalyError
+from service import __version__
+from service.commands import COMMANDS
+from service.logs import configure_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alert-anomaly",
+        description="Anomaly scores for ZTF and Rubin/LSST alert streams.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default=None,
+        help="log format (default: console on a terminal, JSON otherwise)",
+    )
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        configure_logging(args.log_format, args.log_level)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        return int(args.handler(args) or 0)
+    except AlertAnomalyError as exc:
+        print(f"alert-anomaly {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"alert-anomaly {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

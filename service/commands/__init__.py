@@ -1,0 +1,15 @@
+"""CLI commands, one module each; every module exposes ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Protocol
+
+from service.commands import simulate
+
+
+class Command(Protocol):
+    def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+
+COMMANDS: tuple[Command, ...] = (simulate,)

@@ -1,0 +1,43 @@
+"""Structured logging with structlog: JSON lines in production, colourless console lines in
+development; everything goes to stderr so that stdout carries command output only."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+LogFormat = Literal["json", "console"]
+
+
+def default_format() -> LogFormat:
+    """Console when stderr is a terminal, JSON otherwise (containers, CI, log shippers)."""
+    return "console" if sys.stderr.isatty() else "json"
+
+
+def configure_logging(fmt: LogFormat | None = None, level: str = "info") -> None:
+    """Configure structlog (and the stdlib root logger, for libraries) once per process."""
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}")
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if (fmt or default_format()) == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)

@@ -1,1 +1,2 @@
-"""Synthetic ZTF alert features with light-curve-classifier probabilities (alert-anomaly simulate)."""
+"""Synthetic ZTF alert features with light-curve-classifier probabilities
+(``alert-anomaly simulate``)."""

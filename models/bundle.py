@@ -1,0 +1,227 @@
+"""Model bundles: one directory per (survey, top-level class, scorer) holding ``manifest.json``
+and the weights in ``model.safetensors``.
+
+The manifest carries everything needed to score without the training data: format version,
+ordered feature names, fitted preprocessing, latent size, MCDSVDD centres and their subclasses,
+score quantiles of the training inliers (percentile calibration), training description and
+metrics, creation time and model version. Loading verifies the format version, the weights'
+SHA-256 and the consistency of shapes, and fails with a :class:`BundleError` naming the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors.torch import load_file, save_file
+
+from models.exceptions import BundleError
+from models.networks import HIDDEN, AnomalyNet, ScorerKind, check_scorer
+from models.preprocessing import Preprocessor
+from models.training import CALIBRATION_LEVELS, TrainedModel, TrainingConfig
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+# The paper's best scorer per top-level class (Table 1): the default routing of the service.
+DEFAULT_SCORERS: dict[str, ScorerKind] = {
+    "Transient": "mcdsvdd",
+    "Stochastic": "ae",
+    "Periodic": "mcdsvdd",
+}
+SIMULATED_DATA_NOTICE = (
+    "Trained on SIMULATED ZTF data (alert-anomaly simulate). Retrain on the ALeRCE labeled set "
+    "before using scores for science."
+)
+
+
+class Calibration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    levels: list[float] = Field(description="percentile levels, 0-100")
+    scores: list[float] = Field(description="raw-score quantiles of the training inliers")
+
+
+class Weights(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str = WEIGHTS
+    sha256: str
+
+
+class Manifest(BaseModel):
+    """The content of manifest.json (format version 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: int
+    model_version: str
+    survey: str
+    top_class: str
+    scorer: str
+    feature_names: list[str]
+    preprocessing: list[dict[str, Any]]
+    latent_dim: int
+    hidden: list[int]
+    centres: list[list[float]] = Field(default_factory=list)
+    centre_subclasses: list[str] = Field(default_factory=list)
+    calibration: Calibration
+    training: dict[str, Any]
+    created_at: str
+    notice: str = ""
+    weights: Weights
+
+
+def bundle_dirname(survey: str, top_class: str, scorer: str) -> Path:
+    """Relative directory of a bundle under a bundle root, e.g. ``ztf/periodic-mcdsvdd``."""
+    return Path(survey, f"{top_class.lower()}-{scorer}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Bundle:
+    """A loaded (or freshly trained) bundle: manifest, preprocessing and network, on the CPU."""
+
+    def __init__(self, manifest: Manifest, net: AnomalyNet, preprocessor: Preprocessor) -> None:
+        self.manifest = manifest
+        self.net = net.eval()
+        self.preprocessor = preprocessor.eval()
+
+    @property
+    def scorer(self) -> ScorerKind:
+        return check_scorer(self.manifest.scorer)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(self.manifest.feature_names)
+
+    @property
+    def checksum(self) -> str:
+        return self.manifest.weights.sha256
+
+    @property
+    def name(self) -> str:
+        m = self.manifest
+        return f"{m.survey}/{m.top_class.lower()}-{m.scorer}"
+
+    @classmethod
+    def from_training(
+        cls,
+        trained: TrainedModel,
+        config: TrainingConfig,
+        survey: str,
+        feature_names: tuple[str, ...],
+        data_description: dict[str, Any],
+        model_version: str,
+        notice: str = SIMULATED_DATA_NOTICE,
+    ) -> Bundle:
+        centres = trained.net.centres.tolist() if config.scorer == "mcdsvdd" else []
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            model_version=model_version,
+            survey=survey,
+            top_class=config.top_class,
+            scorer=config.scorer,
+            feature_names=list(feature_names),
+            preprocessing=trained.preprocessor.to_manifest(),
+            latent_dim=config.resolved_latent,
+            hidden=list(HIDDEN),
+            centres=centres,
+            centre_subclasses=list(trained.centre_subclasses),
+            calibration=Calibration(
+                levels=list(CALIBRATION_LEVELS), scores=list(trained.calibration_scores)
+            ),
+            training={
+                "data": data_description,
+                "hyperparameters": config.as_dict(),
+                "metrics": trained.metrics,
+            },
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            notice=notice,
+            weights=Weights(sha256=""),  # set by save()
+        )
+        return cls(manifest, trained.net, trained.preprocessor)
+
+    def save(self, directory: Path) -> Path:
+        """Write the bundle to ``directory`` (created); returns the directory."""
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = directory / WEIGHTS
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        save_file(state, str(weights), metadata={"format_version": str(FORMAT_VERSION)})
+        weights.chmod(0o644)
+        self.manifest.weights = Weights(file=WEIGHTS, sha256=file_sha256(weights))
+        text = json.dumps(self.manifest.model_dump(), indent=1)
+        (directory / MANIFEST).write_text(text + "\n")
+        return directory
+
+
+def _read_manifest(directory: Path) -> Manifest:
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise BundleError(f"model bundle {directory} does not exist or is not a directory")
+    if not path.is_file():
+        raise BundleError(f"model bundle {directory} has no {MANIFEST}")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"cannot read {path}: {exc}") from exc
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has format version {version!r}; this alert-anomaly reads version "
+            f"{FORMAT_VERSION} (retrain or convert the bundle)"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BundleError(f"{path}: invalid manifest at {where}: {first['msg']}") from exc
+
+
+def load_bundle(directory: Path) -> Bundle:
+    """Load and verify a bundle; every inconsistency is a BundleError naming the file."""
+    manifest = _read_manifest(directory)
+    scorer = check_scorer(manifest.scorer)
+    n_features = len(manifest.feature_names)
+    if len(manifest.preprocessing) != n_features:
+        raise BundleError(
+            f"{directory}: {n_features} feature names but {len(manifest.preprocessing)} "
+            "preprocessing entries"
+        )
+    if [p.get("name") for p in manifest.preprocessing] != manifest.feature_names:
+        raise BundleError(f"{directory}: preprocessing entries do not follow the feature order")
+    if len(manifest.calibration.levels) != len(manifest.calibration.scores):
+        raise BundleError(f"{directory}: calibration levels and scores differ in length")
+    weights = directory / manifest.weights.file
+    if not weights.is_file():
+        raise BundleError(f"model bundle {directory} has no weights file {manifest.weights.file}")
+    digest = file_sha256(weights)
+    if digest != manifest.weights.sha256:
+        raise BundleError(
+            f"{weights}: SHA-256 {digest[:12]}... does not match the manifest's "
+            f"{manifest.weights.sha256[:12]}... (corrupted or replaced weights)"
+        )
+    n_centres = max(len(manifest.centre_subclasses), 1)
+    net = AnomalyNet(scorer, n_features, manifest.latent_dim, n_centres)
+    try:
+        state = load_file(str(weights))
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise BundleError(
+            f"{weights} does not fit a {scorer} with {n_features} features and latent size "
+            f"{manifest.latent_dim}: {str(exc).splitlines()[0]}"
+        ) from exc
+    if scorer == "mcdsvdd":
+        saved = torch.tensor(manifest.centres, dtype=torch.float32)
+        if saved.shape != net.centres.shape or not torch.allclose(saved, net.centres):
+            raise BundleError(f"{directory}: manifest centres differ from the saved weights")
+    return Bundle(manifest, net, Preprocessor.from_manifest(manifest.preprocessing))

@@ -1,0 +1,95 @@
+"""Batch scoring with a bundle: float32 matrix in the bundle's feature order -> raw scores,
+calibrated percentiles and (MCDSVDD) the nearest known subclass.
+
+Runs in eval mode under ``torch.inference_mode`` on the CPU or a CUDA device; on CUDA the batch
+is staged in pinned memory and copied asynchronously. Scoring is deterministic and bitwise
+independent of batch composition: BatchNorm uses its running statistics, and the network always
+runs on fixed-shape chunks of ``CHUNK_ROWS`` rows (the last one zero-padded), because matrix
+kernels pick different blockings - and so round differently - for different batch sizes. This is
+what lets the live service, replay and offline scoring agree exactly whatever their batching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from models.bundle import Bundle
+from models.exceptions import DataError
+
+CHUNK_ROWS = 256  # fastest fixed chunk on a 2-core CPU (benchmarks/bench_bundles.py)
+
+
+@dataclass(frozen=True)
+class Scores:
+    raw: NDArray[np.float32]  # higher = more anomalous
+    percentile: NDArray[np.float32]  # 0-100 against the training inliers
+    nearest: tuple[str | None, ...]  # nearest known subclass (MCDSVDD), else None
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+class Scorer:
+    """A bundle placed on a device, ready for batches."""
+
+    def __init__(self, bundle: Bundle, device: torch.device | str = "auto") -> None:
+        self.bundle = bundle
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.net = bundle.net.to(self.device).eval()
+        self.preprocessor = bundle.preprocessor.to(self.device).eval()
+        calibration = bundle.manifest.calibration
+        self._levels = np.asarray(calibration.levels, dtype=np.float64)
+        self._quantiles = np.asarray(calibration.scores, dtype=np.float64)
+        self._subclasses = tuple(bundle.manifest.centre_subclasses)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.bundle.feature_names
+
+    def _to_device(self, features: NDArray[np.float32]) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def percentile(self, raw: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Percentile of raw scores among the training inliers (0-100, clipped at the ends)."""
+        out = np.interp(raw.astype(np.float64), self._quantiles, self._levels)
+        return np.asarray(out, dtype=np.float32)
+
+    def score(self, features: NDArray[np.float32]) -> Scores:
+        """Score a (n, n_features) matrix; NaN marks undefined features."""
+        if features.ndim != 2 or features.shape[1] != len(self.feature_names):
+            raise DataError(
+                f"{self.bundle.name} expects a matrix with {len(self.feature_names)} columns, "
+                f"got shape {features.shape}"
+            )
+        if features.shape[0] == 0:
+            empty = np.empty(0, dtype=np.float32)
+            return Scores(empty, empty, ())
+        n = features.shape[0]
+        padded = np.zeros((-(-n // CHUNK_ROWS) * CHUNK_ROWS, features.shape[1]), np.float32)
+        padded[:n] = features
+        with torch.inference_mode():
+            x = self.preprocessor(self._to_device(padded))
+            raws, nearests = zip(
+                *(self.net.score(chunk) for chunk in x.split(CHUNK_ROWS)), strict=True
+            )
+            raw = torch.cat(raws)[:n].float().cpu().numpy()
+            nearest_idx = torch.cat(nearests)[:n].cpu().numpy()
+        if self._subclasses:
+            nearest: tuple[str | None, ...] = tuple(self._subclasses[i] for i in nearest_idx)
+        else:
+            nearest = (None,) * raw.shape[0]
+        return Scores(raw, self.percentile(raw), nearest)

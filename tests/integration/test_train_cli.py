@@ -1,0 +1,70 @@
+"""`alert-anomaly train` as a user runs it: a real subprocess writing loadable bundles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.bundle import load_bundle
+from models.resources import sample_dir
+from models.scoring import Scorer
+from models.table import read_table
+
+CLI = [sys.executable, "-m", "service.cli", "--log-format", "json"]
+SAMPLE = sample_dir() / "objects.parquet"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
+    quick = ["--epochs", "3", "--pretrain-epochs", "2", "--no-progress"]
+    result = run("train", "--data", str(SAMPLE), "--all", "--out", str(tmp_path), *quick)
+    assert result.returncode == 0, result.stderr
+    dirs = sorted(p.parent.relative_to(tmp_path) for p in tmp_path.rglob("manifest.json"))
+    assert [str(d) for d in dirs] == [
+        f"ztf/{top}-{scorer}"
+        for top in ("periodic", "stochastic", "transient")
+        for scorer in ("ae", "mcdsvdd")
+    ]
+    assert "ztf/periodic-mcdsvdd (default)" in result.stdout
+    assert "ztf/stochastic-ae (default)" in result.stdout
+    assert '"event": "epoch"' in result.stderr  # per-epoch logs
+    table = read_table(SAMPLE)
+    periodic = table.take(table.top_class == "Periodic")
+    bundle = load_bundle(tmp_path / "ztf" / "periodic-mcdsvdd")
+    assert bundle.feature_names == table.feature_names
+    assert set(bundle.manifest.centre_subclasses) == set(periodic.subclass)
+    assert bundle.manifest.training["data"]["n_objects"] == len(periodic)
+    scores = Scorer(bundle, "cpu").score(periodic.features[:50].astype(np.float32))
+    assert np.all(np.isfinite(scores.raw))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--top-class", "Periodic"], "give --top-class and --scorer, or --all"),
+        (["--all", "--scorer", "ae"], "--all trains every default bundle"),
+        (["--top-class", "Periodic", "--scorer", "ae", "--epochs", "0"], "positive integer"),
+        (["--top-class", "Variable", "--scorer", "ae"], "invalid choice: 'Variable'"),
+    ],
+)
+def test_bad_arguments_give_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run("train", "--data", str(SAMPLE), "--out", str(tmp_path), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_file_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "none.parquet"
+    result = run("train", "--data", str(missing), "--all", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"alert-anomaly train: error: feature table {missing} does not exist"
+    ]

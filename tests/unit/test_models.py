@@ -1,0 +1,288 @@
+"""Networks, preprocessing, training and scoring with tiny deterministic models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.bundle import Bundle
+from models.networks import AnomalyNet
+from models.preprocessing import NAN_VALUE, FeatureScaling, Preprocessor, fit_scaling
+from models.scoring import Scorer
+from models.training import CENTRE_EPS, TrainingConfig, stratified_split, train_model
+
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param(
+        "cuda",
+        id="cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+        ],
+    ),
+]
+
+
+def leaky(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, 0.01 * x)
+
+
+def reference_forward(net: AnomalyNet, x: np.ndarray) -> np.ndarray:
+    """The encoder in numpy (eval-mode BatchNorm), written independently of torch's layers."""
+    layers = list(net.encoder.net)
+    h = x.astype(np.float64)
+    for i, layer in enumerate(layers):
+        if isinstance(layer, torch.nn.Linear):
+            h = h @ layer.weight.detach().double().numpy().T
+            if layer.bias is not None:
+                h = h + layer.bias.detach().double().numpy()
+        elif isinstance(layer, torch.nn.BatchNorm1d):
+            mean = layer.running_mean.double().numpy()
+            var = layer.running_var.double().numpy()
+            h = (h - mean) / np.sqrt(var + layer.eps) * layer.weight.detach().double().numpy()
+            h = h + layer.bias.detach().double().numpy()
+        else:
+            assert isinstance(layers[i], torch.nn.LeakyReLU)
+            h = leaky(h)
+    return h
+
+
+def tiny_net(kind: str, n_features: int = 3, latent: int = 2, n_centres: int = 2) -> AnomalyNet:
+    torch.manual_seed(1234)
+    net = AnomalyNet(kind, n_features, latent, n_centres)  # type: ignore[arg-type]
+    with torch.no_grad():  # non-trivial running statistics
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+        if kind == "mcdsvdd":
+            net.centres.copy_(torch.tensor([[0.2, -0.1], [-0.3, 0.4]])[:n_centres])
+    return net.eval()
+
+
+def identity_preprocessor(n: int) -> Preprocessor:
+    """Scaling whose output is tanh(x - 0.5 + 0.5) = tanh(x) for linear features."""
+    return Preprocessor(tuple(FeatureScaling(f"f{i}", "linear", 0.0, -0.5, 0.5) for i in range(n)))
+
+
+def bundle_for(net: AnomalyNet, subclasses: tuple[str, ...] = ()) -> Bundle:
+    from models.bundle import Calibration, Manifest, Weights
+
+    n = net.encoder.net[0].in_features
+    manifest = Manifest(
+        format_version=1,
+        model_version="test",
+        survey="ztf",
+        top_class="Periodic",
+        scorer=net.kind,
+        feature_names=[f"f{i}" for i in range(n)],
+        preprocessing=identity_preprocessor(n).to_manifest(),
+        latent_dim=net.latent,
+        hidden=[512, 256, 128],
+        centres=net.centres.tolist(),
+        centre_subclasses=list(subclasses),
+        calibration=Calibration(levels=[0.0, 50.0, 100.0], scores=[0.0, 1.0, 3.0]),
+        training={},
+        created_at="2026-01-01T00:00:00+00:00",
+        weights=Weights(sha256=""),
+    )
+    return Bundle(manifest, net, identity_preprocessor(n))
+
+
+def test_encoder_layout_matches_the_paper() -> None:
+    net = AnomalyNet("mcdsvdd", 91, 64, 6)
+    linear = [m for m in net.encoder.net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [
+        (91, 512),
+        (512, 256),
+        (256, 128),
+        (128, 64),
+    ]
+    assert [m.bias is not None for m in linear] == [True, True, True, False]
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in net.encoder.net) == 3
+    ae = AnomalyNet("ae", 91, 64)
+    assert ae.decoder is not None
+    dec = [m for m in ae.decoder.net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in dec] == [
+        (64, 128),
+        (128, 256),
+        (256, 512),
+        (512, 91),
+    ]
+    assert AnomalyNet("vae", 91, 32).encoder.net[-1].out_features == 64  # mean and log-variance
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mcdsvdd_scores_equal_an_independent_computation(device: str) -> None:
+    net = tiny_net("mcdsvdd")
+    x = np.array([[0.1, -0.2, 0.3], [0.5, 0.0, -0.4], [-0.9, 0.8, 0.05]], dtype=np.float32)
+    z = reference_forward(net, np.tanh(x.astype(np.float64)))
+    centres = net.centres.double().numpy()
+    dist = ((z[:, None, :] - centres[None]) ** 2).sum(-1)
+    scores = Scorer(bundle_for(net, ("RRL", "CEP")), device).score(x)
+    np.testing.assert_allclose(scores.raw, dist.min(axis=1), rtol=1e-5, atol=1e-7)
+    assert scores.nearest == tuple(("RRL", "CEP")[i] for i in dist.argmin(axis=1))
+    expected_pct = np.interp(dist.min(axis=1), [0.0, 1.0, 3.0], [0.0, 50.0, 100.0])
+    np.testing.assert_allclose(scores.percentile, expected_pct, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autoencoder_score_is_summed_squared_reconstruction_error(device: str) -> None:
+    net = tiny_net("ae")
+    x = np.array([[0.1, -0.2, 0.3], [0.5, 0.0, -0.4]], dtype=np.float32)
+    inputs = np.tanh(x.astype(np.float64))
+    z = reference_forward(net, inputs)
+    h = z
+    assert net.decoder is not None
+    for layer in net.decoder.net:
+        if isinstance(layer, torch.nn.Linear):
+            h = h @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
+        elif isinstance(layer, torch.nn.BatchNorm1d):
+            h = (h - layer.running_mean.double().numpy()) / np.sqrt(
+                layer.running_var.double().numpy() + layer.eps
+            ) * layer.weight.detach().double().numpy() + layer.bias.detach().double().numpy()
+        else:
+            h = leaky(h)
+    expected = ((np.tanh(h) - inputs) ** 2).sum(axis=1)
+    scores = Scorer(bundle_for(net), device).score(x)
+    np.testing.assert_allclose(scores.raw, expected, rtol=1e-5, atol=1e-7)
+    assert scores.nearest == (None, None)
+
+
+def test_scores_do_not_depend_on_batch_composition() -> None:
+    scorer = Scorer(bundle_for(tiny_net("mcdsvdd"), ("A", "B")), "cpu")
+    rows = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    whole = scorer.score(rows).raw
+    parts = np.concatenate([scorer.score(rows[i : i + 7]).raw for i in range(0, 64, 7)])
+    single = np.array([scorer.score(rows[i : i + 1]).raw[0] for i in range(64)])
+    np.testing.assert_array_equal(whole, parts)
+    np.testing.assert_array_equal(whole, single)
+    np.testing.assert_array_equal(whole, scorer.score(rows).raw)
+
+
+def test_scorer_rejects_a_matrix_of_the_wrong_width() -> None:
+    from models.exceptions import DataError
+
+    scorer = Scorer(bundle_for(tiny_net("ae")), "cpu")
+    with pytest.raises(DataError, match="expects a matrix with 3 columns"):
+        scorer.score(np.zeros((2, 4), dtype=np.float32))
+    assert scorer.score(np.zeros((0, 3), dtype=np.float32)).raw.shape == (0,)
+
+
+def test_preprocessing_by_hand() -> None:
+    scaling = (
+        FeatureScaling("lin", "linear", 0.0, 0.0, 10.0),
+        FeatureScaling("log", "log", 0.01, -2.0, 2.0),
+        FeatureScaling("asinh", "asinh", 2.0, -1.0, 1.0),
+    )
+    pre = Preprocessor(scaling)
+    x = torch.tensor([[5.0, 100.0, 2.0], [np.nan, -3.0, np.inf], [20.0, 0.01, 0.0]])
+    out = pre(x).double().numpy()
+    expected = np.array(
+        [
+            [
+                np.tanh(0.0),
+                np.tanh((2.0 + 2.0) / 4.0 - 0.5),
+                np.tanh((np.arcsinh(1.0) + 1.0) / 2.0 - 0.5),
+            ],
+            [NAN_VALUE, np.tanh((-2.0 + 2.0) / 4.0 - 0.5), NAN_VALUE],  # -3 clipped to the floor
+            [np.tanh(1.5), np.tanh(-0.5), np.tanh(0.0)],
+        ]
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_scaling_picks_a_transform_per_column_from_its_own_values() -> None:
+    rng = np.random.default_rng(0)
+    n = 2000
+    heavy_positive = 10 ** rng.uniform(-2, 4, n)
+    heavy_signed = rng.standard_cauchy(n) * 5
+    normal = rng.normal(3, 1, n)
+    with_nan = normal.copy()
+    with_nan[::3] = np.nan
+    X = np.column_stack([normal, heavy_positive, heavy_signed, with_nan, np.full(n, 7.0)])
+    scaling = fit_scaling(X, ("a", "b", "c", "d", "e"))
+    assert [s.kind for s in scaling] == ["linear", "log", "asinh", "linear", "linear"]
+    assert scaling[1].param == pytest.approx(heavy_positive.min())
+    assert scaling[4].high > scaling[4].low  # constant column gets a unit range
+    out = Preprocessor(scaling)(torch.tensor(X, dtype=torch.float32)).numpy()
+    assert np.all(np.abs(out[:, :3]) < 1.0)
+    assert np.mean(np.abs(out[:, 0]) < 0.47) > 0.98  # in-range values stay in tanh(+-0.5)
+    np.testing.assert_array_equal(out[::3, 3], NAN_VALUE)
+
+
+def test_stratified_split_holds_out_every_label() -> None:
+    labels = np.array(["a"] * 10 + ["b"] * 3 + ["c"] * 1)
+    train, held = stratified_split(labels, 0.2, np.random.default_rng(0))
+    assert sorted(np.concatenate([train, held]).tolist()) == list(range(14))
+    assert (labels[held] == "a").sum() == 2
+    assert (labels[held] == "b").sum() == 1
+    assert "c" in labels[train]
+
+
+def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three well-separated subclasses in 6 features, with some NaN."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0, 0, 5, 5, 5], [5, 5, 5, 0, 0, 0], [0, 5, 0, 5, 0, 5]], dtype=float)
+    labels = np.array(["A", "B", "C"])[np.arange(n) % 3]
+    X = centres[np.arange(n) % 3] + rng.normal(0, 0.5, (n, 6))
+    X[rng.random((n, 6)) < 0.05] = np.nan
+    return X, labels
+
+
+@pytest.mark.parametrize("scorer", ["mcdsvdd", "deepsvdd", "ae", "vae"])
+def test_training_reduces_the_loss_and_is_reproducible(scorer: str) -> None:
+    X, labels = blobs()
+    names = tuple(f"f{i}" for i in range(6))
+    config = TrainingConfig(
+        scorer=scorer,
+        top_class="Periodic",
+        max_epochs=40,
+        pretrain_epochs=20,
+        patience=40,
+        latent=4,
+        seed=3,
+    )  # type: ignore[arg-type]
+    a = train_model(X, labels, names, config, progress=False)
+    b = train_model(X, labels, names, config, progress=False)
+    for key, value in a.net.state_dict().items():
+        torch.testing.assert_close(value, b.net.state_dict()[key], rtol=0, atol=0)
+    history = a.metrics["train"]
+    assert history["epochs"] >= 1
+    assert np.isfinite(history["best_val_loss"])
+    assert list(a.calibration_scores) == sorted(a.calibration_scores)
+    if scorer == "mcdsvdd":
+        assert a.centre_subclasses == ("A", "B", "C")
+        assert a.net.centres.shape == (3, 4)
+        assert torch.all(a.net.centres.abs() >= CENTRE_EPS - 1e-7)
+
+
+def test_mcdsvdd_flags_an_unseen_cluster() -> None:
+    X, labels = blobs(300)
+    names = tuple(f"f{i}" for i in range(6))
+    config = TrainingConfig(
+        scorer="mcdsvdd", top_class="Periodic", max_epochs=60, pretrain_epochs=30, latent=4
+    )
+    trained = train_model(X[labels != "C"], labels[labels != "C"], names, config, progress=False)
+    bundle = Bundle.from_training(trained, config, "ztf", names, {}, "test")
+    scores = Scorer(bundle, "cpu").score(X.astype(np.float32))
+    assert scores.raw[labels == "C"].mean() > 3 * np.median(scores.raw[labels != "C"])
+    known = np.array([n for n, lab in zip(scores.nearest, labels, strict=True) if lab != "C"])
+    assert np.mean(known == labels[labels != "C"]) > 0.9  # nearest centre = own subclass
+
+
+def test_training_config_validation() -> None:
+    from models.exceptions import BundleError, ConfigurationError
+
+    with pytest.raises(BundleError, match="unknown scorer 'svm'"):
+        TrainingConfig(scorer="svm", top_class="Periodic")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="unknown top-level class 'Variable'"):
+        TrainingConfig(scorer="ae", top_class="Variable")
+    with pytest.raises(ConfigurationError, match="max_epochs must be positive"):
+        TrainingConfig(scorer="ae", top_class="Periodic", max_epochs=0)
+    assert TrainingConfig(scorer="ae", top_class="Stochastic").resolved_lr == 5e-3
+    assert TrainingConfig(scorer="mcdsvdd", top_class="Transient").resolved_latent == 32

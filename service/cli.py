@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from models.exceptions import AlertAnomalyError
 from service import __version__
@@ -17,8 +18,15 @@ from service.commands import COMMANDS
 from service.logs import configure_logging
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``--help`` has the usage), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="alert-anomaly",
         description="Anomaly scores for ZTF and Rubin/LSST alert streams.",
     )
@@ -30,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="log format (default: console on a terminal, JSON otherwise)",
     )
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
     for command in COMMANDS:
         command.register(sub)
     return parser

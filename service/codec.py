@@ -1,0 +1,156 @@
+"""Message formats: decoding input values into records and encoding anomaly scores.
+
+Input formats (configured, never guessed): schemaless Avro with the survey's schema (what
+ALeRCE's producers write), Avro object-container bytes (schema embedded; may hold several
+records), Confluent wire format (magic byte 0, 4-byte big-endian schema id, schemaless Avro; ids
+mapped to schema files in the settings) and JSON. Any failure is an :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.types import Schema
+
+from models.resources import schemas_dir
+from service.config import InputFormat, OutputFormat
+from service.exceptions import InputError, SettingsError
+
+OUTPUT_SCHEMA_PATH = Path("anomaly-score", "1.0", "anomaly_score.avsc")
+CONFLUENT_MAGIC = 0
+_CONFLUENT_HEADER = struct.Struct(">bI")
+
+Decoder = Callable[[bytes], list[Any]]
+Encoder = Callable[[Mapping[str, Any]], bytes]
+
+# What fastavro and json raise on bytes that do not fit: all mean "undecodable".
+_DECODE_ERRORS = (
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    StopIteration,
+    UnicodeDecodeError,
+    OverflowError,
+    struct.error,
+)
+
+
+def load_schema(path: Path) -> Schema:
+    """Parse an .avsc file, or raise a SettingsError naming it."""
+    try:
+        with open(path) as fh:
+            return fastavro.parse_schema(json.load(fh))
+    except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
+        raise SettingsError(f"cannot load Avro schema {path}: {exc}") from exc
+
+
+@cache
+def output_schema() -> Schema:
+    return load_schema(schemas_dir() / OUTPUT_SCHEMA_PATH)
+
+
+def _schemaless(schema: Schema) -> Decoder:
+    def decode(value: bytes) -> list[Any]:
+        buffer = io.BytesIO(value)
+        record = fastavro.schemaless_reader(buffer, schema, None)
+        if buffer.tell() != len(value):
+            raise InputError(
+                "undecodable",
+                f"{len(value) - buffer.tell()} bytes left after the record: wrong schema?",
+            )
+        return [record]
+
+    return decode
+
+
+def _container(value: bytes) -> list[Any]:
+    return list(fastavro.reader(io.BytesIO(value)))
+
+
+def _json(value: bytes) -> list[Any]:
+    return [json.loads(value)]
+
+
+def _confluent(schemas: Mapping[int, Schema]) -> Decoder:
+    def decode(value: bytes) -> list[Any]:
+        if len(value) < _CONFLUENT_HEADER.size or value[0] != CONFLUENT_MAGIC:
+            raise InputError("undecodable", "not in Confluent wire format (magic byte 0 + id)")
+        _, schema_id = _CONFLUENT_HEADER.unpack_from(value)
+        schema = schemas.get(schema_id)
+        if schema is None:
+            raise InputError("unknown_schema", f"schema id {schema_id} is not configured")
+        return _schemaless(schema)(value[_CONFLUENT_HEADER.size :])
+
+    return decode
+
+
+def make_decoder(
+    fmt: InputFormat, schema: Schema | None = None, confluent: Mapping[int, Schema] | None = None
+) -> Decoder:
+    """A decoder for the configured format; every failure becomes an InputError."""
+    if fmt == "schemaless":
+        if schema is None:
+            raise SettingsError("format schemaless needs a schema")
+        inner = _schemaless(schema)
+    elif fmt == "confluent":
+        inner = _confluent(confluent or {})
+    elif fmt == "container":
+        inner = _container
+    else:
+        inner = _json
+
+    def decode(value: bytes | None) -> list[Any]:
+        if not value:
+            raise InputError("undecodable", "empty message value")
+        try:
+            records = inner(value)
+        except InputError:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise InputError("undecodable", f"cannot decode as {fmt}: {exc!r}"[:300]) from exc
+        if not records:
+            raise InputError("undecodable", f"no record in the {fmt} message")
+        return records
+
+    return decode
+
+
+def make_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Encoder:
+    """An encoder of anomaly-score records (schema ``schemas/anomaly-score/1.0``)."""
+    schema = output_schema()
+
+    def avro(record: Mapping[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, schema, dict(record))
+        return buffer.getvalue()
+
+    if fmt == "schemaless":
+        return avro
+    if fmt == "confluent":
+        if schema_id is None:
+            raise SettingsError("output format confluent needs a schema id")
+        header = _CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id)
+        return lambda record: header + avro(record)
+    return lambda record: json.dumps(dict(record), separators=(",", ":")).encode()
+
+
+def decode_output(value: bytes, fmt: OutputFormat = "schemaless") -> dict[str, Any]:
+    """Read back one anomaly-score message (for consumers, tests and replay tools)."""
+    if fmt == "json":
+        loaded: dict[str, Any] = json.loads(value)
+        return loaded
+    if fmt == "confluent":
+        value = value[_CONFLUENT_HEADER.size :]
+    record = fastavro.schemaless_reader(io.BytesIO(value), output_schema(), None)
+    if not isinstance(record, dict):
+        raise TypeError("anomaly-score record expected")
+    return record

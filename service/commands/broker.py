@@ -1,0 +1,47 @@
+"""``alert-anomaly broker``: the embedded Kafka-protocol broker alone, for local development."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from types import FrameType
+
+from service.commands.args import comma_list, positive_int
+from service.config import KafkaSettings
+from service.embedded import EmbeddedBroker
+from service.kafka import create_topics
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "broker",
+        help="run the embedded Kafka-protocol broker (tansu) until interrupted",
+        description="Run the embedded broker (memory storage unless --storage) for development.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=positive_int, default=9092, help="port (default 9092)")
+    p.add_argument("--storage", default="memory://tansu/", help="tansu storage engine URL")
+    p.add_argument("--topics", type=comma_list, help="topics to create, comma-separated")
+    p.add_argument("--partitions", type=positive_int, default=1, help="partitions per topic")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    done = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with EmbeddedBroker(args.host, args.port, args.storage) as broker:
+        if args.topics:
+            create_topics(
+                KafkaSettings(bootstrap_servers=broker.bootstrap_servers),
+                args.topics,
+                args.partitions,
+            )
+        print(f"broker listening on {broker.bootstrap_servers} (Ctrl-C to stop)", flush=True)
+        done.wait()
+    return 0

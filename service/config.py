@@ -1,0 +1,280 @@
+"""Settings of the streaming service (pydantic-settings).
+
+Sources, highest precedence first: command-line overrides, environment variables
+(``ALERT_ANOMALY_<SECTION>__<KEY>``, e.g. ``ALERT_ANOMALY_KAFKA__BOOTSTRAP_SERVERS``; lists and maps
+as JSON), an optional TOML or YAML file (``--config``), the defaults below. Unknown keys are
+rejected in every source; everything is validated at start-up and reported as one line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings import SettingsError as SourceError
+
+from models.bundle import DEFAULT_SCORERS
+from models.networks import ScorerKind
+from models.resources import bundles_dir
+from service.exceptions import SettingsError
+
+ENV_PREFIX = "ALERT_ANOMALY_"
+InputFormat = Literal["schemaless", "container", "confluent", "json"]
+OutputFormat = Literal["schemaless", "confluent", "json"]
+ClientConfig = dict[str, str | int | float | bool]  # librdkafka properties
+
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("alert_anomaly_file", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    """Connection to the brokers; exported as librdkafka properties."""
+
+    bootstrap_servers: str = Field(
+        "localhost:9092", description="comma-separated host:port list of the Kafka brokers"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="librdkafka security.protocol"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
+        Field(None, description="librdkafka sasl.mechanism (required with SASL_*)")
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    ssl_ca_location: Path | None = Field(None, description="CA certificate file (PEM)")
+    ssl_certificate_location: Path | None = Field(None, description="client certificate (PEM)")
+    ssl_key_location: Path | None = Field(None, description="client private key (PEM)")
+    ssl_key_password: SecretStr | None = Field(None, description="password of the private key")
+    extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="further librdkafka properties for every client, passed through verbatim, "
+        'e.g. {"socket.keepalive.enable": "true"}',
+    )
+    consumer: dict[str, str] = Field(
+        default_factory=dict,
+        description='librdkafka properties for the consumer only, e.g. {"session.timeout.ms": '
+        '"45000"}',
+    )
+    producer: dict[str, str] = Field(
+        default_factory=dict,
+        description='librdkafka properties for the producer only, e.g. {"linger.ms": "20"}',
+    )
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs sasl_username/password")
+        return self
+
+    def librdkafka(self) -> ClientConfig:
+        """The client properties, secrets included (pass to confluent-kafka only)."""
+        conf: ClientConfig = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        optional: dict[str, str | Path | SecretStr | None] = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password,
+        }
+        for key, value in optional.items():
+            if isinstance(value, SecretStr):
+                conf[key] = value.get_secret_value()
+            elif value is not None:
+                conf[key] = str(value)
+        conf.update(self.extra)
+        return conf
+
+
+class InputSettings(_Section):
+    """What to consume and how to decode it."""
+
+    topics: list[str] = Field(default_factory=list, description="topics to consume (required)")
+    format: InputFormat = Field(
+        "schemaless",
+        description="schemaless Avro (ALeRCE's producers), container (Avro object container, "
+        "schema embedded), confluent (magic byte + schema id) or json",
+    )
+    schema_file: Path | None = Field(
+        None, description="Avro schema of schemaless input (default: the survey's schema)"
+    )
+    confluent_schemas: dict[int, Path] = Field(
+        default_factory=dict, description="schema id -> .avsc file, for the confluent format"
+    )
+    group_id: str = Field("alert-anomaly", description="consumer group id")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where a new consumer group starts"
+    )
+
+    @model_validator(mode="after")
+    def _confluent_needs_schemas(self) -> InputSettings:
+        if self.format == "confluent" and not self.confluent_schemas:
+            raise ValueError("format confluent needs confluent_schemas (schema id -> .avsc file)")
+        return self
+
+
+class OutputSettings(_Section):
+    """Where scores and dead letters go."""
+
+    topic: str = Field("anomaly-scores", description="topic of the anomaly scores")
+    format: OutputFormat = Field("schemaless", description="schemaless Avro, confluent or json")
+    confluent_schema_id: int | None = Field(
+        None, description="schema id written in the confluent wire format (format confluent)"
+    )
+    dead_letter_topic: str = Field(
+        "anomaly-scores-dlq", description="topic receiving the original bytes of bad messages"
+    )
+
+    @model_validator(mode="after")
+    def _confluent_needs_id(self) -> OutputSettings:
+        if self.format == "confluent" and self.confluent_schema_id is None:
+            raise ValueError("format confluent needs confluent_schema_id")
+        return self
+
+
+class ModelSettings(_Section):
+    """Which bundles score which alerts."""
+
+    survey: str = Field("ztf", description="survey adapter: ztf or lsst")
+    bundles_dir: Path = Field(
+        default_factory=bundles_dir,
+        description="bundle root holding <survey>/<class>-<scorer>/ (default: shipped bundles)",
+    )
+    scorers: dict[str, ScorerKind] = Field(
+        default_factory=lambda: dict(DEFAULT_SCORERS),
+        description="top-level class -> scorer (mcdsvdd, ae, deepsvdd, vae)",
+    )
+    device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1...")
+
+
+class BatchSettings(_Section):
+    """Micro-batching: a batch is scored when full or when its oldest alert is this old."""
+
+    max_rows: int = Field(1024, ge=1, le=65536, description="rows per micro-batch")
+    max_delay_ms: float = Field(
+        20.0, gt=0, le=60000, description="deadline of a micro-batch after its first alert"
+    )
+
+
+class Settings(BaseSettings):
+    """All settings of ``alert-anomaly run``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    input: InputSettings = Field(default_factory=InputSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    commit_interval_ms: int = Field(
+        1000, ge=10, description="how often acknowledged offsets are committed"
+    )
+    metrics_port: int | None = Field(
+        9108, ge=0, le=65535, description="port of /metrics, /healthz, /readyz (0: any free)"
+    )
+    stop_after_idle_s: float | None = Field(
+        None, gt=0, description="exit after this long without input (batch jobs); default never"
+    )
+
+    @model_validator(mode="after")
+    def _has_topics(self) -> Settings:
+        if not self.input.topics:
+            raise ValueError(
+                "no input topics: set --topic, [input] topics in the config file or "
+                f"{ENV_PREFIX}INPUT__TOPICS (a JSON list)"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_source = InitSettingsSource(settings_cls, init_kwargs=_FILE_VALUES.get() or {})
+        return (init_settings, env_settings, file_source)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML (.toml) or YAML (.yaml/.yml) settings file as a dict."""
+    if not path.is_file():
+        raise SettingsError(f"config file {path} does not exist")
+    try:
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(path.read_text())
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(path.read_text()) or {}
+        else:
+            raise SettingsError(f"config file {path}: use .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"config file {path} is not valid: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a table/mapping at the top")
+    return data
+
+
+def _check_environment(environ: Mapping[str, str]) -> None:
+    known = {name.upper() for name in Settings.model_fields}
+    for key in environ:
+        if key.startswith(ENV_PREFIX):
+            section = key[len(ENV_PREFIX) :].split("__")[0]
+            if section not in known:
+                raise SettingsError(
+                    f"unknown environment variable {key} (known: "
+                    + ", ".join(ENV_PREFIX + k for k in sorted(known))
+                    + ")"
+                )
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown setting"
+    return f"invalid setting {where}: {message}{more}" if where else f"invalid settings: {message}"
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Settings from overrides > environment > config file > defaults, or a SettingsError."""
+    _check_environment(os.environ)
+    token = _FILE_VALUES.set(read_config_file(config_file) if config_file else {})
+    try:
+        return Settings(**dict(overrides or {}))
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+    except SourceError as exc:  # e.g. a list or map in the environment that is not JSON
+        raise SettingsError(str(exc)) from None
+    finally:
+        _FILE_VALUES.reset(token)

@@ -1,0 +1,198 @@
+"""The end-to-end demo: embedded broker, the committed sample alerts in the input format (plus a
+few bad messages), the service scoring them until all are done, and a report.
+
+The helpers that publish input messages and read scores back are also what tests and the
+replay tooling use to talk to topics.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from models.resources import sample_dir
+from models.simulate.alerts import input_records, input_schema
+from models.table import read_table
+from service.codec import decode_output
+from service.config import Settings, load_settings
+from service.embedded import EmbeddedBroker
+from service.exceptions import KafkaServiceError
+from service.kafka import create_topics
+from service.metrics import Health, Metrics, MetricsServer
+from service.pipeline import ScoringService, Stats
+
+INPUT_TOPIC = "ztf-lc-classifier"
+OUTPUT_TOPIC = "anomaly-scores"
+DEAD_LETTER_TOPIC = "anomaly-scores-dlq"
+
+
+def encode_schemaless(record: dict[str, Any], schema: Any = None) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, schema or input_schema(), record)
+    return buffer.getvalue()
+
+
+def sample_messages(n: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """(key, schemaless Avro value) of the committed sample's objects, in table order."""
+    table = read_table(sample_dir() / "objects.parquet")
+    for i, record in enumerate(input_records(table)):
+        if n is not None and i >= n:
+            return
+        yield record["oid"].encode(), encode_schemaless(record)
+
+
+def poison_messages() -> list[tuple[bytes, bytes, str]]:
+    """Bad inputs the service must dead-letter: (key, value, expected reason)."""
+    good = next(input_records(read_table(sample_dir() / "objects.parquet")))
+    no_probabilities = json.loads(json.dumps(good))
+    no_probabilities["lc_classification"]["hierarchical"] = {}
+    infinite = json.loads(json.dumps(good))
+    first_feature = next(iter(infinite["features"]))
+    infinite["features"][first_feature] = float("inf")
+    unknown = json.loads(json.dumps(good))
+    unknown["lc_classification"]["hierarchical"]["top"] = {"Bogus": 0.9, "Transient": 0.1}
+    return [
+        (b"poison-bytes", b"\x00\xffthis is not avro", "undecodable"),
+        (b"poison-noprob", encode_schemaless(no_probabilities), "missing_probabilities"),
+        (b"poison-inf", encode_schemaless(infinite), "non_finite_feature"),
+        (b"poison-class", encode_schemaless(unknown), "unknown_class"),
+    ]
+
+
+def publish(
+    bootstrap_servers: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes]],
+    timestamp_ms: int | None = None,
+) -> list[tuple[int, int]]:
+    """Produce messages and wait until the broker acknowledged all; returns the (partition,
+    offset) of each message, in order."""
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 20, "acks": "all"})
+    failures: list[str] = []
+    placed: list[tuple[int, int]] = []
+
+    def delivered_to(i: int) -> Callable[[Any, Any], None]:
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                failures.append(str(error))
+            else:
+                placed[i] = (message.partition(), message.offset())
+
+        return delivered
+
+    for i, (key, value) in enumerate(messages):
+        placed.append((-1, -1))
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    on_delivery=delivered_to(i),
+                    timestamp=timestamp_ms or 0,
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    if producer.flush(60) or failures:
+        raise KafkaServiceError(f"publishing failed: {failures[:3]}", topic=topic)
+    return placed
+
+
+def read_topic(
+    bootstrap_servers: str, topic: str, expected: int, timeout_s: float = 60.0
+) -> list[Any]:
+    """Read a topic from the beginning (no consumer group) until ``expected`` messages."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": "alert-anomaly-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=10)
+    partitions = metadata.topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.5):
+                if message.error() is None:
+                    out.append(message)
+    finally:
+        consumer.close()
+    return out
+
+
+@dataclass
+class DemoResult:
+    stats: Stats
+    scores: list[dict[str, Any]]
+    dead_letters: list[Any]
+    seconds: float
+    metrics_url: str | None
+
+
+def run_demo(n: int | None, settings_overrides: dict[str, Any] | None = None) -> DemoResult:
+    """Everything `alert-anomaly demo` does, without printing."""
+    with EmbeddedBroker() as broker:
+        settings: Settings = load_settings(
+            None,
+            {
+                "kafka": {
+                    "bootstrap_servers": broker.bootstrap_servers,
+                    "consumer": {"session.timeout.ms": "6000"},
+                },
+                "input": {"topics": [INPUT_TOPIC], "group_id": "alert-anomaly-demo"},
+                "output": {"topic": OUTPUT_TOPIC, "dead_letter_topic": DEAD_LETTER_TOPIC},
+                "metrics_port": 0,
+                **(settings_overrides or {}),
+            },
+        )
+        create_topics(settings.kafka, [INPUT_TOPIC], partitions=2)
+        create_topics(settings.kafka, [OUTPUT_TOPIC, DEAD_LETTER_TOPIC])
+        poison = poison_messages()
+        messages = list(sample_messages(n))
+        placed = publish(
+            broker.bootstrap_servers, INPUT_TOPIC, [*messages, *(p[:2] for p in poison)]
+        )
+        total = len(placed)
+
+        metrics, health = Metrics(), Health()
+        service = ScoringService(settings, metrics, on_ready=lambda r: setattr(health, "ready", r))
+        server = (
+            MetricsServer(metrics, health, "127.0.0.1", settings.metrics_port).start()
+            if settings.metrics_port is not None
+            else None
+        )
+        url = f"http://127.0.0.1:{server.port}/metrics" if server else None
+        worker = threading.Thread(target=service.run, kwargs={"heartbeat": health.tick})
+        started = time.monotonic()
+        worker.start()
+        try:
+            while worker.is_alive() and service.stats.acknowledged < total:
+                time.sleep(0.05)
+            seconds = time.monotonic() - started
+        finally:
+            service.stop()
+            worker.join()
+            if server is not None:
+                server.stop()
+        if service.stats.acknowledged < total:
+            raise KafkaServiceError(
+                f"the service stopped after {service.stats.acknowledged} of {total} messages"
+            )
+        outputs = read_topic(broker.bootstrap_servers, OUTPUT_TOPIC, len(messages))
+        dead = read_topic(broker.bootstrap_servers, DEAD_LETTER_TOPIC, len(poison))
+        scores = [decode_output(m.value()) for m in outputs]
+        return DemoResult(service.stats, scores, dead, seconds, url)

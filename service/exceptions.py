@@ -1,0 +1,50 @@
+"""Errors of the streaming service. All derive from :class:`models.exceptions.AlertAnomalyError`
+(the project's single hierarchy), so the CLI reports them as one line."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from models.exceptions import AlertAnomalyError, ConfigurationError
+
+# Why a message went to the dead-letter topic: the value of its ``alert_anomaly.error`` header
+# and of the ``reason`` label of the dead-letter metric.
+DeadLetterReason = Literal[
+    "undecodable",  # bytes that the configured format and schema cannot decode
+    "unknown_schema",  # Confluent wire format with a schema id missing from the schema map
+    "invalid_record",  # decoded, but not a classifier record (missing id, wrong types)
+    "missing_probabilities",  # no top-level class probabilities
+    "unknown_class",  # the most probable top-level class has no model
+    "non_finite_feature",  # +/-inf among the features (NaN/null means undefined and is fine)
+]
+
+
+class InputError(AlertAnomalyError):
+    """A message that cannot be scored; it goes to the dead-letter topic with ``reason``."""
+
+    def __init__(self, reason: DeadLetterReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: DeadLetterReason = reason
+
+
+class SettingsError(ConfigurationError):
+    """The service's settings are invalid (unknown key, bad value, missing topic...)."""
+
+
+class KafkaServiceError(AlertAnomalyError):
+    """A Kafka operation failed for good; carries the topic, partition and offset involved."""
+
+    def __init__(
+        self,
+        message: str,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        where = ", ".join(
+            f"{k}={v}"
+            for k, v in (("topic", topic), ("partition", partition), ("offset", offset))
+            if v is not None
+        )
+        super().__init__(f"{message} ({where})" if where else message)
+        self.topic, self.partition, self.offset = topic, partition, offset

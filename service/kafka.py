@@ -1,0 +1,70 @@
+"""Thin wrappers over confluent-kafka: client configurations derived from the settings, topic
+creation, and small helpers. Everything Kafka-specific that is not pipeline logic lives here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from service import __version__
+from service.config import ClientConfig, KafkaSettings
+from service.exceptions import KafkaServiceError
+
+STATISTICS_INTERVAL_MS = 5000
+
+
+def consumer_config(kafka: KafkaSettings, group_id: str, auto_offset_reset: str) -> ClientConfig:
+    """At-least-once consumer: offsets are stored and committed explicitly by the pipeline."""
+    return {
+        **kafka.librdkafka(),
+        "client.id": f"alert-anomaly-{__version__}",
+        "group.id": group_id,
+        "enable.auto.commit": "false",
+        "enable.auto.offset.store": "false",
+        "auto.offset.reset": auto_offset_reset,
+        "enable.partition.eof": "false",
+        "statistics.interval.ms": str(STATISTICS_INTERVAL_MS),
+        **kafka.consumer,
+    }
+
+
+def producer_config(kafka: KafkaSettings) -> ClientConfig:
+    """Durable producer: idempotent, acks from all in-sync replicas, small linger."""
+    return {
+        **kafka.librdkafka(),
+        "client.id": f"alert-anomaly-{__version__}",
+        "acks": "all",
+        "enable.idempotence": "true",
+        "linger.ms": "5",
+        **kafka.producer,
+    }
+
+
+def create_topics(
+    kafka: KafkaSettings, topics: Iterable[str], partitions: int = 1, timeout_s: float = 30.0
+) -> None:
+    """Create topics that do not exist yet (existing ones are left alone)."""
+    admin = AdminClient(kafka.librdkafka())
+    wanted = list(dict.fromkeys(topics))
+    deadline = time.monotonic() + timeout_s
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise KafkaServiceError(f"cannot reach {kafka.bootstrap_servers}: {exc}") from exc
+    missing = [t for t in wanted if t not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing],
+        operation_timeout=timeout_s,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=max(0.1, deadline - time.monotonic()))
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise KafkaServiceError(f"cannot create topic: {exc}", topic=topic) from exc

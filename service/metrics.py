@@ -1,0 +1,306 @@
+"""Prometheus metrics and the HTTP endpoints ``/metrics``, ``/healthz`` and ``/readyz``.
+
+Every metric is named ``alert_anomaly_*`` and lives in the service's own registry. Recording a
+metric never raises into the pipeline: a failure is logged once and scoring goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ParamSpec
+
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+log = structlog.get_logger(__name__)
+P = ParamSpec("P")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+STAGE_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+SCORE_BUCKETS = tuple(10.0**e for e in (-4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2))
+PERCENTILE_BUCKETS = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
+STAGES = ("decode", "score", "encode", "produce", "commit")
+
+
+def _never_raises(method: Callable[P, None]) -> Callable[P, None]:
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception as exc:  # a metrics bug must not stop scoring
+            if not getattr(wrapper, "failed", False):
+                log.exception("metrics_failure", metric=method.__name__, error=str(exc))
+                wrapper.failed = True  # type: ignore[attr-defined]
+
+    return wrapper
+
+
+class Metrics:
+    """The service's metrics; the ``record_*`` methods are what the pipeline calls."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.consumed = Counter(
+            "alert_anomaly_messages_consumed", "Input messages consumed", ["topic"], registry=r
+        )
+        self.scored = Counter(
+            "alert_anomaly_alerts_scored",
+            "Alerts scored",
+            ["survey", "top_class", "scorer"],
+            registry=r,
+        )
+        self.produced = Counter(
+            "alert_anomaly_messages_produced",
+            "Output messages acknowledged by the broker",
+            ["topic"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "alert_anomaly_dead_letters",
+            "Input messages sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.delivery_failures = Counter(
+            "alert_anomaly_delivery_failures",
+            "Output deliveries that failed and were retried",
+            ["topic"],
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "alert_anomaly_batch_rows",
+            "Rows per scored micro-batch",
+            ["top_class"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "alert_anomaly_inference_seconds",
+            "Model inference time per micro-batch",
+            ["device"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "alert_anomaly_stage_seconds",
+            "Time per pipeline stage and call (decode per message, others per batch)",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "alert_anomaly_end_to_end_latency_seconds",
+            "Input message timestamp to broker acknowledgement of its score",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "alert_anomaly_consumer_lag",
+            "Messages behind the high watermark, per assigned partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "alert_anomaly_rebalances",
+            "Partition assignments and revocations",
+            ["event"],
+            registry=r,
+        )
+        self.commits = Counter("alert_anomaly_commits", "Offset commits that succeeded", registry=r)
+        self.commit_failures = Counter(
+            "alert_anomaly_commit_failures", "Offset commits that failed (retried)", registry=r
+        )
+        self.in_flight = Gauge(
+            "alert_anomaly_in_flight_messages",
+            "Consumed messages whose outputs are not all acknowledged yet",
+            registry=r,
+        )
+        self.score = Histogram(
+            "alert_anomaly_anomaly_score",
+            "Raw anomaly scores",
+            ["survey", "top_class", "scorer"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.percentile = Histogram(
+            "alert_anomaly_anomaly_percentile",
+            "Calibrated anomaly percentiles (uniform when the stream looks like the training data)",
+            ["survey", "top_class", "scorer"],
+            buckets=PERCENTILE_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "alert_anomaly_model_info",
+            "Loaded model bundles (value 1)",
+            ["survey", "top_class", "scorer", "model_version", "checksum"],
+            registry=r,
+        )
+        self.device_memory = Gauge(
+            "alert_anomaly_device_memory_bytes",
+            "Memory allocated by torch on the scoring device (CUDA only)",
+            ["device"],
+            registry=r,
+        )
+        self.started = Gauge(
+            "alert_anomaly_start_time_seconds", "Start time of the service", registry=r
+        )
+        self.started.set_to_current_time()
+
+    @_never_raises
+    def record_consumed(self, topic: str) -> None:
+        self.consumed.labels(topic).inc()
+
+    @_never_raises
+    def record_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(stage).observe(seconds)
+
+    @_never_raises
+    def record_batch(
+        self,
+        survey: str,
+        top_class: str,
+        scorer: str,
+        device: str,
+        seconds: float,
+        scores: Any,
+        percentiles: Any,
+    ) -> None:
+        n = len(scores)
+        self.batch_rows.labels(top_class).observe(n)
+        self.inference_seconds.labels(device).observe(seconds)
+        self.scored.labels(survey, top_class, scorer).inc(n)
+        score_hist = self.score.labels(survey, top_class, scorer)
+        pct_hist = self.percentile.labels(survey, top_class, scorer)
+        for s, p in zip(scores.tolist(), percentiles.tolist(), strict=True):
+            score_hist.observe(s)
+            pct_hist.observe(p)
+
+    @_never_raises
+    def record_delivered(self, topic: str, source_timestamp_ms: int | None) -> None:
+        self.produced.labels(topic).inc()
+        if source_timestamp_ms is not None and source_timestamp_ms > 0:
+            self.latency.observe(max(0.0, time.time() - source_timestamp_ms / 1000))
+
+    @_never_raises
+    def record_dead_letter(self, reason: str) -> None:
+        self.dead_letters.labels(reason).inc()
+
+    @_never_raises
+    def record_delivery_failure(self, topic: str) -> None:
+        self.delivery_failures.labels(topic).inc()
+
+    @_never_raises
+    def record_rebalance(self, event: str) -> None:
+        self.rebalances.labels(event).inc()
+
+    @_never_raises
+    def record_commit(self, ok: bool, seconds: float) -> None:
+        (self.commits if ok else self.commit_failures).inc()
+        self.stage_seconds.labels("commit").observe(seconds)
+
+    @_never_raises
+    def record_in_flight(self, n: int) -> None:
+        self.in_flight.set(n)
+
+    @_never_raises
+    def record_model(
+        self, survey: str, top_class: str, scorer: str, version: str, checksum: str
+    ) -> None:
+        self.model_info.labels(survey, top_class, scorer, version, checksum).set(1)
+
+    @_never_raises
+    def record_device_memory(self, device: str, used_bytes: int) -> None:
+        self.device_memory.labels(device).set(used_bytes)
+
+    @_never_raises
+    def record_statistics(self, stats_json: str) -> None:
+        """librdkafka statistics: consumer lag per assigned partition."""
+        stats = json.loads(stats_json)
+        for topic, tstats in stats.get("topics", {}).items():
+            for partition, pstats in tstats.get("partitions", {}).items():
+                if partition == "-1" or pstats.get("fetch_state") in (None, "none", "stopped"):
+                    continue
+                lag = pstats.get("consumer_lag_stored", pstats.get("consumer_lag", -1))
+                if lag is not None and lag >= 0:
+                    self.lag.labels(topic, partition).set(lag)
+
+    @_never_raises
+    def forget_partition(self, topic: str, partition: int) -> None:
+        with contextlib.suppress(KeyError):
+            self.lag.remove(topic, str(partition))
+
+
+class Health:
+    """Liveness (the main loop ticks) and readiness (models loaded, partitions assigned)."""
+
+    def __init__(self, stale_after_s: float = 60.0) -> None:
+        self.stale_after_s = stale_after_s
+        self.last_tick = time.monotonic()
+        self.ready = False
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_tick < self.stale_after_s
+
+
+class MetricsServer:
+    """A small threaded HTTP server for /metrics, /healthz and /readyz."""
+
+    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
+        registry = metrics.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    ok = health.alive()
+                    self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+                elif path == "/readyz":
+                    ok = health.ready
+                    self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                else:
+                    self._send(404, b"not found\n")
+
+            def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # scrapes are not worth a log line each
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

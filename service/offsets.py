@@ -1,0 +1,69 @@
+"""At-least-once offset bookkeeping.
+
+Every consumed message is registered with the number of outputs it will produce (scores or
+one dead letter). An offset becomes committable only when its outputs and those of every earlier
+message of its partition are acknowledged by the broker; the commit position is then the next
+offset to read. Messages of one partition are registered in offset order (Kafka's guarantee).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+TopicPartition = tuple[str, int]
+
+
+class OffsetTracker:
+    def __init__(self) -> None:
+        self._pending: dict[TopicPartition, OrderedDict[int, int]] = {}
+        self._position: dict[TopicPartition, int] = {}  # next offset to commit (acknowledged)
+        self._committed: dict[TopicPartition, int] = {}
+
+    def register(self, tp: TopicPartition, offset: int, outputs: int = 1) -> None:
+        """A consumed message awaiting ``outputs`` acknowledgements (0: nothing to wait for)."""
+        pending = self._pending.setdefault(tp, OrderedDict())
+        pending[offset] = outputs
+        if outputs == 0:
+            self._advance(tp)
+
+    def set_outputs(self, tp: TopicPartition, offset: int, outputs: int) -> None:
+        """Change the expected outputs of a registered message (e.g. once it is decoded)."""
+        self._pending[tp][offset] = outputs
+        if outputs == 0:
+            self._advance(tp)
+
+    def acknowledge(self, tp: TopicPartition, offset: int) -> None:
+        """One output of a message was acknowledged by the broker."""
+        pending = self._pending.get(tp)
+        if pending is None or offset not in pending:
+            return  # partition revoked meanwhile: its new owner reprocesses the message
+        pending[offset] -= 1
+        if pending[offset] <= 0:
+            self._advance(tp)
+
+    def _advance(self, tp: TopicPartition) -> None:
+        pending = self._pending[tp]
+        while pending:
+            offset, left = next(iter(pending.items()))
+            if left > 0:
+                break
+            pending.popitem(last=False)
+            self._position[tp] = offset + 1
+
+    def committable(self) -> dict[TopicPartition, int]:
+        """Positions acknowledged but not yet committed."""
+        return {tp: pos for tp, pos in self._position.items() if self._committed.get(tp) != pos}
+
+    def mark_committed(self, positions: dict[TopicPartition, int]) -> None:
+        self._committed.update(positions)
+
+    def in_flight(self, tp: TopicPartition | None = None) -> int:
+        """Messages registered but not fully acknowledged (of one partition, or all)."""
+        if tp is not None:
+            return len(self._pending.get(tp, ()))
+        return sum(len(p) for p in self._pending.values())
+
+    def forget(self, tp: TopicPartition) -> None:
+        """Drop a revoked partition's state."""
+        for table in (self._pending, self._position, self._committed):
+            table.pop(tp, None)

@@ -1,0 +1,549 @@
+"""The streaming scoring pipeline: consume -> decode -> route -> micro-batch -> score -> produce
+-> commit, at least once.
+
+One thread drives everything (librdkafka does the network I/O in its own threads):
+
+* messages are consumed in batches, decoded with the configured format, parsed by the survey
+  adapter, routed to the top-level class with the highest probability, and their features written
+  into a float32 row in the routed bundle's feature order;
+* rows wait in a :class:`MicroBatcher` per class until it is full or its deadline passes, then the
+  class's :class:`Scorer` scores the batch on the device and one score per row is produced;
+* bad messages are produced, with their original bytes, to the dead-letter topic;
+* the :class:`OffsetTracker` counts broker acknowledgements, and only offsets whose outputs (and
+  all earlier ones in the partition) are acknowledged get committed;
+* failed deliveries are produced again with backoff, so a broker outage loses nothing;
+* on revocation the open batches are scored, outputs flushed and positions committed; on stop
+  (SIGTERM) the same happens for every partition before the consumer leaves the group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from numpy.typing import NDArray
+
+from models.bundle import Bundle, bundle_dirname, load_bundle
+from models.exceptions import BundleError
+from models.scoring import Scorer, resolve_device
+from models.taxonomy import TOP_CLASSES
+from service import __version__
+from service.batching import MicroBatcher
+from service.codec import Decoder, Encoder, load_schema, make_decoder, make_encoder
+from service.config import Settings
+from service.exceptions import InputError, KafkaServiceError, SettingsError
+from service.kafka import consumer_config, producer_config
+from service.metrics import Metrics
+from service.offsets import OffsetTracker
+from service.surveys import FeatureAssembler, Survey, get_survey, route
+
+log = structlog.get_logger(__name__)
+
+HEADER_PREFIX = "alert_anomaly."
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+DRAIN_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Route:
+    """The model of one top-level class."""
+
+    top_class: str
+    scorer: Scorer
+    assembler: FeatureAssembler
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.scorer.bundle
+
+
+@dataclass(frozen=True)
+class Row:
+    """One alert waiting in a micro-batch."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    oid: str
+    top_probability: float
+    features: NDArray[np.float32]
+
+
+@dataclass
+class _Retry:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, str | bytes | None]] | None
+    source: tuple[str, int, int, int | None]  # topic, partition, offset, timestamp
+    attempt: int
+    not_before: float
+
+
+@dataclass
+class Stats:
+    """Counts since start (also exported as metrics); read by the demo and by tests."""
+
+    consumed: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    acknowledged: int = 0
+    delivery_failures: int = 0
+    by_class: dict[str, int] = field(default_factory=dict)
+
+
+def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
+    """Load and verify the bundle of every configured top-level class."""
+    routes: dict[str, Route] = {}
+    survey = settings.model.survey
+    for top, scorer_kind in settings.model.scorers.items():
+        if top not in TOP_CLASSES:
+            raise SettingsError(f"model.scorers: unknown top-level class {top!r}")
+        path = settings.model.bundles_dir / bundle_dirname(survey, top, scorer_kind)
+        try:
+            bundle = load_bundle(path)
+        except BundleError as exc:
+            raise SettingsError(f"model for {survey}/{top} ({scorer_kind}): {exc}") from exc
+        if (bundle.manifest.survey, bundle.manifest.top_class) != (survey, top):
+            raise SettingsError(
+                f"{path} is a {bundle.manifest.survey}/{bundle.manifest.top_class} bundle"
+            )
+        routes[top] = Route(top, Scorer(bundle, device), FeatureAssembler(bundle.feature_names))
+    if not routes:
+        raise SettingsError("model.scorers is empty: nothing could be scored")
+    return routes
+
+
+def build_decoder(settings: Settings, survey: Survey) -> Decoder:
+    schema_file = settings.input.schema_file
+    schema = load_schema(schema_file) if schema_file else None
+    if schema is None and settings.input.format == "schemaless":
+        from fastavro import parse_schema
+
+        schema = parse_schema(survey.schema)
+    confluent = {i: load_schema(Path(p)) for i, p in settings.input.confluent_schemas.items()}
+    return make_decoder(settings.input.format, schema, confluent)
+
+
+class ScoringService:
+    """The service; ``run()`` blocks until ``stop()`` (signal-safe) or the idle limit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        on_ready: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.stats = Stats()
+        self._on_ready = on_ready or (lambda ready: None)
+        self.survey = get_survey(settings.model.survey)
+        self.device = resolve_device(settings.model.device)
+        self.routes = load_routes(settings, self.device)
+        for r in self.routes.values():
+            m = r.bundle.manifest
+            self.metrics.record_model(
+                m.survey, m.top_class, m.scorer, m.model_version, r.bundle.checksum
+            )
+        self.decode: Decoder = build_decoder(settings, self.survey)
+        self.encode: Encoder = make_encoder(
+            settings.output.format, settings.output.confluent_schema_id
+        )
+        self.batcher: MicroBatcher[Row] = MicroBatcher(
+            settings.batch.max_rows, settings.batch.max_delay_ms / 1000
+        )
+        self.tracker = OffsetTracker()
+        self._retries: deque[_Retry] = deque()
+        self._stopping = False
+        self._assigned: set[tuple[str, int]] = set()
+        self._batch_id = 0
+        self.consumer: Consumer
+        self.producer: Producer
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to drain, commit and return (safe from a signal handler)."""
+        self._stopping = True
+
+    def run(self, heartbeat: Callable[[], None] | None = None) -> Stats:
+        """Consume and score until stopped; then drain, commit and leave the group."""
+        s = self.settings
+        self.consumer = Consumer(
+            {
+                **consumer_config(s.kafka, s.input.group_id, s.input.auto_offset_reset),
+                "stats_cb": self.metrics.record_statistics,
+                "error_cb": self._client_error,
+            }
+        )
+        self.producer = Producer({**producer_config(s.kafka), "error_cb": self._client_error})
+        log.info(
+            "service_starting",
+            version=__version__,
+            topics=s.input.topics,
+            group_id=s.input.group_id,
+            output=s.output.topic,
+            dead_letter=s.output.dead_letter_topic,
+            device=str(self.device),
+            models={t: r.bundle.name for t, r in self.routes.items()},
+        )
+        self.consumer.subscribe(
+            s.input.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        last_commit = last_input = time.monotonic()
+        try:
+            while not self._stopping:
+                if heartbeat is not None:
+                    heartbeat()
+                wait = self.batcher.seconds_to_deadline()
+                timeout = 0.5 if wait is None else min(0.5, wait)
+                messages = self.consumer.consume(s.batch.max_rows, timeout)
+                if messages:
+                    last_input = time.monotonic()
+                for message in messages:
+                    self._handle(message)
+                for top, rows in self.batcher.due():
+                    self._score(top, rows)
+                self.producer.poll(0)
+                self._resend_due()
+                now = time.monotonic()
+                if now - last_commit >= s.commit_interval_ms / 1000:
+                    self._commit()
+                    last_commit = now
+                self.metrics.record_in_flight(self.tracker.in_flight())
+                if (
+                    s.stop_after_idle_s is not None
+                    and now - last_input >= s.stop_after_idle_s
+                    and self.tracker.in_flight() == 0
+                ):
+                    log.info("idle_stop", idle_s=round(now - last_input, 1))
+                    break
+        finally:
+            self._shutdown()
+        return self.stats
+
+    def _shutdown(self) -> None:
+        log.info(
+            "service_draining", open_rows=len(self.batcher), in_flight=self.tracker.in_flight()
+        )
+        self._finish_in_flight()
+        self._commit()
+        self.consumer.close()  # leaves the group: partitions move on at once
+        self.producer.flush(5)
+        del self.producer  # frees librdkafka's threads and connections now
+        self._on_ready(False)
+        log.info(
+            "service_stopped",
+            consumed=self.stats.consumed,
+            scored=self.stats.scored,
+            dead_lettered=self.stats.dead_lettered,
+            acknowledged=self.stats.acknowledged,
+            left_in_flight=self.tracker.in_flight(),
+        )
+
+    def _finish_in_flight(self, partitions: set[tuple[str, int]] | None = None) -> None:
+        """Score open batches and wait (bounded) for the acknowledgements of ``partitions``."""
+        for top, rows in self.batcher.drain():
+            self._score(top, rows)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+
+        def pending() -> int:
+            if partitions is None:
+                return self.tracker.in_flight()
+            return sum(self.tracker.in_flight(tp) for tp in partitions)
+
+        while pending() and time.monotonic() < deadline:
+            self.producer.poll(0.1)
+            self._resend_due()
+        if pending():
+            log.warning("drain_timeout", unacknowledged=pending(), timeout_s=DRAIN_TIMEOUT_S)
+
+    # -- rebalancing -----------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {(p.topic, p.partition) for p in partitions}
+        self.metrics.record_rebalance("assign")
+        self._on_ready(True)
+        log.info(
+            "partitions_assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions]
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self.metrics.record_rebalance("revoke")
+        log.info("partitions_revoked", partitions=sorted(f"{t}[{p}]" for t, p in revoked))
+        self._finish_in_flight(revoked)
+        self._commit(only=revoked)
+        self._forget(revoked)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lost = {(p.topic, p.partition) for p in partitions}
+        self.metrics.record_rebalance("lost")
+        log.warning("partitions_lost", partitions=sorted(f"{t}[{p}]" for t, p in lost))
+        self._forget(lost)
+
+    def _forget(self, partitions: set[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self.tracker.forget(tp)
+            self.metrics.forget_partition(*tp)
+        self._assigned -= partitions
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def _client_error(self, error: KafkaError) -> None:
+        log.warning("kafka_error", error=str(error), fatal=error.fatal())
+        if error.fatal():
+            raise KafkaServiceError(f"fatal Kafka client error: {error}")
+
+    def _handle(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaServiceError(f"fatal consumer error: {error}")
+            log.warning("consume_error", error=str(error))
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None
+        assert partition is not None
+        assert offset is not None
+        ts_type, ts = message.timestamp()
+        timestamp = ts if ts_type != 0 and ts >= 0 else None  # 0: TIMESTAMP_NOT_AVAILABLE
+        self.stats.consumed += 1
+        self.metrics.record_consumed(topic)
+        self.tracker.register((topic, partition), offset, outputs=1)
+        started = time.perf_counter()
+        try:
+            rows = self._rows(message.value(), topic, partition, offset, timestamp)
+        except InputError as exc:
+            self._dead_letter(message, exc, timestamp)
+            return
+        finally:
+            self.metrics.record_stage("decode", time.perf_counter() - started)
+        self.tracker.set_outputs((topic, partition), offset, len(rows))
+        for top, row in rows:
+            full = self.batcher.add(top, row)
+            if full is not None:
+                self._score(top, full)
+
+    def _rows(
+        self, value: bytes | None, topic: str, partition: int, offset: int, timestamp: int | None
+    ) -> list[tuple[str, Row]]:
+        """Decode, parse, route and assemble every record of a message (all or nothing)."""
+        rows = []
+        for record in self.decode(value or b""):
+            alert = self.survey.parse(record)
+            top, probability = route(alert)
+            target = self.routes.get(top)
+            if target is None:
+                raise InputError(
+                    "unknown_class",
+                    f"most probable top-level class {top!r} has no model "
+                    f"(models: {', '.join(self.routes)})",
+                )
+            features = target.assembler.row(alert.features)
+            rows.append(
+                (top, Row(topic, partition, offset, timestamp, alert.oid, probability, features))
+            )
+        return rows
+
+    # -- scoring and producing -------------------------------------------------------------
+
+    def _score(self, top: str, rows: list[Row]) -> None:
+        target = self.routes[top]
+        self._batch_id += 1
+        bound = log.bind(batch_id=self._batch_id, top_class=top, rows=len(rows))
+        started = time.perf_counter()
+        scores = target.scorer.score(np.stack([r.features for r in rows]))
+        inference = time.perf_counter() - started
+        manifest = target.bundle.manifest
+        self.metrics.record_stage("score", inference)
+        self.metrics.record_batch(
+            self.survey.name,
+            top,
+            manifest.scorer,
+            self.device.type,
+            inference,
+            scores.raw,
+            scores.percentile,
+        )
+        if self.device.type == "cuda":
+            self.metrics.record_device_memory(
+                str(self.device), torch.cuda.memory_allocated(self.device)
+            )
+        scored_at = int(datetime.now(UTC).timestamp() * 1000)
+        started = time.perf_counter()
+        encoded = []
+        for row, raw, pct, nearest in zip(
+            rows, scores.raw.tolist(), scores.percentile.tolist(), scores.nearest, strict=True
+        ):
+            record: dict[str, Any] = {
+                "oid": row.oid,
+                "survey": self.survey.name,
+                "top_class": top,
+                "top_class_probability": row.top_probability,
+                "scorer": manifest.scorer,
+                "score": raw,
+                "percentile": pct,
+                "nearest_subclass": nearest,
+                "model_version": manifest.model_version,
+                "model_checksum": target.bundle.checksum,
+                "scored_at": scored_at,
+                "source_topic": row.topic,
+                "source_partition": row.partition,
+                "source_offset": row.offset,
+                "source_timestamp": row.timestamp_ms,
+                "service_version": __version__,
+            }
+            encoded.append((row, self.encode(record)))
+        self.metrics.record_stage("encode", time.perf_counter() - started)
+        started = time.perf_counter()
+        for row, value in encoded:
+            self._produce(
+                self.settings.output.topic,
+                row.oid.encode(),
+                value,
+                None,
+                (row.topic, row.partition, row.offset, row.timestamp_ms),
+            )
+        self.metrics.record_stage("produce", time.perf_counter() - started)
+        self.stats.scored += len(rows)
+        self.stats.by_class[top] = self.stats.by_class.get(top, 0) + len(rows)
+        bound.debug("batch_scored", seconds=round(inference, 6))
+
+    def _dead_letter(self, message: Message, error: InputError, timestamp: int | None) -> None:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None
+        assert partition is not None
+        assert offset is not None
+        headers: list[tuple[str, str | bytes | None]] = [
+            (f"{HEADER_PREFIX}error", error.reason.encode()),
+            (f"{HEADER_PREFIX}error_message", str(error).encode()),
+            (f"{HEADER_PREFIX}source_topic", topic.encode()),
+            (f"{HEADER_PREFIX}source_partition", str(partition).encode()),
+            (f"{HEADER_PREFIX}source_offset", str(offset).encode()),
+            (f"{HEADER_PREFIX}source_timestamp", str(timestamp or "").encode()),
+            (f"{HEADER_PREFIX}service_version", __version__.encode()),
+        ]
+        original = message.headers() or []  # keep the original headers too
+        headers += [(h[0], h[1] if isinstance(h[1], bytes) else b"") for h in original]
+        log.warning(
+            "dead_letter",
+            reason=error.reason,
+            error=str(error),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )
+        self.stats.dead_lettered += 1
+        self.metrics.record_dead_letter(error.reason)
+        self.tracker.set_outputs((topic, partition), offset, 1)
+        self._produce(
+            self.settings.output.dead_letter_topic,
+            message.key(),
+            message.value() or b"",
+            headers,
+            (topic, partition, offset, timestamp),
+        )
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]] | None,
+        source: tuple[str, int, int, int | None],
+        attempt: int = 0,
+    ) -> None:
+        def delivered(error: KafkaError | None, _: Message) -> None:
+            if error is None:
+                self.stats.acknowledged += 1
+                self.metrics.record_delivered(topic, source[3])
+                self.tracker.acknowledge((source[0], source[1]), source[2])
+                return
+            backoff = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+            self.stats.delivery_failures += 1
+            self.metrics.record_delivery_failure(topic)
+            log.warning(
+                "delivery_failed",
+                error=str(error),
+                topic=topic,
+                source_topic=source[0],
+                source_partition=source[1],
+                source_offset=source[2],
+                retry_in_s=backoff,
+                attempt=attempt + 1,
+            )
+            self._retries.append(
+                _Retry(topic, key, value, headers, source, attempt + 1, time.monotonic() + backoff)
+            )
+
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=delivered
+                )
+                return
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                self.producer.poll(0.1)
+            except KafkaException as exc:
+                raise KafkaServiceError(
+                    f"cannot produce: {exc}", topic=source[0], partition=source[1], offset=source[2]
+                ) from exc
+
+    def _resend_due(self) -> None:
+        now = time.monotonic()
+        for _ in range(len(self._retries)):
+            retry = self._retries.popleft()
+            if retry.not_before > now:
+                self._retries.append(retry)
+                continue
+            self._produce(
+                retry.topic, retry.key, retry.value, retry.headers, retry.source, retry.attempt
+            )
+
+    # -- committing ------------------------------------------------------------------------
+
+    def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
+        positions = {
+            tp: pos for tp, pos in self.tracker.committable().items() if only is None or tp in only
+        }
+        if not positions:
+            return
+        started = time.perf_counter()
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, pos) for (t, p), pos in positions.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            self.metrics.record_commit(False, time.perf_counter() - started)
+            log.warning("commit_failed", error=str(exc), positions=_fmt(positions))
+            return
+        self.metrics.record_commit(True, time.perf_counter() - started)
+        self.tracker.mark_committed(positions)
+        log.debug("committed", positions=_fmt(positions))
+
+
+def _fmt(positions: dict[tuple[str, int], int]) -> dict[str, int]:
+    return {f"{t}[{p}]": pos for (t, p), pos in sorted(positions.items())}

@@ -107,6 +107,14 @@ class Stats:
     acknowledged: int = 0
     delivery_failures: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
+    first_consumed_at: float | None = None  # time.monotonic()
+    last_acknowledged_at: float | None = None
+
+    def throughput(self) -> float:
+        """Acknowledged outputs per second, from the first message consumed to the last ack."""
+        if self.first_consumed_at is None or self.last_acknowledged_at is None:
+            return 0.0
+        return self.acknowledged / max(1e-9, self.last_acknowledged_at - self.first_consumed_at)
 
 
 def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
@@ -330,6 +338,8 @@ class ScoringService:
         ts_type, ts = message.timestamp()
         timestamp = ts if ts_type != 0 and ts >= 0 else None  # 0: TIMESTAMP_NOT_AVAILABLE
         self.stats.consumed += 1
+        if self.stats.first_consumed_at is None:
+            self.stats.first_consumed_at = time.monotonic()
         self.metrics.record_consumed(topic)
         self.tracker.register((topic, partition), offset, outputs=1)
         started = time.perf_counter()
@@ -478,6 +488,7 @@ class ScoringService:
         def delivered(error: KafkaError | None, _: Message) -> None:
             if error is None:
                 self.stats.acknowledged += 1
+                self.stats.last_acknowledged_at = time.monotonic()
                 self.metrics.record_delivered(topic, source[3])
                 self.tracker.acknowledge((source[0], source[1]), source[2])
                 return

@@ -95,6 +95,9 @@ def route(alert: Alert) -> tuple[str, float]:
     return best, best_p
 
 
+_NUMBERS = frozenset((int, float, bool))
+
+
 class FeatureAssembler:
     """Writes alerts' features into rows of a float32 matrix in a bundle's feature order.
 
@@ -106,14 +109,20 @@ class FeatureAssembler:
         self.feature_names = feature_names
 
     def row(self, features: Mapping[str, Any]) -> NDArray[np.float32]:
-        out = np.full(len(self.feature_names), np.nan, dtype=np.float32)
-        for j, name in enumerate(self.feature_names):
-            value = features.get(name)
-            if value is None:
-                continue
-            if not isinstance(value, int | float):
-                raise InputError("invalid_record", f"feature {name!r} is not a number: {value!r}")
-            if math.isinf(value):
-                raise InputError("non_finite_feature", f"feature {name!r} is {value}")
-            out[j] = value
-        return out
+        values = [features.get(name) for name in self.feature_names]
+        if not all(v is None or type(v) in _NUMBERS for v in values):
+            name, value = next(
+                (n, v)
+                for n, v in zip(self.feature_names, values, strict=True)
+                if v is not None and type(v) not in _NUMBERS
+            )
+            raise InputError("invalid_record", f"feature {name!r} is not a number: {value!r}")
+        # numpy maps None to NaN and booleans to 0/1; beyond float32's range becomes inf
+        row = np.array(values, dtype=np.float64).astype(np.float32)
+        infinite = np.isinf(row)
+        if infinite.any():
+            j = int(np.argmax(infinite))
+            raise InputError(
+                "non_finite_feature", f"feature {self.feature_names[j]!r} is {values[j]}"
+            )
+        return row

@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"scored {stats.scored} alerts, dead-lettered {stats.dead_lettered} "
-        f"({', '.join(reasons)}) in {result.seconds:.1f} s "
-        f"({stats.consumed / result.seconds:,.0f} messages/s including the consumer-group join)"
+        f"({', '.join(reasons)}): {stats.throughput():,.0f} messages/s from the first message "
+        f"consumed to the last acknowledged ({result.seconds:.1f} s including the consumer-group "
+        "join)"
     )
     if result.metrics_url:
         print(f"metrics were served at {result.metrics_url} while the service ran")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.simulate.alerts import write_avro
-from models.simulate.dataset import SimulationConfig, simulate, write_lightcurves
-from models.table import write_table
+from models.exceptions import ConfigurationError
 from models.taxonomy import ALL_SUBCLASSES
 from service.commands.args import comma_list, default_jobs, non_negative_int, positive_int
 
@@ -48,6 +46,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the simulator needs the 'sim' extra, which the service does not.
+    try:
+        from models.simulate.alerts import write_avro
+        from models.simulate.dataset import SimulationConfig, simulate, write_lightcurves
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"alert-anomaly simulate needs the 'sim' extra (pip install 'alert-anomaly[sim]'): "
+            f"{exc}"
+        ) from exc
+    from models.table import write_table
+
     config = SimulationConfig(
         n_objects=args.n,
         seed=args.seed,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
@@ -118,14 +119,25 @@ def _feature_names(arrow: pa.Table, meta: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+def _read_csv(path: Path) -> pa.Table:
+    """A CSV table with the Parquet layout's columns; numeric columns become float64."""
+    arrow = pa_csv.read_csv(path)
+    for i, column in enumerate(arrow.schema):
+        if column.name not in LABEL_COLUMNS and pa.types.is_integer(column.type):
+            arrow = arrow.set_column(i, column.name, arrow.column(i).cast(pa.float64()))
+    return arrow
+
+
 def read_table(path: Path) -> AlertTable:
-    """Read a feature table; raise DataError with the reason when it is unusable."""
+    """Read a feature table (Parquet, or CSV with the same columns); raise DataError with the
+    reason when it is unusable."""
     if not path.is_file():
         raise DataError(f"feature table {path} does not exist")
+    kind = "CSV" if path.suffix.lower() == ".csv" else "Parquet"
     try:
-        arrow = pq.read_table(path)
+        arrow = _read_csv(path) if kind == "CSV" else pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"cannot read {path} as Parquet: {exc}") from exc
+        raise DataError(f"cannot read {path} as {kind}: {exc}") from exc
     raw_meta = (arrow.schema.metadata or {}).get(METADATA_KEY)
     meta: dict[str, Any] = json.loads(raw_meta) if raw_meta else {}
     names = _feature_names(arrow, meta)

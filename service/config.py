@@ -8,6 +8,7 @@ rejected in every source; everything is validated at start-up and reported as on
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -112,7 +113,9 @@ class KafkaSettings(_Section):
 class InputSettings(_Section):
     """What to consume and how to decode it."""
 
-    topics: list[str] = Field(default_factory=list, description="topics to consume (required)")
+    topics: list[str] = Field(
+        default_factory=list, description="topics to consume (required by `run`)"
+    )
     format: InputFormat = Field(
         "schemaless",
         description="schemaless Avro (ALeRCE's producers), container (Avro object container, "
@@ -161,7 +164,7 @@ class ModelSettings(_Section):
     survey: str = Field("ztf", description="survey adapter: ztf or lsst")
     bundles_dir: Path = Field(
         default_factory=bundles_dir,
-        description="bundle root holding <survey>/<class>-<scorer>/ (default: shipped bundles)",
+        description="bundle root holding `<survey>/<class>-<scorer>/` bundle directories",
     )
     scorers: dict[str, ScorerKind] = Field(
         default_factory=lambda: dict(DEFAULT_SCORERS),
@@ -200,15 +203,6 @@ class Settings(BaseSettings):
     stop_after_idle_s: float | None = Field(
         None, gt=0, description="exit after this long without input (batch jobs); default never"
     )
-
-    @model_validator(mode="after")
-    def _has_topics(self) -> Settings:
-        if not self.input.topics:
-            raise ValueError(
-                "no input topics: set --topic, [input] topics in the config file or "
-                f"{ENV_PREFIX}INPUT__TOPICS (a JSON list)"
-            )
-        return self
 
     @classmethod
     def settings_customise_sources(
@@ -278,3 +272,41 @@ def load_settings(
         raise SettingsError(str(exc)) from None
     finally:
         _FILE_VALUES.reset(token)
+
+
+def reference_markdown() -> str:
+    """The configuration reference table of the README, generated from the fields above."""
+    lines = [
+        "| setting | environment variable | default | description |",
+        "|---|---|---|---|",
+    ]
+
+    def add(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, _Section):
+                add(annotation, f"{prefix}{name}.")
+                continue
+            key = f"{prefix}{name}"
+            env = ENV_PREFIX + key.replace(".", "__").upper()
+            if info.default_factory is not None:
+                default: Any = info.default_factory()  # type: ignore[call-arg]
+            else:
+                default = info.default
+            shown = "(shipped bundles)" if name == "bundles_dir" else json_default(default)
+            description = (info.description or "").replace("|", "\\|")
+            lines.append(f"| `{key}` | `{env}` | {shown} | {description} |")
+
+    add(Settings, "")
+    return "\n".join(lines) + "\n"
+
+
+def json_default(value: Any) -> str:
+    """A default value as shown in the reference table."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return f"`{value}`"
+    if isinstance(value, dict | list):
+        return f"`{json.dumps(value)}`" if value else "-"
+    return f"`{value}`"

@@ -52,9 +52,11 @@ class EmbeddedBroker:
         storage: str = "memory://tansu/",
         log_file: Path | None = None,
         env: dict[str, str] | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.advertised_port = advertised_port or self.port  # e.g. a proxy in front
         self.storage = storage
         self.log_file = log_file
         self.env = env
@@ -62,17 +64,16 @@ class EmbeddedBroker:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.advertised_port}"
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
-        url = f"tcp://{self.host}:{self.port}"
         command = [
             broker_binary(),
             "broker",
             "--listener-url",
-            url,
+            f"tcp://{self.host}:{self.port}",
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.host}:{self.advertised_port}",
             "--storage-engine",
             self.storage,
         ]
@@ -90,7 +91,7 @@ class EmbeddedBroker:
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": "0"})
+        admin = AdminClient({"bootstrap.servers": f"{self.host}:{self.port}", "log_level": "0"})
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise KafkaServiceError(

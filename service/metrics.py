@@ -208,9 +208,10 @@ class Metrics:
         self.rebalances.labels(event).inc()
 
     @_never_raises
-    def record_commit(self, ok: bool, seconds: float) -> None:
+    def record_commit(self, ok: bool, seconds: float | None = None) -> None:
         (self.commits if ok else self.commit_failures).inc()
-        self.stage_seconds.labels("commit").observe(seconds)
+        if seconds is not None:
+            self.stage_seconds.labels("commit").observe(seconds)
 
     @_never_raises
     def record_in_flight(self, n: int) -> None:

@@ -55,7 +55,10 @@ class OffsetTracker:
         return {tp: pos for tp, pos in self._position.items() if self._committed.get(tp) != pos}
 
     def mark_committed(self, positions: dict[TopicPartition, int]) -> None:
-        self._committed.update(positions)
+        """Record committed positions (an older, late-confirmed one never moves them back)."""
+        for tp, pos in positions.items():
+            if tp in self._position and pos > self._committed.get(tp, -1):
+                self._committed[tp] = pos
 
     def in_flight(self, tp: TopicPartition | None = None) -> int:
         """Messages registered but not fully acknowledged (of one partition, or all)."""

@@ -22,11 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import structlog
 import torch
 from confluent_kafka import (
@@ -37,53 +33,21 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from numpy.typing import NDArray
 
-from models.bundle import Bundle, bundle_dirname, load_bundle
-from models.exceptions import BundleError
-from models.scoring import Scorer, resolve_device
-from models.taxonomy import TOP_CLASSES
 from service import __version__
 from service.batching import MicroBatcher
-from service.codec import Decoder, Encoder, load_schema, make_decoder, make_encoder
-from service.config import Settings
+from service.codec import Encoder, make_encoder
+from service.config import ENV_PREFIX, Settings
 from service.exceptions import InputError, KafkaServiceError, SettingsError
 from service.kafka import consumer_config, producer_config
 from service.metrics import Metrics
 from service.offsets import OffsetTracker
-from service.surveys import FeatureAssembler, Survey, get_survey, route
+from service.processing import AlertProcessor, Headers, Row, Source, dead_letter_headers
 
 log = structlog.get_logger(__name__)
 
-HEADER_PREFIX = "alert_anomaly."
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 DRAIN_TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True)
-class Route:
-    """The model of one top-level class."""
-
-    top_class: str
-    scorer: Scorer
-    assembler: FeatureAssembler
-
-    @property
-    def bundle(self) -> Bundle:
-        return self.scorer.bundle
-
-
-@dataclass(frozen=True)
-class Row:
-    """One alert waiting in a micro-batch."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    oid: str
-    top_probability: float
-    features: NDArray[np.float32]
 
 
 @dataclass
@@ -91,7 +55,7 @@ class _Retry:
     topic: str
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, str | bytes | None]] | None
+    headers: Headers | None
     source: tuple[str, int, int, int | None]  # topic, partition, offset, timestamp
     attempt: int
     not_before: float
@@ -117,39 +81,6 @@ class Stats:
         return self.acknowledged / max(1e-9, self.last_acknowledged_at - self.first_consumed_at)
 
 
-def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
-    """Load and verify the bundle of every configured top-level class."""
-    routes: dict[str, Route] = {}
-    survey = settings.model.survey
-    for top, scorer_kind in settings.model.scorers.items():
-        if top not in TOP_CLASSES:
-            raise SettingsError(f"model.scorers: unknown top-level class {top!r}")
-        path = settings.model.bundles_dir / bundle_dirname(survey, top, scorer_kind)
-        try:
-            bundle = load_bundle(path)
-        except BundleError as exc:
-            raise SettingsError(f"model for {survey}/{top} ({scorer_kind}): {exc}") from exc
-        if (bundle.manifest.survey, bundle.manifest.top_class) != (survey, top):
-            raise SettingsError(
-                f"{path} is a {bundle.manifest.survey}/{bundle.manifest.top_class} bundle"
-            )
-        routes[top] = Route(top, Scorer(bundle, device), FeatureAssembler(bundle.feature_names))
-    if not routes:
-        raise SettingsError("model.scorers is empty: nothing could be scored")
-    return routes
-
-
-def build_decoder(settings: Settings, survey: Survey) -> Decoder:
-    schema_file = settings.input.schema_file
-    schema = load_schema(schema_file) if schema_file else None
-    if schema is None and settings.input.format == "schemaless":
-        from fastavro import parse_schema
-
-        schema = parse_schema(survey.schema)
-    confluent = {i: load_schema(Path(p)) for i, p in settings.input.confluent_schemas.items()}
-    return make_decoder(settings.input.format, schema, confluent)
-
-
 class ScoringService:
     """The service; ``run()`` blocks until ``stop()`` (signal-safe) or the idle limit."""
 
@@ -163,15 +94,20 @@ class ScoringService:
         self.metrics = metrics or Metrics()
         self.stats = Stats()
         self._on_ready = on_ready or (lambda ready: None)
-        self.survey = get_survey(settings.model.survey)
-        self.device = resolve_device(settings.model.device)
-        self.routes = load_routes(settings, self.device)
+        if not settings.input.topics:
+            raise SettingsError(
+                "invalid settings: no input topics: set --topic, [input] topics in the config "
+                f"file or {ENV_PREFIX}INPUT__TOPICS (a JSON list)"
+            )
+        self.processor = AlertProcessor(settings)
+        self.survey = self.processor.survey
+        self.device = self.processor.device
+        self.routes = self.processor.routes
         for r in self.routes.values():
             m = r.bundle.manifest
             self.metrics.record_model(
                 m.survey, m.top_class, m.scorer, m.model_version, r.bundle.checksum
             )
-        self.decode: Decoder = build_decoder(settings, self.survey)
         self.encode: Encoder = make_encoder(
             settings.output.format, settings.output.confluent_schema_id
         )
@@ -200,6 +136,7 @@ class ScoringService:
                 **consumer_config(s.kafka, s.input.group_id, s.input.auto_offset_reset),
                 "stats_cb": self.metrics.record_statistics,
                 "error_cb": self._client_error,
+                "on_commit": self._committed,
             }
         )
         self.producer = Producer({**producer_config(s.kafka), "error_cb": self._client_error})
@@ -237,7 +174,7 @@ class ScoringService:
                 self._resend_due()
                 now = time.monotonic()
                 if now - last_commit >= s.commit_interval_ms / 1000:
-                    self._commit()
+                    self._commit(wait=False)
                     last_commit = now
                 self.metrics.record_in_flight(self.tracker.in_flight())
                 if (
@@ -344,7 +281,7 @@ class ScoringService:
         self.tracker.register((topic, partition), offset, outputs=1)
         started = time.perf_counter()
         try:
-            rows = self._rows(message.value(), topic, partition, offset, timestamp)
+            rows = self.processor.rows(message.value(), Source(topic, partition, offset, timestamp))
         except InputError as exc:
             self._dead_letter(message, exc, timestamp)
             return
@@ -356,107 +293,58 @@ class ScoringService:
             if full is not None:
                 self._score(top, full)
 
-    def _rows(
-        self, value: bytes | None, topic: str, partition: int, offset: int, timestamp: int | None
-    ) -> list[tuple[str, Row]]:
-        """Decode, parse, route and assemble every record of a message (all or nothing)."""
-        rows = []
-        for record in self.decode(value or b""):
-            alert = self.survey.parse(record)
-            top, probability = route(alert)
-            target = self.routes.get(top)
-            if target is None:
-                raise InputError(
-                    "unknown_class",
-                    f"most probable top-level class {top!r} has no model "
-                    f"(models: {', '.join(self.routes)})",
-                )
-            features = target.assembler.row(alert.features)
-            rows.append(
-                (top, Row(topic, partition, offset, timestamp, alert.oid, probability, features))
-            )
-        return rows
-
     # -- scoring and producing -------------------------------------------------------------
 
     def _score(self, top: str, rows: list[Row]) -> None:
-        target = self.routes[top]
         self._batch_id += 1
-        bound = log.bind(batch_id=self._batch_id, top_class=top, rows=len(rows))
-        started = time.perf_counter()
-        scores = target.scorer.score(np.stack([r.features for r in rows]))
-        inference = time.perf_counter() - started
-        manifest = target.bundle.manifest
-        self.metrics.record_stage("score", inference)
+        batch = self.processor.score(top, rows)
+        manifest = self.routes[top].bundle.manifest
+        self.metrics.record_stage("score", batch.seconds)
         self.metrics.record_batch(
             self.survey.name,
             top,
             manifest.scorer,
             self.device.type,
-            inference,
-            scores.raw,
-            scores.percentile,
+            batch.seconds,
+            batch.scores.raw,
+            batch.scores.percentile,
         )
         if self.device.type == "cuda":
             self.metrics.record_device_memory(
                 str(self.device), torch.cuda.memory_allocated(self.device)
             )
-        scored_at = int(datetime.now(UTC).timestamp() * 1000)
         started = time.perf_counter()
-        encoded = []
-        for row, raw, pct, nearest in zip(
-            rows, scores.raw.tolist(), scores.percentile.tolist(), scores.nearest, strict=True
-        ):
-            record: dict[str, Any] = {
-                "oid": row.oid,
-                "survey": self.survey.name,
-                "top_class": top,
-                "top_class_probability": row.top_probability,
-                "scorer": manifest.scorer,
-                "score": raw,
-                "percentile": pct,
-                "nearest_subclass": nearest,
-                "model_version": manifest.model_version,
-                "model_checksum": target.bundle.checksum,
-                "scored_at": scored_at,
-                "source_topic": row.topic,
-                "source_partition": row.partition,
-                "source_offset": row.offset,
-                "source_timestamp": row.timestamp_ms,
-                "service_version": __version__,
-            }
-            encoded.append((row, self.encode(record)))
+        encoded = [self.encode(record) for record in batch.records]
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
-        for row, value in encoded:
+        for row, value in zip(rows, encoded, strict=True):
+            src = row.source
             self._produce(
                 self.settings.output.topic,
                 row.oid.encode(),
                 value,
                 None,
-                (row.topic, row.partition, row.offset, row.timestamp_ms),
+                (src.topic, src.partition, src.offset, src.timestamp_ms),
             )
         self.metrics.record_stage("produce", time.perf_counter() - started)
         self.stats.scored += len(rows)
         self.stats.by_class[top] = self.stats.by_class.get(top, 0) + len(rows)
-        bound.debug("batch_scored", seconds=round(inference, 6))
+        log.debug(
+            "batch_scored",
+            batch_id=self._batch_id,
+            top_class=top,
+            rows=len(rows),
+            seconds=round(batch.seconds, 6),
+        )
 
     def _dead_letter(self, message: Message, error: InputError, timestamp: int | None) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         assert topic is not None
         assert partition is not None
         assert offset is not None
-        headers: list[tuple[str, str | bytes | None]] = [
-            (f"{HEADER_PREFIX}error", error.reason.encode()),
-            (f"{HEADER_PREFIX}error_message", str(error).encode()),
-            (f"{HEADER_PREFIX}source_topic", topic.encode()),
-            (f"{HEADER_PREFIX}source_partition", str(partition).encode()),
-            (f"{HEADER_PREFIX}source_offset", str(offset).encode()),
-            (f"{HEADER_PREFIX}source_timestamp", str(timestamp or "").encode()),
-            (f"{HEADER_PREFIX}service_version", __version__.encode()),
-        ]
-        original = message.headers() or []  # keep the original headers too
-        headers += [(h[0], h[1] if isinstance(h[1], bytes) else b"") for h in original]
+        headers = dead_letter_headers(
+            Source(topic, partition, offset, timestamp), error, message.headers()
+        )
         log.warning(
             "dead_letter",
             reason=error.reason,
@@ -481,7 +369,7 @@ class ScoringService:
         topic: str,
         key: bytes | None,
         value: bytes,
-        headers: list[tuple[str, str | bytes | None]] | None,
+        headers: Headers | None,
         source: tuple[str, int, int, int | None],
         attempt: int = 0,
     ) -> None:
@@ -535,23 +423,37 @@ class ScoringService:
 
     # -- committing ------------------------------------------------------------------------
 
-    def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
+    def _commit(self, only: set[tuple[str, int]] | None = None, wait: bool = True) -> None:
+        """Commit acknowledged positions. Periodic commits do not wait (an outage must not
+        block the loop; the callback records the result and failures are retried at the next
+        interval); revocation and shutdown wait for the result."""
         positions = {
             tp: pos for tp, pos in self.tracker.committable().items() if only is None or tp in only
         }
         if not positions:
             return
+        offsets = [TopicPartition(t, p, pos) for (t, p), pos in positions.items()]
+        if not wait:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+            return
         started = time.perf_counter()
         try:
-            self.consumer.commit(
-                offsets=[TopicPartition(t, p, pos) for (t, p), pos in positions.items()],
-                asynchronous=False,
-            )
+            self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             self.metrics.record_commit(False, time.perf_counter() - started)
             log.warning("commit_failed", error=str(exc), positions=_fmt(positions))
             return
-        self.metrics.record_commit(True, time.perf_counter() - started)
+        self.metrics.record_stage("commit", time.perf_counter() - started)
+        self.tracker.mark_committed(positions)  # counted by _committed when its callback runs
+
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Result of an asynchronous commit (served by consume())."""
+        positions = {(p.topic, p.partition): p.offset for p in partitions if p.error is None}
+        if error is not None or len(positions) < len(partitions):
+            self.metrics.record_commit(False)
+            log.warning("commit_failed", error=str(error), positions=_fmt(positions))
+            return
+        self.metrics.record_commit(True)
         self.tracker.mark_committed(positions)
         log.debug("committed", positions=_fmt(positions))
 

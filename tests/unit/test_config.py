@@ -56,7 +56,6 @@ def test_precedence_overrides_then_environment_then_file(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({}, "invalid settings: no input topics"),
         ({**TOPICS, "batch": {"max_rows": 0}}, "invalid setting batch.max_rows: Input should be"),
         ({**TOPICS, "batch": {"max_row": 5}}, "invalid setting batch.max_row: unknown setting"),
         ({**TOPICS, "colour": "red"}, "invalid setting colour: unknown setting"),

@@ -1,0 +1,192 @@
+"""Decoding, routing and scoring of alerts, without I/O: the one code path shared by the live
+service (``service.pipeline``), replays and offline scoring (``service.replay``).
+
+A message (or a file, or a table row) becomes :class:`Row` s - one per record, routed to the
+top-level class with the highest probability and holding the float32 features in that class's
+bundle order - and a batch of rows of one class becomes anomaly-score records
+(``schemas/anomaly-score/1.0``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fastavro import parse_schema
+from numpy.typing import NDArray
+
+from models.bundle import Bundle, bundle_dirname, load_bundle
+from models.exceptions import BundleError
+from models.scoring import Scorer, Scores, resolve_device
+from models.taxonomy import TOP_CLASSES
+from service import __version__
+from service.codec import Decoder, load_schema, make_decoder
+from service.config import Settings
+from service.exceptions import InputError, SettingsError
+from service.surveys import FeatureAssembler, Survey, get_survey, route
+
+
+@dataclass(frozen=True)
+class Route:
+    """The model of one top-level class."""
+
+    top_class: str
+    scorer: Scorer
+    assembler: FeatureAssembler
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.scorer.bundle
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an input came from: a topic position, or a file (``file:<name>``, partition 0,
+    offset = record index)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One routed alert, ready for a micro-batch."""
+
+    source: Source
+    oid: str
+    top_probability: float
+    features: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    records: list[dict[str, Any]]  # anomaly-score records, in row order
+    scores: Scores
+    seconds: float  # inference time
+
+
+HEADER_PREFIX = "alert_anomaly."
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def dead_letter_headers(
+    source: Source, error: InputError, original: Headers | dict[str, Any] | None = None
+) -> Headers:
+    """Headers of a dead letter: the reason, the error, the lineage, the service version, then
+    the original message's own headers."""
+    headers: Headers = [
+        (f"{HEADER_PREFIX}error", error.reason.encode()),
+        (f"{HEADER_PREFIX}error_message", str(error).encode()),
+        (f"{HEADER_PREFIX}source_topic", source.topic.encode()),
+        (f"{HEADER_PREFIX}source_partition", str(source.partition).encode()),
+        (f"{HEADER_PREFIX}source_offset", str(source.offset).encode()),
+        (f"{HEADER_PREFIX}source_timestamp", str(source.timestamp_ms or "").encode()),
+        (f"{HEADER_PREFIX}service_version", __version__.encode()),
+    ]
+    if isinstance(original, dict):
+        return headers + list(original.items())
+    return headers + list(original or [])
+
+
+def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
+    """Load and verify the bundle of every configured top-level class."""
+    routes: dict[str, Route] = {}
+    survey = settings.model.survey
+    for top, scorer_kind in settings.model.scorers.items():
+        if top not in TOP_CLASSES:
+            raise SettingsError(f"model.scorers: unknown top-level class {top!r}")
+        path = settings.model.bundles_dir / bundle_dirname(survey, top, scorer_kind)
+        try:
+            bundle = load_bundle(path)
+        except BundleError as exc:
+            raise SettingsError(f"model for {survey}/{top} ({scorer_kind}): {exc}") from exc
+        if (bundle.manifest.survey, bundle.manifest.top_class) != (survey, top):
+            raise SettingsError(
+                f"{path} is a {bundle.manifest.survey}/{bundle.manifest.top_class} bundle"
+            )
+        routes[top] = Route(top, Scorer(bundle, device), FeatureAssembler(bundle.feature_names))
+    if not routes:
+        raise SettingsError("model.scorers is empty: nothing could be scored")
+    return routes
+
+
+def build_decoder(settings: Settings, survey: Survey) -> Decoder:
+    """The decoder of the configured input format (the survey's schema by default)."""
+    schema_file = settings.input.schema_file
+    schema = load_schema(schema_file) if schema_file else None
+    if schema is None and settings.input.format == "schemaless":
+        schema = parse_schema(survey.schema)
+    confluent = {i: load_schema(Path(p)) for i, p in settings.input.confluent_schemas.items()}
+    return make_decoder(settings.input.format, schema, confluent)
+
+
+class AlertProcessor:
+    """Everything between message bytes and anomaly-score records."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.survey = get_survey(settings.model.survey)
+        self.device = resolve_device(settings.model.device)
+        self.routes = load_routes(settings, self.device)
+        self.decode = build_decoder(settings, self.survey)
+
+    def rows(self, value: bytes | None, source: Source) -> list[tuple[str, Row]]:
+        """Decode a message and route its records (all or nothing: InputError)."""
+        return self.rows_from_records(self.decode(value or b""), source)
+
+    def rows_from_records(self, records: Iterable[Any], source: Source) -> list[tuple[str, Row]]:
+        """Parse and route decoded records; returns (top-level class, row) pairs."""
+        rows = []
+        for record in records:
+            alert = self.survey.parse(record)
+            top, probability = route(alert)
+            target = self.routes.get(top)
+            if target is None:
+                raise InputError(
+                    "unknown_class",
+                    f"most probable top-level class {top!r} has no model "
+                    f"(models: {', '.join(self.routes)})",
+                )
+            features = target.assembler.row(alert.features)
+            rows.append((top, Row(source, alert.oid, probability, features)))
+        return rows
+
+    def score(self, top: str, rows: list[Row]) -> ScoredBatch:
+        """Score a batch of rows of one class; one anomaly-score record per row."""
+        target = self.routes[top]
+        started = time.perf_counter()
+        scores = target.scorer.score(np.stack([r.features for r in rows]))
+        seconds = time.perf_counter() - started
+        manifest = target.bundle.manifest
+        scored_at = int(datetime.now(UTC).timestamp() * 1000)
+        records = [
+            {
+                "oid": row.oid,
+                "survey": self.survey.name,
+                "top_class": top,
+                "top_class_probability": row.top_probability,
+                "scorer": manifest.scorer,
+                "score": raw,
+                "percentile": pct,
+                "nearest_subclass": nearest,
+                "model_version": manifest.model_version,
+                "model_checksum": target.bundle.checksum,
+                "scored_at": scored_at,
+                "source_topic": row.source.topic,
+                "source_partition": row.source.partition,
+                "source_offset": row.source.offset,
+                "source_timestamp": row.source.timestamp_ms,
+                "service_version": __version__,
+            }
+            for row, raw, pct, nearest in zip(
+                rows, scores.raw.tolist(), scores.percentile.tolist(), scores.nearest, strict=True
+            )
+        ]
+        return ScoredBatch(records, scores, seconds)

@@ -212,6 +212,7 @@ def run_score(args: argparse.Namespace) -> int:
         batch_rows=args.batch_rows or settings.batch.max_rows,
         progress=not args.no_progress,
     )
+    sink.records.sort(key=lambda r: (r["source_topic"], r["source_offset"]))  # input order
     write_scores_file(sink.records, args.output)
     for line in sink.dead:
         print(f"not scored: {line}")

@@ -1,0 +1,67 @@
+"""Replay throughput (messages/s): from a topic on the embedded broker, from a directory of
+one-alert Avro files (ZTF archive style) and from a Parquet table, all to a Parquet output.
+
+    python benchmarks/bench_replay.py [--n 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import fastavro
+from common import cores, machine
+
+from models.resources import sample_dir
+from models.simulate.alerts import input_records, input_schema
+from models.table import read_table
+from service.config import KafkaSettings, load_settings
+from service.demo import publish, sample_messages
+from service.embedded import EmbeddedBroker
+from service.kafka import create_topics
+from service.logs import configure_logging
+from service.processing import AlertProcessor
+from service.replay import FileSource, ParquetSink, ReplaySource, TopicRange, replay
+
+
+def timed(processor: AlertProcessor, source: ReplaySource, out: Path) -> tuple[int, float]:
+    sink = ParquetSink(out, source.describe(), resume=False)
+    started = time.perf_counter()
+    summary = replay(processor, source, sink, progress=False)
+    return summary.scored, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=20000, help="messages in the topic")
+    args = parser.parse_args()
+    configure_logging("console", "warning")
+    print(machine(), f"({cores()} cores)")
+    processor = AlertProcessor(load_settings(None))
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        with EmbeddedBroker() as broker:
+            create_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers), ["b"], 2)
+            sample = list(sample_messages())
+            publish(broker.bootstrap_servers, "b", (sample[i % len(sample)] for i in range(args.n)))
+            client = KafkaSettings(bootstrap_servers=broker.bootstrap_servers).librdkafka()
+            n, seconds = timed(processor, TopicRange(client, "b"), tmp / "topic")
+            print(f"topic, 2 partitions:      {n:6d} messages {n / seconds:10,.0f} messages/s")
+        alerts = tmp / "alerts"
+        alerts.mkdir()
+        for record in input_records(read_table(sample_dir() / "objects.parquet")):
+            buffer = io.BytesIO()
+            fastavro.writer(buffer, input_schema(), [record])
+            (alerts / f"{record['oid']}.avro").write_bytes(buffer.getvalue())
+        n, seconds = timed(processor, FileSource([alerts]), tmp / "files")
+        print(f"one-alert Avro files:     {n:6d} messages {n / seconds:10,.0f} messages/s")
+        table = sample_dir() / "objects.parquet"
+        n, seconds = timed(processor, FileSource([table]), tmp / "table")
+        print(f"Parquet table rows:       {n:6d} messages {n / seconds:10,.0f} messages/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -374,7 +374,7 @@ class TopicSink:
 
 
 class ParquetSink:
-    """A Parquet dataset directory: part-NNNNN.parquet scores, dead-letters-NNNNN.parquet,
+    """A Parquet dataset directory: part-NNNNN.parquet scores, _dead-letters-NNNNN.parquet,
     and the checkpoint that makes it resumable."""
 
     def __init__(self, directory: Path, description: dict[str, Any], resume: bool) -> None:
@@ -429,7 +429,9 @@ class ParquetSink:
         if self._scores:
             self._write_part("part", self._scores, SCORE_COLUMNS)
         if self._dead:
-            self._write_part("dead-letters", self._dead, DEAD_LETTER_COLUMNS)
+            self._write_part(
+                "_dead-letters", self._dead, DEAD_LETTER_COLUMNS
+            )  # "_": not a score part
         self._scores, self._dead = [], []
         total = Summary(
             read=self.previous.read + summary.read,

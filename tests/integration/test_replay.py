@@ -154,9 +154,10 @@ def test_files_with_a_corrupted_one(alert_files: Path, tmp_path: Path) -> None:
     assert {r["oid"] for r in scores} == {p.stem for p in alert_files.glob("ZTF1*.avro")} | {
         p.stem for p in alert_files.glob("ZTF2*.avro")
     }
-    dead = pq.read_table(next((tmp_path / "out").glob("dead-letters-*.parquet"))).to_pylist()
+    dead = pq.read_table(next((tmp_path / "out").glob("_dead-letters-*.parquet"))).to_pylist()
     assert [d["source_topic"] for d in dead] == [f"file:{alert_files / 'ZTF00broken.avro'}"]
     assert dead[0]["reason"] == "undecodable"
+    assert pq.read_table(tmp_path / "out").num_rows == 30  # the directory reads as the scores
 
     tarball = tmp_path / "alerts.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:

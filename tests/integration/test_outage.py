@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from service.config import KafkaSettings
-from service.demo import publish, read_topic, sample_messages
+from service.demo import publish, sample_messages
 from service.embedded import EmbeddedBroker, free_port
 from service.kafka import create_topics
 from tests.integration.conftest import ServiceProcess
-from tests.integration.test_service import lineage, service_args
+from tests.integration.test_service import scores_until_covered, service_args
 
 
 class Proxy:
@@ -103,10 +103,7 @@ def test_broker_outage_mid_stream_loses_nothing(
     time.sleep(3)
     proxy.start()
 
-    deadline = time.monotonic() + 120
-    counts = lineage(read_topic(bootstrap, names[1], n, timeout_s=120))
-    while set(counts) != set(placed) and time.monotonic() < deadline:
-        counts = lineage(read_topic(bootstrap, names[1], sum(counts.values()) + 1, 2))
+    counts = scores_until_covered(bootstrap, names[1], placed)
     code = service.terminate()
     missing = sorted(set(placed) - set(counts))
     assert not missing, f"{len(missing)} inputs without a score, first {missing[:5]}"

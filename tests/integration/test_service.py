@@ -72,6 +72,17 @@ def lineage(outputs: list[Message]) -> Counter[tuple[int, int]]:
     return Counter((r["source_partition"], r["source_offset"]) for r in records)
 
 
+def scores_until_covered(
+    bootstrap: str, topic: str, placed: list[tuple[int, int]], timeout_s: float = 120
+) -> Counter[tuple[int, int]]:
+    """Read the score topic until every input (partition, offset) has a score, or time out."""
+    deadline = time.monotonic() + timeout_s
+    counts = lineage(read_topic(bootstrap, topic, len(placed), timeout_s=timeout_s))
+    while set(counts) != set(placed) and time.monotonic() < deadline:
+        counts = lineage(read_topic(bootstrap, topic, sum(counts.values()) + 1, 2))
+    return counts
+
+
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
@@ -170,10 +181,7 @@ def test_sigkill_mid_stream_loses_nothing(
 
     second = service_process(*service_args(kafka_bootstrap, names, topic_prefix))
     second.assigned()
-    deadline = time.monotonic() + 120
-    counts = lineage(read_topic(kafka_bootstrap, names[1], n, timeout_s=120))
-    while set(counts) != set(placed) and time.monotonic() < deadline:
-        counts = lineage(read_topic(kafka_bootstrap, names[1], sum(counts.values()) + 1, 2))
+    counts = scores_until_covered(kafka_bootstrap, names[1], placed)
     assert second.terminate() == 0
     counts = lineage(read_topic(kafka_bootstrap, names[1], sum(counts.values()) + 1, 2))
     assert set(counts) == set(placed)  # every input has an output, none missing
@@ -221,10 +229,7 @@ def test_a_rebalance_mid_stream_loses_nothing(
     b = service_process(*service_args(kafka_bootstrap, names, topic_prefix, *one_by_one))
     a.event("partitions_revoked")  # a gave partitions up while it was scoring
     b.assigned()
-    deadline = time.monotonic() + 120
-    counts = lineage(read_topic(kafka_bootstrap, names[1], n, timeout_s=120))
-    while set(counts) != set(placed) and time.monotonic() < deadline:
-        counts = lineage(read_topic(kafka_bootstrap, names[1], sum(counts.values()) + 1, 2))
+    counts = scores_until_covered(kafka_bootstrap, names[1], placed)
     assert a.terminate() == 0
     assert b.terminate() == 0
     assert set(counts) == set(placed)

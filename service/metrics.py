@@ -235,7 +235,8 @@ class Metrics:
             for partition, pstats in tstats.get("partitions", {}).items():
                 if partition == "-1" or pstats.get("fetch_state") in (None, "none", "stopped"):
                     continue
-                lag = pstats.get("consumer_lag_stored", pstats.get("consumer_lag", -1))
+                # committed offsets (the pipeline commits explicitly and stores none)
+                lag = pstats.get("consumer_lag", -1)
                 if lag is not None and lag >= 0:
                     self.lag.labels(topic, partition).set(lag)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from service.commands import broker, demo, replay, run, simulate, train
+from service.commands import broker, demo, evaluate, replay, run, simulate, top, train
 
 
 class Command(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
-COMMANDS: tuple[Command, ...] = (simulate, train, run, replay, demo, broker)
+COMMANDS: tuple[Command, ...] = (simulate, train, evaluate, top, run, replay, demo, broker)

@@ -3,7 +3,6 @@ files are checked, not run)."""
 
 from __future__ import annotations
 
-
 import pytest
 import yaml
 

@@ -1,0 +1,190 @@
+"""The paper's protocol: each subclass in turn is the outlier of its top-level class.
+
+80/20 stratified split of the table (by subclass, seeded). For a cell (top-level class,
+outlier subclass, detector): the training inliers are the 80% part's objects of the class minus
+the outlier subclass; they are split in K folds and K models are trained, each on K-1 folds
+(early stopping inside them for the neural detectors); every model scores the same test set,
+the 20% part's objects of the class (inliers and the outlier subclass). AUROC and AUPRC (outlier
+= positive) are reported as mean and standard deviation over the folds.
+
+Cells are independent, run in parallel processes, and each is saved as one JSON file as soon as
+it finishes, so an interrupted run resumes with the cells that are missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.evaluation.detectors import DETECTORS, make_detector
+from models.exceptions import ConfigurationError, DataError
+from models.table import AlertTable, read_table
+from models.taxonomy import SUBCLASSES, TOP_CLASSES
+from models.training import stratified_split
+
+CELLS_DIR = "cells"
+CONFIG_FILE = "config.json"
+ROC_POINTS = 101
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    data: str
+    data_sha256: str
+    folds: int = 5
+    epochs: int = 100
+    detectors: tuple[str, ...] = DETECTORS
+    classes: tuple[str, ...] = TOP_CLASSES
+    seed: int = 0
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.folds < 1 or self.epochs < 1:
+            raise ConfigurationError("--folds and --epochs must be positive")
+        unknown = [d for d in self.detectors if d not in DETECTORS]
+        if unknown:
+            raise ConfigurationError(f"unknown detector(s) {unknown} (known: {DETECTORS})")
+        wrong = [c for c in self.classes if c not in TOP_CLASSES]
+        if wrong:
+            raise ConfigurationError(f"unknown top-level class(es) {wrong}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    top_class: str
+    outlier: str
+    detector: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.top_class}__{self.outlier.replace('/', '-')}__{self.detector}.json"
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cells(config: EvaluationConfig, table: AlertTable) -> list[Cell]:
+    present = set(table.subclass.tolist())
+    return [
+        Cell(top, outlier, detector)
+        for top in config.classes
+        for outlier in SUBCLASSES[top]
+        if outlier in present
+        for detector in config.detectors
+    ]
+
+
+def _split(config: EvaluationConfig, table: AlertTable) -> tuple[AlertTable, AlertTable]:
+    rng = np.random.default_rng(config.seed)
+    train, test = stratified_split(table.subclass, config.test_fraction, rng)
+    return table.take(train), table.take(test)
+
+
+def _roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    grid = np.linspace(0, 1, ROC_POINTS)
+    return {"fpr": grid.round(4).tolist(), "tpr": np.interp(grid, fpr, tpr).round(4).tolist()}
+
+
+def run_cell(config: EvaluationConfig, cell: Cell) -> dict[str, Any]:
+    """Train K models for one cell and score the test set; returns the cell's results."""
+    import torch
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    torch.set_num_threads(1)  # one process per core
+    table = read_table(Path(config.data))
+    train, test = _split(config, table)
+    inliers = train.take((train.top_class == cell.top_class) & (train.subclass != cell.outlier))
+    test = test.take(test.top_class == cell.top_class)
+    labels = (test.subclass == cell.outlier).astype(int)
+    if labels.sum() == 0 or labels.sum() == labels.size:
+        raise DataError(f"the test set of {cell.top_class} cannot separate {cell.outlier}")
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(inliers))
+    folds = np.array_split(order, config.folds) if config.folds > 1 else [np.array([], int)]
+    aurocs, auprcs, roc = [], [], None
+    for k, held in enumerate(folds):
+        used = np.setdiff1d(order, held)
+        detector = make_detector(
+            cell.detector, cell.top_class, inliers.feature_names, config.epochs, config.seed + k
+        )
+        detector.fit(inliers.features[used], inliers.subclass[used])
+        scores = detector.score(test.features)
+        aurocs.append(float(roc_auc_score(labels, scores)))
+        auprcs.append(float(average_precision_score(labels, scores)))
+        if roc is None:
+            roc = _roc(labels, scores)
+    return {
+        **asdict(cell),
+        "auroc": aurocs,
+        "auprc": auprcs,
+        "auroc_mean": float(np.mean(aurocs)),
+        "auroc_std": float(np.std(aurocs)),
+        "auprc_mean": float(np.mean(auprcs)),
+        "auprc_std": float(np.std(auprcs)),
+        "outlier_fraction": float(labels.mean()),
+        "n_train": len(inliers),
+        "n_test": int(labels.size),
+        "roc_fold0": roc,
+    }
+
+
+def _check_or_write_config(out: Path, config: EvaluationConfig) -> None:
+    path = out / CONFIG_FILE
+    current = {
+        **asdict(config),
+        "detectors": list(config.detectors),
+        "classes": list(config.classes),
+    }
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved != current:
+            changed = sorted(k for k in current if saved.get(k) != current[k])
+            raise ConfigurationError(
+                f"{out} holds results of another configuration ({', '.join(changed)} differ): "
+                "use another --out"
+            )
+    else:
+        path.write_text(json.dumps(current, indent=1) + "\n")
+
+
+def run_evaluation(
+    config: EvaluationConfig,
+    out: Path,
+    jobs: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or resume) every cell; returns all cell results in protocol order."""
+    table = read_table(Path(config.data))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CELLS_DIR).mkdir(exist_ok=True)
+    _check_or_write_config(out, config)
+    todo = [c for c in cells(config, table) if not (out / CELLS_DIR / c.filename).is_file()]
+    total = len(cells(config, table))
+    done = total - len(todo)
+    if progress:
+        progress(done, total)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_cell, config, cell): cell for cell in todo}
+        for future in as_completed(futures):
+            cell = futures[future]
+            result = future.result()
+            path = out / CELLS_DIR / cell.filename
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(result))
+            os.replace(temporary, path)
+            done += 1
+            if progress:
+                progress(done, total)
+    return [json.loads((out / CELLS_DIR / c.filename).read_text()) for c in cells(config, table)]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.evaluation.detectors import make_detector
-from models.evaluation.protocol import EvaluationConfig
+from models.evaluation.protocol import CELLS_DIR, EvaluationConfig, file_digest
 from models.evaluation.report import best_per_column, markdown_table, write_csv
 from models.evaluation.top import robust_z
 from models.exceptions import ConfigurationError
+from models.resources import sample_dir
+from tests.conftest import REPO
 
 
 def result(detector: str, outlier: str, auroc: float, top: str = "Periodic") -> dict[str, object]:
@@ -91,3 +94,17 @@ def test_robust_z() -> None:
     assert z[3, 0] > 60
     assert np.isnan(z[0, 1])
     assert z[1, 1] == 0.0  # constant column: no division by zero
+
+
+def test_committed_full_run_matches_its_cells_and_the_committed_sample() -> None:
+    """docs/results/synthetic was produced by this code from the committed sample and seed."""
+    results_dir = REPO / "docs" / "results" / "synthetic"
+    config = json.loads((results_dir / "config.json").read_text())
+    assert config["data_sha256"] == file_digest(sample_dir() / "objects.parquet")
+    assert config["folds"] == 5
+    assert len(config["detectors"]) == 6
+    cells = [json.loads(p.read_text()) for p in sorted((results_dir / CELLS_DIR).glob("*.json"))]
+    assert len(cells) == 90  # 15 subclasses x 6 detectors
+    order = {(r["top_class"], r["outlier"], r["detector"]): r for r in cells}
+    table = (results_dir / "table.md").read_text()
+    assert markdown_table(list(order.values())) in table

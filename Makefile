@@ -50,7 +50,11 @@ bench: install-dev
 
 ## Regenerate the committed synthetic sample (deterministic for its seed).
 sample: install-dev
-	$(BIN)/alert-anomaly simulate --n 3000 --seed 20261122 --out models/data/ztf-sim-sample
+	$(BIN)/alert-anomaly simulate --n 3000 --seed 20261122 --out models/data/ztf-sim-sample/objects.parquet
+
+## Retrain the six shipped bundles from the sample.
+bundles: install-dev
+	$(BIN)/alert-anomaly train --data models/data/ztf-sim-sample/objects.parquet --all --out models/bundles --model-version 1.0.0+sim20261122
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

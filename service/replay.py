@@ -270,7 +270,22 @@ class FileSource:
         return {"kind": "files", "paths": [str(p) for p in self.paths]}
 
     def total(self) -> int | None:
-        return None
+        """Units to read (files and table rows), for the progress bar; None with tarballs,
+        whose index costs a full read."""
+        count = 0
+        for path in self.paths:
+            if not path.is_dir() and tarfile.is_tarfile(path):
+                return None
+            files = sorted(path.rglob("*")) if path.is_dir() else [path]
+            for file in files:
+                if file.suffix == ".parquet":
+                    count += pq.ParquetFile(file).metadata.num_rows
+                elif file.suffix == ".csv":
+                    with open(file, "rb") as fh:
+                        count += max(0, sum(1 for _ in fh) - 1)
+                elif file.is_file() and (file.suffix == ".avro" or file == path):
+                    count += 1
+        return count
 
     def _members(self) -> Iterator[tuple[str, bytes | None, Path | None]]:
         """(name, Avro bytes, or a table path) in a deterministic order."""

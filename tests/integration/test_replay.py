@@ -146,6 +146,7 @@ def alert_files(tmp_path: Path) -> Path:
 
 
 def test_files_with_a_corrupted_one(alert_files: Path, tmp_path: Path) -> None:
+    assert FileSource([alert_files]).total() == 31  # the progress bar's total
     result = cli("replay", "--files", str(alert_files), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "read 31, scored 30, dead-lettered 1, skipped 1 unreadable" in result.stdout

@@ -40,6 +40,7 @@ from service.codec import Encoder, make_encoder
 from service.config import ENV_PREFIX, Settings
 from service.exceptions import InputError, KafkaServiceError, SettingsError
 from service.kafka import consumer_config, producer_config
+from service.logs import LIBRDKAFKA_LOGGER
 from service.metrics import Metrics
 from service.offsets import OffsetTracker
 from service.processing import AlertProcessor, Headers, Row, Source, dead_letter_headers
@@ -137,9 +138,16 @@ class ScoringService:
                 "stats_cb": self.metrics.record_statistics,
                 "error_cb": self._client_error,
                 "on_commit": self._committed,
+                "logger": LIBRDKAFKA_LOGGER,  # librdkafka's own lines as structured logs
             }
         )
-        self.producer = Producer({**producer_config(s.kafka), "error_cb": self._client_error})
+        self.producer = Producer(
+            {
+                **producer_config(s.kafka),
+                "error_cb": self._client_error,
+                "logger": LIBRDKAFKA_LOGGER,
+            }
+        )
         log.info(
             "service_starting",
             version=__version__,

@@ -245,7 +245,13 @@ class ScoringService:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
         self.metrics.record_rebalance("revoke")
-        log.info("partitions_revoked", partitions=sorted(f"{t}[{p}]" for t, p in revoked))
+        log.info(
+            "partitions_revoked",
+            partitions=sorted(f"{t}[{p}]" for t, p in revoked),
+            scored=self.stats.scored,
+            open_rows=len(self.batcher),
+            in_flight=self.tracker.in_flight(),
+        )
         self._finish_in_flight(revoked)
         self._commit(only=revoked)
         self._forget(revoked)

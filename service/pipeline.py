@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 DRAIN_TIMEOUT_S = 60.0
+IDLE_WAIT_S = 0.5  # longest wait for input before the loop's housekeeping runs again
 
 
 @dataclass
@@ -169,9 +170,7 @@ class ScoringService:
             while not self._stopping:
                 if heartbeat is not None:
                     heartbeat()
-                wait = self.batcher.seconds_to_deadline()
-                timeout = 0.5 if wait is None else min(0.5, wait)
-                messages = self.consumer.consume(s.batch.max_rows, timeout)
+                messages = self._consume()
                 if messages:
                     last_input = time.monotonic()
                 for message in messages:
@@ -274,6 +273,20 @@ class ScoringService:
         log.warning("kafka_error", error=str(error), fatal=error.fatal())
         if error.fatal():
             raise KafkaServiceError(f"fatal Kafka client error: {error}")
+
+    def _consume(self) -> list[Message]:
+        """What is fetched already (up to a batch), else wait for the first message - but not
+        past the oldest open batch's deadline. ``consume(n, timeout)`` alone would hold
+        messages back until ``n`` arrived or the timeout passed."""
+        max_rows = self.settings.batch.max_rows
+        messages = self.consumer.consume(max_rows, 0)
+        if messages:
+            return messages
+        wait = self.batcher.seconds_to_deadline()
+        messages = self.consumer.consume(1, IDLE_WAIT_S if wait is None else min(IDLE_WAIT_S, wait))
+        if messages and max_rows > 1:
+            messages.extend(self.consumer.consume(max_rows - 1, 0))
+        return messages
 
     def _handle(self, message: Message) -> None:
         error = message.error()

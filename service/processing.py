@@ -9,6 +9,7 @@ bundle order - and a batch of rows of one class becomes anomaly-score records
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 import torch
 from fastavro import parse_schema
 from numpy.typing import NDArray
@@ -29,7 +31,10 @@ from service import __version__
 from service.codec import Decoder, load_schema, make_decoder
 from service.config import Settings
 from service.exceptions import InputError, SettingsError
+from service.fastdecode import TemplateDecoder
 from service.surveys import FeatureAssembler, Survey, get_survey, route
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,17 @@ def build_decoder(settings: Settings, survey: Survey) -> Decoder:
     return make_decoder(settings.input.format, schema, confluent)
 
 
+def build_fast_decoder(settings: Settings, survey: Survey) -> TemplateDecoder | None:
+    """The specialised decoder, for schemaless input of a classifier-record schema."""
+    if settings.input.format != "schemaless":
+        return None
+    schema = survey.schema
+    if settings.input.schema_file is not None:
+        with open(settings.input.schema_file) as fh:  # readable: build_decoder loaded it
+            schema = json.load(fh)
+    return TemplateDecoder.for_schema(schema, survey.id_field)
+
+
 class AlertProcessor:
     """Everything between message bytes and anomaly-score records."""
 
@@ -136,27 +152,55 @@ class AlertProcessor:
         self.device = resolve_device(settings.model.device)
         self.routes = load_routes(settings, self.device)
         self.decode = build_decoder(settings, self.survey)
+        self.fast = build_fast_decoder(settings, self.survey)
+        self._paths = {"fast": 0, "generic": 0}
+
+    def decode_paths(self) -> dict[str, int]:
+        """How many messages each decoder path handled (see ``service.fastdecode``)."""
+        return dict(self._paths)
 
     def rows(self, value: bytes | None, source: Source) -> list[tuple[str, Row]]:
-        """Decode a message and route its records (all or nothing: InputError)."""
-        return self.rows_from_records(self.decode(value or b""), source)
+        """Decode a message and route its records (all or nothing: InputError).
+
+        The specialised decoder takes the messages it can; every other message, and every
+        error, goes through the generic decoder, whose records teach the specialised one."""
+        value = value or b""
+        if self.fast is not None:
+            record = self.fast.decode(value)
+            if record is not None:
+                top, probability = route(record.top_probabilities)
+                target = self._target(top)
+                features = record.row(target.assembler.feature_names)
+                if features is not None:
+                    self._paths["fast"] += 1
+                    return [(top, Row(source, record.oid, probability, features))]
+        self._paths["generic"] += 1
+        records = self.decode(value)
+        rows = self.rows_from_records(records, source)
+        if self.fast is not None and self.fast.learn(records[0]):
+            log.info("decoder_layout_learned", layouts=len(self.fast.layouts))
+        return rows
 
     def rows_from_records(self, records: Iterable[Any], source: Source) -> list[tuple[str, Row]]:
         """Parse and route decoded records; returns (top-level class, row) pairs."""
         rows = []
         for record in records:
             alert = self.survey.parse(record)
-            top, probability = route(alert)
-            target = self.routes.get(top)
-            if target is None:
-                raise InputError(
-                    "unknown_class",
-                    f"most probable top-level class {top!r} has no model "
-                    f"(models: {', '.join(self.routes)})",
-                )
+            top, probability = route(alert.top_probabilities)
+            target = self._target(top)
             features = target.assembler.row(alert.features)
             rows.append((top, Row(source, alert.oid, probability, features)))
         return rows
+
+    def _target(self, top: str) -> Route:
+        target = self.routes.get(top)
+        if target is None:
+            raise InputError(
+                "unknown_class",
+                f"most probable top-level class {top!r} has no model "
+                f"(models: {', '.join(self.routes)})",
+            )
+        return target
 
     def score(self, top: str, rows: list[Row]) -> ScoredBatch:
         """Score a batch of rows of one class; one anomaly-score record per row."""

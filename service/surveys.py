@@ -84,10 +84,10 @@ def get_survey(name: str) -> Survey:
         raise SettingsError(f"unknown survey {name!r} (known: {', '.join(SURVEYS)})") from None
 
 
-def route(alert: Alert) -> tuple[str, float]:
+def route(top_probabilities: Mapping[str, float]) -> tuple[str, float]:
     """The top-level class with the highest probability (first one on ties) and its probability."""
     best, best_p = "", -math.inf
-    for name, p in alert.top_probabilities.items():
+    for name, p in top_probabilities.items():
         if not isinstance(p, int | float) or not math.isfinite(p):
             raise InputError("missing_probabilities", f"probability of {name!r} is {p!r}")
         if p > best_p:

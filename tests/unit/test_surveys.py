@@ -58,9 +58,9 @@ def test_null_features_map_is_all_undefined() -> None:
 
 def test_route_picks_the_most_probable_class() -> None:
     alert = Alert("x", {}, {"Transient": 0.2, "Stochastic": 0.5, "Periodic": 0.3})
-    assert route(alert) == ("Stochastic", 0.5)
+    assert route(alert.top_probabilities) == ("Stochastic", 0.5)
     with pytest.raises(InputError, match="probability of 'Periodic' is nan"):
-        route(Alert("x", {}, {"Transient": 0.2, "Periodic": float("nan")}))
+        route({"Transient": 0.2, "Periodic": float("nan")})
 
 
 def test_features_are_matched_by_name() -> None:

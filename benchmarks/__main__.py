@@ -1,0 +1,3 @@
+from benchmarks.e2e import main
+
+main()

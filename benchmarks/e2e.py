@@ -1,0 +1,503 @@
+"""End-to-end benchmark: the service against the Kafka passthrough limit and a naive baseline,
+measured side by side in one run (ratios, because shared machines are noisy).
+
+    python -m benchmarks [--n 50000] [--partitions 2] [--loads 1000,5000] [--device auto]
+
+On the embedded broker (tansu), or on ``KAFKA_BOOTSTRAP_SERVERS`` when set, it pre-loads N alerts
+in ALeRCE's input format (``benchmarks.workload``: ~150 features each) and measures:
+
+* passthrough - a consumer that only reads the messages and produces same-sized outputs (the
+  Kafka limit of this machine for one Python client);
+* naive - one message at a time: fastavro decode, build the vector, score one row with the same
+  model, encode, produce, wait for the acknowledgement, commit (a straightforward at-least-once
+  implementation);
+* the service at saturation (alerts/s from the first message consumed to the last output
+  acknowledged) and its latency (input timestamp to output acknowledgement) at fixed offered
+  loads, produced by a separate process (``benchmarks.load``);
+* a stage breakdown per alert (decode, route + assemble, score, encode, produce).
+
+It prints a table and writes every number, with the machine, versions and configuration, to a
+JSON file. With CUDA present (``--device auto``) the models run on the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import fastavro
+import numpy as np
+import torch
+from confluent_kafka import Consumer, Producer
+
+from benchmarks import workload
+from benchmarks.common import cores, machine
+from models.scoring import resolve_device
+from service import __version__
+from service.codec import make_encoder
+from service.config import Settings, load_settings
+from service.demo import publish
+from service.embedded import EmbeddedBroker
+from service.kafka import consumer_config, create_topics, producer_config
+from service.logs import configure_logging
+from service.metrics import Metrics
+from service.pipeline import ScoringService
+from service.processing import AlertProcessor, Row, Source
+from service.surveys import route
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+@dataclass
+class Throughput:
+    alerts: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.alerts / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Latency:
+    offered_per_second: float
+    achieved_per_second: float
+    alerts: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass
+class Report:
+    machine: str
+    versions: dict[str, str]
+    config: dict[str, Any]
+    throughput: dict[str, float] = field(default_factory=dict)
+    ratios: dict[str, float] = field(default_factory=dict)
+    latency: list[Latency] = field(default_factory=list)
+    stages_us_per_alert: dict[str, float] = field(default_factory=dict)
+    decode_paths: dict[str, int] = field(default_factory=dict)
+
+
+def versions() -> dict[str, str]:
+    return {
+        "alert_anomaly": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "fastavro": fastavro.__version__,
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
+        "librdkafka": confluent_kafka.libversion()[0],
+    }
+
+
+# tansu answers a fetch only when fetch.wait.max.ms has passed, even when data arrives earlier
+# (Kafka answers as soon as fetch.min.bytes are there): with librdkafka's default of 500 ms that
+# alone adds 0-500 ms to every alert. Every consumer of the benchmark gets this on tansu.
+TANSU_CONSUMER = {"fetch.wait.max.ms": "10"}
+
+
+@dataclass(frozen=True)
+class Broker:
+    bootstrap_servers: str
+    description: str
+    consumer: dict[str, str]  # librdkafka consumer settings for this broker
+
+
+@contextmanager
+def broker() -> Iterator[Broker]:
+    """KAFKA_BOOTSTRAP_SERVERS if set, else the embedded tansu broker."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield Broker(external, f"external ({external})", {})
+        return
+    with EmbeddedBroker() as embedded:
+        yield Broker(embedded.bootstrap_servers, "embedded tansu (memory)", TANSU_CONSUMER)
+
+
+def settings_for(kafka: Broker, topic: str, args: argparse.Namespace) -> Settings:
+    """Service settings for one phase: fresh group and output topics named after ``topic``."""
+    return load_settings(
+        None,
+        {
+            "kafka": {
+                "bootstrap_servers": kafka.bootstrap_servers,
+                "consumer": {"session.timeout.ms": "6000", **kafka.consumer},
+            },
+            "input": {"topics": [topic], "group_id": f"{topic}-{uuid.uuid4().hex[:6]}"},
+            "output": {"topic": f"{topic}-out", "dead_letter_topic": f"{topic}-dlq"},
+            "batch": {"max_rows": args.batch_rows, "max_delay_ms": args.max_delay_ms},
+            "model": {"device": args.device},
+            "metrics_port": None,
+        },
+    )
+
+
+def new_topics(settings: Settings, partitions: int) -> None:
+    create_topics(settings.kafka, settings.input.topics, partitions=partitions)
+    create_topics(settings.kafka, [settings.output.topic, settings.output.dead_letter_topic])
+
+
+# -- passthrough ---------------------------------------------------------------------------
+
+
+def passthrough(settings: Settings, n: int, payload: bytes) -> Throughput:
+    """Read ``n`` messages and produce one ``payload``-sized output each (no decoding)."""
+    consumer = Consumer(consumer_config(settings.kafka, settings.input.group_id, "earliest"))
+    producer = Producer(producer_config(settings.kafka))
+    consumer.subscribe(settings.input.topics)
+    count, started, last_commit = 0, 0.0, time.monotonic()
+    try:
+        while count < n:
+            for message in consumer.consume(settings.batch.max_rows, 0.5):
+                if message.error() is not None:
+                    continue
+                if not count:
+                    started = time.monotonic()
+                count += 1
+                while True:
+                    try:
+                        producer.produce(settings.output.topic, value=payload, key=message.key())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.poll(0)
+            if time.monotonic() - last_commit > settings.commit_interval_ms / 1000:
+                consumer.commit(asynchronous=True)
+                last_commit = time.monotonic()
+        producer.flush(60)
+        return Throughput(count, time.monotonic() - started)
+    finally:
+        consumer.close()
+
+
+# -- naive ---------------------------------------------------------------------------------
+
+
+def naive(settings: Settings, n: int) -> Throughput:
+    """One message at a time, with the service's models but none of its batching."""
+    processor = AlertProcessor(settings)
+    schema = fastavro.parse_schema(processor.survey.schema)
+    encode = make_encoder("schemaless")
+    consumer = Consumer(consumer_config(settings.kafka, settings.input.group_id, "earliest"))
+    producer = Producer(producer_config(settings.kafka))
+    consumer.subscribe(settings.input.topics)
+    count, started = 0, 0.0
+    try:
+        while count < n:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            if not count:
+                started = time.monotonic()
+            record = fastavro.schemaless_reader(io.BytesIO(message.value() or b""), schema, None)
+            alert = processor.survey.parse(record)
+            top, probability = route(alert.top_probabilities)
+            target = processor.routes[top]
+            x = target.assembler.row(alert.features)[None, :]
+            with torch.inference_mode():
+                tensor = torch.from_numpy(x).to(processor.device)
+                raw, nearest = target.scorer.net.score(target.scorer.preprocessor(tensor))
+            raw_np = raw.float().cpu().numpy()
+            subclasses = target.bundle.manifest.centre_subclasses
+            output = {
+                "oid": alert.oid,
+                "survey": processor.survey.name,
+                "top_class": top,
+                "top_class_probability": probability,
+                "scorer": target.bundle.manifest.scorer,
+                "score": float(raw_np[0]),
+                "percentile": float(target.scorer.percentile(raw_np)[0]),
+                "nearest_subclass": subclasses[int(nearest[0])] if subclasses else None,
+                "model_version": target.bundle.manifest.model_version,
+                "model_checksum": target.bundle.checksum,
+                "scored_at": int(time.time() * 1000),
+                "source_topic": message.topic(),
+                "source_partition": message.partition(),
+                "source_offset": message.offset(),
+                "source_timestamp": message.timestamp()[1],
+                "service_version": __version__,
+            }
+            producer.produce(settings.output.topic, value=encode(output), key=message.key())
+            producer.flush(30)  # the output is safely written ...
+            consumer.commit(message=message, asynchronous=False)  # ... before its offset
+            count += 1
+        return Throughput(count, time.monotonic() - started)
+    finally:
+        consumer.close()
+
+
+# -- the service ---------------------------------------------------------------------------
+
+
+class LatencyMetrics(Metrics):
+    """The service's metrics, also keeping each output's latency (ack time - input time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latencies_ms: list[float] = []
+
+    def record_delivered(self, topic: str, source_timestamp_ms: int | None) -> None:
+        super().record_delivered(topic, source_timestamp_ms)
+        if source_timestamp_ms:
+            self.latencies_ms.append(time.time() * 1000 - source_timestamp_ms)
+
+
+def run_service(
+    settings: Settings, done: Callable[[ScoringService], bool], metrics: Metrics | None = None
+) -> ScoringService:
+    """Run the service in a thread until ``done(service)``; returns it stopped."""
+    ready = threading.Event()
+    service = ScoringService(settings, metrics, on_ready=lambda r: ready.set() if r else None)
+    worker = threading.Thread(target=service.run, daemon=True)
+    worker.start()
+    try:
+        while not done(service):
+            if not worker.is_alive():
+                raise RuntimeError("the service stopped early")
+            time.sleep(0.01)
+    finally:
+        service.stop()
+        worker.join(120)
+    return service
+
+
+def saturation(settings: Settings, n: int) -> tuple[Throughput, dict[str, int]]:
+    """The service on the pre-loaded topic; also how many alerts took each decode path."""
+    service = run_service(settings, lambda s: s.stats.acknowledged >= n)
+    stats = service.stats
+    seconds = (stats.last_acknowledged_at or 0.0) - (stats.first_consumed_at or 0.0)
+    return Throughput(stats.acknowledged, seconds), service.processor.decode_paths()
+
+
+def latency(settings: Settings, args: argparse.Namespace, rate: float) -> Latency:
+    """Latency percentiles of the service under a fixed offered load from another process."""
+    new_topics(settings, args.partitions)
+    metrics = LatencyMetrics()
+    ready = threading.Event()
+    service = ScoringService(settings, metrics, on_ready=lambda r: ready.set() if r else None)
+    worker = threading.Thread(target=service.run, daemon=True)
+    worker.start()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the service got no partitions within 60 s")
+        time.sleep(1.0)  # let the fetchers settle on the (empty) partitions
+        load = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.load",
+                "--bootstrap",
+                settings.kafka.bootstrap_servers,
+                "--topic",
+                settings.input.topics[0],
+                "--rate",
+                str(rate),
+                "--seconds",
+                str(args.load_seconds),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        offered = json.loads(load.stdout)
+        deadline = time.monotonic() + 60
+        while service.stats.acknowledged < offered["sent"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        service.stop()
+        worker.join(120)
+    values = np.asarray(metrics.latencies_ms)
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return Latency(
+        rate,
+        offered["rate"],
+        len(values),
+        float(p50),
+        float(p95),
+        float(p99),
+        float(values.max()),
+    )
+
+
+# -- stages --------------------------------------------------------------------------------
+
+
+def stages(settings: Settings, n: int) -> dict[str, float]:
+    """Microseconds per alert of each stage, run in isolation on ``n`` alerts."""
+    processor = AlertProcessor(settings)
+    values = [value for _, value in workload.messages(n)]
+    out: dict[str, float] = {}
+
+    def timed(name: str, work: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        result = work()
+        out[name] = (time.perf_counter() - started) / n * 1e6
+        return result
+
+    source = Source("bench", 0, 0, None)
+    records = timed("decode (fastavro, generic)", lambda: [processor.decode(v) for v in values])
+    timed(
+        "route + assemble (generic)",
+        lambda: [processor.rows_from_records(r, source) for r in records],
+    )
+    routed: list[list[tuple[str, Row]]] = timed(
+        "decode + route + assemble (service)", lambda: [processor.rows(v, source) for v in values]
+    )
+    by_class: dict[str, list[Row]] = {}
+    for rows in routed:
+        for top, row in rows:
+            by_class.setdefault(top, []).append(row)
+    size = settings.batch.max_rows
+
+    def score_all() -> list[dict[str, Any]]:
+        records_out = []
+        for top, rows in by_class.items():
+            for i in range(0, len(rows), size):
+                records_out.extend(processor.score(top, rows[i : i + size]).records)
+        return records_out
+
+    outputs = timed("score (batches of batch.max_rows)", score_all)
+    encode = make_encoder(settings.output.format)
+    encoded = timed("encode", lambda: [encode(r) for r in outputs])
+    producer = Producer(producer_config(settings.kafka))
+
+    def produce_all() -> None:
+        for value in encoded:
+            while True:
+                try:
+                    producer.produce(settings.output.topic, value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush(60)
+
+    timed("produce (until acknowledged)", produce_all)
+    return out
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def print_report(report: Report) -> None:
+    t, r = report.throughput, report.ratios
+    print(report.machine)
+    print(", ".join(f"{k} {v}" for k, v in report.versions.items()))
+    print(", ".join(f"{k}={v}" for k, v in report.config.items()))
+    print()
+    print(f"{'throughput':42s} {'alerts/s':>10s} {'x passthrough':>14s}")
+    for name in ("passthrough", "naive", "service"):
+        print(f"{name:42s} {t[name]:10,.0f} {t[name] / t['passthrough']:14.2f}")
+    print(f"service / naive: {r['service/naive']:.1f} x")
+    print()
+    print(f"{'latency (input timestamp -> output ack)':42s} p50 / p95 / p99 / max ms")
+    for lat in report.latency:
+        label = f"offered {lat.offered_per_second:,.0f}/s (sent {lat.achieved_per_second:,.0f}/s)"
+        print(
+            f"{label:42s} {lat.p50_ms:.1f} / {lat.p95_ms:.1f} / {lat.p99_ms:.1f} / "
+            f"{lat.max_ms:.1f}  ({lat.alerts} alerts)"
+        )
+    print()
+    print(f"{'stage':42s} {'us/alert':>10s}")
+    for name, us in report.stages_us_per_alert.items():
+        print(f"{name:42s} {us:10.1f}")
+    print(f"decode paths in the saturation run: {report.decode_paths}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--n", type=int, default=50000, help="alerts pre-loaded")
+    parser.add_argument("--naive-n", type=int, default=2000, help="alerts for the naive loop")
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--batch-rows", type=int, default=1024)
+    parser.add_argument("--max-delay-ms", type=float, default=20.0)
+    parser.add_argument("--loads", default="1000,5000", help="offered loads (alerts/s)")
+    parser.add_argument("--load-seconds", type=float, default=10.0)
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser.add_argument("--json", type=Path, help="result file (default: benchmarks/results/)")
+    args = parser.parse_args(argv)
+    configure_logging("console", "warning")
+    device = str(resolve_device(args.device))
+    with broker() as kafka:
+        report = Report(
+            machine(),
+            versions(),
+            {
+                "broker": kafka.description,
+                "consumer_overrides": kafka.consumer,
+                "alerts": args.n,
+                "naive_alerts": args.naive_n,
+                "features_per_alert": len(workload.records()[0]["features"]),
+                "partitions": args.partitions,
+                "batch_rows": args.batch_rows,
+                "max_delay_ms": args.max_delay_ms,
+                "device": device,
+                "cores": cores(),
+            },
+        )
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        base = settings_for(kafka, topic, args)
+        new_topics(base, args.partitions)
+        print(f"pre-loading {args.n} alerts into {topic} ...", flush=True)
+        publish(kafka.bootstrap_servers, topic, workload.messages(args.n))
+        payload = make_encoder("schemaless")(sample_output(base))
+
+        print("passthrough ...", flush=True)
+        report.throughput["passthrough"] = passthrough(
+            settings_for(kafka, topic, args), args.n, payload
+        ).per_second
+        print("naive ...", flush=True)
+        report.throughput["naive"] = naive(
+            settings_for(kafka, topic, args), args.naive_n
+        ).per_second
+        print("service ...", flush=True)
+        rate, paths = saturation(settings_for(kafka, topic, args), args.n)
+        report.throughput["service"] = rate.per_second
+        report.decode_paths = paths
+        for offered in (float(x) for x in args.loads.split(",") if x):
+            print(f"latency at {offered:,.0f} alerts/s ...", flush=True)
+            load_topic = f"bench-load-{uuid.uuid4().hex[:8]}"
+            report.latency.append(latency(settings_for(kafka, load_topic, args), args, offered))
+        print("stages ...", flush=True)
+        report.stages_us_per_alert = stages(base, min(args.n, 20000))
+    t = report.throughput
+    report.ratios = {
+        "service/passthrough": t["service"] / t["passthrough"],
+        "service/naive": t["service"] / t["naive"],
+    }
+    print()
+    print_report(report)
+    path = args.json or RESULTS_DIR / (
+        f"e2e-{device.split(':')[0]}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    print(f"\nwritten: {path}")
+
+
+def sample_output(settings: Settings) -> dict[str, Any]:
+    """One anomaly-score record of the workload (to size the passthrough's outputs)."""
+    processor = AlertProcessor(settings)
+    _, value = next(workload.messages(1))
+    [(top, row)] = processor.rows(value, Source(settings.input.topics[0], 0, 0, 0))
+    return processor.score(top, [row]).records[0]

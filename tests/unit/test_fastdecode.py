@@ -1,0 +1,317 @@
+"""The specialised decoder (service.fastdecode) is equal to fastavro: on every schema sample, on
+the committed sample alerts, and on fuzzed records and fuzzed bytes - it either decodes exactly
+what fastavro decodes, or declines (and the generic path takes the message)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import struct
+from typing import Any
+
+import fastavro
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.resources import sample_dir, schemas_dir
+from models.simulate.alerts import input_records
+from models.table import read_table
+from service.config import load_settings
+from service.exceptions import InputError
+from service.fastdecode import MAX_LAYOUTS, Shape, TemplateDecoder, zigzag
+from service.processing import AlertProcessor, Row, Source
+from service.surveys import SURVEYS
+
+SCHEMAS = {name: survey.schema for name, survey in SURVEYS.items()}
+ID_FIELDS = {name: survey.id_field for name, survey in SURVEYS.items()}
+SOURCE = Source("t", 0, 0, None)
+
+
+PARSED = {id(schema): fastavro.parse_schema(schema) for schema in SCHEMAS.values()}
+
+
+def parsed(schema: dict[str, Any]) -> Any:
+    return PARSED.get(id(schema)) or fastavro.parse_schema(schema)
+
+
+def encode(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, parsed(schema), record)
+    return buffer.getvalue()
+
+
+def fastavro_decode(schema: dict[str, Any], value: bytes) -> Any:
+    """fastavro's record, or None when it rejects the bytes (or leaves some unread)."""
+    buffer = io.BytesIO(value)
+    try:
+        record = fastavro.schemaless_reader(buffer, parsed(schema), None)
+    except Exception:
+        return None
+    return record if buffer.tell() == len(value) else None
+
+
+def same_float(a: float | None, b: float) -> bool:
+    if a is None:
+        return math.isnan(b)
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def assert_equal_to_fastavro(survey: str, decoder: TemplateDecoder, value: bytes) -> bool:
+    """Check one message; True if the fast path took it."""
+    fast = decoder.decode(value)
+    if fast is None:
+        return False
+    record = fastavro_decode(SCHEMAS[survey], value)
+    assert record is not None, "the fast path accepted bytes fastavro rejects"
+    assert fast.oid == str(record[ID_FIELDS[survey]])
+    top = record["lc_classification"]["hierarchical"]["top"]
+    assert list(fast.top_probabilities) == list(top)
+    assert all(same_float(top[k], v) for k, v in fast.top_probabilities.items())
+    names = tuple(record["features"])
+    assert fast.layout.feature_names == names
+    values = fast.values[fast.layout.positions(names)]
+    for name, got in zip(names, values, strict=True):
+        expected = record["features"][name]
+        if expected is None:
+            assert np.isnan(got), name
+        else:  # as the generic path converts it: to float64, then the row's dtype
+            want = np.asarray(float(expected), dtype=np.float64).astype(values.dtype)
+            assert want == got or (np.isnan(want) and np.isnan(got)), (name, expected, got)
+    return True
+
+
+@pytest.fixture(scope="module")
+def ztf_records() -> list[dict[str, Any]]:
+    return list(input_records(read_table(sample_dir() / "objects.parquet")))
+
+
+def learned(survey: str, record: dict[str, Any]) -> TemplateDecoder:
+    decoder = TemplateDecoder.for_schema(SCHEMAS[survey], ID_FIELDS[survey])
+    assert decoder is not None
+    assert decoder.learn(record)
+    return decoder
+
+
+# -- samples -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("survey", sorted(SURVEYS))
+def test_every_schema_sample_decodes_like_fastavro(survey: str) -> None:
+    samples = sorted((schemas_dir() / SURVEYS[survey].schema_path.parent / "samples").glob("*"))
+    assert samples
+    for path in samples:
+        record = json.loads(path.read_text())
+        value = encode(SCHEMAS[survey], record)
+        decoder = learned(survey, fastavro_decode(SCHEMAS[survey], value))
+        assert assert_equal_to_fastavro(survey, decoder, value), path.name
+
+
+def test_the_committed_sample_takes_the_fast_path(ztf_records: list[dict[str, Any]]) -> None:
+    decoder = learned("ztf", ztf_records[0])
+    values = [encode(SCHEMAS["ztf"], r) for r in ztf_records]
+    assert all(assert_equal_to_fastavro("ztf", decoder, v) for v in values)
+    assert len(decoder.layouts) == 1
+
+
+def outcome(processor: AlertProcessor, value: bytes, fast: bool) -> Any:
+    """The rows (or the InputError reason) of one message on one path."""
+    try:
+        if fast:
+            rows = processor.rows(value, SOURCE)
+        else:
+            rows = processor.rows_from_records(processor.decode(value), SOURCE)
+    except InputError as exc:
+        return exc.reason
+    return [(top, row_key(row)) for top, row in rows]
+
+
+def row_key(row: Row) -> tuple[Any, ...]:
+    return (row.oid, row.top_probability, row.features.dtype, row.features.tobytes())
+
+
+def test_the_service_rows_are_the_same_on_both_paths(ztf_records: list[dict[str, Any]]) -> None:
+    processor = AlertProcessor(load_settings(None, {"input": {"topics": ["t"]}}))
+    rng = random.Random(1)
+    values = [encode(SCHEMAS["ztf"], r) for r in ztf_records[:600]]
+    values += [mutate(v, rng) for v in values[:600]]
+    for value in values:
+        assert outcome(processor, value, fast=True) == outcome(processor, value, fast=False)
+    paths = processor.decode_paths()
+    assert paths["fast"] > 500, paths  # the comparison really exercised the fast path
+
+
+def mutate(value: bytes, rng: random.Random) -> bytes:
+    data = bytearray(value)
+    i = rng.randrange(len(data))
+    kind = rng.randrange(4)
+    if kind == 0:
+        data[i] ^= 1 << rng.randrange(8)
+    elif kind == 1:
+        del data[i:]
+    elif kind == 2:
+        data.insert(i, rng.randrange(256))
+    else:
+        data += bytes([rng.randrange(256)])
+    return bytes(data)
+
+
+# -- fuzzing -------------------------------------------------------------------------------
+
+FLOAT32 = st.floats(width=32)
+FEATURE = {
+    "ztf": st.one_of(FLOAT32, FLOAT32, FLOAT32, st.none(), st.booleans(), st.integers(-9, 9)),
+    "lsst": st.one_of(FLOAT32, FLOAT32, st.none(), st.booleans(), st.integers(-9, 9)),
+}
+ID = {"ztf": st.text(max_size=12), "lsst": st.integers(-(2**63), 2**63 - 1)}
+
+
+@st.composite
+def records(draw: st.DrawFn, survey: str, base: dict[str, Any]) -> dict[str, Any]:
+    """A record in ``base``'s key order with random values - or, sometimes, in another order."""
+    names = list(base["features"])
+    if draw(st.integers(0, 9)) == 0:
+        names = draw(st.permutations(names))[: draw(st.integers(0, len(names)))]
+    classification = base["lc_classification"]
+    top = list(classification["hierarchical"]["top"])
+    if draw(st.integers(0, 9)) == 0:
+        top = draw(st.permutations(top))
+    hierarchical: dict[str, Any] = {"top": {k: draw(FLOAT32) for k in top}}
+    hierarchical["children"] = {
+        k: {s: draw(FLOAT32) for s in v}
+        for k, v in classification["hierarchical"]["children"].items()
+    }
+    return {
+        ID_FIELDS[survey]: draw(ID[survey]),
+        "features": {n: draw(FEATURE[survey]) for n in names},
+        "lc_classification": {
+            "probabilities": {k: draw(FLOAT32) for k in classification["probabilities"]},
+            "class": draw(st.text(max_size=8)),
+            "hierarchical": hierarchical,
+        },
+    }
+
+
+def sample_record(survey: str) -> dict[str, Any]:
+    path = next((schemas_dir() / SURVEYS[survey].schema_path.parent / "samples").glob("*.json"))
+    record: dict[str, Any] = fastavro_decode(
+        SCHEMAS[survey], encode(SCHEMAS[survey], json.loads(path.read_text()))
+    )
+    return record
+
+
+@pytest.mark.parametrize("survey", sorted(SURVEYS))
+def test_fuzzed_records_decode_like_fastavro(survey: str) -> None:
+    base = sample_record(survey)
+    decoder = learned(survey, base)
+    taken = []
+
+    @settings(max_examples=300, derandomize=True, deadline=None)
+    @given(records(survey, base))
+    def check(record: dict[str, Any]) -> None:
+        taken.append(assert_equal_to_fastavro(survey, decoder, encode(SCHEMAS[survey], record)))
+
+    check()
+    assert sum(taken) > len(taken) / 4, "too few fuzzed records took the fast path"
+
+
+@pytest.mark.parametrize("survey", sorted(SURVEYS))
+def test_fuzzed_bytes_are_decoded_like_fastavro_or_declined(survey: str) -> None:
+    base = sample_record(survey)
+    decoder = learned(survey, base)
+
+    @settings(
+        max_examples=400,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(records(survey, base), st.lists(st.tuples(st.integers(0, 3), st.randoms()), max_size=3))
+    def check(record: dict[str, Any], edits: list[tuple[int, random.Random]]) -> None:
+        value = encode(SCHEMAS[survey], record)
+        for _, rng in edits:
+            value = mutate(value, rng) if value else value
+        assert_equal_to_fastavro(survey, decoder, value)
+
+    check()
+
+
+# -- what the fast path declines --------------------------------------------------------------
+
+
+def test_a_map_written_in_several_blocks_is_left_to_fastavro(
+    ztf_records: list[dict[str, Any]],
+) -> None:
+    record = ztf_records[0]
+    decoder = learned("ztf", record)
+    value = encode(SCHEMAS["ztf"], record)
+    map_schema = SCHEMAS["ztf"]["fields"][1]["type"][0]
+    features = encode(map_schema, record["features"])  # count, entries, end marker
+    count = zigzag(len(record["features"]))
+    entries = features[len(count) : -1]
+    prefix = encode({"type": "string"}, record["oid"]) + zigzag(0)  # id, union branch 0
+    assert value.startswith(prefix + features)
+    # the same entries as one block with a negative count and its byte size (also valid Avro)
+    blocked = (
+        prefix
+        + zigzag(-len(record["features"]))
+        + zigzag(len(entries))
+        + value[len(prefix) + len(count) :]
+    )
+    assert fastavro_decode(SCHEMAS["ztf"], blocked) == fastavro_decode(SCHEMAS["ztf"], value)
+    assert decoder.decode(value) is not None
+    assert decoder.decode(blocked) is None
+
+
+def test_other_schemas_have_no_fast_path() -> None:
+    score_schema = json.loads(
+        next((schemas_dir() / "anomaly-score" / "1.0").glob("*.avsc")).read_text()
+    )
+    assert Shape.of(score_schema, "oid") is None
+    assert Shape.of(SCHEMAS["ztf"], "diaObjectId") is None
+    renamed = {**SCHEMAS["ztf"], "fields": list(reversed(SCHEMAS["ztf"]["fields"]))}
+    assert Shape.of(renamed, "oid") is None
+
+
+def test_layouts_are_bounded(ztf_records: list[dict[str, Any]]) -> None:
+    decoder = TemplateDecoder.for_schema(SCHEMAS["ztf"], "oid")
+    assert decoder is not None
+    record = ztf_records[0]
+    names = list(record["features"])
+    learned_now = []
+    for i in range(MAX_LAYOUTS + 3):
+        shifted = names[i:] + names[:i]
+        learned_now.append(decoder.learn({**record, "features": dict.fromkeys(shifted, 0.0)}))
+    assert learned_now == [True] * MAX_LAYOUTS + [False] * 3
+    assert not decoder.learn({**record, "features": {}})  # nothing to gain
+
+
+def test_infinite_features_are_reported_by_the_generic_path(
+    ztf_records: list[dict[str, Any]],
+) -> None:
+    processor = AlertProcessor(load_settings(None, {"input": {"topics": ["t"]}}))
+    processor.rows(encode(SCHEMAS["ztf"], ztf_records[0]), SOURCE)  # learns the layout
+    record = json.loads(json.dumps(ztf_records[1]))
+    record["features"]["Amplitude_1"] = float("inf")
+    with pytest.raises(InputError) as error:
+        processor.rows(encode(SCHEMAS["ztf"], record), SOURCE)
+    assert error.value.reason == "non_finite_feature"
+    assert processor.decode_paths() == {"fast": 0, "generic": 2}
+
+
+def test_float_bits_survive(ztf_records: list[dict[str, Any]]) -> None:
+    decoder = learned("ztf", ztf_records[0])
+    record = json.loads(json.dumps(ztf_records[0]))
+    tiny = struct.unpack("<f", b"\x01\x00\x00\x00")[0]  # smallest subnormal float32
+    record["features"]["Amplitude_1"] = tiny
+    record["features"]["Mean_1"] = -0.0
+    fast = decoder.decode(encode(SCHEMAS["ztf"], record))
+    assert fast is not None
+    row = fast.row(("Amplitude_1", "Mean_1", "not-a-feature"))
+    assert row is not None
+    assert row[0] == np.float32(tiny)
+    assert math.copysign(1.0, float(row[1])) == -1.0
+    assert math.isnan(row[2])

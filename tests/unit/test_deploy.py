@@ -341,3 +341,4 @@ def test_start_order_uses_health_and_completion() -> None:
                 assert "healthcheck" in services[dependency], dependency
     for one_shot in ("kafka-init", "sample-producer"):
         assert services[one_shot]["restart"] == "no"
+    assert services["sample-producer"]["healthcheck"] == {"disable": True}  # not the service

@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         9108, ge=0, le=65535, description="port of /metrics, /healthz, /readyz (0: any free)"
     )
+    drain_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="at shutdown or revocation, how long to wait for pending scores to be "
+        "acknowledged (keep the orchestrator's grace period longer)",
+    )
     stop_after_idle_s: float | None = Field(
         None, gt=0, description="exit after this long without input (batch jobs); default never"
     )

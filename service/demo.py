@@ -22,7 +22,7 @@ from models.resources import sample_dir
 from models.simulate.alerts import input_records, input_schema
 from models.table import read_table
 from service.codec import decode_output
-from service.config import Settings, load_settings
+from service.config import ClientConfig, Settings, load_settings
 from service.embedded import EmbeddedBroker
 from service.exceptions import KafkaServiceError
 from service.kafka import create_topics
@@ -72,10 +72,13 @@ def publish(
     topic: str,
     messages: Iterable[tuple[bytes | None, bytes]],
     timestamp_ms: int | None = None,
+    client: ClientConfig | None = None,
 ) -> list[tuple[int, int]]:
     """Produce messages and wait until the broker acknowledged all; returns the (partition,
-    offset) of each message, in order."""
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 20, "acks": "all"})
+    offset) of each message, in order. ``client``: further librdkafka properties (security)."""
+    producer = Producer(
+        {"bootstrap.servers": bootstrap_servers, **(client or {}), "linger.ms": 20, "acks": "all"}
+    )
     failures: list[str] = []
     placed: list[tuple[int, int]] = []
 

@@ -48,7 +48,6 @@ from service.processing import AlertProcessor, Headers, Row, Source, dead_letter
 log = structlog.get_logger(__name__)
 
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-DRAIN_TIMEOUT_S = 60.0
 IDLE_WAIT_S = 0.5  # longest wait for input before the loop's housekeeping runs again
 
 
@@ -218,7 +217,7 @@ class ScoringService:
         """Score open batches and wait (bounded) for the acknowledgements of ``partitions``."""
         for top, rows in self.batcher.drain():
             self._score(top, rows)
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        deadline = time.monotonic() + self.settings.drain_timeout_s
 
         def pending() -> int:
             if partitions is None:
@@ -229,7 +228,9 @@ class ScoringService:
             self.producer.poll(0.1)
             self._resend_due()
         if pending():
-            log.warning("drain_timeout", unacknowledged=pending(), timeout_s=DRAIN_TIMEOUT_S)
+            log.warning(
+                "drain_timeout", unacknowledged=pending(), timeout_s=self.settings.drain_timeout_s
+            )
 
     # -- rebalancing -----------------------------------------------------------------------
 

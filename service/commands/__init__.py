@@ -5,11 +5,31 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from service.commands import broker, demo, evaluate, replay, run, simulate, top, train
+from service.commands import (
+    broker,
+    demo,
+    evaluate,
+    publish_sample,
+    replay,
+    run,
+    simulate,
+    top,
+    train,
+)
 
 
 class Command(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
-COMMANDS: tuple[Command, ...] = (simulate, train, evaluate, top, run, replay, demo, broker)
+COMMANDS: tuple[Command, ...] = (
+    simulate,
+    train,
+    evaluate,
+    top,
+    run,
+    replay,
+    demo,
+    broker,
+    publish_sample,
+)

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -255,10 +255,10 @@ class LatencyMetrics(Metrics):
         super().__init__()
         self.latencies_ms: list[float] = []
 
-    def record_delivered(self, topic: str, source_timestamp_ms: int | None) -> None:
-        super().record_delivered(topic, source_timestamp_ms)
-        if source_timestamp_ms:
-            self.latencies_ms.append(time.time() * 1000 - source_timestamp_ms)
+    def record_delivered(self, topic: str, source_timestamps_ms: Sequence[int | None]) -> None:
+        super().record_delivered(topic, source_timestamps_ms)
+        now_ms = time.time() * 1000
+        self.latencies_ms.extend(now_ms - t for t in source_timestamps_ms if t)
 
 
 def run_service(

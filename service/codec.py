@@ -126,13 +126,7 @@ def make_decoder(
 
 def make_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Encoder:
     """An encoder of anomaly-score records (schema ``schemas/anomaly-score/1.0``)."""
-    schema = output_schema()
-
-    def avro(record: Mapping[str, Any]) -> bytes:
-        buffer = io.BytesIO()
-        fastavro.schemaless_writer(buffer, schema, dict(record))
-        return buffer.getvalue()
-
+    avro = record_writer(json.loads((schemas_dir() / OUTPUT_SCHEMA_PATH).read_text()))
     if fmt == "schemaless":
         return avro
     if fmt == "confluent":
@@ -141,6 +135,70 @@ def make_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Encoder:
         header = _CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id)
         return lambda record: header + avro(record)
     return lambda record: json.dumps(dict(record), separators=(",", ":")).encode()
+
+
+_FLOAT = struct.Struct("<f").pack
+_DOUBLE = struct.Struct("<d").pack
+_SMALL_LONGS = [bytes([z]) for z in range(0x80)]
+_STRING_CACHE_SIZE = 4096
+
+
+def write_long(n: int) -> bytes:
+    """Avro's encoding of a long (zig-zag varint)."""
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x80:
+        return _SMALL_LONGS[z]
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def record_writer(schema: Mapping[str, Any]) -> Encoder:
+    """A schemaless Avro writer for a flat record of strings, numbers and nullable ones (what
+    the anomaly-score schema holds): one small function per field instead of fastavro's
+    generic walk, about twice as fast; equal to fastavro's bytes (tests/unit/test_codec.py)."""
+    strings: dict[str, bytes] = {}  # repeated values (class, scorer, model, topic ...)
+
+    def string(value: str) -> bytes:
+        encoded = strings.get(value)
+        if encoded is None:
+            data = value.encode()
+            encoded = write_long(len(data)) + data
+            if len(strings) >= _STRING_CACHE_SIZE:
+                strings.clear()
+            strings[value] = encoded
+        return encoded
+
+    primitives: dict[str, Callable[[Any], bytes]] = {
+        "string": string,
+        "float": _FLOAT,
+        "double": _DOUBLE,
+        "long": write_long,
+        "int": write_long,
+        "boolean": lambda v: b"\x01" if v else b"\x00",
+    }
+
+    def field_writer(avro_type: Any) -> Callable[[Any], bytes]:
+        if isinstance(avro_type, dict):
+            avro_type = avro_type["type"]  # logical types: their underlying type
+        if isinstance(avro_type, list) and len(avro_type) == 2 and "null" in avro_type:
+            null = write_long(avro_type.index("null"))
+            other = write_long(1 - avro_type.index("null"))
+            inner = field_writer(avro_type[1 - avro_type.index("null")])
+            return lambda v: null if v is None else other + inner(v)
+        if isinstance(avro_type, str) and avro_type in primitives:
+            return primitives[avro_type]
+        raise SettingsError(f"no fast writer for Avro type {avro_type!r}")
+
+    fields = [(f["name"], field_writer(f["type"])) for f in schema["fields"]]
+
+    def write(record: Mapping[str, Any]) -> bytes:
+        return b"".join([writer(record[name]) for name, writer in fields])
+
+    return write
 
 
 def decode_output(value: bytes, fmt: OutputFormat = "schemaless") -> dict[str, Any]:

@@ -171,6 +171,12 @@ class ModelSettings(_Section):
         description="top-level class -> scorer (mcdsvdd, ae, deepsvdd, vae)",
     )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1...")
+    cpu_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="torch CPU threads for inference (more only pays off for large batches)",
+    )
 
 
 class BatchSettings(_Section):

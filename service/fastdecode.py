@@ -24,29 +24,23 @@ import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+from service.codec import write_long
 
 MAX_LAYOUTS = 8  # distinct key orders kept (a stream has one; more would be unusual)
 _NAN = {"<f4": struct.pack("<f", math.nan), "<f8": struct.pack("<d", math.nan)}
 _MAX_VARINT_BYTES = 10  # a 64-bit long
 
 
-def zigzag(n: int) -> bytes:
-    """Avro's encoding of the long ``n`` (zig-zag, then base-128 varint)."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
 def _read_long(buffer: bytes, pos: int) -> tuple[int, int] | None:
     """(value, next position) of the Avro long at ``pos``; None if truncated or too long."""
+    if pos < len(buffer) and buffer[pos] < 0x80:  # one byte: short strings, small numbers
+        byte = buffer[pos]
+        return (byte >> 1) ^ -(byte & 1), pos + 1
     result = shift = 0
     for i in range(pos, min(len(buffer), pos + _MAX_VARINT_BYTES)):
         byte = buffer[i]
@@ -61,7 +55,7 @@ def _read_long(buffer: bytes, pos: int) -> tuple[int, int] | None:
 
 def _string(text: str) -> bytes:
     data = text.encode()
-    return zigzag(len(data)) + data
+    return write_long(len(data)) + data
 
 
 def _lit(data: bytes) -> bytes:
@@ -161,8 +155,7 @@ class Layout:
         return found
 
 
-@dataclass(frozen=True)
-class FastRecord:
+class FastRecord(NamedTuple):
     """What routing and assembling need from one message decoded on the fast path."""
 
     oid: str
@@ -292,19 +285,19 @@ class TemplateDecoder:
         probability_map += [_lit(_string(name)) + b"...." for name in probabilities]
         probability_map.append(_MAP_END)
         other = b"|".join(
-            _lit(zigzag(branch)) + (b"[\\x00\\x01]" if kind == "boolean" else _VARINT)
+            _lit(write_long(branch)) + (b"[\\x00\\x01]" if kind == "boolean" else _VARINT)
             for branch, kind in s.feature_others
         )
         heads = []
         for branch, dtype in s.feature_numbers:
             # two groups per feature: a number of this dtype, or another value (with its branch)
             value = b"(?:%s(%s)|%s|(%s))" % (
-                _lit(zigzag(branch)),
+                _lit(write_long(branch)),
                 b"." * np.dtype(dtype).itemsize,
-                _lit(zigzag(s.feature_null)),
+                _lit(write_long(s.feature_null)),
                 other or b"(?!)",
             )
-            head = [_lit(zigzag(s.features_map)), _map_start(len(features))]
+            head = [_lit(write_long(s.features_map)), _map_start(len(features))]
             head += [_lit(_string(name)) + value for name in features]
             head += [_MAP_END, *probability_map]
             heads.append((re.compile(b"".join(head), re.DOTALL), dtype))
@@ -312,11 +305,11 @@ class TemplateDecoder:
         for key, children in hierarchical:
             tail.append(_lit(_string(key)))
             if children is None:  # 'top': keep its floats
-                tail += [_lit(zigzag(s.flat)), _map_start(len(top))]
+                tail += [_lit(write_long(s.flat)), _map_start(len(top))]
                 tail += [_lit(_string(name)) + b"(....)" for name in top]
                 tail.append(_MAP_END)
                 continue
-            tail += [_lit(zigzag(s.nested)), _map_start(len(children))]
+            tail += [_lit(write_long(s.nested)), _map_start(len(children))]
             for child, grandchildren in children:
                 tail += [_lit(_string(child)), _map_start(len(grandchildren))]
                 tail += [_lit(_string(name)) + b"...." for name in grandchildren]
@@ -334,7 +327,7 @@ _VARINT = b"[\\x80-\\xff]{0,9}[\\x00-\\x7f]"
 
 def _map_start(n: int) -> bytes:
     """The block count of a map written in one block (an empty map is only its end marker)."""
-    return _lit(zigzag(n)) if n else b""
+    return _lit(write_long(n)) if n else b""
 
 
 LayoutKey = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[tuple[str, Any], ...]]

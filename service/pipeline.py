@@ -18,8 +18,9 @@ One thread drives everything (librdkafka does the network I/O in its own threads
 
 from __future__ import annotations
 
+import gc
 import time
-from collections import deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 IDLE_WAIT_S = 0.5  # longest wait for input before the loop's housekeeping runs again
+ACK_POLL_S = 0.005  # ... while outputs await acknowledgement
 
 
 @dataclass
@@ -120,6 +122,8 @@ class ScoringService:
         self._stopping = False
         self._assigned: set[tuple[str, int]] = set()
         self._batch_id = 0
+        self._decode_seconds: list[float] = []  # per message, until the next metrics flush
+        self._acknowledged: defaultdict[str, list[int | None]] = defaultdict(list)  # ditto
         self.consumer: Consumer
         self.producer: Producer
 
@@ -164,6 +168,9 @@ class ScoringService:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        # Everything loaded so far (models, settings, schemas) lives as long as the service:
+        # out of the garbage collector's sight, it is not traversed again by every collection.
+        gc.freeze()
         last_commit = last_input = time.monotonic()
         try:
             while not self._stopping:
@@ -172,12 +179,14 @@ class ScoringService:
                 messages = self._consume()
                 if messages:
                     last_input = time.monotonic()
+                    self._count_consumed(messages)
                 for message in messages:
                     self._handle(message)
                 for top, rows in self.batcher.due():
                     self._score(top, rows)
                 self.producer.poll(0)
                 self._resend_due()
+                self._flush_metrics()
                 now = time.monotonic()
                 if now - last_commit >= s.commit_interval_ms / 1000:
                     self._commit(wait=False)
@@ -227,6 +236,7 @@ class ScoringService:
         while pending() and time.monotonic() < deadline:
             self.producer.poll(0.1)
             self._resend_due()
+        self._flush_metrics()
         if pending():
             log.warning(
                 "drain_timeout", unacknowledged=pending(), timeout_s=self.settings.drain_timeout_s
@@ -277,17 +287,40 @@ class ScoringService:
 
     def _consume(self) -> list[Message]:
         """What is fetched already (up to a batch), else wait for the first message - but not
-        past the oldest open batch's deadline. ``consume(n, timeout)`` alone would hold
-        messages back until ``n`` arrived or the timeout passed."""
+        past the oldest open batch's deadline, and only briefly while outputs await their
+        acknowledgements (their callbacks are served between consumes). ``consume(n, timeout)``
+        alone would hold messages back until ``n`` arrived or the timeout passed."""
         max_rows = self.settings.batch.max_rows
         messages = self.consumer.consume(max_rows, 0)
         if messages:
             return messages
-        wait = self.batcher.seconds_to_deadline()
-        messages = self.consumer.consume(1, IDLE_WAIT_S if wait is None else min(IDLE_WAIT_S, wait))
+        waits = [IDLE_WAIT_S]
+        deadline = self.batcher.seconds_to_deadline()
+        if deadline is not None:
+            waits.append(deadline)
+        if self.tracker.in_flight():
+            waits.append(ACK_POLL_S)
+        messages = self.consumer.consume(1, min(waits))
         if messages and max_rows > 1:
             messages.extend(self.consumer.consume(max_rows - 1, 0))
         return messages
+
+    def _count_consumed(self, messages: list[Message]) -> None:
+        counts = Counter(m.topic() for m in messages if m.error() is None)
+        if counts and self.stats.first_consumed_at is None:
+            self.stats.first_consumed_at = time.monotonic()
+        for topic, n in counts.items():
+            self.stats.consumed += n
+            self.metrics.record_consumed(topic or "", n)
+
+    def _flush_metrics(self) -> None:
+        """Metrics gathered per message, recorded in bulk once per loop."""
+        if self._decode_seconds:
+            self.metrics.record_stage("decode", self._decode_seconds)
+            self._decode_seconds = []
+        for topic, timestamps in self._acknowledged.items():
+            self.metrics.record_delivered(topic, timestamps)
+        self._acknowledged.clear()
 
     def _handle(self, message: Message) -> None:
         error = message.error()
@@ -302,10 +335,6 @@ class ScoringService:
         assert offset is not None
         ts_type, ts = message.timestamp()
         timestamp = ts if ts_type != 0 and ts >= 0 else None  # 0: TIMESTAMP_NOT_AVAILABLE
-        self.stats.consumed += 1
-        if self.stats.first_consumed_at is None:
-            self.stats.first_consumed_at = time.monotonic()
-        self.metrics.record_consumed(topic)
         self.tracker.register((topic, partition), offset, outputs=1)
         started = time.perf_counter()
         try:
@@ -314,7 +343,7 @@ class ScoringService:
             self._dead_letter(message, exc, timestamp)
             return
         finally:
-            self.metrics.record_stage("decode", time.perf_counter() - started)
+            self._decode_seconds.append(time.perf_counter() - started)
         self.tracker.set_outputs((topic, partition), offset, len(rows))
         for top, row in rows:
             full = self.batcher.add(top, row)
@@ -405,7 +434,7 @@ class ScoringService:
             if error is None:
                 self.stats.acknowledged += 1
                 self.stats.last_acknowledged_at = time.monotonic()
-                self.metrics.record_delivered(topic, source[3])
+                self._acknowledged[topic].append(source[3])
                 self.tracker.acknowledge((source[0], source[1]), source[2])
                 return
             backoff = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]

@@ -5,13 +5,23 @@ from __future__ import annotations
 import io
 import json
 import struct
+from typing import Any
 
 import fastavro
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.resources import schemas_dir
-from service.codec import decode_output, make_decoder, make_encoder
-from service.exceptions import InputError
+from service.codec import (
+    OUTPUT_SCHEMA_PATH,
+    decode_output,
+    make_decoder,
+    make_encoder,
+    output_schema,
+    record_writer,
+)
+from service.exceptions import InputError, SettingsError
 from service.surveys import SURVEYS
 
 SCHEMA = fastavro.parse_schema(SURVEYS["ztf"].schema)
@@ -93,3 +103,56 @@ def test_scores_round_trip(fmt: str) -> None:
     assert back["nearest_subclass"] == "RRL"
     assert back["source_offset"] == SCORE["source_offset"]
     assert back["score"] == pytest.approx(SCORE["score"], rel=1e-6)
+
+
+SCORE_SCHEMA = json.loads((schemas_dir() / OUTPUT_SCHEMA_PATH).read_text())
+TEXT = st.text(max_size=30)
+LONG = st.integers(-(2**63), 2**63 - 1)
+SCORE_RECORDS = st.fixed_dictionaries(
+    {
+        "oid": TEXT,
+        "survey": TEXT,
+        "top_class": TEXT,
+        "top_class_probability": st.floats(width=32),
+        "scorer": TEXT,
+        "score": st.floats(width=32),
+        "percentile": st.floats(width=32),
+        "nearest_subclass": st.none() | TEXT,
+        "model_version": TEXT,
+        "model_checksum": TEXT,
+        "scored_at": LONG,
+        "source_topic": TEXT,
+        "source_partition": st.integers(-(2**31), 2**31 - 1),
+        "source_offset": LONG,
+        "source_timestamp": st.none() | LONG,
+        "service_version": TEXT,
+    }
+)
+
+
+def fastavro_bytes(record: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, output_schema(), record)
+    return buffer.getvalue()
+
+
+def test_the_score_writer_writes_what_fastavro_writes_for_every_sample() -> None:
+    encode = make_encoder("schemaless")
+    samples = sorted((schemas_dir() / OUTPUT_SCHEMA_PATH.parent / "samples").glob("*.json"))
+    assert samples
+    for path in samples:
+        record = json.loads(path.read_text())
+        assert encode(record) == fastavro_bytes(record), path.name
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(SCORE_RECORDS)
+def test_the_score_writer_writes_what_fastavro_writes_for_fuzzed_records(
+    record: dict[str, Any],
+) -> None:
+    assert record_writer(SCORE_SCHEMA)(record) == fastavro_bytes(record)
+
+
+def test_the_score_writer_refuses_types_it_does_not_know() -> None:
+    with pytest.raises(SettingsError, match="no fast writer"):
+        record_writer({"type": "record", "name": "r", "fields": [{"name": "a", "type": "bytes"}]})

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from models.resources import sample_dir, schemas_dir
 from models.simulate.alerts import input_records
 from models.table import read_table
+from service.codec import write_long
 from service.config import load_settings
 from service.exceptions import InputError
-from service.fastdecode import MAX_LAYOUTS, Shape, TemplateDecoder, zigzag
+from service.fastdecode import MAX_LAYOUTS, Shape, TemplateDecoder
 from service.processing import AlertProcessor, Row, Source
 from service.surveys import SURVEYS
 
@@ -250,15 +251,15 @@ def test_a_map_written_in_several_blocks_is_left_to_fastavro(
     value = encode(SCHEMAS["ztf"], record)
     map_schema = SCHEMAS["ztf"]["fields"][1]["type"][0]
     features = encode(map_schema, record["features"])  # count, entries, end marker
-    count = zigzag(len(record["features"]))
+    count = write_long(len(record["features"]))
     entries = features[len(count) : -1]
-    prefix = encode({"type": "string"}, record["oid"]) + zigzag(0)  # id, union branch 0
+    prefix = encode({"type": "string"}, record["oid"]) + write_long(0)  # id, union branch 0
     assert value.startswith(prefix + features)
     # the same entries as one block with a negative count and its byte size (also valid Avro)
     blocked = (
         prefix
-        + zigzag(-len(record["features"]))
-        + zigzag(len(entries))
+        + write_long(-len(record["features"]))
+        + write_long(len(entries))
         + value[len(prefix) + len(count) :]
     )
     assert fastavro_decode(SCHEMAS["ztf"], blocked) == fastavro_decode(SCHEMAS["ztf"], value)

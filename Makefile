@@ -44,8 +44,9 @@ unit: install-dev
 integration: install-dev
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
-## Print the benchmarks' numbers (not part of `make test`).
+## Print the benchmarks' numbers (not part of `make test`): the end-to-end comparison, then the rest.
 bench: install-dev
+	$(BIN)/python -m benchmarks
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 ## Regenerate the committed synthetic sample (deterministic for its seed).

@@ -62,6 +62,7 @@ from service.processing import AlertProcessor, Row, Source
 from service.surveys import route
 
 RESULTS_DIR = Path(__file__).parent / "results"
+INSTANCE_IDLE_S = 8.0  # an instance of the scaling run stops after this long without input
 
 
 @dataclass
@@ -163,22 +164,23 @@ def broker() -> Iterator[Broker]:
         yield Broker(embedded.bootstrap_servers, "embedded tansu (memory)", TANSU_CONSUMER)
 
 
-def settings_for(kafka: Broker, topic: str, args: argparse.Namespace) -> Settings:
+def settings_values(kafka: Broker, topic: str, args: argparse.Namespace) -> dict[str, Any]:
     """Service settings for one phase: fresh group and output topics named after ``topic``."""
-    return load_settings(
-        None,
-        {
-            "kafka": {
-                "bootstrap_servers": kafka.bootstrap_servers,
-                "consumer": {"session.timeout.ms": "6000", **kafka.consumer},
-            },
-            "input": {"topics": [topic], "group_id": f"{topic}-{uuid.uuid4().hex[:6]}"},
-            "output": {"topic": f"{topic}-out", "dead_letter_topic": f"{topic}-dlq"},
-            "batch": {"max_rows": args.batch_rows, "max_delay_ms": args.max_delay_ms},
-            "model": {"device": args.device},
-            "metrics_port": None,
+    return {
+        "kafka": {
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "consumer": {"session.timeout.ms": "6000", **kafka.consumer},
         },
-    )
+        "input": {"topics": [topic], "group_id": f"{topic}-{uuid.uuid4().hex[:6]}"},
+        "output": {"topic": f"{topic}-out", "dead_letter_topic": f"{topic}-dlq"},
+        "batch": {"max_rows": args.batch_rows, "max_delay_ms": args.max_delay_ms},
+        "model": {"device": args.device},
+        "metrics_port": None,
+    }
+
+
+def settings_for(kafka: Broker, topic: str, args: argparse.Namespace) -> Settings:
+    return load_settings(None, settings_values(kafka, topic, args))
 
 
 def new_topics(settings: Settings, partitions: int) -> None:
@@ -318,6 +320,33 @@ def saturation(settings: Settings, n: int) -> tuple[Throughput, dict[str, int]]:
     return Throughput(stats.acknowledged, seconds), service.processor.decode_paths()
 
 
+def scaling(values: dict[str, Any], instances: int, n: int) -> Throughput:
+    """``instances`` service processes in one consumer group on the pre-loaded topic (started
+    together, so that one rebalance shares the partitions); alerts/s from the first message any
+    of them consumed to the last output any of them had acknowledged."""
+    values = {**values, "stop_after_idle_s": INSTANCE_IDLE_S}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.instance", json.dumps(values)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(instances)
+    ]
+    results = []
+    for process in processes:
+        out, _ = process.communicate(timeout=600)
+        if process.returncode != 0:
+            raise RuntimeError(f"a service instance failed (exit {process.returncode})")
+        results.append(json.loads(out))
+    acknowledged = sum(r["acknowledged"] for r in results)
+    if acknowledged < n:
+        raise RuntimeError(f"the instances acknowledged {acknowledged} of {n} outputs")
+    started = min(r["first_consumed_at"] for r in results if r["first_consumed_at"] is not None)
+    ended = max(r["last_acknowledged_at"] for r in results if r["last_acknowledged_at"] is not None)
+    return Throughput(acknowledged, ended - started)
+
+
 def latency(settings: Settings, args: argparse.Namespace, rate: float) -> Latency:
     """Latency percentiles of the service under a fixed offered load from another process."""
     new_topics(settings, args.partitions)
@@ -434,8 +463,8 @@ def print_report(report: Report) -> None:
     print(", ".join(f"{k}={v}" for k, v in report.config.items()))
     print()
     print(f"{'throughput':42s} {'alerts/s':>10s} {'x passthrough':>14s}")
-    for name in ("passthrough", "naive", "service"):
-        print(f"{name:42s} {t[name]:10,.0f} {t[name] / t['passthrough']:14.2f}")
+    for name, rate in t.items():
+        print(f"{name:42s} {rate:10,.0f} {rate / t['passthrough']:14.2f}")
     print(f"service / naive: {r['service/naive']:.1f} x")
     print()
     print(f"{'latency (input timestamp -> output ack)':42s} p50 / p95 / p99 / max ms")
@@ -470,6 +499,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loads", default="1000,5000", help="offered loads (alerts/s)")
     parser.add_argument("--load-seconds", type=float, default=10.0)
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=2,
+        help="also run this many service processes in one group (1: skip); at most --partitions",
+    )
     parser.add_argument("--json", type=Path, help="result file (default: benchmarks/results/)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
     args = parser.parse_args(argv)
@@ -511,6 +546,11 @@ def main(argv: list[str] | None = None) -> None:
         rate, paths = saturation(settings_for(kafka, topic, args), args.n)
         report.throughput["service"] = rate.per_second
         report.decode_paths = paths
+        if args.instances > 1:
+            print(f"service, {args.instances} instances ...", flush=True)
+            report.throughput[f"service x{args.instances} instances"] = scaling(
+                settings_values(kafka, topic, args), args.instances, args.n
+            ).per_second
         for offered in (float(x) for x in args.loads.split(",") if x):
             print(f"latency at {offered:,.0f} alerts/s ...", flush=True)
             load_topic = f"bench-load-{uuid.uuid4().hex[:8]}"

@@ -122,6 +122,12 @@ class Metrics:
         self.consumed = Counter(
             "alert_anomaly_messages_consumed", "Input messages consumed", ["topic"], registry=r
         )
+        self.decoded = Counter(
+            "alert_anomaly_messages_decoded",
+            "Input messages by decoder path: fast (specialised) or generic (fastavro)",
+            ["path"],
+            registry=r,
+        )
         self.scored = Counter(
             "alert_anomaly_alerts_scored",
             "Alerts scored",
@@ -229,6 +235,10 @@ class Metrics:
     @_never_raises
     def record_consumed(self, topic: str, n: int = 1) -> None:
         self.consumed.labels(topic).inc(n)
+
+    @_never_raises
+    def record_decoded(self, path: str, n: int) -> None:
+        self.decoded.labels(path).inc(n)
 
     @_never_raises
     def record_stage(self, stage: str, seconds: float | Sequence[float]) -> None:

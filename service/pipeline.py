@@ -122,6 +122,7 @@ class ScoringService:
         self._stopping = False
         self._assigned: set[tuple[str, int]] = set()
         self._batch_id = 0
+        self._decoded: dict[str, int] = {}  # decode paths at the last metrics flush
         self._decode_seconds: list[float] = []  # per message, until the next metrics flush
         self._acknowledged: defaultdict[str, list[int | None]] = defaultdict(list)  # ditto
         self.consumer: Consumer
@@ -220,6 +221,7 @@ class ScoringService:
             dead_lettered=self.stats.dead_lettered,
             acknowledged=self.stats.acknowledged,
             left_in_flight=self.tracker.in_flight(),
+            decoded=self.processor.decode_paths(),
         )
 
     def _finish_in_flight(self, partitions: set[tuple[str, int]] | None = None) -> None:
@@ -321,6 +323,11 @@ class ScoringService:
         for topic, timestamps in self._acknowledged.items():
             self.metrics.record_delivered(topic, timestamps)
         self._acknowledged.clear()
+        paths = self.processor.decode_paths()
+        for path, n in paths.items():
+            if n > self._decoded.get(path, 0):
+                self.metrics.record_decoded(path, n - self._decoded.get(path, 0))
+        self._decoded = paths
 
     def _handle(self, message: Message) -> None:
         error = message.error()

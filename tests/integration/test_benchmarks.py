@@ -29,6 +29,8 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
             "300",
             "--load-seconds",
             "1",
+            "--instances",
+            "2",
             "--json",
             str(out),
         ],
@@ -42,7 +44,12 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
     report = json.loads(out.read_text())
     assert report["config"]["alerts"] == 600
     assert report["config"]["features_per_alert"] > 140  # ALeRCE-sized records
-    assert set(report["throughput"]) == {"passthrough", "naive", "service"}
+    assert set(report["throughput"]) == {
+        "passthrough",
+        "naive",
+        "service",
+        "service x2 instances",
+    }
     assert all(rate > 0 for rate in report["throughput"].values())
     assert set(report["ratios"]) == {"service/passthrough", "service/naive"}
     [latency] = report["latency"]

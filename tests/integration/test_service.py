@@ -104,6 +104,8 @@ def test_end_to_end_scores_equal_offline_scoring(
     stopped = service.event("service_stopped")
     assert stopped["scored"] == n
     assert stopped["left_in_flight"] == 0
+    # the first message teaches the specialised decoder the layout; it decodes all the others
+    assert stopped["decoded"] == {"fast": n - 1, "generic": 1}
 
     scores = [decode_output(m.value()) for m in outputs]
     assert len(scores) == n

@@ -219,6 +219,32 @@ def test_two_instances_share_the_partitions(
     assert sum(scored) == n  # once each: no rebalance happened while scoring
 
 
+def test_a_rebalance_mid_stream_loses_nothing(
+    kafka_bootstrap: str, topic_prefix: str, service_process: Start
+) -> None:
+    n = 3000
+    names = topics(kafka_bootstrap, topic_prefix, partitions=4)
+    placed = publish(kafka_bootstrap, names[0], sample_messages(n))
+    one_by_one = ("--batch-rows", "1", "--batch-delay-ms", "5")
+    a = service_process(*service_args(kafka_bootstrap, names, topic_prefix, *one_by_one))
+    a.wait_for_metric("alert_anomaly_messages_produced_total", 100, timeout=120)
+    b = service_process(*service_args(kafka_bootstrap, names, topic_prefix, *one_by_one))
+    a.event("partitions_revoked")  # a gave partitions up while it was scoring
+    b.assigned()
+    deadline = time.monotonic() + 120
+    counts = lineage(read_topic(kafka_bootstrap, names[1], n, timeout_s=120))
+    while set(counts) != set(placed) and time.monotonic() < deadline:
+        counts = lineage(read_topic(kafka_bootstrap, names[1], sum(counts.values()) + 1, 2))
+    assert a.terminate() == 0
+    assert b.terminate() == 0
+    assert set(counts) == set(placed)
+    scored = [p.event("service_stopped")["scored"] for p in (a, b)]
+    assert all(count > 0 for count in scored), scored
+    duplicates = sum(c - 1 for c in counts.values())
+    print(f"\nrebalance mid-stream: scored {scored}, {duplicates} duplicates, none missing")
+    assert duplicates <= sum(scored) - n
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

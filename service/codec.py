@@ -26,6 +26,13 @@ from service.exceptions import InputError, SettingsError
 OUTPUT_SCHEMA_PATH = Path("anomaly-score", "1.0", "anomaly_score.avsc")
 CONFLUENT_MAGIC = 0
 _CONFLUENT_HEADER = struct.Struct(">bI")
+CONFLUENT_HEADER_SIZE = _CONFLUENT_HEADER.size
+
+
+def confluent_header(schema_id: int) -> bytes:
+    """The Confluent wire-format header of a schema id (magic byte 0, id big-endian)."""
+    return _CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id)
+
 
 Decoder = Callable[[bytes], list[Any]]
 Encoder = Callable[[Mapping[str, Any]], bytes]
@@ -132,7 +139,7 @@ def make_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Encoder:
     if fmt == "confluent":
         if schema_id is None:
             raise SettingsError("output format confluent needs a schema id")
-        header = _CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id)
+        header = confluent_header(schema_id)
         return lambda record: header + avro(record)
     return lambda record: json.dumps(dict(record), separators=(",", ":")).encode()
 

@@ -184,10 +184,12 @@ class TemplateDecoder:
         shape = Shape.of(schema, id_field)
         return cls(shape) if shape is not None else None
 
-    def decode(self, value: bytes) -> FastRecord | None:
+    def decode(self, value: bytes, start: int = 0) -> FastRecord | None:
+        """The record that starts at ``start`` (after a wire-format header) and ends with
+        ``value``; None when no learned layout matches exactly."""
         if not self.layouts:
             return None
-        read = self._read_id(value)
+        read = self._read_id(value, start)
         if read is None:
             return None
         oid, pos = read
@@ -218,8 +220,8 @@ class TemplateDecoder:
             return FastRecord(oid, dict(zip(layout.top_classes, top, strict=True)), layout, values)
         return None
 
-    def _read_id(self, value: bytes) -> tuple[str, int] | None:
-        read = _read_long(value, 0)
+    def _read_id(self, value: bytes, start: int) -> tuple[str, int] | None:
+        read = _read_long(value, start)
         if read is None:
             return None
         n, pos = read

@@ -28,7 +28,13 @@ from models.exceptions import BundleError
 from models.scoring import Scorer, Scores, resolve_device
 from models.taxonomy import TOP_CLASSES
 from service import __version__
-from service.codec import Decoder, load_schema, make_decoder
+from service.codec import (
+    CONFLUENT_HEADER_SIZE,
+    Decoder,
+    confluent_header,
+    load_schema,
+    make_decoder,
+)
 from service.config import Settings
 from service.exceptions import InputError, SettingsError
 from service.fastdecode import TemplateDecoder
@@ -131,15 +137,27 @@ def build_decoder(settings: Settings, survey: Survey) -> Decoder:
     return make_decoder(settings.input.format, schema, confluent)
 
 
-def build_fast_decoder(settings: Settings, survey: Survey) -> TemplateDecoder | None:
-    """The specialised decoder, for schemaless input of a classifier-record schema."""
-    if settings.input.format != "schemaless":
-        return None
-    schema = survey.schema
-    if settings.input.schema_file is not None:
-        with open(settings.input.schema_file) as fh:  # readable: build_decoder loaded it
-            schema = json.load(fh)
-    return TemplateDecoder.for_schema(schema, survey.id_field)
+def build_fast_decoders(settings: Settings, survey: Survey) -> dict[bytes, TemplateDecoder]:
+    """The specialised decoders, by the header their messages start with: ``b""`` for
+    schemaless input, the Confluent header (magic byte and schema id) of each configured schema
+    id; only for schemas that are classifier records."""
+    if settings.input.format == "schemaless":
+        path = settings.input.schema_file
+        schemas = {b"": _read_json(path) if path is not None else survey.schema}
+    elif settings.input.format == "confluent":
+        schemas = {
+            confluent_header(i): _read_json(Path(p))
+            for i, p in settings.input.confluent_schemas.items()
+        }
+    else:
+        return {}
+    decoders = {h: TemplateDecoder.for_schema(s, survey.id_field) for h, s in schemas.items()}
+    return {header: d for header, d in decoders.items() if d is not None}
+
+
+def _read_json(path: Path) -> Any:
+    with open(path) as fh:  # readable: build_decoder loaded it
+        return json.load(fh)
 
 
 class AlertProcessor:
@@ -153,7 +171,8 @@ class AlertProcessor:
         self.device = resolve_device(settings.model.device)
         self.routes = load_routes(settings, self.device)
         self.decode = build_decoder(settings, self.survey)
-        self.fast = build_fast_decoder(settings, self.survey)
+        self.fast = build_fast_decoders(settings, self.survey)
+        self._header_size = CONFLUENT_HEADER_SIZE if settings.input.format == "confluent" else 0
         self._paths = {"fast": 0, "generic": 0}
 
     def decode_paths(self) -> dict[str, int]:
@@ -166,8 +185,9 @@ class AlertProcessor:
         The specialised decoder takes the messages it can; every other message, and every
         error, goes through the generic decoder, whose records teach the specialised one."""
         value = value or b""
-        if self.fast is not None:
-            record = self.fast.decode(value)
+        fast = self.fast.get(value[: self._header_size])
+        if fast is not None:
+            record = fast.decode(value, self._header_size)
             if record is not None:
                 top, probability = route(record.top_probabilities)
                 target = self._target(top)
@@ -178,8 +198,8 @@ class AlertProcessor:
         self._paths["generic"] += 1
         records = self.decode(value)
         rows = self.rows_from_records(records, source)
-        if self.fast is not None and self.fast.learn(records[0]):
-            log.info("decoder_layout_learned", layouts=len(self.fast.layouts))
+        if fast is not None and fast.learn(records[0]):
+            log.info("decoder_layout_learned", layouts=len(fast.layouts))
         return rows
 
     def rows_from_records(self, records: Iterable[Any], source: Source) -> list[tuple[str, Row]]:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from models.resources import sample_dir, schemas_dir
 from models.simulate.alerts import input_records
 from models.table import read_table
-from service.codec import write_long
+from service.codec import confluent_header, write_long
 from service.config import load_settings
 from service.exceptions import InputError
 from service.fastdecode import MAX_LAYOUTS, Shape, TemplateDecoder
@@ -316,3 +316,27 @@ def test_float_bits_survive(ztf_records: list[dict[str, Any]]) -> None:
     assert row[0] == np.float32(tiny)
     assert math.copysign(1.0, float(row[1])) == -1.0
     assert math.isnan(row[2])
+
+
+def test_confluent_messages_take_the_fast_path_per_schema_id(
+    ztf_records: list[dict[str, Any]],
+) -> None:
+    schema_file = schemas_dir() / SURVEYS["ztf"].schema_path
+    processor = AlertProcessor(
+        load_settings(
+            None,
+            {
+                "input": {
+                    "topics": ["t"],
+                    "format": "confluent",
+                    "confluent_schemas": {7: str(schema_file)},
+                }
+            },
+        )
+    )
+    values = [confluent_header(7) + encode(SCHEMAS["ztf"], r) for r in ztf_records[:200]]
+    values.append(confluent_header(8) + encode(SCHEMAS["ztf"], ztf_records[0]))  # unknown id
+    for value in values:
+        assert outcome(processor, value, fast=True) == outcome(processor, value, fast=False)
+    assert outcome(processor, values[-1], fast=True) == "unknown_schema"
+    assert processor.decode_paths()["fast"] >= 199

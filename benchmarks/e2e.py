@@ -48,6 +48,7 @@ from confluent_kafka import Consumer, Producer
 
 from benchmarks import workload
 from benchmarks.common import cores, machine
+from models.exceptions import DataError
 from models.scoring import resolve_device
 from service import __version__
 from service.codec import make_encoder
@@ -509,7 +510,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
     args = parser.parse_args(argv)
     configure_logging("console", "warning")
-    device = str(resolve_device(args.device))
+    try:
+        device = str(resolve_device(args.device))
+    except DataError as exc:
+        parser.error(str(exc))
     with broker() as kafka:
         report = Report(
             machine(),

@@ -4,7 +4,7 @@ Generic Avro decoding (fastavro) walks the schema for every value: about 1 us pe
 ~150 us for one ALeRCE record with ~150 features - most of the service's time per alert. But a
 producer writes its features in one fixed order, so every message of a stream has the same byte
 layout except for the values and for which features are null. A :class:`Layout`, learned from a
-message the generic decoder has decoded, is that key order compiled into two regular expressions
+message the generic decoder has decoded, is that key order compiled into regular expressions
 (run by ``re``'s C engine) that match exactly the Avro encodings with those keys in that order;
 the floating-point features (float or double: one pattern for each, as a writer uses one type)
 are then read straight from the matched bytes with numpy, nulls become NaN, and the few boolean

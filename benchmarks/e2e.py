@@ -63,6 +63,7 @@ from service.processing import AlertProcessor, Row, Source
 from service.surveys import route
 
 RESULTS_DIR = Path(__file__).parent / "results"
+SATURATION_TIMEOUT_S = 600.0  # the service must have scored the pre-loaded alerts by then
 INSTANCE_IDLE_S = 8.0  # an instance of the scaling run stops after this long without input
 
 
@@ -294,28 +295,46 @@ class LatencyMetrics(Metrics):
         self.latencies_ms.extend(now_ms - t for t in source_timestamps_ms if t)
 
 
-def run_service(
-    settings: Settings, done: Callable[[ScoringService], bool], metrics: Metrics | None = None
-) -> ScoringService:
-    """Run the service in a thread until ``done(service)``; returns it stopped."""
-    ready = threading.Event()
-    service = ScoringService(settings, metrics, on_ready=lambda r: ready.set() if r else None)
-    worker = threading.Thread(target=service.run, daemon=True)
-    worker.start()
-    try:
-        while not done(service):
-            if not worker.is_alive():
+class Running:
+    """The service running in a thread of this process (see :func:`running`)."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None) -> None:
+        self.ready = threading.Event()
+        self.service = ScoringService(
+            settings, metrics, on_ready=lambda r: self.ready.set() if r else None
+        )
+        self.worker = threading.Thread(target=self.service.run, daemon=True)
+
+    def wait_until(self, done: Callable[[ScoringService], bool], timeout_s: float) -> bool:
+        """Whether ``done(service)`` came true within the time; the service must not stop."""
+        deadline = time.monotonic() + timeout_s
+        while not done(self.service):
+            if not self.worker.is_alive():
                 raise RuntimeError("the service stopped early")
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.01)
+        return True
+
+
+@contextmanager
+def running(settings: Settings, metrics: Metrics | None = None) -> Iterator[Running]:
+    """The service in a thread until the block ends; then stopped (drained and committed)."""
+    run = Running(settings, metrics)
+    run.worker.start()
+    try:
+        yield run
     finally:
-        service.stop()
-        worker.join(120)
-    return service
+        run.service.stop()
+        run.worker.join(120)
 
 
 def saturation(settings: Settings, n: int) -> tuple[Throughput, dict[str, int]]:
     """The service on the pre-loaded topic; also how many alerts took each decode path."""
-    service = run_service(settings, lambda s: s.stats.acknowledged >= n)
+    with running(settings) as run:
+        if not run.wait_until(lambda s: s.stats.acknowledged >= n, SATURATION_TIMEOUT_S):
+            raise RuntimeError(f"the service did not score {n} alerts in {SATURATION_TIMEOUT_S} s")
+    service = run.service
     stats = service.stats
     seconds = (stats.last_acknowledged_at or 0.0) - (stats.first_consumed_at or 0.0)
     return Throughput(stats.acknowledged, seconds), service.processor.decode_paths()
@@ -352,12 +371,8 @@ def latency(settings: Settings, args: argparse.Namespace, rate: float) -> Latenc
     """Latency percentiles of the service under a fixed offered load from another process."""
     new_topics(settings, args.partitions)
     metrics = LatencyMetrics()
-    ready = threading.Event()
-    service = ScoringService(settings, metrics, on_ready=lambda r: ready.set() if r else None)
-    worker = threading.Thread(target=service.run, daemon=True)
-    worker.start()
-    try:
-        if not ready.wait(60):
+    with running(settings, metrics) as run:
+        if not run.ready.wait(60):
             raise RuntimeError("the service got no partitions within 60 s")
         time.sleep(1.0)  # let the fetchers settle on the (empty) partitions
         load = subprocess.run(
@@ -379,12 +394,7 @@ def latency(settings: Settings, args: argparse.Namespace, rate: float) -> Latenc
             text=True,
         )
         offered = json.loads(load.stdout)
-        deadline = time.monotonic() + 60
-        while service.stats.acknowledged < offered["sent"] and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        service.stop()
-        worker.join(120)
+        run.wait_until(lambda s: s.stats.acknowledged >= offered["sent"], 60)
     values = np.asarray(metrics.latencies_ms)
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
     return Latency(

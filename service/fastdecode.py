@@ -125,12 +125,37 @@ def _kind(avro_type: Any) -> str:
     return "union"
 
 
+class Lit(NamedTuple):
+    """Bytes every message of a layout has at this place."""
+
+    data: bytes
+
+
+class Hole(NamedTuple):
+    """A float of the classifier part: read (the 'top' probabilities) or skipped."""
+
+    size: int
+    keep: bool
+
+
+class _Feature(NamedTuple):
+    """A feature's value: the union branch, then a number, nothing (null) or another value."""
+
+
+FEATURE = _Feature()
+Part = Lit | Hole | _Feature
+
+
 @dataclass(frozen=True)
 class Layout:
-    """One key order of the classifier record, compiled."""
+    """One key order of the classifier record: the message described as parts - the features
+    and probabilities (``head``), the predicted class string (between them, read separately),
+    the hierarchical probabilities (``tail``) - and compiled to regular expressions."""
 
     feature_names: tuple[str, ...]
     top_classes: tuple[str, ...]
+    head_parts: tuple[Part, ...]
+    tail_parts: tuple[Part, ...]
     # features union + map, then the probabilities map: one pattern per number type of the
     # features (a writer uses one), with its numpy dtype
     heads: tuple[tuple[re.Pattern[bytes], str], ...]
@@ -283,53 +308,78 @@ class TemplateDecoder:
         hierarchical: Sequence[tuple[str, Any]],
     ) -> Layout:
         s = self.shape
-        probability_map = [_map_start(len(probabilities))]
-        probability_map += [_lit(_string(name)) + b"...." for name in probabilities]
-        probability_map.append(_MAP_END)
-        other = b"|".join(
-            _lit(write_long(branch)) + (b"[\\x00\\x01]" if kind == "boolean" else _VARINT)
-            for branch, kind in s.feature_others
-        )
-        heads = []
-        for branch, dtype in s.feature_numbers:
-            # two groups per feature: a number of this dtype, or another value (with its branch)
-            value = b"(?:%s(%s)|%s|(%s))" % (
-                _lit(write_long(branch)),
-                b"." * np.dtype(dtype).itemsize,
-                _lit(write_long(s.feature_null)),
-                other or b"(?!)",
-            )
-            head = [_lit(write_long(s.features_map)), _map_start(len(features))]
-            head += [_lit(_string(name)) + value for name in features]
-            head += [_MAP_END, *probability_map]
-            heads.append((re.compile(b"".join(head), re.DOTALL), dtype))
-        tail = [_map_start(len(hierarchical))]
+        head: list[Part] = [Lit(write_long(s.features_map) + _map_start(len(features)))]
+        for name in features:
+            head += [Lit(_string(name)), FEATURE]
+        head += [Lit(_MAP_END + _map_start(len(probabilities)))]
+        for name in probabilities:
+            head += [Lit(_string(name)), Hole(4, keep=False)]
+        head.append(Lit(_MAP_END))
+        tail: list[Part] = [Lit(_map_start(len(hierarchical)))]
         for key, children in hierarchical:
-            tail.append(_lit(_string(key)))
+            tail.append(Lit(_string(key)))
             if children is None:  # 'top': keep its floats
-                tail += [_lit(write_long(s.flat)), _map_start(len(top))]
-                tail += [_lit(_string(name)) + b"(....)" for name in top]
-                tail.append(_MAP_END)
+                tail.append(Lit(write_long(s.flat) + _map_start(len(top))))
+                for name in top:
+                    tail += [Lit(_string(name)), Hole(4, keep=True)]
+                tail.append(Lit(_MAP_END))
                 continue
-            tail += [_lit(write_long(s.nested)), _map_start(len(children))]
+            tail.append(Lit(write_long(s.nested) + _map_start(len(children))))
             for child, grandchildren in children:
-                tail += [_lit(_string(child)), _map_start(len(grandchildren))]
-                tail += [_lit(_string(name)) + b"...." for name in grandchildren]
-                tail.append(_MAP_END)
-            tail.append(_MAP_END)
-        tail.append(_MAP_END)
+                tail.append(Lit(_string(child) + _map_start(len(grandchildren))))
+                for name in grandchildren:
+                    tail += [Lit(_string(name)), Hole(4, keep=False)]
+                tail.append(Lit(_MAP_END))
+            tail.append(Lit(_MAP_END))
+        tail.append(Lit(_MAP_END))
+        heads = tuple(
+            (re.compile(self._pattern(head, self._feature_pattern(b, dtype)), re.DOTALL), dtype)
+            for b, dtype in s.feature_numbers
+        )
         return Layout(
-            tuple(features), tuple(top), tuple(heads), re.compile(b"".join(tail), re.DOTALL)
+            tuple(features),
+            tuple(top),
+            tuple(head),
+            tuple(tail),
+            heads,
+            re.compile(self._pattern(tail, b""), re.DOTALL),
         )
 
+    def _feature_pattern(self, branch: int, dtype: str) -> bytes:
+        """A feature value with two groups: a number of ``dtype``, or another value (with its
+        union branch); null matches neither."""
+        s = self.shape
+        other = b"|".join(
+            _lit(write_long(b)) + (b"[\\x00\\x01]" if kind == "boolean" else _VARINT)
+            for b, kind in s.feature_others
+        )
+        return b"(?:%s(%s)|%s|(%s))" % (
+            _lit(write_long(branch)),
+            b"." * np.dtype(dtype).itemsize,
+            _lit(write_long(s.feature_null)),
+            other or b"(?!)",
+        )
 
-_MAP_END = b"\\x00"  # a map's last block: count 0
+    @staticmethod
+    def _pattern(parts: Sequence[Part], feature: bytes) -> bytes:
+        out = []
+        for part in parts:
+            if isinstance(part, Lit):
+                out.append(_lit(part.data))
+            elif isinstance(part, Hole):
+                out.append(b"(%s)" % (b"." * part.size) if part.keep else b"." * part.size)
+            else:
+                out.append(feature)
+        return b"".join(out)
+
+
+_MAP_END = b"\x00"  # a map's last block: count 0
 _VARINT = b"[\\x80-\\xff]{0,9}[\\x00-\\x7f]"
 
 
 def _map_start(n: int) -> bytes:
     """The block count of a map written in one block (an empty map is only its end marker)."""
-    return _lit(write_long(n)) if n else b""
+    return write_long(n) if n else b""
 
 
 LayoutKey = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[tuple[str, Any], ...]]

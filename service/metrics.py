@@ -124,7 +124,7 @@ class Metrics:
         )
         self.decoded = Counter(
             "alert_anomaly_messages_decoded",
-            "Input messages by decoder path: fast (specialised) or generic (fastavro)",
+            "Input messages by decoder path: batch or fast (specialised) or generic (fastavro)",
             ["path"],
             registry=r,
         )
@@ -168,7 +168,7 @@ class Metrics:
         )
         self.stage_seconds = BulkHistogram(
             "alert_anomaly_stage_seconds",
-            "Time per pipeline stage and call (decode per message, others per batch)",
+            "Time per pipeline stage and call (decode per consumed batch, others per micro-batch)",
             ["stage"],
             STAGE_BUCKETS,
             r,

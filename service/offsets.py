@@ -26,12 +26,6 @@ class OffsetTracker:
         if outputs == 0:
             self._advance(tp)
 
-    def set_outputs(self, tp: TopicPartition, offset: int, outputs: int) -> None:
-        """Change the expected outputs of a registered message (e.g. once it is decoded)."""
-        self._pending[tp][offset] = outputs
-        if outputs == 0:
-            self._advance(tp)
-
     def acknowledge(self, tp: TopicPartition, offset: int) -> None:
         """One output of a message was acknowledged by the broker."""
         pending = self._pending.get(tp)

@@ -59,7 +59,7 @@ class _Retry:
     key: bytes | None
     value: bytes
     headers: Headers | None
-    source: tuple[str, int, int, int | None]  # topic, partition, offset, timestamp
+    source: Source
     attempt: int
     not_before: float
 
@@ -181,8 +181,7 @@ class ScoringService:
                 if messages:
                     last_input = time.monotonic()
                     self._count_consumed(messages)
-                for message in messages:
-                    self._handle(message)
+                self._handle(messages)
                 for top, rows in self.batcher.due():
                     self._score(top, rows)
                 self.producer.poll(0)
@@ -329,33 +328,42 @@ class ScoringService:
                 self.metrics.record_decoded(path, n - self._decoded.get(path, 0))
         self._decoded = paths
 
-    def _handle(self, message: Message) -> None:
-        error = message.error()
-        if error is not None:
-            if error.fatal():
-                raise KafkaServiceError(f"fatal consumer error: {error}")
-            log.warning("consume_error", error=str(error))
+    def _handle(self, messages: list[Message]) -> None:
+        """Decode and route consumed messages into the micro-batches; bad ones are dead
+        letters."""
+        taken: list[Message] = []
+        sources: list[Source] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaServiceError(f"fatal consumer error: {error}")
+                log.warning("consume_error", error=str(error))
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            assert topic is not None
+            assert partition is not None
+            assert offset is not None
+            ts_type, ts = message.timestamp()
+            timestamp = ts if ts_type != 0 and ts >= 0 else None  # 0: TIMESTAMP_NOT_AVAILABLE
+            sources.append(Source(topic, partition, offset, timestamp))
+            taken.append(message)
+        if not taken:
             return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        assert topic is not None
-        assert partition is not None
-        assert offset is not None
-        ts_type, ts = message.timestamp()
-        timestamp = ts if ts_type != 0 and ts >= 0 else None  # 0: TIMESTAMP_NOT_AVAILABLE
-        self.tracker.register((topic, partition), offset, outputs=1)
         started = time.perf_counter()
-        try:
-            rows = self.processor.rows(message.value(), Source(topic, partition, offset, timestamp))
-        except InputError as exc:
-            self._dead_letter(message, exc, timestamp)
-            return
-        finally:
-            self._decode_seconds.append(time.perf_counter() - started)
-        self.tracker.set_outputs((topic, partition), offset, len(rows))
-        for top, row in rows:
-            full = self.batcher.add(top, row)
-            if full is not None:
-                self._score(top, full)
+        results = self.processor.rows_many([m.value() for m in taken], sources)
+        self._decode_seconds.append(time.perf_counter() - started)
+        register, add = self.tracker.register, self.batcher.add
+        for message, source, result in zip(taken, sources, results, strict=True):
+            if isinstance(result, InputError):
+                register((source.topic, source.partition), source.offset, outputs=1)
+                self._dead_letter(message, result, source)
+                continue
+            register((source.topic, source.partition), source.offset, outputs=len(result))
+            for top, row in result:
+                full = add(top, row)
+                if full is not None:
+                    self._score(top, full)
 
     # -- scoring and producing -------------------------------------------------------------
 
@@ -382,14 +390,7 @@ class ScoringService:
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
         for row, value in zip(rows, encoded, strict=True):
-            src = row.source
-            self._produce(
-                self.settings.output.topic,
-                row.oid.encode(),
-                value,
-                None,
-                (src.topic, src.partition, src.offset, src.timestamp_ms),
-            )
+            self._produce(self.settings.output.topic, row.oid.encode(), value, None, row.source)
         self.metrics.record_stage("produce", time.perf_counter() - started)
         self.stats.scored += len(rows)
         self.stats.by_class[top] = self.stats.by_class.get(top, 0) + len(rows)
@@ -401,31 +402,23 @@ class ScoringService:
             seconds=round(batch.seconds, 6),
         )
 
-    def _dead_letter(self, message: Message, error: InputError, timestamp: int | None) -> None:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        assert topic is not None
-        assert partition is not None
-        assert offset is not None
-        headers = dead_letter_headers(
-            Source(topic, partition, offset, timestamp), error, message.headers()
-        )
+    def _dead_letter(self, message: Message, error: InputError, source: Source) -> None:
         log.warning(
             "dead_letter",
             reason=error.reason,
             error=str(error),
-            topic=topic,
-            partition=partition,
-            offset=offset,
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
         )
         self.stats.dead_lettered += 1
         self.metrics.record_dead_letter(error.reason)
-        self.tracker.set_outputs((topic, partition), offset, 1)
         self._produce(
             self.settings.output.dead_letter_topic,
             message.key(),
             message.value() or b"",
-            headers,
-            (topic, partition, offset, timestamp),
+            dead_letter_headers(source, error, message.headers()),
+            source,
         )
 
     def _produce(
@@ -434,7 +427,7 @@ class ScoringService:
         key: bytes | None,
         value: bytes,
         headers: Headers | None,
-        source: tuple[str, int, int, int | None],
+        source: Source,
         attempt: int = 0,
     ) -> None:
         def delivered(error: KafkaError | None, _: Message) -> None:

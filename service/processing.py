@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from models.exceptions import BundleError
 from models.scoring import Scorer, Scores, resolve_device
 from models.taxonomy import TOP_CLASSES
 from service import __version__
+from service.batchdecode import MIN_BATCH, BatchDecoder, DecodedBatch
 from service.codec import (
     CONFLUENT_HEADER_SIZE,
     Decoder,
@@ -172,12 +173,75 @@ class AlertProcessor:
         self.routes = load_routes(settings, self.device)
         self.decode = build_decoder(settings, self.survey)
         self.fast = build_fast_decoders(settings, self.survey)
+        self.batch = {header: BatchDecoder(d, header) for header, d in self.fast.items()}
         self._header_size = CONFLUENT_HEADER_SIZE if settings.input.format == "confluent" else 0
-        self._paths = {"fast": 0, "generic": 0}
+        self._paths = {"batch": 0, "fast": 0, "generic": 0}
 
     def decode_paths(self) -> dict[str, int]:
-        """How many messages each decoder path handled (see ``service.fastdecode``)."""
+        """How many messages each decoder path handled: ``batch`` (``service.batchdecode``),
+        ``fast`` (``service.fastdecode``) or ``generic`` (fastavro)."""
         return dict(self._paths)
+
+    def rows_many(
+        self, values: Sequence[bytes | None], sources: Sequence[Source]
+    ) -> list[list[tuple[str, Row]] | InputError]:
+        """:meth:`rows` of each message (or its InputError), the same rows whichever path
+        decodes them: batches of the learned layouts are decoded together with numpy, every
+        other message one by one."""
+        results: list[list[tuple[str, Row]] | InputError | None] = [None] * len(values)
+        if len(values) >= MIN_BATCH:
+            size = self._header_size
+            for header, decoder in self.batch.items():
+                index = [i for i, v in enumerate(values) if v and v[:size] == header]
+                if index and not decoder.decoder.layouts:  # the first message teaches one
+                    results[index[0]] = self._rows_or_error(values[index[0]], sources[index[0]])
+                    index = index[1:]
+                taken = [values[i] or b"" for i in index]
+                for decoded in decoder.decode(taken):
+                    self._route_decoded(decoded, index, sources, results)
+        return [
+            self._rows_or_error(values[i], sources[i]) if result is None else result
+            for i, result in enumerate(results)
+        ]
+
+    def _rows_or_error(
+        self, value: bytes | None, source: Source
+    ) -> list[tuple[str, Row]] | InputError:
+        try:
+            return self.rows(value, source)
+        except InputError as exc:
+            return exc
+
+    def _route_decoded(
+        self,
+        decoded: DecodedBatch,
+        index: list[int],
+        sources: Sequence[Source],
+        results: list[list[tuple[str, Row]] | InputError | None],
+    ) -> None:
+        """Route and assemble a decoded batch as :meth:`rows` would; messages it would reject
+        (non-finite probabilities or features, a class without a model) are left for it."""
+        top = decoded.top
+        best = np.argmax(top, axis=1)
+        finite = np.isfinite(top).all(axis=1)
+        for k, name in enumerate(decoded.layout.top_classes):
+            target = self.routes.get(name)
+            if target is None:
+                continue
+            chosen = np.flatnonzero(finite & (best == k))
+            if not len(chosen):
+                continue
+            positions = decoded.layout.positions(target.assembler.feature_names)
+            features = decoded.values[np.ix_(chosen, positions)].astype(np.float32, copy=False)
+            usable = np.flatnonzero(~np.isinf(features).any(axis=1))
+            probabilities = top[chosen, k].tolist()
+            inputs = decoded.inputs[chosen].tolist()
+            oids = decoded.oids
+            for j in usable.tolist():
+                at = index[inputs[j]]
+                row = Row(sources[at], oids[chosen[j]], probabilities[j], features[j])
+                results[at] = [(name, row)]
+            self._paths["batch"] += len(usable)
 
     def rows(self, value: bytes | None, source: Source) -> list[tuple[str, Row]]:
         """Decode a message and route its records (all or nothing: InputError).

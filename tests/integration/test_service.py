@@ -104,8 +104,12 @@ def test_end_to_end_scores_equal_offline_scoring(
     stopped = service.event("service_stopped")
     assert stopped["scored"] == n
     assert stopped["left_in_flight"] == 0
-    # the first message teaches the specialised decoder the layout; it decodes all the others
-    assert stopped["decoded"] == {"fast": n - 1, "generic": 1}
+    # the first message teaches the specialised decoders the layout; they decode all the others
+    # (batches of a few dozen or more at once, smaller ones message by message)
+    decoded = stopped["decoded"]
+    assert decoded["generic"] == 1
+    assert decoded["batch"] + decoded["fast"] == n - 1
+    assert decoded["batch"] > 0
 
     scores = [decode_output(m.value()) for m in outputs]
     assert len(scores) == n

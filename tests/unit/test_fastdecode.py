@@ -4,14 +4,12 @@ what fastavro decodes, or declines (and the generic path takes the message)."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
 import struct
 from typing import Any
 
-import fastavro
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,33 +24,17 @@ from service.exceptions import InputError
 from service.fastdecode import MAX_LAYOUTS, Shape, TemplateDecoder
 from service.processing import AlertProcessor, Row, Source
 from service.surveys import SURVEYS
+from tests.unit.classifier_records import (
+    ID_FIELDS,
+    SCHEMAS,
+    encode,
+    fastavro_decode,
+    mutate,
+    records,
+    sample_record,
+)
 
-SCHEMAS = {name: survey.schema for name, survey in SURVEYS.items()}
-ID_FIELDS = {name: survey.id_field for name, survey in SURVEYS.items()}
 SOURCE = Source("t", 0, 0, None)
-
-
-PARSED = {id(schema): fastavro.parse_schema(schema) for schema in SCHEMAS.values()}
-
-
-def parsed(schema: dict[str, Any]) -> Any:
-    return PARSED.get(id(schema)) or fastavro.parse_schema(schema)
-
-
-def encode(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    fastavro.schemaless_writer(buffer, parsed(schema), record)
-    return buffer.getvalue()
-
-
-def fastavro_decode(schema: dict[str, Any], value: bytes) -> Any:
-    """fastavro's record, or None when it rejects the bytes (or leaves some unread)."""
-    buffer = io.BytesIO(value)
-    try:
-        record = fastavro.schemaless_reader(buffer, parsed(schema), None)
-    except Exception:
-        return None
-    return record if buffer.tell() == len(value) else None
 
 
 def same_float(a: float | None, b: float) -> bool:
@@ -145,63 +127,7 @@ def test_the_service_rows_are_the_same_on_both_paths(ztf_records: list[dict[str,
     assert paths["fast"] > 500, paths  # the comparison really exercised the fast path
 
 
-def mutate(value: bytes, rng: random.Random) -> bytes:
-    data = bytearray(value)
-    i = rng.randrange(len(data))
-    kind = rng.randrange(4)
-    if kind == 0:
-        data[i] ^= 1 << rng.randrange(8)
-    elif kind == 1:
-        del data[i:]
-    elif kind == 2:
-        data.insert(i, rng.randrange(256))
-    else:
-        data += bytes([rng.randrange(256)])
-    return bytes(data)
-
-
 # -- fuzzing -------------------------------------------------------------------------------
-
-FLOAT32 = st.floats(width=32)
-FEATURE = {
-    "ztf": st.one_of(FLOAT32, FLOAT32, FLOAT32, st.none(), st.booleans(), st.integers(-9, 9)),
-    "lsst": st.one_of(FLOAT32, FLOAT32, st.none(), st.booleans(), st.integers(-9, 9)),
-}
-ID = {"ztf": st.text(max_size=12), "lsst": st.integers(-(2**63), 2**63 - 1)}
-
-
-@st.composite
-def records(draw: st.DrawFn, survey: str, base: dict[str, Any]) -> dict[str, Any]:
-    """A record in ``base``'s key order with random values - or, sometimes, in another order."""
-    names = list(base["features"])
-    if draw(st.integers(0, 9)) == 0:
-        names = draw(st.permutations(names))[: draw(st.integers(0, len(names)))]
-    classification = base["lc_classification"]
-    top = list(classification["hierarchical"]["top"])
-    if draw(st.integers(0, 9)) == 0:
-        top = draw(st.permutations(top))
-    hierarchical: dict[str, Any] = {"top": {k: draw(FLOAT32) for k in top}}
-    hierarchical["children"] = {
-        k: {s: draw(FLOAT32) for s in v}
-        for k, v in classification["hierarchical"]["children"].items()
-    }
-    return {
-        ID_FIELDS[survey]: draw(ID[survey]),
-        "features": {n: draw(FEATURE[survey]) for n in names},
-        "lc_classification": {
-            "probabilities": {k: draw(FLOAT32) for k in classification["probabilities"]},
-            "class": draw(st.text(max_size=8)),
-            "hierarchical": hierarchical,
-        },
-    }
-
-
-def sample_record(survey: str) -> dict[str, Any]:
-    path = next((schemas_dir() / SURVEYS[survey].schema_path.parent / "samples").glob("*.json"))
-    record: dict[str, Any] = fastavro_decode(
-        SCHEMAS[survey], encode(SCHEMAS[survey], json.loads(path.read_text()))
-    )
-    return record
 
 
 @pytest.mark.parametrize("survey", sorted(SURVEYS))
@@ -300,7 +226,7 @@ def test_infinite_features_are_reported_by_the_generic_path(
     with pytest.raises(InputError) as error:
         processor.rows(encode(SCHEMAS["ztf"], record), SOURCE)
     assert error.value.reason == "non_finite_feature"
-    assert processor.decode_paths() == {"fast": 0, "generic": 2}
+    assert processor.decode_paths() == {"batch": 0, "fast": 0, "generic": 2}
 
 
 def test_float_bits_survive(ztf_records: list[dict[str, Any]]) -> None:

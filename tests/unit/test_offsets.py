@@ -24,8 +24,7 @@ def test_out_of_order_acknowledgements_commit_only_the_contiguous_prefix() -> No
 
 def test_a_message_with_several_outputs_waits_for_all() -> None:
     tracker = OffsetTracker()
-    tracker.register(TP, 0)
-    tracker.set_outputs(TP, 0, 3)
+    tracker.register(TP, 0, outputs=3)
     tracker.acknowledge(TP, 0)
     tracker.acknowledge(TP, 0)
     assert tracker.committable() == {}

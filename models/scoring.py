@@ -28,6 +28,7 @@ class Scores:
     raw: NDArray[np.float32]  # higher = more anomalous
     percentile: NDArray[np.float32]  # 0-100 against the training inliers
     nearest: tuple[str | None, ...]  # nearest known subclass (MCDSVDD), else None
+    nearest_index: NDArray[np.int64]  # its index among the bundle's centres (0 with one centre)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -77,7 +78,7 @@ class Scorer:
             )
         if features.shape[0] == 0:
             empty = np.empty(0, dtype=np.float32)
-            return Scores(empty, empty, ())
+            return Scores(empty, empty, (), np.empty(0, dtype=np.int64))
         n = features.shape[0]
         padded = np.zeros((-(-n // CHUNK_ROWS) * CHUNK_ROWS, features.shape[1]), np.float32)
         padded[:n] = features
@@ -92,4 +93,4 @@ class Scorer:
             nearest: tuple[str | None, ...] = tuple(self._subclasses[i] for i in nearest_idx)
         else:
             nearest = (None,) * raw.shape[0]
-        return Scores(raw, self.percentile(raw), nearest)
+        return Scores(raw, self.percentile(raw), nearest, nearest_idx.astype(np.int64, copy=False))

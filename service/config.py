@@ -177,6 +177,11 @@ class ModelSettings(_Section):
         le=256,
         description="torch CPU threads for inference (more only pays off for large batches)",
     )
+    inference: Literal["auto", "process", "inline"] = Field(
+        "auto",
+        description="where the networks run: a worker process of their own (process), the "
+        "service's thread (inline), or process when the service may use 2+ CPU cores (auto)",
+    )
 
 
 class BatchSettings(_Section):

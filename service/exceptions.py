@@ -31,6 +31,10 @@ class SettingsError(ConfigurationError):
     """The service's settings are invalid (unknown key, bad value, missing topic...)."""
 
 
+class InferenceError(AlertAnomalyError):
+    """The inference worker failed or is gone; the service stops (uncommitted work is redone)."""
+
+
 class KafkaServiceError(AlertAnomalyError):
     """A Kafka operation failed for good; carries the topic, partition and offset involved."""
 

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-import torch
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -39,12 +38,21 @@ from service import __version__
 from service.batching import MicroBatcher
 from service.codec import Encoder, make_encoder
 from service.config import ENV_PREFIX, Settings
-from service.exceptions import InputError, KafkaServiceError, SettingsError
+from service.exceptions import InferenceError, InputError, KafkaServiceError, SettingsError
+from service.inference import Scored
 from service.kafka import consumer_config, producer_config
 from service.logs import LIBRDKAFKA_LOGGER
 from service.metrics import Metrics
 from service.offsets import OffsetTracker
-from service.processing import AlertProcessor, Headers, Row, Source, dead_letter_headers
+from service.processing import (
+    AlertProcessor,
+    Headers,
+    Inference,
+    Row,
+    Source,
+    dead_letter_headers,
+    start_inference,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +135,7 @@ class ScoringService:
         self._acknowledged: defaultdict[str, list[int | None]] = defaultdict(list)  # ditto
         self.consumer: Consumer
         self.producer: Producer
+        self.inference: Inference
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -153,6 +162,11 @@ class ScoringService:
                 "logger": LIBRDKAFKA_LOGGER,
             }
         )
+        try:
+            self.inference = start_inference(s, self.routes)
+        except InferenceError:
+            self.consumer.close()
+            raise
         log.info(
             "service_starting",
             version=__version__,
@@ -161,6 +175,7 @@ class ScoringService:
             output=s.output.topic,
             dead_letter=s.output.dead_letter_topic,
             device=str(self.device),
+            inference_pid=getattr(self.inference, "pid", None),  # None: inline
             models={t: r.bundle.name for t, r in self.routes.items()},
         )
         self.consumer.subscribe(
@@ -184,6 +199,7 @@ class ScoringService:
                 self._handle(messages)
                 for top, rows in self.batcher.due():
                     self._score(top, rows)
+                self._publish_scored()
                 self.producer.poll(0)
                 self._resend_due()
                 self._flush_metrics()
@@ -207,10 +223,14 @@ class ScoringService:
         log.info(
             "service_draining", open_rows=len(self.batcher), in_flight=self.tracker.in_flight()
         )
-        self._finish_in_flight()
+        try:
+            self._finish_in_flight()
+        except InferenceError as exc:  # what was not scored is not committed: it is redone
+            log.error("inference_failed", error=str(exc), in_flight=self.tracker.in_flight())
         self._commit()
         self.consumer.close()  # leaves the group: partitions move on at once
         self.producer.flush(5)
+        self.inference.close()
         del self.producer  # frees librdkafka's threads and connections now
         self._on_ready(False)
         log.info(
@@ -228,6 +248,8 @@ class ScoringService:
         for top, rows in self.batcher.drain():
             self._score(top, rows)
         deadline = time.monotonic() + self.settings.drain_timeout_s
+        while self.inference.pending() and time.monotonic() < deadline:
+            self._publish_scored(0.1)
 
         def pending() -> int:
             if partitions is None:
@@ -368,8 +390,22 @@ class ScoringService:
     # -- scoring and producing -------------------------------------------------------------
 
     def _score(self, top: str, rows: list[Row]) -> None:
+        """Hand a full or due micro-batch to inference, and publish what it has finished."""
+        self.inference.submit(top, [row.features for row in rows], rows)
+        self._publish_scored()
+
+    def _publish_scored(self, wait_s: float = 0.0) -> None:
+        """Encode and produce the scores of every batch inference has finished (waiting up to
+        ``wait_s`` for the first when none is)."""
+        for scored in self.inference.completed(wait_s):
+            self._publish(scored)
+
+    def _publish(self, scored: Scored[list[Row]]) -> None:
+        top, rows = scored.top, scored.tag
         self._batch_id += 1
-        batch = self.processor.score(top, rows)
+        batch = self.processor.scored_batch(
+            top, rows, scored.raw, scored.percentile, scored.nearest, scored.seconds
+        )
         manifest = self.routes[top].bundle.manifest
         self.metrics.record_stage("score", batch.seconds)
         self.metrics.record_batch(
@@ -378,13 +414,11 @@ class ScoringService:
             manifest.scorer,
             self.device.type,
             batch.seconds,
-            batch.scores.raw,
-            batch.scores.percentile,
+            batch.raw,
+            batch.percentile,
         )
         if self.device.type == "cuda":
-            self.metrics.record_device_memory(
-                str(self.device), torch.cuda.memory_allocated(self.device)
-            )
+            self.metrics.record_device_memory(str(self.device), scored.device_memory)
         started = time.perf_counter()
         encoded = [self.encode(record) for record in batch.records]
         self.metrics.record_stage("encode", time.perf_counter() - started)

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from models.bundle import Bundle, bundle_dirname, load_bundle
 from models.exceptions import BundleError
-from models.scoring import Scorer, Scores, resolve_device
+from models.scoring import Scorer, resolve_device
 from models.taxonomy import TOP_CLASSES
 from service import __version__
 from service.batchdecode import MIN_BATCH, BatchDecoder, DecodedBatch
@@ -39,6 +39,7 @@ from service.codec import (
 from service.config import Settings
 from service.exceptions import InputError, SettingsError
 from service.fastdecode import TemplateDecoder
+from service.inference import InlineInference, ModelFile, ProcessInference, choose_mode
 from service.surveys import FeatureAssembler, Survey, get_survey, route
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,7 @@ class Route:
     top_class: str
     scorer: Scorer
     assembler: FeatureAssembler
+    path: Path  # the bundle directory
 
     @property
     def bundle(self) -> Bundle:
@@ -79,7 +81,8 @@ class Row(NamedTuple):
 @dataclass(frozen=True)
 class ScoredBatch:
     records: list[dict[str, Any]]  # anomaly-score records, in row order
-    scores: Scores
+    raw: NDArray[np.float32]
+    percentile: NDArray[np.float32]
     seconds: float  # inference time
 
 
@@ -122,7 +125,9 @@ def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
             raise SettingsError(
                 f"{path} is a {bundle.manifest.survey}/{bundle.manifest.top_class} bundle"
             )
-        routes[top] = Route(top, Scorer(bundle, device), FeatureAssembler(bundle.feature_names))
+        routes[top] = Route(
+            top, Scorer(bundle, device), FeatureAssembler(bundle.feature_names), path
+        )
     if not routes:
         raise SettingsError("model.scorers is empty: nothing could be scored")
     return routes
@@ -288,12 +293,30 @@ class AlertProcessor:
         return target
 
     def score(self, top: str, rows: list[Row]) -> ScoredBatch:
-        """Score a batch of rows of one class; one anomaly-score record per row."""
-        target = self.routes[top]
+        """Score a batch of rows of one class here and now; one anomaly-score record per row."""
         started = time.perf_counter()
-        scores = target.scorer.score(np.stack([r.features for r in rows]))
+        scores = self.routes[top].scorer.score(np.stack([r.features for r in rows]))
         seconds = time.perf_counter() - started
+        return self.scored_batch(
+            top, rows, scores.raw, scores.percentile, scores.nearest_index, seconds
+        )
+
+    def scored_batch(
+        self,
+        top: str,
+        rows: list[Row],
+        raw: NDArray[np.float32],
+        percentile: NDArray[np.float32],
+        nearest: NDArray[np.int64],
+        seconds: float,
+    ) -> ScoredBatch:
+        """The anomaly-score records of scored rows (``nearest``: index of the nearest centre)."""
+        target = self.routes[top]
         manifest = target.bundle.manifest
+        subclasses = manifest.centre_subclasses
+        nearest_names = (
+            [subclasses[i] for i in nearest.tolist()] if subclasses else [None] * len(rows)
+        )
         scored_at = int(datetime.now(UTC).timestamp() * 1000)
         records = [
             {
@@ -302,9 +325,9 @@ class AlertProcessor:
                 "top_class": top,
                 "top_class_probability": row.top_probability,
                 "scorer": manifest.scorer,
-                "score": raw,
-                "percentile": pct,
-                "nearest_subclass": nearest,
+                "score": r,
+                "percentile": p,
+                "nearest_subclass": name,
                 "model_version": manifest.model_version,
                 "model_checksum": target.bundle.checksum,
                 "scored_at": scored_at,
@@ -314,8 +337,24 @@ class AlertProcessor:
                 "source_timestamp": row.source.timestamp_ms,
                 "service_version": __version__,
             }
-            for row, raw, pct, nearest in zip(
-                rows, scores.raw.tolist(), scores.percentile.tolist(), scores.nearest, strict=True
+            for row, r, p, name in zip(
+                rows, raw.tolist(), percentile.tolist(), nearest_names, strict=True
             )
         ]
-        return ScoredBatch(records, scores, seconds)
+        return ScoredBatch(records, raw, percentile, seconds)
+
+
+Inference = InlineInference[list[Row]] | ProcessInference[list[Row]]
+
+
+def start_inference(settings: Settings, routes: dict[str, Route]) -> Inference:
+    """The executor of ``model.inference`` for the routes' models (a worker process is started
+    and has loaded them when this returns)."""
+    if choose_mode(settings.model.inference) == "inline":
+        return InlineInference({top: r.scorer for top, r in routes.items()})
+    models = [
+        ModelFile(top, r.path, r.bundle.checksum, len(r.assembler.feature_names))
+        for top, r in routes.items()
+    ]
+    device = str(next(iter(routes.values())).scorer.device)
+    return ProcessInference(models, device, settings.model.cpu_threads, settings.batch.max_rows)

@@ -63,7 +63,7 @@ def test_lsst_records_are_scored_by_lsst_bundles(tmp_path: Path) -> None:
     offline = processor.routes["Periodic"].scorer.score(
         np.stack([row.features for _, row in scored])
     )
-    np.testing.assert_array_equal(batch.scores.raw, offline.raw)
+    np.testing.assert_array_equal(batch.raw, offline.raw)
     # the LSST features were matched by their Rubin names
     first = np.float32(some.columns((rubin_name("Amplitude_1"),))[0, 0])
     names = processor.routes["Periodic"].bundle.feature_names

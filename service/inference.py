@@ -1,0 +1,332 @@
+"""Inference: each micro-batch scored by its top-level class's model, in a worker process of its
+own (``model.inference = process``) or in the service's thread (``inline``).
+
+On a CPU the networks are a large share of the work per alert (the paper's 512-256-128 layers),
+and Python runs one thread at a time: inline, every batch's scoring holds up consuming and
+decoding. In a worker process the two overlap on two cores. The worker is started as
+``python -m service.inference`` with two file descriptors: a socket and a shared memory file.
+The service writes a batch's features into a slot of the shared memory, sends the worker three
+numbers over the socket and goes on;
+the worker scores them with the same :class:`Scorer` (same chunks, so bitwise the same scores)
+and writes raw scores, percentiles and nearest-centre indices back into the slot. A few slots
+keep both processes busy; when all are taken, :meth:`ProcessInference.submit` waits for one.
+
+The worker loads the bundles itself and checks their checksums against the service's. It ignores
+SIGINT and SIGTERM (the service scores what it holds, then closes the pipe) and exits when the
+pipe closes, so it never outlives the service. If it dies, the service gets an
+:class:`InferenceError`: work whose scores were not written is not committed, and is redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import mmap
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from models.bundle import load_bundle
+from models.scoring import Scorer, resolve_device
+from service.exceptions import InferenceError
+
+T = TypeVar("T")
+InferenceMode = Literal["auto", "process", "inline"]
+
+SLOTS = 3  # batches in the worker's hands at once: one scored, one queued, one being written
+START_TIMEOUT_S = 300.0  # importing torch and loading the bundles
+ANSWER_TIMEOUT_S = 120.0  # longest wait for a batch (a full one takes well under a second)
+
+
+class Scored(NamedTuple, Generic[T]):
+    """The scores of one submitted batch, with what the caller tagged it with."""
+
+    top: str
+    tag: T
+    raw: NDArray[np.float32]
+    percentile: NDArray[np.float32]
+    nearest: NDArray[np.int64]  # index of the nearest centre (0 with one centre)
+    seconds: float  # inference time
+    device_memory: int  # bytes allocated on a CUDA device after the batch (0 on the CPU)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model as the worker loads it: from ``path``, with the checksum the service verified."""
+
+    top: str
+    path: Path
+    checksum: str
+    n_features: int
+
+
+class InlineInference(Generic[T]):
+    """Scores each batch when it is submitted, in the caller's thread."""
+
+    def __init__(self, scorers: dict[str, Scorer]) -> None:
+        self.scorers = scorers
+        self._done: list[Scored[T]] = []
+
+    def submit(self, top: str, features: Sequence[NDArray[np.float32]], tag: T) -> None:
+        scorer = self.scorers[top]
+        started = time.perf_counter()
+        scores = scorer.score(np.stack(features))
+        seconds = time.perf_counter() - started
+        memory = _device_memory(scorer.device)
+        self._done.append(
+            Scored(top, tag, scores.raw, scores.percentile, scores.nearest_index, seconds, memory)
+        )
+
+    def completed(self, wait_s: float = 0.0) -> list[Scored[T]]:
+        """The batches scored since the last call."""
+        done, self._done = self._done, []
+        return done
+
+    def pending(self) -> int:
+        """Batches submitted and not yet returned by :meth:`completed`."""
+        return len(self._done)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ProcessInference(Generic[T]):
+    """Scores batches in a worker process (see the module docstring)."""
+
+    def __init__(
+        self, models: Sequence[ModelFile], device: str, cpu_threads: int, max_rows: int
+    ) -> None:
+        width = max(m.n_features for m in models)
+        self._n_features = {m.top: m.n_features for m in models}
+        layout = _SlotLayout(max_rows, width)
+        memory_fd = _shared_memory(layout.size * SLOTS)
+        self._memory = mmap.mmap(memory_fd, layout.size * SLOTS)
+        self._slots = [layout.views(self._memory, i) for i in range(SLOTS)]
+        ours, theirs = socket.socketpair()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "service.inference", str(theirs.fileno()), str(memory_fd)],
+                pass_fds=(theirs.fileno(), memory_fd),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+            os.close(memory_fd)
+        self._connection = Connection(ours.detach())
+        self._send((list(models), device, cpu_threads, max_rows, width))
+        if not self._connection.poll(START_TIMEOUT_S):
+            self.close()
+            raise InferenceError(f"the inference worker did not start in {START_TIMEOUT_S:.0f} s")
+        answer = self._receive()
+        if answer[0] != "ready":
+            self.close()
+            raise InferenceError(f"the inference worker could not start: {answer[1]}")
+        self.pid = self._process.pid
+        self._free = list(range(SLOTS))
+        self._busy: dict[int, tuple[str, T, int]] = {}
+        self._done: list[Scored[T]] = []
+
+    def submit(self, top: str, features: Sequence[NDArray[np.float32]], tag: T) -> None:
+        """Hand a batch to the worker; waits while every slot is taken."""
+        while not self._free:
+            self._collect(ANSWER_TIMEOUT_S, at_least_one=True)
+        slot = self._free.pop()
+        n = len(features)
+        np.stack(features, out=self._slots[slot][0][:n, : self._n_features[top]])
+        self._send((slot, top, n))
+        self._busy[slot] = (top, tag, n)
+
+    def completed(self, wait_s: float = 0.0) -> list[Scored[T]]:
+        """The batches scored since the last call; waits up to ``wait_s`` for the first one
+        if none is done yet and some are in the worker's hands."""
+        self._collect(0.0 if self._done else wait_s, at_least_one=False)
+        done, self._done = self._done, []
+        return done
+
+    def pending(self) -> int:
+        """Batches submitted and not yet returned by :meth:`completed`."""
+        return len(self._busy) + len(self._done)
+
+    def close(self) -> None:
+        """Stop the worker (it finishes the batch it is scoring)."""
+        with contextlib.suppress(OSError):  # already gone
+            self._connection.send(None)
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(5)
+        self._connection.close()
+
+    def _collect(self, wait_s: float, at_least_one: bool) -> None:
+        timeout = wait_s
+        while self._busy and self._connection.poll(timeout):
+            answer = self._receive()
+            if answer[0] != "done":
+                raise InferenceError(f"the inference worker failed: {answer[1]}")
+            _, slot, seconds, memory = answer
+            top, tag, n = self._busy.pop(slot)
+            _, raw, percentile, nearest = self._slots[slot]
+            self._done.append(
+                Scored(
+                    top,
+                    tag,
+                    raw[:n].copy(),
+                    percentile[:n].copy(),
+                    nearest[:n].copy(),
+                    seconds,
+                    memory,
+                )
+            )
+            self._free.append(slot)
+            timeout = 0.0
+        if at_least_one and not self._free:
+            raise InferenceError(f"the inference worker did not answer in {wait_s:.0f} s")
+
+    def _send(self, message: Any) -> None:
+        try:
+            self._connection.send(message)
+        except OSError as exc:
+            raise InferenceError(f"the inference worker is gone ({self._exit()})") from exc
+
+    def _receive(self) -> Any:
+        try:
+            return self._connection.recv()
+        except (EOFError, OSError) as exc:
+            raise InferenceError(f"the inference worker is gone ({self._exit()})") from exc
+
+    def _exit(self) -> str:
+        try:
+            code = self._process.wait(1)
+        except subprocess.TimeoutExpired:
+            return "still running"
+        return f"exit code {code}"
+
+
+Slot = tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.int64]]
+
+
+@dataclass(frozen=True)
+class _SlotLayout:
+    """Where one slot's arrays lie in the shared memory: features (max_rows, width) float32,
+    raw scores and percentiles float32, nearest-centre indices int64."""
+
+    max_rows: int
+    width: int
+
+    @property
+    def size(self) -> int:
+        return self.max_rows * (4 * self.width + 4 + 4 + 8)
+
+    def views(self, memory: mmap.mmap, slot: int) -> Slot:
+        rows, at = self.max_rows, slot * self.size
+        features = np.frombuffer(memory, np.float32, rows * self.width, at)
+        at += 4 * rows * self.width
+        raw = np.frombuffer(memory, np.float32, rows, at)
+        percentile = np.frombuffer(memory, np.float32, rows, at + 4 * rows)
+        nearest = np.frombuffer(memory, np.int64, rows, at + 8 * rows)
+        return features.reshape(rows, self.width), raw, percentile, nearest
+
+
+def _shared_memory(size: int) -> int:
+    """A file descriptor of ``size`` bytes of memory to share with the worker (an anonymous
+    memory file where the system has them, else an unlinked temporary file)."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("alert-anomaly-inference")
+    else:
+        with tempfile.TemporaryFile() as file:
+            fd = os.dup(file.fileno())
+    os.ftruncate(fd, size)
+    return fd
+
+
+def _device_memory(device: torch.device) -> int:
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+
+
+def _serve(connection: Connection, memory: mmap.mmap) -> None:
+    """The worker's loop: load the models, then score the slots it is sent until the pipe
+    closes (or ``None`` arrives)."""
+    models, device, cpu_threads, max_rows, width = connection.recv()
+    try:
+        torch.set_num_threads(cpu_threads)
+        scorers = {}
+        for model in models:
+            bundle = load_bundle(model.path)
+            if bundle.checksum != model.checksum:
+                raise InferenceError(f"{model.path} changed after the service loaded it")
+            scorers[model.top] = Scorer(bundle, resolve_device(device))
+    except Exception as exc:  # reported to the service, which stops with it
+        connection.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    layout = _SlotLayout(max_rows, width)
+    slots = [layout.views(memory, i) for i in range(SLOTS)]
+    gc.freeze()  # the models live as long as the worker
+    connection.send(("ready", os.getpid()))
+    while True:
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):
+            return  # the service is gone
+        if request is None:
+            return
+        slot, top, n = request
+        features, raw, percentile, nearest = slots[slot]
+        scorer = scorers[top]
+        started = time.perf_counter()
+        try:
+            scores = scorer.score(features[:n, : len(scorer.feature_names)])
+        except Exception as exc:
+            connection.send(("error", f"{type(exc).__name__}: {exc}"))
+            return
+        seconds = time.perf_counter() - started
+        raw[:n], percentile[:n], nearest[:n] = scores.raw, scores.percentile, scores.nearest_index
+        connection.send(("done", slot, seconds, _device_memory(scorer.device)))
+
+
+def main(argv: Sequence[str]) -> None:
+    """The worker process: ``python -m service.inference <socket fd> <memory fd>``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service drains first, then closes the pipe
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    connection_fd, memory_fd = (int(a) for a in argv)
+    memory = mmap.mmap(memory_fd, 0)
+    os.close(memory_fd)
+    _serve(Connection(connection_fd), memory)
+
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPU cores this process may use: those it may run on, at most its cgroup's CPU quota
+    (a container limited to 1.5 CPUs gets 1)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, int(quota) // int(period)))
+
+
+def choose_mode(mode: InferenceMode) -> Literal["process", "inline"]:
+    """``auto``: a worker process when there is a second core for it, else inline."""
+    if mode == "auto":
+        return "process" if usable_cores() >= 2 else "inline"
+    return mode
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

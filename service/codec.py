@@ -9,6 +9,7 @@ mapped to schema files in the settings) and JSON. Any failure is an :class:`Inpu
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import struct
 from collections.abc import Callable, Mapping
@@ -36,6 +37,10 @@ def confluent_header(schema_id: int) -> bytes:
 
 Decoder = Callable[[bytes], list[Any]]
 Encoder = Callable[[Mapping[str, Any]], bytes]
+# records of a batch by field: a list holds one value per record, anything else is the value of
+# every record of the batch
+Columns = Mapping[str, Any]
+BatchEncoder = Callable[[Columns, int], list[bytes]]
 
 # What fastavro and json raise on bytes that do not fit: all mean "undecodable".
 _DECODE_ERRORS = (
@@ -133,7 +138,7 @@ def make_decoder(
 
 def make_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Encoder:
     """An encoder of anomaly-score records (schema ``schemas/anomaly-score/1.0``)."""
-    avro = record_writer(json.loads((schemas_dir() / OUTPUT_SCHEMA_PATH).read_text()))
+    avro = RecordWriter(json.loads((schemas_dir() / OUTPUT_SCHEMA_PATH).read_text()))
     if fmt == "schemaless":
         return avro
     if fmt == "confluent":
@@ -142,6 +147,26 @@ def make_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Encoder:
         header = confluent_header(schema_id)
         return lambda record: header + avro(record)
     return lambda record: json.dumps(dict(record), separators=(",", ":")).encode()
+
+
+def make_batch_encoder(fmt: OutputFormat, schema_id: int | None = None) -> BatchEncoder:
+    """An encoder of a batch of anomaly-score records given as columns (same bytes as
+    :func:`make_encoder` record by record)."""
+    if fmt == "json":
+        encode = make_encoder(fmt)
+        return lambda columns, n: [encode(r) for r in records_of(columns, n)]
+    avro = RecordWriter(json.loads((schemas_dir() / OUTPUT_SCHEMA_PATH).read_text()))
+    if fmt == "schemaless":
+        return avro.batch
+    if schema_id is None:
+        raise SettingsError("output format confluent needs a schema id")
+    header = confluent_header(schema_id)
+    return lambda columns, n: [header + value for value in avro.batch(columns, n)]
+
+
+def records_of(columns: Columns, n: int) -> list[dict[str, Any]]:
+    """The ``n`` records of a batch given as columns."""
+    return [{k: v[i] if isinstance(v, list) else v for k, v in columns.items()} for i in range(n)]
 
 
 _FLOAT = struct.Struct("<f").pack
@@ -159,23 +184,45 @@ def write_long(n: int) -> bytes:
     return bytes([(z >> s) & 0x7F | 0x80 for s in range(0, 7 * last, 7)] + [z >> (7 * last)])
 
 
-def record_writer(schema: Mapping[str, Any]) -> Encoder:
+class RecordWriter:
     """A schemaless Avro writer for a flat record of strings, numbers and nullable ones (what
     the anomaly-score schema holds): one small function per field instead of fastavro's
-    generic walk, about twice as fast; equal to fastavro's bytes (tests/unit/test_codec.py)."""
-    strings: dict[str, bytes] = {}  # repeated values (class, scorer, model, topic ...)
+    generic walk; equal to fastavro's bytes (tests/unit/test_codec.py). :meth:`batch` writes
+    a batch from columns: a field with one value for the whole batch is encoded once."""
 
-    def string(value: str) -> bytes:
-        encoded = strings.get(value)
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self._strings: dict[str, bytes] = {}  # repeated values (class, scorer, model, topic ...)
+        self._fields = [(f["name"], self._field_writer(f["type"])) for f in schema["fields"]]
+
+    def __call__(self, record: Mapping[str, Any]) -> bytes:
+        return b"".join([writer(record[name]) for name, writer in self._fields])
+
+    def batch(self, columns: Columns, n: int) -> list[bytes]:
+        """``n`` records from ``columns``: per field a list (a value per record) or one value."""
+        parts: list[bytes | list[bytes]] = []
+        for name, writer in self._fields:
+            column = columns[name]
+            if isinstance(column, list):
+                parts.append(list(map(writer, column)))
+            elif parts and isinstance(parts[-1], bytes):  # fields of the batch: joined once
+                parts[-1] += writer(column)
+            else:
+                parts.append(writer(column))
+        rows = (p if isinstance(p, list) else itertools.repeat(p, n) for p in parts)
+        return list(map(b"".join, zip(*rows, strict=True)))
+
+    def _string(self, value: str) -> bytes:
+        encoded = self._strings.get(value)
         if encoded is None:
             data = value.encode()
             encoded = write_long(len(data)) + data
-            if len(strings) >= _STRING_CACHE_SIZE:
-                strings.clear()
-            strings[value] = encoded
+            if len(self._strings) >= _STRING_CACHE_SIZE:
+                self._strings.clear()
+            self._strings[value] = encoded
         return encoded
 
-    def long() -> Callable[[int], bytes]:
+    @staticmethod
+    def _long() -> Callable[[int], bytes]:
         last: list[Any] = [None, b""]
 
         def write(value: int) -> bytes:
@@ -187,33 +234,25 @@ def record_writer(schema: Mapping[str, Any]) -> Encoder:
 
         return write
 
-    primitives: dict[str, Callable[[Any], bytes]] = {
-        "string": string,
-        "float": _FLOAT,
-        "double": _DOUBLE,
-        "boolean": lambda v: b"\x01" if v else b"\x00",
-    }
-
-    def field_writer(avro_type: Any) -> Callable[[Any], bytes]:
+    def _field_writer(self, avro_type: Any) -> Callable[[Any], bytes]:
         if isinstance(avro_type, dict):
             avro_type = avro_type["type"]  # logical types: their underlying type
         if isinstance(avro_type, list) and len(avro_type) == 2 and "null" in avro_type:
             null = write_long(avro_type.index("null"))
             other = write_long(1 - avro_type.index("null"))
-            inner = field_writer(avro_type[1 - avro_type.index("null")])
+            inner = self._field_writer(avro_type[1 - avro_type.index("null")])
             return lambda v: null if v is None else other + inner(v)
         if avro_type in ("long", "int"):
-            return long()  # a cache of its own per field
+            return self._long()  # a cache of its own per field
+        primitives: dict[str, Callable[[Any], bytes]] = {
+            "string": self._string,
+            "float": _FLOAT,
+            "double": _DOUBLE,
+            "boolean": lambda v: b"\x01" if v else b"\x00",
+        }
         if isinstance(avro_type, str) and avro_type in primitives:
             return primitives[avro_type]
         raise SettingsError(f"no fast writer for Avro type {avro_type!r}")
-
-    fields = [(f["name"], field_writer(f["type"])) for f in schema["fields"]]
-
-    def write(record: Mapping[str, Any]) -> bytes:
-        return b"".join([writer(record[name]) for name, writer in fields])
-
-    return write
 
 
 def decode_output(value: bytes, fmt: OutputFormat = "schemaless") -> dict[str, Any]:

@@ -36,7 +36,7 @@ from confluent_kafka import (
 
 from service import __version__
 from service.batching import MicroBatcher
-from service.codec import Encoder, make_encoder
+from service.codec import BatchEncoder, make_batch_encoder
 from service.config import ENV_PREFIX, Settings
 from service.exceptions import InferenceError, InputError, KafkaServiceError, SettingsError
 from service.inference import Scored
@@ -119,7 +119,7 @@ class ScoringService:
             self.metrics.record_model(
                 m.survey, m.top_class, m.scorer, m.model_version, r.bundle.checksum
             )
-        self.encode: Encoder = make_encoder(
+        self.encode: BatchEncoder = make_batch_encoder(
             settings.output.format, settings.output.confluent_schema_id
         )
         self.batcher: MicroBatcher[Row] = MicroBatcher(
@@ -420,7 +420,7 @@ class ScoringService:
         if self.device.type == "cuda":
             self.metrics.record_device_memory(str(self.device), scored.device_memory)
         started = time.perf_counter()
-        encoded = [self.encode(record) for record in batch.records]
+        encoded = self.encode(batch.columns, len(rows))
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
         for row, value in zip(rows, encoded, strict=True):

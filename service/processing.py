@@ -31,10 +31,12 @@ from service import __version__
 from service.batchdecode import MIN_BATCH, BatchDecoder, DecodedBatch
 from service.codec import (
     CONFLUENT_HEADER_SIZE,
+    Columns,
     Decoder,
     confluent_header,
     load_schema,
     make_decoder,
+    records_of,
 )
 from service.config import Settings
 from service.exceptions import InputError, SettingsError
@@ -80,10 +82,15 @@ class Row(NamedTuple):
 
 @dataclass(frozen=True)
 class ScoredBatch:
-    records: list[dict[str, Any]]  # anomaly-score records, in row order
+    columns: Columns  # the anomaly-score records by field, in row order
     raw: NDArray[np.float32]
     percentile: NDArray[np.float32]
     seconds: float  # inference time
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The anomaly-score records, one per row."""
+        return records_of(self.columns, len(self.raw))
 
 
 HEADER_PREFIX = "alert_anomaly."
@@ -314,34 +321,27 @@ class AlertProcessor:
         target = self.routes[top]
         manifest = target.bundle.manifest
         subclasses = manifest.centre_subclasses
-        nearest_names = (
-            [subclasses[i] for i in nearest.tolist()] if subclasses else [None] * len(rows)
-        )
-        scored_at = int(datetime.now(UTC).timestamp() * 1000)
-        records = [
-            {
-                "oid": row.oid,
-                "survey": self.survey.name,
-                "top_class": top,
-                "top_class_probability": row.top_probability,
-                "scorer": manifest.scorer,
-                "score": r,
-                "percentile": p,
-                "nearest_subclass": name,
-                "model_version": manifest.model_version,
-                "model_checksum": target.bundle.checksum,
-                "scored_at": scored_at,
-                "source_topic": row.source.topic,
-                "source_partition": row.source.partition,
-                "source_offset": row.source.offset,
-                "source_timestamp": row.source.timestamp_ms,
-                "service_version": __version__,
-            }
-            for row, r, p, name in zip(
-                rows, raw.tolist(), percentile.tolist(), nearest_names, strict=True
-            )
-        ]
-        return ScoredBatch(records, raw, percentile, seconds)
+        sources = [row.source for row in rows]
+        topics = [s.topic for s in sources]
+        columns = {
+            "oid": [row.oid for row in rows],
+            "survey": self.survey.name,
+            "top_class": top,
+            "top_class_probability": [row.top_probability for row in rows],
+            "scorer": manifest.scorer,
+            "score": raw.tolist(),
+            "percentile": percentile.tolist(),
+            "nearest_subclass": [subclasses[i] for i in nearest.tolist()] if subclasses else None,
+            "model_version": manifest.model_version,
+            "model_checksum": target.bundle.checksum,
+            "scored_at": int(datetime.now(UTC).timestamp() * 1000),
+            "source_topic": topics[0] if topics.count(topics[0]) == len(topics) else topics,
+            "source_partition": [s.partition for s in sources],
+            "source_offset": [s.offset for s in sources],
+            "source_timestamp": [s.timestamp_ms for s in sources],
+            "service_version": __version__,
+        }
+        return ScoredBatch(columns, raw, percentile, seconds)
 
 
 Inference = InlineInference[list[Row]] | ProcessInference[list[Row]]

@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from models.resources import schemas_dir
 from service.codec import (
     OUTPUT_SCHEMA_PATH,
+    RecordWriter,
     decode_output,
+    make_batch_encoder,
     make_decoder,
     make_encoder,
     output_schema,
-    record_writer,
+    records_of,
 )
 from service.exceptions import InputError, SettingsError
 from service.surveys import SURVEYS
@@ -106,6 +108,7 @@ def test_scores_round_trip(fmt: str) -> None:
 
 
 SCORE_SCHEMA = json.loads((schemas_dir() / OUTPUT_SCHEMA_PATH).read_text())
+SCORE_FIELDS = [f["name"] for f in SCORE_SCHEMA["fields"]]
 TEXT = st.text(max_size=30)
 LONG = st.integers(-(2**63), 2**63 - 1)
 SCORE_RECORDS = st.fixed_dictionaries(
@@ -150,9 +153,29 @@ def test_the_score_writer_writes_what_fastavro_writes_for_every_sample() -> None
 def test_the_score_writer_writes_what_fastavro_writes_for_fuzzed_records(
     record: dict[str, Any],
 ) -> None:
-    assert record_writer(SCORE_SCHEMA)(record) == fastavro_bytes(record)
+    assert RecordWriter(SCORE_SCHEMA)(record) == fastavro_bytes(record)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(st.lists(SCORE_RECORDS, min_size=1, max_size=12), st.sets(st.sampled_from(SCORE_FIELDS)))
+def test_a_batch_from_columns_is_its_records_encoded_one_by_one(
+    records: list[dict[str, Any]], shared: set[str]
+) -> None:
+    """Columns: per field a list, or (``shared``) the first record's value for the batch."""
+    columns = {
+        name: records[0][name] if name in shared else [r[name] for r in records]
+        for name in SCORE_FIELDS
+    }
+    expected = records_of(columns, len(records))
+    for fmt, schema_id in (("schemaless", None), ("confluent", 3), ("json", None)):
+        encode = make_encoder(fmt, schema_id)
+        batch = make_batch_encoder(fmt, schema_id)(columns, len(records))
+        assert batch == [encode(r) for r in expected]
+    assert make_batch_encoder("schemaless")(columns, len(records)) == [
+        fastavro_bytes(r) for r in expected
+    ]
 
 
 def test_the_score_writer_refuses_types_it_does_not_know() -> None:
     with pytest.raises(SettingsError, match="no fast writer"):
-        record_writer({"type": "record", "name": "r", "fields": [{"name": "a", "type": "bytes"}]})
+        RecordWriter({"type": "record", "name": "r", "fields": [{"name": "a", "type": "bytes"}]})

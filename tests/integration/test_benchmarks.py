@@ -50,14 +50,21 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "service",
         "service x2 instances",
     }
-    assert all(rate > 0 for rate in report["throughput"].values())
+    assert all(rate > 0 for rate in report["throughput"].values())  # steady state
+    assert set(report["first_to_last"]) == set(report["throughput"])
+    assert all(rate > 0 for rate in report["first_to_last"].values())
+    assert report["config"]["steady_state"] == [0.1, 0.9]
     assert set(report["ratios"]) == {"service/passthrough", "service/naive"}
     [latency] = report["latency"]
     assert latency["alerts"] == 300
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     paths = report["decode_paths"]
     assert paths["batch"] + paths["fast"] >= 590  # the specialised decoders did the work
-    assert {"decode (fastavro, generic)", "encode"} <= set(report["stages_us_per_alert"])
+    assert {
+        "decode (fastavro, generic)",
+        "decode + route + assemble, batches (service)",
+        "encode (a batch at once)",
+    } <= set(report["stages_us_per_alert"])
     assert [t["name"] for t in report["targets"]][:3] == [
         "service alerts/s",
         "service / passthrough",

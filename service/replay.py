@@ -511,12 +511,33 @@ def replay(
     state: dict[str, Any] = dict(resume_state or {})
     since_checkpoint = 0
 
+    messages: list[Unit] = []  # topic messages, decoded together (service.batchdecode)
+
     def flush(top: str) -> None:
         rows = pending.pop(top, [])
         if rows:
             batch = processor.score(top, rows)
             sink.write(batch.records)
             summary.scored += len(rows)
+
+    def take(unit: Unit, result: list[tuple[str, Row]] | InputError) -> None:
+        if isinstance(result, InputError):
+            summary.dead_lettered += 1
+            if unit.source.topic.startswith("file:") and unit.records is None:
+                summary.skipped.append(unit.source.topic[len("file:") :])
+                log.warning("file_skipped", file=unit.source.topic[5:], error=str(result))
+            sink.dead_letter(unit, result)
+            return
+        for top, row in result:
+            pending.setdefault(top, []).append(row)
+            if len(pending[top]) >= batch_rows:
+                flush(top)
+
+    def decode_messages() -> None:
+        values, sources = [m.value for m in messages], [m.source for m in messages]
+        for message, result in zip(messages, processor.rows_many(values, sources), strict=True):
+            take(message, result)
+        messages.clear()
 
     bar = tqdm(total=source.total(), unit="msg", disable=not progress, desc="replay")
     try:
@@ -525,34 +546,31 @@ def replay(
             bar.update(1)
             if unit.value is None and unit.records is None:
                 pass  # outside the time range: read, not scored
+            elif unit.records is None and not unit.source.topic.startswith("file:"):
+                messages.append(unit)
+                if len(messages) >= batch_rows:
+                    decode_messages()
             else:
                 try:
                     if unit.records is not None:
-                        rows = processor.rows_from_records(unit.records, unit.source)
-                    elif unit.source.topic.startswith("file:"):
-                        rows = processor.rows_from_records(
+                        result = processor.rows_from_records(unit.records, unit.source)
+                    else:
+                        result = processor.rows_from_records(
                             container(unit.value or b""), unit.source
                         )
-                    else:
-                        rows = processor.rows(unit.value, unit.source)
                 except InputError as exc:
-                    summary.dead_lettered += 1
-                    if unit.source.topic.startswith("file:") and unit.records is None:
-                        summary.skipped.append(unit.source.topic[len("file:") :])
-                        log.warning("file_skipped", file=unit.source.topic[5:], error=str(exc))
-                    sink.dead_letter(unit, exc)
-                    rows = []
-                for top, row in rows:
-                    pending.setdefault(top, []).append(row)
-                    if len(pending[top]) >= batch_rows:
-                        flush(top)
+                    take(unit, exc)
+                else:
+                    take(unit, result)
             since_checkpoint += 1
             if since_checkpoint >= checkpoint_every:
+                decode_messages()
                 for top in list(pending):
                     flush(top)
                 summary.seconds = time.monotonic() - started
                 sink.checkpoint(state, summary)
                 since_checkpoint = 0
+        decode_messages()
         for top in list(pending):
             flush(top)
         summary.seconds = time.monotonic() - started

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models.bundle import bundle_dirname, load_bundle
 from models.resources import bundles_dir, sample_dir
@@ -29,8 +30,7 @@ from service.inference import (
 )
 from tests.integration.test_service import (
     Start,
-    lineage,
-    scores_until_covered,
+    restart_covers_everything,
     service_args,
     topics,
 )
@@ -152,6 +152,23 @@ def test_a_bundle_changed_after_loading_is_refused() -> None:
         ProcessInference([changed], "cpu", 1, max_rows=64)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_the_worker_scores_on_cuda_like_the_scorer_there() -> None:
+    """The GPU twin: the worker owns the CUDA context; its scores are those of Scorer on the
+    same device, and it reports the device memory it holds."""
+    inference: ProcessInference[int] = ProcessInference(model_files(), "cuda", 1, max_rows=256)
+    try:
+        x = features("Periodic", 200)
+        inference.submit("Periodic", list(x), 0)
+        [scored] = drain(inference)
+    finally:
+        inference.close()
+    expected = Scorer(load_bundle(model_files()[0].path), "cuda").score(x)
+    assert scored.raw.tobytes() == expected.raw.tobytes()
+    assert scored.device_memory > 0
+
+
 def test_usable_cores_follow_the_cgroup_quota(tmp_path: Path) -> None:
     cpu_max = tmp_path / "cpu.max"
     affinity = len(os.sched_getaffinity(0))
@@ -186,9 +203,4 @@ def test_the_service_stops_when_its_worker_dies_and_a_restart_loses_nothing(
     before = read_topic(kafka_bootstrap, names[1], n, timeout_s=5)
     assert 0 < len(before) < n, "the worker must die mid-stream"
 
-    second = service_process(*service_args(kafka_bootstrap, names, topic_prefix))
-    second.assigned()
-    counts = scores_until_covered(kafka_bootstrap, names[1], placed)
-    assert second.terminate() == 0
-    counts = lineage(read_topic(kafka_bootstrap, names[1], sum(counts.values()) + 1, 2))
-    assert set(counts) == set(placed)
+    restart_covers_everything(kafka_bootstrap, names, topic_prefix, placed, service_process)

@@ -83,6 +83,24 @@ def scores_until_covered(
     return counts
 
 
+def restart_covers_everything(
+    bootstrap: str,
+    names: tuple[str, str, str],
+    group: str,
+    placed: list[tuple[int, int]],
+    service_process: Start,
+) -> Counter[tuple[int, int]]:
+    """A new instance after a crash: it scores until every input has an output (none missing)
+    and stops cleanly; returns the outputs per input (the duplicates are the redone work)."""
+    second = service_process(*service_args(bootstrap, names, group))
+    second.assigned()
+    counts = scores_until_covered(bootstrap, names[1], placed)
+    assert second.terminate() == 0
+    counts = lineage(read_topic(bootstrap, names[1], sum(counts.values()) + 1, 2))
+    assert set(counts) == set(placed)  # every input has an output, none missing
+    return counts
+
+
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
@@ -185,12 +203,9 @@ def test_sigkill_mid_stream_loses_nothing(
     before = read_topic(kafka_bootstrap, names[1], n, timeout_s=5)
     assert 0 < len(before) < n, "the kill must happen mid-stream"
 
-    second = service_process(*service_args(kafka_bootstrap, names, topic_prefix))
-    second.assigned()
-    counts = scores_until_covered(kafka_bootstrap, names[1], placed)
-    assert second.terminate() == 0
-    counts = lineage(read_topic(kafka_bootstrap, names[1], sum(counts.values()) + 1, 2))
-    assert set(counts) == set(placed)  # every input has an output, none missing
+    counts = restart_covers_everything(
+        kafka_bootstrap, names, topic_prefix, placed, service_process
+    )
     duplicates = sum(c - 1 for c in counts.values())
     print(f"\nSIGKILL after {len(before)} of {n} outputs; {duplicates} duplicates after restart")
     assert duplicates <= len(before)  # only work whose offsets were not committed is redone

@@ -94,11 +94,42 @@ class Progress:
         return (last - first) / (self.times[last] - self.times[first])
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User and system CPU seconds a process (all its threads) has used (Linux /proc); None
+    where that is unknown (an external broker, another system)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time of named processes between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self._started = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.seconds: dict[str, float] = {}
+
+    def stop(self) -> None:
+        for name, pid in self.pids.items():
+            before, after = self._started[name], cpu_seconds(pid)
+            if before is not None and after is not None:
+                self.seconds[name] = after - before
+
+    def us_per_alert(self, alerts: int) -> dict[str, float]:
+        return {name: s / max(alerts, 1) * 1e6 for name, s in self.seconds.items()}
+
+
 @dataclass
 class Throughput:
     alerts: int
     seconds: float  # first message consumed to last output acknowledged
     steady_per_second: float  # between the STEADY fractions of the alerts
+    cpu_us_per_alert: dict[str, float] = field(default_factory=dict)  # by process
 
     @property
     def per_second(self) -> float:
@@ -128,6 +159,7 @@ class Report:
     latency: list[Latency] = field(default_factory=list)
     stages_us_per_alert: dict[str, float] = field(default_factory=dict)
     decode_paths: dict[str, int] = field(default_factory=dict)
+    cpu_us_per_alert: dict[str, dict[str, float]] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
 
 
@@ -183,6 +215,7 @@ class Broker:
     bootstrap_servers: str
     description: str
     consumer: dict[str, str]  # librdkafka consumer settings for this broker
+    pid: int | None = None  # the embedded broker's process (for its CPU time)
 
 
 @contextmanager
@@ -193,7 +226,9 @@ def broker() -> Iterator[Broker]:
         yield Broker(external, f"external ({external})", {})
         return
     with EmbeddedBroker() as embedded:
-        yield Broker(embedded.bootstrap_servers, "embedded tansu (memory)", TANSU_CONSUMER)
+        yield Broker(
+            embedded.bootstrap_servers, "embedded tansu (memory)", TANSU_CONSUMER, embedded.pid
+        )
 
 
 def settings_values(kafka: Broker, topic: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -223,13 +258,16 @@ def new_topics(settings: Settings, partitions: int) -> None:
 # -- passthrough ---------------------------------------------------------------------------
 
 
-def passthrough(settings: Settings, n: int, payload: bytes) -> Throughput:
+def passthrough(
+    settings: Settings, n: int, payload: bytes, broker_pid: int | None = None
+) -> Throughput:
     """Read ``n`` messages and produce one ``payload``-sized output each (no decoding)."""
     consumer = Consumer(consumer_config(settings.kafka, settings.input.group_id, "earliest"))
     producer = Producer(producer_config(settings.kafka))
     consumer.subscribe(settings.input.topics)
     count, started, last_commit = 0, 0.0, time.monotonic()
     progress = Progress(n)
+    meter = CpuMeter({})
     try:
         while count < n:
             for message in consumer.consume(settings.batch.max_rows, 0.5):
@@ -237,6 +275,7 @@ def passthrough(settings: Settings, n: int, payload: bytes) -> Throughput:
                     continue
                 if not count:
                     started = time.monotonic()
+                    meter = CpuMeter({"client": os.getpid(), "broker": broker_pid})
                 count += 1
                 while True:
                     try:
@@ -256,7 +295,9 @@ def passthrough(settings: Settings, n: int, payload: bytes) -> Throughput:
             producer.poll(0.005)
             progress.update(count - len(producer), time.monotonic())
         progress.update(count, time.monotonic())
-        return Throughput(count, time.monotonic() - started, progress.per_second())
+        meter.stop()
+        seconds = time.monotonic() - started
+        return Throughput(count, seconds, progress.per_second(), meter.us_per_alert(count))
     finally:
         consumer.close()
 
@@ -380,16 +421,26 @@ def running(settings: Settings, metrics: Metrics | None = None) -> Iterator[Runn
         run.worker.join(120)
 
 
-def saturation(settings: Settings, n: int) -> tuple[Throughput, dict[str, int]]:
-    """The service on the pre-loaded topic; also how many alerts took each decode path."""
+def saturation(
+    settings: Settings, n: int, broker_pid: int | None = None
+) -> tuple[Throughput, dict[str, int]]:
+    """The service on the pre-loaded topic; also how many alerts took each decode path. CPU
+    time counts from the first message consumed (start-up and the group join left out)."""
     progress = Progress(n)
     with running(settings) as run:
+        run.wait_until(lambda s: s.stats.first_consumed_at is not None, SATURATION_TIMEOUT_S)
+        worker = getattr(run.service.inference, "pid", None)
+        meter = CpuMeter(
+            {"service process": os.getpid(), "inference worker": worker, "broker": broker_pid}
+        )
         if not run.wait_until(lambda s: s.stats.acknowledged >= n, SATURATION_TIMEOUT_S, progress):
             raise RuntimeError(f"the service did not score {n} alerts in {SATURATION_TIMEOUT_S} s")
+        meter.stop()
     service = run.service
     stats = service.stats
     seconds = (stats.last_acknowledged_at or 0.0) - (stats.first_consumed_at or 0.0)
-    rate = Throughput(stats.acknowledged, seconds, progress.per_second())
+    cpu = meter.us_per_alert(stats.acknowledged)
+    rate = Throughput(stats.acknowledged, seconds, progress.per_second(), cpu)
     return rate, service.processor.decode_paths()
 
 
@@ -560,6 +611,12 @@ def print_report(report: Report) -> None:
         print(f"{name:42s} {rate:10,.0f} {rate / t['passthrough']:14.2f} {first_to_last:14,.0f}")
     print(f"service / naive: {r['service/naive']:.1f} x")
     print()
+    print("CPU time per alert (us), from the first message on:")
+    for phase, processes in report.cpu_us_per_alert.items():
+        total = sum(processes.values())
+        parts = ", ".join(f"{name} {us:.1f}" for name, us in processes.items())
+        print(f"  {phase}: {parts} = {total:.1f}")
+    print()
     print(f"{'latency (input timestamp -> output ack)':42s} p50 / p95 / p99 / max ms")
     for lat in report.latency:
         label = f"offered {lat.offered_per_second:,.0f}/s (sent {lat.achieved_per_second:,.0f}/s)"
@@ -633,11 +690,15 @@ def main(argv: list[str] | None = None) -> None:
 
         rates: dict[str, Throughput] = {}
         print("passthrough ...", flush=True)
-        rates["passthrough"] = passthrough(settings_for(kafka, topic, args), args.n, payload)
+        rates["passthrough"] = passthrough(
+            settings_for(kafka, topic, args), args.n, payload, kafka.pid
+        )
         print("naive ...", flush=True)
         rates["naive"] = naive(settings_for(kafka, topic, args), args.naive_n)
         print("service ...", flush=True)
-        rates["service"], report.decode_paths = saturation(settings_for(kafka, topic, args), args.n)
+        rates["service"], report.decode_paths = saturation(
+            settings_for(kafka, topic, args), args.n, kafka.pid
+        )
         if args.instances > 1:
             print(f"service, {args.instances} instances ...", flush=True)
             rates[f"service x{args.instances} instances"] = scaling(
@@ -646,6 +707,9 @@ def main(argv: list[str] | None = None) -> None:
         # a run too short for a steady state (both marks passed at once): first to last
         report.throughput = {k: r.steady_per_second or r.per_second for k, r in rates.items()}
         report.first_to_last = {k: r.per_second for k, r in rates.items()}
+        report.cpu_us_per_alert = {
+            k: r.cpu_us_per_alert for k, r in rates.items() if r.cpu_us_per_alert
+        }
         for offered in (float(x) for x in args.loads.split(",") if x):
             print(f"latency at {offered:,.0f} alerts/s ...", flush=True)
             load_topic = f"bench-load-{uuid.uuid4().hex[:8]}"

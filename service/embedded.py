@@ -66,6 +66,11 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.advertised_port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs."""
+        return self._process.pid if self._process is not None else None
+
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
         command = [
             broker_binary(),

@@ -54,6 +54,11 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
     assert set(report["first_to_last"]) == set(report["throughput"])
     assert all(rate > 0 for rate in report["first_to_last"].values())
     assert report["config"]["steady_state"] == [0.1, 0.9]
+    cpu = report["cpu_us_per_alert"]
+    # an external broker's process is not ours to measure; the worker exists with 2+ cores
+    assert "service process" in cpu["service"]
+    assert all(us > 0 for us in cpu["service"].values())
+    assert "client" in cpu["passthrough"]
     assert set(report["ratios"]) == {"service/passthrough", "service/naive"}
     [latency] = report["latency"]
     assert latency["alerts"] == 300

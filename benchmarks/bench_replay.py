@@ -7,6 +7,7 @@ one-alert Avro files (ZTF archive style) and from a Parquet table, all to a Parq
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import tempfile
 import time
@@ -23,14 +24,16 @@ from service.demo import publish, sample_messages
 from service.embedded import EmbeddedBroker
 from service.kafka import create_topics
 from service.logs import configure_logging
-from service.processing import AlertProcessor
+from service.processing import AlertProcessor, Inference, start_inference
 from service.replay import FileSource, ParquetSink, ReplaySource, TopicRange, replay
 
 
-def timed(processor: AlertProcessor, source: ReplaySource, out: Path) -> tuple[int, float]:
+def timed(
+    processor: AlertProcessor, inference: Inference, source: ReplaySource, out: Path
+) -> tuple[int, float]:
     sink = ParquetSink(out, source.describe(), resume=False)
     started = time.perf_counter()
-    summary = replay(processor, source, sink, progress=False)
+    summary = replay(processor, source, sink, progress=False, inference=inference)
     return summary.scored, time.perf_counter() - started
 
 
@@ -40,15 +43,18 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("console", "warning")
     print(machine(), f"({cores()} cores)")
-    processor = AlertProcessor(load_settings(None))
-    with tempfile.TemporaryDirectory() as tmp_name:
+    settings = load_settings(None)
+    processor = AlertProcessor(settings)
+    inference = start_inference(settings, processor.routes)
+    print(f"inference: {type(inference).__name__} (model.inference = {settings.model.inference})")
+    with contextlib.closing(inference), tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         with EmbeddedBroker() as broker:
             create_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers), ["b"], 2)
             sample = list(sample_messages())
             publish(broker.bootstrap_servers, "b", (sample[i % len(sample)] for i in range(args.n)))
             client = KafkaSettings(bootstrap_servers=broker.bootstrap_servers).librdkafka()
-            n, seconds = timed(processor, TopicRange(client, "b"), tmp / "topic")
+            n, seconds = timed(processor, inference, TopicRange(client, "b"), tmp / "topic")
             print(f"topic, 2 partitions:      {n:6d} messages {n / seconds:10,.0f} messages/s")
         alerts = tmp / "alerts"
         alerts.mkdir()
@@ -56,10 +62,10 @@ def main() -> None:
             buffer = io.BytesIO()
             fastavro.writer(buffer, input_schema(), [record])
             (alerts / f"{record['oid']}.avro").write_bytes(buffer.getvalue())
-        n, seconds = timed(processor, FileSource([alerts]), tmp / "files")
+        n, seconds = timed(processor, inference, FileSource([alerts]), tmp / "files")
         print(f"one-alert Avro files:     {n:6d} messages {n / seconds:10,.0f} messages/s")
         table = sample_dir() / "objects.parquet"
-        n, seconds = timed(processor, FileSource([table]), tmp / "table")
+        n, seconds = timed(processor, inference, FileSource([table]), tmp / "table")
         print(f"Parquet table rows:       {n:6d} messages {n / seconds:10,.0f} messages/s")
 
 

@@ -111,6 +111,7 @@ class ProcessInference(Generic[T]):
     ) -> None:
         width = max(m.n_features for m in models)
         self._n_features = {m.top: m.n_features for m in models}
+        self._max_rows = max_rows
         layout = _SlotLayout(max_rows, width)
         memory_fd = _shared_memory(layout.size * SLOTS)
         self._memory = mmap.mmap(memory_fd, layout.size * SLOTS)
@@ -140,7 +141,9 @@ class ProcessInference(Generic[T]):
         self._done: list[Scored[T]] = []
 
     def submit(self, top: str, features: Sequence[NDArray[np.float32]], tag: T) -> None:
-        """Hand a batch to the worker; waits while every slot is taken."""
+        """Hand a batch (at most ``max_rows``) to the worker; waits while every slot is taken."""
+        if len(features) > self._max_rows:
+            raise ValueError(f"a batch of {len(features)} rows; the slots hold {self._max_rows}")
         while not self._free:
             self._collect(ANSWER_TIMEOUT_S, at_least_one=True)
         slot = self._free.pop()

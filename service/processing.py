@@ -347,9 +347,12 @@ class AlertProcessor:
 Inference = InlineInference[list[Row]] | ProcessInference[list[Row]]
 
 
-def start_inference(settings: Settings, routes: dict[str, Route]) -> Inference:
-    """The executor of ``model.inference`` for the routes' models (a worker process is started
-    and has loaded them when this returns)."""
+def start_inference(
+    settings: Settings, routes: dict[str, Route], max_rows: int | None = None
+) -> Inference:
+    """The executor of ``model.inference`` for the routes' models, for batches of up to
+    ``max_rows`` (default ``batch.max_rows``); a worker process has loaded the models when
+    this returns."""
     if choose_mode(settings.model.inference) == "inline":
         return InlineInference({top: r.scorer for top, r in routes.items()})
     models = [
@@ -357,4 +360,5 @@ def start_inference(settings: Settings, routes: dict[str, Route]) -> Inference:
         for top, r in routes.items()
     ]
     device = str(next(iter(routes.values())).scorer.device)
-    return ProcessInference(models, device, settings.model.cpu_threads, settings.batch.max_rows)
+    rows = max_rows or settings.batch.max_rows
+    return ProcessInference(models, device, settings.model.cpu_threads, rows)

@@ -34,7 +34,8 @@ from service import __version__
 from service.codec import Encoder, make_decoder
 from service.config import ClientConfig
 from service.exceptions import InputError, KafkaServiceError
-from service.processing import AlertProcessor, Row, Source, dead_letter_headers
+from service.inference import InlineInference
+from service.processing import AlertProcessor, Inference, Row, Source, dead_letter_headers
 
 log = structlog.get_logger(__name__)
 
@@ -501,9 +502,12 @@ def replay(
     batch_rows: int = 1024,
     checkpoint_every: int = 5000,
     progress: bool = True,
+    inference: Inference | None = None,
 ) -> Summary:
     """Score every unit of the source into the sink; checkpoints every ``checkpoint_every``
-    units and at the end. Bad units are dead letters; unreadable files are skipped by name."""
+    units and at the end. Bad units are dead letters; unreadable files are skipped by name.
+    Batches are scored by ``inference`` (for batches of ``batch_rows``; default: in this
+    thread) while the next ones are read; a checkpoint waits until all are written."""
     summary = Summary()
     started = time.monotonic()
     pending: dict[str, list[Row]] = {}
@@ -513,12 +517,26 @@ def replay(
 
     messages: list[Unit] = []  # topic messages, decoded together (service.batchdecode)
 
+    scorer = inference or InlineInference({t: r.scorer for t, r in processor.routes.items()})
+
+    def write(wait_s: float = 0.0) -> None:
+        for s in scorer.completed(wait_s):
+            batch = processor.scored_batch(s.top, s.tag, s.raw, s.percentile, s.nearest, s.seconds)
+            sink.write(batch.records)
+            summary.scored += len(s.tag)
+
     def flush(top: str) -> None:
         rows = pending.pop(top, [])
         if rows:
-            batch = processor.score(top, rows)
-            sink.write(batch.records)
-            summary.scored += len(rows)
+            scorer.submit(top, [row.features for row in rows], rows)
+            write()
+
+    def flush_all() -> None:
+        decode_messages()
+        for top in list(pending):
+            flush(top)
+        while scorer.pending():
+            write(0.1)
 
     def take(unit: Unit, result: list[tuple[str, Row]] | InputError) -> None:
         if isinstance(result, InputError):
@@ -564,15 +582,11 @@ def replay(
                     take(unit, result)
             since_checkpoint += 1
             if since_checkpoint >= checkpoint_every:
-                decode_messages()
-                for top in list(pending):
-                    flush(top)
+                flush_all()
                 summary.seconds = time.monotonic() - started
                 sink.checkpoint(state, summary)
                 since_checkpoint = 0
-        decode_messages()
-        for top in list(pending):
-            flush(top)
+        flush_all()
         summary.seconds = time.monotonic() - started
         sink.checkpoint(state, summary)
     finally:

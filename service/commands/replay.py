@@ -12,7 +12,7 @@ from models.exceptions import ConfigurationError
 from service.codec import make_encoder
 from service.commands.args import positive_int
 from service.config import Settings, load_settings
-from service.processing import AlertProcessor
+from service.processing import AlertProcessor, start_inference
 from service.replay import (
     FileSource,
     ParquetSink,
@@ -158,14 +158,20 @@ def run_replay(args: argparse.Namespace) -> int:
         dead = args.dead_letter_topic or settings.output.dead_letter_topic
         sink = TopicSink(settings.kafka.librdkafka(), args.output_topic, dead, encoder)
         where = f"topic {args.output_topic}"
-    summary = replay(
-        processor,
-        source,
-        sink,
-        resume_state,
-        batch_rows=args.batch_rows or settings.batch.max_rows,
-        progress=not args.no_progress,
-    )
+    batch_rows = args.batch_rows or settings.batch.max_rows
+    inference = start_inference(settings, processor.routes, batch_rows)
+    try:
+        summary = replay(
+            processor,
+            source,
+            sink,
+            resume_state,
+            batch_rows=batch_rows,
+            progress=not args.no_progress,
+            inference=inference,
+        )
+    finally:
+        inference.close()
     _print(summary, where)
     return 0
 
@@ -205,13 +211,19 @@ def run_score(args: argparse.Namespace) -> int:
     settings = _settings(args)
     processor = AlertProcessor(settings)
     sink = _Collect()
-    summary = replay(
-        processor,
-        FileSource([args.input]),
-        sink,
-        batch_rows=args.batch_rows or settings.batch.max_rows,
-        progress=not args.no_progress,
-    )
+    batch_rows = args.batch_rows or settings.batch.max_rows
+    inference = start_inference(settings, processor.routes, batch_rows)
+    try:
+        summary = replay(
+            processor,
+            FileSource([args.input]),
+            sink,
+            batch_rows=batch_rows,
+            progress=not args.no_progress,
+            inference=inference,
+        )
+    finally:
+        inference.close()
     sink.records.sort(key=lambda r: (r["source_topic"], r["source_offset"]))  # input order
     write_scores_file(sink.records, args.output)
     for line in sink.dead:

@@ -39,7 +39,7 @@ def timed(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=20000, help="messages in the topic")
+    parser.add_argument("--n", type=int, default=100000, help="messages in the topic")
     args = parser.parse_args()
     configure_logging("console", "warning")
     print(machine(), f"({cores()} cores)")

@@ -158,10 +158,24 @@ def run_replay(args: argparse.Namespace) -> int:
         dead = args.dead_letter_topic or settings.output.dead_letter_topic
         sink = TopicSink(settings.kafka.librdkafka(), args.output_topic, dead, encoder)
         where = f"topic {args.output_topic}"
+    summary = _replay(args, settings, processor, source, sink, resume_state)
+    _print(summary, where)
+    return 0
+
+
+def _replay(
+    args: argparse.Namespace,
+    settings: Settings,
+    processor: AlertProcessor,
+    source: ReplaySource,
+    sink: Sink,
+    resume_state: dict[str, Any] | None = None,
+) -> Summary:
+    """:func:`replay` with the configured inference (a worker process on 2+ cores)."""
     batch_rows = args.batch_rows or settings.batch.max_rows
     inference = start_inference(settings, processor.routes, batch_rows)
     try:
-        summary = replay(
+        return replay(
             processor,
             source,
             sink,
@@ -172,8 +186,6 @@ def run_replay(args: argparse.Namespace) -> int:
         )
     finally:
         inference.close()
-    _print(summary, where)
-    return 0
 
 
 class _Collect:
@@ -211,19 +223,7 @@ def run_score(args: argparse.Namespace) -> int:
     settings = _settings(args)
     processor = AlertProcessor(settings)
     sink = _Collect()
-    batch_rows = args.batch_rows or settings.batch.max_rows
-    inference = start_inference(settings, processor.routes, batch_rows)
-    try:
-        summary = replay(
-            processor,
-            FileSource([args.input]),
-            sink,
-            batch_rows=batch_rows,
-            progress=not args.no_progress,
-            inference=inference,
-        )
-    finally:
-        inference.close()
+    summary = _replay(args, settings, processor, FileSource([args.input]), sink)
     sink.records.sort(key=lambda r: (r["source_topic"], r["source_offset"]))  # input order
     write_scores_file(sink.records, args.output)
     for line in sink.dead:

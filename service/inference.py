@@ -6,14 +6,14 @@ and Python runs one thread at a time: inline, every batch's scoring holds up con
 decoding. In a worker process the two overlap on two cores. The worker is started as
 ``python -m service.inference`` with two file descriptors: a socket and a shared memory file.
 The service writes a batch's features into a slot of the shared memory, sends the worker three
-numbers over the socket and goes on;
-the worker scores them with the same :class:`Scorer` (same chunks, so bitwise the same scores)
-and writes raw scores, percentiles and nearest-centre indices back into the slot. A few slots
-keep both processes busy; when all are taken, :meth:`ProcessInference.submit` waits for one.
+numbers over the socket and goes on; the worker scores them with the same :class:`Scorer` (same
+chunks, so bitwise the same scores) and writes raw scores, percentiles and nearest-centre indices
+back into the slot. A few slots keep both processes busy; when all are taken,
+:meth:`ProcessInference.submit` waits for one.
 
 The worker loads the bundles itself and checks their checksums against the service's. It ignores
-SIGINT and SIGTERM (the service scores what it holds, then closes the pipe) and exits when the
-pipe closes, so it never outlives the service. If it dies, the service gets an
+SIGINT and SIGTERM (the service scores what it holds, then closes the socket) and exits when the
+socket closes, so it never outlives the service. If it dies, the service gets an
 :class:`InferenceError`: work whose scores were not written is not committed, and is redone.
 """
 

@@ -1,25 +1,23 @@
-"""The layouts of :mod:`service.fastdecode`, run with numpy over a whole batch of messages.
+"""Layouts (:mod:`service.layouts`) run with numpy over a whole batch of messages.
 
-Per message, a layout's regular expression costs ~17 us: the engine steps through ~2.5 KB and
-every feature is a match group. But the messages of one layout differ only in their values, in
-which features are null and in two strings (the object id and the predicted class), so the same
-check can be made with array operations over all messages of a consumed batch at once:
+Per message, matching a layout costs as much as stepping through its ~3 KB one value at a time.
+But the messages of one layout differ only in their values, in which features are null and in two
+strings (the object id and the predicted class), so the check can be made with array operations
+over all messages of a consumed batch at once:
 
 * one Python step per feature (three numpy calls over all messages) reads the feature's union
   branch and moves each message's position past the value;
 * every fixed byte of the layout (keys, block counts, union branches, map ends) is compared with
   the layout's own bytes in one gather of unaligned 64-bit words under masks, and each message
   must end exactly where its layout does;
-* the floats are gathered in one go, nulls become NaN.
+* the numbers are gathered in one go as float64 (floats widened exactly), nulls become NaN.
 
-A message that does not fit - another layout, an integer feature beyond -64..63, float and double
-features in one message, an id or class string of 64 bytes or more, ... - is left out, and the
-caller takes it through the per-message path, which decodes it like fastavro or reports its error.
-So this path accepts only what the per-message fast path accepts, and yields the same values
-(``tests/unit/test_batchdecode.py``). Measured on the benchmark's alerts (151 features, chunks of
-:data:`CHUNK` messages): ~8 us per message against ~16 for the regular expressions; a chunk has a
-fixed cost of a few hundred microseconds (the per-feature steps), so it pays from a few dozen
-messages on (:data:`MIN_BATCH`).
+A message that does not fit - another layout, an integer feature beyond -64..63, an id or class
+string of 64 bytes or more, bytes that are not a record of the schema - is left out, and the
+caller decodes it generically (fastavro), which decodes it or reports its error. What this path
+accepts it decodes exactly as fastavro does (``tests/unit/test_batchdecode.py``). A chunk has a
+fixed cost of a few hundred microseconds (the per-feature steps), so it pays from a few messages
+on (:data:`MIN_BATCH`).
 """
 
 from __future__ import annotations
@@ -31,25 +29,28 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from service.fastdecode import Hole, Layout, Lit, Part, Shape, TemplateDecoder
+from service.layouts import Hole, Layout, LayoutLearner, Lit, Part, Shape, ValueType
 
-MIN_BATCH = 32  # below this many messages the per-message path is as fast
+MIN_BATCH = 4  # below this many messages fastavro is as fast
 CHUNK = 256  # messages decoded at once: their bytes stay in the cache, scratch stays small
 _MAX_SHORT = 63  # strings up to this length have a one-byte length
 _LOW32 = np.uint64(0xFFFFFFFF)
 # what a feature's union branch byte is: not decodable here, null, float, double, boolean, int or
-# long (only those of one byte here: -64 to 63; longer ones go message by message)
+# long (only those of one byte here: -64 to 63; longer ones are decoded generically)
 _OTHER, _NULL, _F4, _F8, _BOOLEAN, _SMALL_INT = 0, 1, 2, 3, 4, 5
+_KIND = {"null": _NULL, "float": _F4, "double": _F8, "boolean": _BOOLEAN, "int": _SMALL_INT}
+_KIND["long"] = _SMALL_INT
+_SIZE = {"null": 0, "float": 4, "double": 8, "boolean": 1, "int": 1, "long": 1}
 
 
 class DecodedBatch(NamedTuple):
-    """The messages of one layout and one number type that decoded."""
+    """The messages of one layout that decoded."""
 
     layout: Layout
     inputs: NDArray[np.intp]  # position of each decoded message in the input
     oids: list[str]
     top: NDArray[np.float32]  # (m, top classes) in ``layout.top_classes`` order
-    values: NDArray[Any]  # (m, features + 1): layout order, NaN for null, then a NaN column
+    values: NDArray[np.float64]  # (m, features + 1): layout order, NaN for null, then NaN
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,16 @@ class _Scratch:
         return array[: rows * n].reshape(rows, n)
 
 
+def _tables(value_type: ValueType) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """What each first byte of a value of this union is (its branch, zig-zag encoded: 2 x the
+    branch index) and how many bytes follow it."""
+    kind = np.full(256, _OTHER, dtype=np.uint8)
+    size = np.zeros(256, dtype=np.int64)
+    for branch, name in enumerate(value_type.kinds):
+        kind[branch << 1], size[branch << 1] = _KIND[name], _SIZE[name]
+    return kind, size
+
+
 def _runs(parts: Sequence[Part]) -> list[_Run]:
     """The fixed runs between the features of ``parts`` (one more than there are features)."""
     runs: list[list[Part]] = [[]]
@@ -117,21 +128,15 @@ class _Program:
         head = _runs(layout.head_parts)  # before feature 0, between features, after the last
         self.first, self.between, self.after = head[0], head[1:-1], head[-1]
         [self.tail] = _runs(layout.tail_parts)
-        kind = np.full(256, _OTHER, dtype=np.uint8)
-        size = np.zeros(256, dtype=np.int64)
-        kind[shape.feature_null << 1] = _NULL
-        for branch, dtype in shape.feature_numbers:
-            kind[branch << 1] = _F4 if dtype == "<f4" else _F8
-            size[branch << 1] = np.dtype(dtype).itemsize
-        for branch, other in shape.feature_others:
-            kind[branch << 1] = _BOOLEAN if other == "boolean" else _SMALL_INT
-            size[branch << 1] = 1
-        self.kind = kind
-        # the number type of a message with neither floats nor doubles (as the regex tries them)
-        self.doubles_by_default = shape.feature_numbers[0][1] == "<f8"
+        types = layout.feature_types
+        tables = {t: _tables(t) for t in set(types)}
+        # one kind table for all features (a map's values), or one per feature (a record's)
+        self.kind: NDArray[np.uint8] = (
+            tables[types[0]][0] if len(tables) == 1 else np.stack([tables[t][0] for t in types])
+        )
         # a feature's branch byte to the next feature's branch byte (or the class string)
         nexts = [r.length for r in self.between] + [self.after.length]
-        self.steps = [1 + size + n for n in nexts]
+        self.steps = [1 + tables[t][1] + n for t, n in zip(types, nexts, strict=True)]
         self.between_lengths = np.array([r.length for r in self.between], dtype=np.intp)[:, None]
         self._scratch = _Scratch()
         runs = [self.header, self.first, *self.between, self.after, self.tail]
@@ -144,8 +149,8 @@ class _Program:
         longest = sum(r.length for r in runs) + 9 * len(layout.feature_names)
         self.padding = bytes(longest + 2 * (_MAX_SHORT + 1) + 16)
 
-    def decode(self, values: Sequence[bytes]) -> tuple[list[DecodedBatch], NDArray[np.bool_]]:
-        """The decoded messages (by number type) and which of ``values`` they are."""
+    def decode(self, values: Sequence[bytes]) -> tuple[DecodedBatch | None, NDArray[np.bool_]]:
+        """The decoded messages, and which of ``values`` they are."""
         n = len(values)
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
         ends = np.cumsum(lengths)
@@ -186,43 +191,41 @@ class _Program:
         checked &= self.word_mask
         ok &= (checked == self.word_expected).all(axis=0)
         kinds = scratch("kinds", n_features, n, np.uint8)
-        np.take(self.kind, branches, out=kinds)
+        if self.kind.ndim == 1:
+            np.take(self.kind, branches, out=kinds)
+        else:
+            kinds[...] = self.kind[np.arange(n_features)[:, None], branches]
         ok &= (kinds != _OTHER).all(axis=0)
-        floats, doubles = (kinds == _F4).any(axis=0), (kinds == _F8).any(axis=0)
-        ok &= ~(floats & doubles)  # one number type per message
-        doubles |= ~floats & self.doubles_by_default
         small = kinds >= _BOOLEAN
         others = None  # the byte after the branch of booleans and small integers
         if small.any():
             others = buf[branch_at + 1]
             ok &= ~(small & (others >= np.where(kinds == _BOOLEAN, 2, 0x80))).any(axis=0)
         if not ok.any():
-            return [], ok
+            return None, ok
         top_at = class_end[:, None] + np.array(self.tail.keep, dtype=np.int64)
         top = (words[top_at] & _LOW32).astype(np.uint32).view(np.float32)
         oids = self._oids(values, starts, id_start, first, ok)
-        out = []
-        for is_double in (False, True):
-            accepted = np.flatnonzero(ok & (doubles == is_double))
-            if not len(accepted):
-                continue
-            raw = words[branch_at[:, accepted] + 1]
-            if is_double:
-                numbers = raw.view(np.float64)
-            else:
-                numbers = (raw & _LOW32).astype(np.uint32).view(np.float32)
-            numbers[kinds[:, accepted] == _NULL] = np.nan
-            if others is not None:  # converted as the per-message path does, one by one
-                which = small[:, accepted]
-                byte = others[:, accepted][which].astype(np.int64)
-                boolean = kinds[:, accepted][which] == _BOOLEAN
-                numbers[which] = np.where(boolean, byte, (byte >> 1) ^ -(byte & 1))
-            table = np.empty((len(accepted), n_features + 1), dtype=numbers.dtype)
-            table[:, :n_features] = numbers.T
-            table[:, n_features] = np.nan
-            ids = [oids[i] for i in accepted.tolist()]
-            out.append(DecodedBatch(self.layout, accepted, ids, top[accepted], table))
-        return out, ok
+        accepted = np.flatnonzero(ok)  # ids that are not UTF-8 were turned down
+        if not len(accepted):
+            return None, ok
+        raw = words[branch_at[:, accepted] + 1]
+        taken = kinds[:, accepted]
+        numbers = raw.view(np.float64).copy()
+        floats = taken == _F4
+        if floats.any():
+            numbers[floats] = (raw[floats] & _LOW32).astype(np.uint32).view(np.float32)
+        numbers[taken == _NULL] = np.nan
+        if others is not None:  # booleans and small integers, as fastavro gives them
+            which = small[:, accepted]
+            byte = others[:, accepted][which].astype(np.int64)
+            boolean = taken[which] == _BOOLEAN
+            numbers[which] = np.where(boolean, byte, (byte >> 1) ^ -(byte & 1))
+        table = np.empty((len(accepted), n_features + 1), dtype=np.float64)
+        table[:, :n_features] = numbers.T
+        table[:, n_features] = np.nan
+        ids = [oids[i] for i in accepted.tolist()]
+        return DecodedBatch(self.layout, accepted, ids, top[accepted], table), ok
 
     def _read_id(
         self, buf: NDArray[np.uint8], at: NDArray[np.int64], ok: NDArray[np.bool_]
@@ -300,15 +303,15 @@ def _read_varint(value: bytes, pos: int) -> int:
 
 
 class BatchDecoder:
-    """The layouts a :class:`TemplateDecoder` has learned, compiled for batches (lazily)."""
+    """The layouts a :class:`LayoutLearner` has learned, compiled for batches (lazily)."""
 
-    def __init__(self, decoder: TemplateDecoder, header: bytes) -> None:
+    def __init__(self, decoder: LayoutLearner, header: bytes) -> None:
         self.decoder = decoder
         self.header = header
         self._programs: dict[int, _Program] = {}
 
     def decode(self, values: Sequence[bytes]) -> list[DecodedBatch]:
-        """Decode what the learned layouts can; the rest is left to the per-message path."""
+        """Decode what the learned layouts can; the rest is left to the generic decoder."""
         out: list[DecodedBatch] = []
         for begin in range(0, len(values), CHUNK):
             chunk = values[begin : begin + CHUNK]
@@ -323,8 +326,9 @@ class BatchDecoder:
             if program is None:
                 program = self._programs[i] = _Program(layout, self.decoder.shape, self.header)
             subset = [values[j] for j in remaining.tolist()] if i else values
-            batches, ok = program.decode(subset)
-            out += [b._replace(inputs=remaining[b.inputs]) for b in batches]
+            batch, ok = program.decode(subset)
+            if batch is not None:
+                out.append(batch._replace(inputs=remaining[batch.inputs]))
             remaining = remaining[~ok]
             if not len(remaining):
                 break

@@ -24,7 +24,7 @@ from models.resources import schemas_dir
 from service.config import InputFormat, OutputFormat
 from service.exceptions import InputError, SettingsError
 
-OUTPUT_SCHEMA_PATH = Path("anomaly-score", "1.0", "anomaly_score.avsc")
+OUTPUT_SCHEMA_PATH = Path("anomaly-score", "1.1", "anomaly_score.avsc")
 CONFLUENT_MAGIC = 0
 _CONFLUENT_HEADER = struct.Struct(">bI")
 CONFLUENT_HEADER_SIZE = _CONFLUENT_HEADER.size
@@ -35,7 +35,8 @@ def confluent_header(schema_id: int) -> bytes:
     return _CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id)
 
 
-Decoder = Callable[[bytes], list[Any]]
+Decoder = Callable[[bytes | None], list[Any]]  # None or b"": an empty message (an error)
+_Inner = Callable[[bytes], list[Any]]
 Encoder = Callable[[Mapping[str, Any]], bytes]
 # records of a batch by field: a list holds one value per record, anything else is the value of
 # every record of the batch
@@ -70,7 +71,7 @@ def output_schema() -> Schema:
     return load_schema(schemas_dir() / OUTPUT_SCHEMA_PATH)
 
 
-def _schemaless(schema: Schema) -> Decoder:
+def _schemaless(schema: Schema) -> _Inner:
     def decode(value: bytes) -> list[Any]:
         buffer = io.BytesIO(value)
         record = fastavro.schemaless_reader(buffer, schema, None)
@@ -92,7 +93,7 @@ def _json(value: bytes) -> list[Any]:
     return [json.loads(value)]
 
 
-def _confluent(schemas: Mapping[int, Schema]) -> Decoder:
+def _confluent(schemas: Mapping[int, Schema]) -> _Inner:
     def decode(value: bytes) -> list[Any]:
         if len(value) < _CONFLUENT_HEADER.size or value[0] != CONFLUENT_MAGIC:
             raise InputError("undecodable", "not in Confluent wire format (magic byte 0 + id)")
@@ -109,6 +110,7 @@ def make_decoder(
     fmt: InputFormat, schema: Schema | None = None, confluent: Mapping[int, Schema] | None = None
 ) -> Decoder:
     """A decoder for the configured format; every failure becomes an InputError."""
+    inner: _Inner
     if fmt == "schemaless":
         if schema is None:
             raise SettingsError("format schemaless needs a schema")
@@ -137,7 +139,7 @@ def make_decoder(
 
 
 def make_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Encoder:
-    """An encoder of anomaly-score records (schema ``schemas/anomaly-score/1.0``)."""
+    """An encoder of anomaly-score records (schema :data:`OUTPUT_SCHEMA_PATH`)."""
     avro = RecordWriter(json.loads((schemas_dir() / OUTPUT_SCHEMA_PATH).read_text()))
     if fmt == "schemaless":
         return avro

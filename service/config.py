@@ -114,18 +114,31 @@ class InputSettings(_Section):
     """What to consume and how to decode it."""
 
     topics: list[str] = Field(
-        default_factory=list, description="topics to consume (required by `run`)"
+        default_factory=list,
+        description="topics to consume (required by `run`); a name starting with ^ is a regular "
+        "expression, e.g. ^lc_classifier_ztf_[0-9]{8}$ for ALeRCE's daily topics",
     )
     format: InputFormat = Field(
         "schemaless",
         description="schemaless Avro (ALeRCE's producers), container (Avro object container, "
         "schema embedded), confluent (magic byte + schema id) or json",
     )
+    schema_version: str | None = Field(
+        None,
+        description="version of the survey's classifier record under schemas/ (ztf: 3 = "
+        "ALeRCE's current record keyed by oid, 2 and 1 = the earlier ones keyed by aid); "
+        "default: the current one",
+    )
     schema_file: Path | None = Field(
-        None, description="Avro schema of schemaless input (default: the survey's schema)"
+        None, description="Avro schema of schemaless input (instead of schema_version)"
     )
     confluent_schemas: dict[int, Path] = Field(
         default_factory=dict, description="schema id -> .avsc file, for the confluent format"
+    )
+    decoder: Literal["auto", "generic"] = Field(
+        "auto",
+        description="auto: batches of the stream's learned layouts decoded with numpy, the rest "
+        "with fastavro; generic: fastavro only",
     )
     group_id: str = Field("alert-anomaly", description="consumer group id")
     auto_offset_reset: Literal["earliest", "latest"] = Field(
@@ -136,6 +149,8 @@ class InputSettings(_Section):
     def _confluent_needs_schemas(self) -> InputSettings:
         if self.format == "confluent" and not self.confluent_schemas:
             raise ValueError("format confluent needs confluent_schemas (schema id -> .avsc file)")
+        if self.schema_file is not None and self.schema_version is not None:
+            raise ValueError("set schema_version or schema_file, not both")
         return self
 
 
@@ -169,6 +184,14 @@ class ModelSettings(_Section):
     scorers: dict[str, ScorerKind] = Field(
         default_factory=lambda: dict(DEFAULT_SCORERS),
         description="top-level class -> scorer (mcdsvdd, ae, deepsvdd, vae)",
+    )
+    min_feature_coverage: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="an alert whose record carries less than this share of its model's features "
+        "(by name; null values count as carried) goes to the dead-letter topic as "
+        "low_feature_coverage",
     )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1...")
     cpu_threads: int = Field(

@@ -15,6 +15,7 @@ DeadLetterReason = Literal[
     "invalid_record",  # decoded, but not a classifier record (missing id, wrong types)
     "missing_probabilities",  # no top-level class probabilities
     "unknown_class",  # the most probable top-level class has no model
+    "low_feature_coverage",  # the record lacks too many of the model's features (by name)
     "non_finite_feature",  # +/-inf among the features (NaN/null means undefined and is fine)
 ]
 

@@ -15,6 +15,7 @@ from service.config import ClientConfig, KafkaSettings
 from service.exceptions import KafkaServiceError
 
 STATISTICS_INTERVAL_MS = 5000
+METADATA_REFRESH_MS = 10_000
 
 
 def consumer_config(kafka: KafkaSettings, group_id: str, auto_offset_reset: str) -> ClientConfig:
@@ -32,6 +33,9 @@ def consumer_config(kafka: KafkaSettings, group_id: str, auto_offset_reset: str)
         # librdkafka's default waits 1 s before fetching again: a consumer that scores slower
         # than it fetches runs dry for a fraction of every such second.
         "fetch.queue.backoff.ms": "50",
+        # A topic created after start that matches a pattern subscription (ALeRCE writes one
+        # topic a day) is found at the next metadata refresh: librdkafka's default is 5 min.
+        "topic.metadata.refresh.interval.ms": str(METADATA_REFRESH_MS),
         **kafka.consumer,
     }
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import numpy as np
 import structlog
@@ -31,6 +31,9 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+if TYPE_CHECKING:
+    from service.routing import Coverage
+
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 
@@ -39,6 +42,7 @@ STAGE_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.2
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 SCORE_BUCKETS = tuple(10.0**e for e in (-4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2))
 PERCENTILE_BUCKETS = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
+COVERAGE_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
 STAGES = ("decode", "score", "encode", "produce", "commit")
 
 
@@ -124,7 +128,7 @@ class Metrics:
         )
         self.decoded = Counter(
             "alert_anomaly_messages_decoded",
-            "Input messages by decoder path: batch or fast (specialised) or generic (fastavro)",
+            "Input messages by decoder path: batch (learned layouts, numpy) or generic (fastavro)",
             ["path"],
             registry=r,
         )
@@ -215,6 +219,19 @@ class Metrics:
             PERCENTILE_BUCKETS,
             r,
         )
+        self.coverage = BulkHistogram(
+            "alert_anomaly_feature_coverage",
+            "Share of its model's features that an alert's record carries (by name)",
+            ["survey", "top_class"],
+            COVERAGE_BUCKETS,
+            r,
+        )
+        self.absent = Counter(
+            "alert_anomaly_features_absent",
+            "Routed alerts whose record lacks a feature of their model, by feature name",
+            ["top_class", "feature"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "alert_anomaly_model_info",
             "Loaded model bundles (value 1)",
@@ -272,6 +289,15 @@ class Metrics:
             now_ms = time.time() * 1000
             latencies = np.maximum(0.0, now_ms - np.asarray(known, dtype=np.float64)) / 1000
             self.latency.observe_many(latencies)
+
+    @_never_raises
+    def record_coverage(self, survey: str, coverage: Coverage) -> None:
+        """Feature coverage of routed alerts (:meth:`service.routing.Router.take_coverage`)."""
+        for top, seen in coverage.by_class.items():
+            values = np.repeat([v for v, _ in seen], [n for _, n in seen])
+            self.coverage.observe_many(values, survey, top)
+        for (top, name), n in coverage.absent.items():
+            self.absent.labels(top, name).inc(n)
 
     @_never_raises
     def record_dead_letter(self, reason: str) -> None:

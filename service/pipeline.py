@@ -48,11 +48,10 @@ from service.processing import (
     AlertProcessor,
     Headers,
     Inference,
-    Row,
-    Source,
     dead_letter_headers,
     start_inference,
 )
+from service.routing import Row, Source
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +64,7 @@ ACK_POLL_S = 0.005  # ... while outputs await acknowledgement
 class _Retry:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: Headers | None
     source: Source
     attempt: int
@@ -228,6 +227,7 @@ class ScoringService:
         except InferenceError as exc:  # what was not scored is not committed: it is redone
             log.error("inference_failed", error=str(exc), in_flight=self.tracker.in_flight())
         self._commit()
+        self.processor.router.report()
         self.consumer.close()  # leaves the group: partitions move on at once
         self.producer.flush(5)
         self.inference.close()
@@ -344,6 +344,7 @@ class ScoringService:
         for topic, timestamps in self._acknowledged.items():
             self.metrics.record_delivered(topic, timestamps)
         self._acknowledged.clear()
+        self.metrics.record_coverage(self.survey.name, self.processor.router.take_coverage())
         paths = self.processor.decode_paths()
         for path, n in paths.items():
             if n > self._decoded.get(path, 0):
@@ -450,7 +451,7 @@ class ScoringService:
         self._produce(
             self.settings.output.dead_letter_topic,
             message.key(),
-            message.value() or b"",
+            message.value(),  # a tombstone (None) stays one
             dead_letter_headers(source, error, message.headers()),
             source,
         )
@@ -459,7 +460,7 @@ class ScoringService:
         self,
         topic: str,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: Headers | None,
         source: Source,
         attempt: int = 0,

@@ -35,7 +35,8 @@ from service.codec import Encoder, make_decoder
 from service.config import ClientConfig
 from service.exceptions import InputError, KafkaServiceError
 from service.inference import InlineInference
-from service.processing import AlertProcessor, Inference, Row, Source, dead_letter_headers
+from service.processing import AlertProcessor, Inference, dead_letter_headers
+from service.routing import Row, Source
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,7 @@ SCORE_COLUMNS = pa.schema(
         ("source_offset", pa.int64()),
         ("source_timestamp", pa.timestamp("ms", tz="UTC")),
         ("service_version", pa.string()),
+        ("feature_coverage", pa.float32()),
     ]
 )
 DEAD_LETTER_COLUMNS = pa.schema(
@@ -358,7 +360,9 @@ class TopicSink:
         if error is not None:
             self._failures.append(str(error))
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Any = None) -> None:
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None
+    ) -> None:
         while True:
             try:
                 self._producer.produce(
@@ -375,7 +379,7 @@ class TopicSink:
 
     def dead_letter(self, unit: Unit, error: InputError) -> None:
         headers = dead_letter_headers(unit.source, error)
-        self._produce(self.dead_letter_topic, unit.key, unit.value or b"", headers)
+        self._produce(self.dead_letter_topic, unit.key, unit.value, headers)
 
     def checkpoint(self, state: dict[str, Any], summary: Summary) -> None:
         self._producer.poll(0)

@@ -25,12 +25,13 @@ from service.codec import (
 )
 from service.exceptions import InputError, SettingsError
 from service.surveys import SURVEYS
+from tests.unit.alerce_records import base_record
 
-SCHEMA = fastavro.parse_schema(SURVEYS["ztf"].schema)
-SAMPLES = sorted((schemas_dir() / "ztf-lc-classifier" / "1.0" / "samples").glob("*.json"))
-RECORD = json.loads(SAMPLES[0].read_text())
+SCHEMA = fastavro.parse_schema(SURVEYS["ztf"].schema())
+RECORDS = [base_record("ztf", "3", seed=s) for s in range(3)]
+RECORD = RECORDS[0]
 SCORE = json.loads(
-    (schemas_dir() / "anomaly-score" / "1.0" / "samples" / "periodic-mcdsvdd.json").read_text()
+    (schemas_dir() / OUTPUT_SCHEMA_PATH.parent / "samples" / "periodic-mcdsvdd.json").read_text()
 )
 
 
@@ -53,7 +54,7 @@ def test_schemaless() -> None:
 
 
 def test_container_with_several_records() -> None:
-    records = [json.loads(p.read_text()) for p in SAMPLES]
+    records = RECORDS
     decoded = make_decoder("container")(container(records))
     assert [r["oid"] for r in decoded] == [r["oid"] for r in records]
 
@@ -129,6 +130,7 @@ SCORE_RECORDS = st.fixed_dictionaries(
         "source_offset": LONG,
         "source_timestamp": st.none() | LONG,
         "service_version": TEXT,
+        "feature_coverage": st.none() | st.floats(0, 1, width=32),
     }
 )
 
@@ -174,6 +176,28 @@ def test_a_batch_from_columns_is_its_records_encoded_one_by_one(
     assert make_batch_encoder("schemaless")(columns, len(records)) == [
         fastavro_bytes(r) for r in expected
     ]
+
+
+def test_readers_of_the_previous_minor_version_still_decode_scores() -> None:
+    """1.1 appends feature_coverage: a reader with the 1.0 schema resolves 1.1 data, and even a
+    schemaless read with 1.0 alone gets every 1.0 field right (the new one comes last)."""
+    old = fastavro.parse_schema(
+        json.loads((schemas_dir() / "anomaly-score" / "1.0" / "anomaly_score.avsc").read_text())
+    )
+    value = make_encoder("schemaless")(SCORE)
+    resolved = fastavro.schemaless_reader(io.BytesIO(value), output_schema(), old)
+    plain = fastavro.schemaless_reader(io.BytesIO(value), old, None)
+    assert "feature_coverage" not in resolved
+    assert resolved == plain
+    assert resolved["oid"] == SCORE["oid"]
+    assert resolved["service_version"] == SCORE["service_version"]
+    # and the new reader gives old records a null coverage
+    old_value = io.BytesIO()
+    fastavro.schemaless_writer(
+        old_value, old, {k: v for k, v in SCORE.items() if k != "feature_coverage"}
+    )
+    upgraded = fastavro.schemaless_reader(io.BytesIO(old_value.getvalue()), old, output_schema())
+    assert upgraded["feature_coverage"] is None
 
 
 def test_the_score_writer_refuses_types_it_does_not_know() -> None:

@@ -1,30 +1,37 @@
-"""Survey adapters, routing and feature assembly by name."""
+"""Survey adapters: record versions, object ids, features and top-level probabilities."""
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
-import numpy as np
 import pytest
 
-from models.resources import schemas_dir
 from service.exceptions import InputError, SettingsError
-from service.surveys import Alert, FeatureAssembler, get_survey, route
+from service.surveys import SURVEYS, get_survey
+from tests.unit.alerce_records import base_record
 
 
-def sample(survey: str) -> dict[str, object]:
-    directory = schemas_dir() / f"{survey}-lc-classifier" / "1.0" / "samples"
-    loaded: dict[str, object] = json.loads(sorted(directory.glob("*.json"))[0].read_text())
-    return loaded
+@pytest.mark.parametrize(("version", "id_field"), [("1", "aid"), ("2", "aid"), ("3", "oid")])
+def test_every_ztf_version_parses_with_its_id_field(version: str, id_field: str) -> None:
+    record = base_record("ztf", version, "Transient")
+    alert = get_survey("ztf").parse(record)
+    assert alert.oid == record[id_field]
+    assert dict(alert.top_probabilities) == {"Transient": 0.8, "Stochastic": 0.1, "Periodic": 0.1}
+    assert alert.features is record["features"]
 
 
-def test_ztf_and_lsst_records_parse_with_their_id_field() -> None:
-    ztf = get_survey("ztf").parse(sample("ztf"))
-    assert ztf.oid.startswith("ZTF")
-    lsst = get_survey("lsst").parse(sample("lsst"))
-    assert lsst.oid == "1250148870144671744"
-    assert lsst.features["g_psfFluxMean"] == 18234.5
-    assert set(lsst.top_probabilities) == {"Transient", "Stochastic", "Periodic"}
+def test_lsst_ids_are_longs() -> None:
+    alert = get_survey("lsst").parse(base_record("lsst", "1.0", seed=3))
+    assert alert.oid == str(10**15 + 3)
+
+
+def test_the_current_ztf_version_is_alerces_current_record() -> None:
+    ztf = get_survey("ztf")
+    assert ztf.current == "3"
+    assert [f["name"] for f in ztf.schema()["fields"]] == ["oid", "features", "lc_classification"]
+    with pytest.raises(SettingsError, match=r"ztf has no record version '4' \(known: 1, 2, 3\)"):
+        ztf.schema_path("4")
+    assert set(SURVEYS) == {"ztf", "lsst"}
 
 
 def test_unknown_survey() -> None:
@@ -37,39 +44,22 @@ def test_unknown_survey() -> None:
     [
         (lambda r: r.pop("oid"), "invalid_record"),
         (lambda r: r.update(oid=""), "invalid_record"),
+        (lambda r: r.update(oid=True), "invalid_record"),
         (lambda r: r.update(features="many"), "invalid_record"),
         (lambda r: r.pop("lc_classification"), "missing_probabilities"),
         (lambda r: r["lc_classification"]["hierarchical"].pop("top"), "missing_probabilities"),
+        (lambda r: r["lc_classification"]["hierarchical"].update(top={}), "missing_probabilities"),
     ],
 )
-def test_bad_records(change: object, reason: str) -> None:
-    record = sample("ztf")
-    change(record)  # type: ignore[operator]
+def test_bad_records(change: Any, reason: str) -> None:
+    record = base_record("ztf", "3")
+    change(record)
     with pytest.raises(InputError) as info:
         get_survey("ztf").parse(record)
     assert info.value.reason == reason
 
 
-def test_null_features_map_is_all_undefined() -> None:
-    record = sample("ztf")
+def test_a_null_feature_map_carries_no_feature() -> None:
+    record = base_record("ztf", "3")
     record["features"] = None
     assert get_survey("ztf").parse(record).features == {}
-
-
-def test_route_picks_the_most_probable_class() -> None:
-    alert = Alert("x", {}, {"Transient": 0.2, "Stochastic": 0.5, "Periodic": 0.3})
-    assert route(alert.top_probabilities) == ("Stochastic", 0.5)
-    with pytest.raises(InputError, match="probability of 'Periodic' is nan"):
-        route({"Transient": 0.2, "Periodic": float("nan")})
-
-
-def test_features_are_matched_by_name() -> None:
-    assembler = FeatureAssembler(("a", "b", "c", "d"))
-    row = assembler.row({"d": 4, "a": 1.5, "c": None, "unknown": 9.0, "b": True})
-    np.testing.assert_array_equal(row, np.float32([1.5, 1.0, np.nan, 4.0]))
-    assert row.dtype == np.float32
-    with pytest.raises(InputError, match="'b' is inf") as info:
-        assembler.row({"b": float("inf")})
-    assert info.value.reason == "non_finite_feature"
-    with pytest.raises(InputError, match="'a' is not a number"):
-        assembler.row({"a": "bright"})

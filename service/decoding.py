@@ -1,0 +1,264 @@
+"""Message bytes -> decoded alerts as columns (:class:`Decoded`), whatever decodes them.
+
+Two paths give the same columns: the layouts of the stream (:mod:`service.layouts`) run over a
+batch with numpy (:mod:`service.batchdecode`), and fastavro (or JSON) record by record, for
+everything else - small batches, another key order, messages the layouts turn down, bad bytes.
+Every record the generic path decodes teaches the layouts. Alerts are grouped by the feature
+names their records carry (today's names: a survey maps older ones), so that routing and feature
+assembly run on whole groups.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import structlog
+from fastavro import parse_schema
+from numpy.typing import NDArray
+
+from service.batchdecode import MIN_BATCH, BatchDecoder
+from service.codec import CONFLUENT_HEADER_SIZE, confluent_header, load_schema, make_decoder
+from service.config import InputSettings
+from service.exceptions import InputError
+from service.layouts import LayoutLearner
+from service.surveys import Survey
+
+log = structlog.get_logger(__name__)
+
+_NUMBERS = frozenset((int, float, bool))
+_LARGEST_INT = 2**1000
+
+
+class Alerts(NamedTuple):
+    """Decoded alerts whose records carry the same features, as columns."""
+
+    inputs: NDArray[np.intp]  # index of the message each alert came from
+    ids: list[str]
+    top_names: tuple[str, ...]
+    top: NDArray[np.float64]  # (m, top classes): the top-level probabilities
+    names: tuple[str, ...]  # the features the records carry, by today's names
+    values: NDArray[np.float64]  # (m, features + 1): NaN for null, then a NaN column
+
+
+@dataclass
+class Decoded:
+    """The alerts of a batch of messages, and the messages that could not be decoded."""
+
+    groups: list[Alerts] = field(default_factory=list)
+    errors: dict[int, InputError] = field(default_factory=dict)
+    paths: dict[str, int] = field(default_factory=lambda: {"batch": 0, "generic": 0})
+
+
+class _Pending(NamedTuple):
+    input: int
+    oid: str
+    top: Mapping[str, Any]
+    features: Mapping[str, Any]
+
+
+class MessageDecoder:
+    """Decodes messages of the configured input format and record version."""
+
+    def __init__(self, settings: InputSettings, survey: Survey) -> None:
+        self.survey = survey
+        schemas = _schemas(settings, survey)
+        generic_schema = schemas.get(b"")
+        self._generic = make_decoder(
+            settings.format,
+            parse_schema(generic_schema) if generic_schema is not None else None,
+            {i: load_schema(Path(p)) for i, p in settings.confluent_schemas.items()},
+        )
+        self.schemas = schemas
+        self.learners: dict[bytes, LayoutLearner] = {}
+        for header, schema in schemas.items():
+            learner = LayoutLearner.for_schema(schema, survey.id_fields)
+            if learner is not None:
+                self.learners[header] = learner
+        self._batch = {h: BatchDecoder(learner, h) for h, learner in self.learners.items()}
+        self._header_size = CONFLUENT_HEADER_SIZE if settings.format == "confluent" else 0
+        self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._generic_note: set[str] = set()
+        self.force_generic = settings.decoder == "generic"
+        if settings.format in ("container", "json"):
+            self._note("format", f"format {settings.format} has no layouts")
+        for header in schemas.keys() - self.learners.keys():
+            self._note(
+                "schema",
+                "the input schema is not a classifier record the batch decoder reads",
+                schema_id=header.hex() or None,
+            )
+
+    def decode(self, values: Sequence[bytes | None]) -> Decoded:
+        """Decode a batch of message values."""
+        out = Decoded()
+        done = np.zeros(len(values), dtype=bool)
+        if self.force_generic:
+            self._note("forced", "input.decoder is 'generic'")
+        elif len(values) < MIN_BATCH:
+            self._note("small_batch", f"batches of fewer than {MIN_BATCH} messages")
+        else:
+            for header, batch in self._batch.items():
+                self._decode_batch(values, header, batch, out, done)
+            if not done.all() and self._batch:
+                self._note(
+                    "layout_mismatch",
+                    "messages that fit no learned layout (another key order, values the batch "
+                    "decoder does not read, or bad bytes)",
+                    messages=int((~done).sum()),
+                )
+        pending = []
+        for i in np.flatnonzero(~done).tolist():
+            try:
+                records = self._generic(values[i])
+            except InputError as exc:
+                out.errors[i] = exc
+                continue
+            self._learn(values[i] or b"", records[0])
+            try:
+                pending += [self._parse(i, record) for record in records]
+            except InputError as exc:
+                out.errors[i] = exc
+        out.paths["generic"] += len(values) - int(done.sum())
+        out.groups += self._groups(pending, out.errors)
+        return out
+
+    def decode_records(self, records: Iterable[Any]) -> Decoded:
+        """Decoded records (a table row, an Avro file's records) as the alerts of one input."""
+        out = Decoded()
+        try:
+            pending = [self._parse(0, record) for record in records]
+        except InputError as exc:
+            out.errors[0] = exc
+            return out
+        if not pending:
+            out.errors[0] = InputError("undecodable", "no record in the input")
+            return out
+        out.groups = self._groups(pending, out.errors)
+        return out
+
+    def canonical(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Today's names of a record's features (cached per key order)."""
+        found = self._names.get(names)
+        if found is None:
+            found = self._names[names] = tuple(map(self.survey.canonical, names))
+        return found
+
+    def _decode_batch(
+        self,
+        values: Sequence[bytes | None],
+        header: bytes,
+        batch: BatchDecoder,
+        out: Decoded,
+        done: NDArray[np.bool_],
+    ) -> None:
+        size = self._header_size
+        index = [i for i, v in enumerate(values) if v and v[:size] == header and not done[i]]
+        if not index:
+            return
+        if not batch.decoder.layouts:  # the first message teaches one (generically)
+            try:
+                self._learn(values[index[0]] or b"", self._generic(values[index[0]] or b"")[0])
+            except InputError:
+                return
+        taken = [values[i] or b"" for i in index]
+        for decoded in batch.decode(taken):
+            inputs = np.asarray(index, dtype=np.intp)[decoded.inputs]
+            done[inputs] = True
+            out.paths["batch"] += len(inputs)
+            out.groups.append(
+                Alerts(
+                    inputs,
+                    decoded.oids,
+                    decoded.layout.top_classes,
+                    decoded.top.astype(np.float64),
+                    self.canonical(decoded.layout.feature_names),
+                    decoded.values,
+                )
+            )
+
+    def _note(self, cause: str, why: str, **details: Any) -> None:
+        """Say once per cause why messages are decoded generically (fastavro)."""
+        if cause not in self._generic_note:
+            self._generic_note.add(cause)
+            log.info("generic_decoding", cause=cause, why=why, **details)
+
+    def _learn(self, value: bytes, record: Any) -> None:
+        learner = self.learners.get(value[: self._header_size])
+        if learner is not None and learner.learn(record):
+            log.info("decoder_layout_learned", layouts=len(learner.layouts))
+
+    def _parse(self, index: int, record: Any) -> _Pending:
+        alert = self.survey.parse(record)
+        return _Pending(index, alert.oid, alert.top_probabilities, alert.features)
+
+    def _groups(self, pending: list[_Pending], errors: dict[int, InputError]) -> list[Alerts]:
+        """Group generically decoded alerts by their feature and class names, as columns; a
+        feature or probability that is not a number makes its message an error."""
+        by_names: dict[tuple[tuple[str, ...], tuple[str, ...]], list[_Pending]] = {}
+        for alert in pending:
+            key = (tuple(alert.features), tuple(alert.top))
+            by_names.setdefault(key, []).append(alert)
+        groups = []
+        for (names, top_names), alerts in by_names.items():
+            rows, tops, kept = [], [], []
+            for alert in alerts:
+                if alert.input in errors:
+                    continue
+                error = _non_number(alert)
+                if error is not None:
+                    errors[alert.input] = error
+                    continue
+                # numpy: None -> NaN, booleans -> 0/1
+                rows.append([*alert.features.values(), None])
+                tops.append(list(alert.top.values()))
+                kept.append(alert)
+            if not kept:
+                continue
+            groups.append(
+                Alerts(
+                    np.array([a.input for a in kept], dtype=np.intp),
+                    [a.oid for a in kept],
+                    top_names,
+                    np.array(tops, dtype=np.float64).reshape(len(kept), len(top_names)),
+                    self.canonical(names),
+                    np.array(rows, dtype=np.float64).reshape(len(kept), len(names) + 1),
+                )
+            )
+        return groups
+
+
+def _non_number(alert: _Pending) -> InputError | None:
+    for name, value in alert.features.items():
+        if value is not None and type(value) not in _NUMBERS:
+            return InputError("invalid_record", f"feature {name!r} is not a number: {value!r}")
+        if type(value) is int and abs(value) > _LARGEST_INT:  # JSON: beyond any float
+            return InputError("non_finite_feature", f"feature {name!r} is {value}")
+    for name, value in alert.top.items():
+        if type(value) not in _NUMBERS:
+            return InputError("missing_probabilities", f"probability of {name!r} is {value!r}")
+    return None
+
+
+def _schemas(settings: InputSettings, survey: Survey) -> dict[bytes, dict[str, Any]]:
+    """The Avro schemas of the input, by the header their messages start with: ``b""`` for
+    schemaless input, the Confluent header of each configured schema id."""
+    if settings.format == "schemaless":
+        if settings.schema_file is not None:
+            return {b"": _read_json(settings.schema_file)}
+        return {b"": survey.schema(settings.schema_version)}
+    if settings.format == "confluent":
+        return {
+            confluent_header(i): _read_json(Path(p)) for i, p in settings.confluent_schemas.items()
+        }
+    return {}
+
+
+def _read_json(path: Path) -> Any:
+    load_schema(path)  # a SettingsError naming the file when it is not a schema
+    with open(path) as fh:
+        return json.load(fh)

@@ -1,0 +1,155 @@
+"""Decoding into columns (service.decoding): the batch path (learned layouts run with numpy) gives
+exactly what the generic path (fastavro) gives, for every stored record version - ALeRCE's three
+ZTF versions (record-typed features with float/double fields, map-typed features, probabilities
+as a one-branch union) and the LSST record - on fuzzed records and fuzzed bytes; the generic
+path gives fastavro's values under today's feature names."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.features import canonical_name
+from service.batchdecode import CHUNK, MIN_BATCH
+from service.codec import confluent_header
+from service.config import InputSettings
+from service.decoding import Decoded, MessageDecoder
+from service.surveys import SURVEYS
+from tests.unit.alerce_records import (
+    VERSIONS,
+    base_record,
+    encode,
+    fastavro_decode,
+    id_field,
+    mutate,
+    records,
+)
+
+
+def decoder(survey: str, version: str, **settings_: Any) -> MessageDecoder:
+    return MessageDecoder(InputSettings(schema_version=version, **settings_), SURVEYS[survey])
+
+
+def by_message(decoded: Decoded, n: int) -> list[Any]:
+    """Per message: the error reason, or its alerts as (id, top (name, bits), feature name ->
+    bits) - every NaN payload and -0.0 included."""
+    out: list[Any] = [[] for _ in range(n)]
+    for group in decoded.groups:
+        for j, i in enumerate(group.inputs.tolist()):
+            top = tuple((t, group.top[j, k].tobytes()) for k, t in enumerate(group.top_names))
+            features = {name: group.values[j, c].tobytes() for c, name in enumerate(group.names)}
+            assert np.isnan(group.values[j, -1])  # where absent features point
+            out[i].append((group.ids[j], top, features))
+    for i, error in decoded.errors.items():
+        assert not out[i], "a message with an error also has alerts"
+        out[i] = error.reason
+    return out
+
+
+def fuzzed_values(survey: str, version: str, n: int = 300) -> list[bytes | None]:
+    base = base_record(survey, version)
+    values: list[bytes | None] = [encode(survey, version, base)]
+
+    @settings(max_examples=n, derandomize=True, deadline=None)
+    @given(records(survey, version, base), st.randoms(use_true_random=False))
+    def collect(record: dict[str, Any], rng: random.Random) -> None:
+        value = encode(survey, version, record)
+        values.append(mutate(value, rng) if rng.random() < 0.2 else value)
+
+    collect()
+    return [*values, None, b""]
+
+
+@pytest.mark.parametrize(("survey", "version"), VERSIONS, ids=lambda v: str(v))
+def test_batches_decode_like_fastavro_on_fuzzed_records_and_bytes(
+    survey: str, version: str
+) -> None:
+    values = fuzzed_values(survey, version)
+    batched, generic = decoder(survey, version), decoder(survey, version, decoder="generic")
+    taken = 0
+    for begin in range(0, len(values), 45):  # consumed batches of 45 messages
+        chunk = values[begin : begin + 45]
+        fast = batched.decode(chunk)
+        slow = generic.decode(chunk)
+        assert by_message(fast, len(chunk)) == by_message(slow, len(chunk))
+        assert slow.paths == {"batch": 0, "generic": len(chunk)}
+        taken += fast.paths["batch"]
+    assert batched.learners, "this version's schema has no layouts"
+    assert taken > len(values) / 3, "the batch path took too little to prove anything"
+
+
+@pytest.mark.parametrize(("survey", "version"), VERSIONS, ids=lambda v: str(v))
+def test_the_generic_path_gives_fastavros_values_by_todays_names(survey: str, version: str) -> None:
+    values = [encode(survey, version, base_record(survey, version, seed=s)) for s in range(5)]
+    decoded = decoder(survey, version, decoder="generic").decode(values)
+    for i, alerts in enumerate(by_message(decoded, len(values))):
+        record = fastavro_decode(survey, version, values[i])
+        [(oid, top, features)] = alerts
+        assert oid == str(record[id_field(survey, version)])
+        want_top = record["lc_classification"]["hierarchical"]["top"]
+        assert top == tuple((k, np.float64(v).tobytes()) for k, v in want_top.items())
+        rename = canonical_name if survey == "ztf" else str
+        want = {
+            rename(k): np.float64(np.nan if v is None else v).tobytes()
+            for k, v in record["features"].items()
+        }
+        assert features == want
+
+
+def test_a_batch_spanning_chunks_is_decoded_whole() -> None:
+    values = [encode("ztf", "3", base_record("ztf", "3", seed=s)) for s in range(2 * CHUNK + 5)]
+    fast = decoder("ztf", "3").decode(values)
+    assert fast.paths == {"batch": len(values), "generic": 0}
+    slow = decoder("ztf", "3", decoder="generic").decode(values)
+    assert by_message(fast, len(values)) == by_message(slow, len(values))
+
+
+def test_batches_smaller_than_min_batch_are_decoded_generically() -> None:
+    values = [encode("ztf", "3", base_record("ztf", "3", seed=s)) for s in range(MIN_BATCH - 1)]
+    assert decoder("ztf", "3").decode(values).paths == {"batch": 0, "generic": MIN_BATCH - 1}
+
+
+def test_confluent_input_is_decoded_per_schema_id_and_version(tmp_path: Path) -> None:
+    ids = {1: "1", 3: "3"}
+    paths = {i: str(SURVEYS["ztf"].schema_path(v)) for i, v in ids.items()}
+    confluent = decoder("ztf", None, format="confluent", confluent_schemas=paths)  # type: ignore[arg-type]
+    values: list[bytes | None] = []
+    for i, version in ids.items():
+        values += [
+            confluent_header(i) + encode("ztf", version, base_record("ztf", version, seed=s))
+            for s in range(40)
+        ]
+    values.append(confluent_header(2) + values[0][5:])  # type: ignore[index]  # unknown id
+    decoded = confluent.decode(values)
+    assert decoded.paths["batch"] == 80
+    assert decoded.errors[80].reason == "unknown_schema"
+    names = {g.names for g in decoded.groups}
+    assert len(names) == 2  # the 2023 and today's naming, both by today's names
+    assert all("g_r_max_12" in n and "g-r_max" not in n for n in names)
+
+
+def test_the_reason_for_generic_decoding_is_logged_once_per_cause() -> None:
+    values = [encode("ztf", "3", base_record("ztf", "3", seed=s)) for s in range(40)]
+    other = base_record("ztf", "3", seed=99)
+    other["features"] = dict(reversed(list(other["features"].items())))  # another key order
+    with structlog.testing.capture_logs() as logs:
+        d = decoder("ztf", "3")
+        d.decode(values[:2])
+        d.decode(values)
+        d.decode([*values, encode("ztf", "3", other)] * 2)
+        d.decode([*values, encode("ztf", "3", other)])
+    causes = [e["cause"] for e in logs if e["event"] == "generic_decoding"]
+    assert causes == ["small_batch", "layout_mismatch"]
+    learned = [e for e in logs if e["event"] == "decoder_layout_learned"]
+    assert len(learned) == 2  # the stream's order, then the other one
+    with structlog.testing.capture_logs() as logs:
+        decoder("ztf", "3", decoder="generic").decode(values)
+        decoder("ztf", "3", format="json")
+    assert [e["cause"] for e in logs if e["event"] == "generic_decoding"] == ["forced", "format"]

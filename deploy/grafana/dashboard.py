@@ -190,6 +190,37 @@ def panels() -> list[Any]:
             ],
             (0, 38, 24, 6),
         ),
+        _series(
+            "Feature coverage: mean share of its model's features an alert's record carries",
+            [
+                (
+                    f"sum by (top_class) (rate(alert_anomaly_feature_coverage_sum{{{JOB}}}[{RATE}])) "
+                    f"/ sum by (top_class) (rate(alert_anomaly_feature_coverage_count{{{JOB}}}[{RATE}]))",
+                    "mean {{top_class}}",
+                ),
+                (
+                    "sum by (top_class) "
+                    f'(rate(alert_anomaly_feature_coverage_bucket{{{JOB}, le="0.99"}}[{RATE}])) '
+                    "/ sum by (top_class) "
+                    f"(rate(alert_anomaly_feature_coverage_count{{{JOB}}}[{RATE}]))",
+                    "share incomplete {{top_class}}",
+                ),
+            ],
+            (0, 44, 12, 8),
+            "percentunit",
+        ),
+        _series(
+            "Features most often absent from records (alerts/s)",
+            [
+                (
+                    f"topk(10, sum by (top_class, feature) "
+                    f"(rate(alert_anomaly_features_absent_total{{{JOB}}}[{RATE}]))) or vector(0)",
+                    "{{top_class}}: {{feature}}",
+                )
+            ],
+            (12, 44, 12, 8),
+            "ops",
+        ),
     ]
 
 

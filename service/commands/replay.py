@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument("--files", type=Path, nargs="+", help="files, directories or tarballs")
     p.add_argument("--bootstrap-servers", help="Kafka brokers (kafka.bootstrap_servers)")
     p.add_argument("--input-format", help="format of topic messages (input.format)")
+    p.add_argument(
+        "--schema-version", help="record version of topic messages (input.schema_version)"
+    )
     p.add_argument("--partitions", help="comma-separated partitions (default: all)")
     p.add_argument("--since", help="first message time, ISO-8601 (UTC) or epoch ms, inclusive")
     p.add_argument("--until", help="end time, ISO-8601 (UTC) or epoch ms, exclusive")
@@ -100,8 +103,16 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["model"] = model
     if getattr(args, "bootstrap_servers", None):
         overrides["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
-    if getattr(args, "input_format", None):
-        overrides["input"] = {"format": args.input_format}
+    inputs = {
+        k: v
+        for k, v in (
+            ("format", getattr(args, "input_format", None)),
+            ("schema_version", getattr(args, "schema_version", None)),
+        )
+        if v is not None
+    }
+    if inputs:
+        overrides["input"] = inputs
     return load_settings(args.config, overrides)
 
 

@@ -47,6 +47,10 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
         choices=("schemaless", "container", "confluent", "json"),
         help="input format (input.format)",
     )
+    p.add_argument(
+        "--schema-version",
+        help="record version of the survey's classifier records (input.schema_version)",
+    )
     p.add_argument("--output-topic", help="score topic (output.topic)")
     p.add_argument("--dead-letter-topic", help="dead-letter topic (output.dead_letter_topic)")
     p.add_argument("--survey", help="survey adapter, ztf or lsst (model.survey)")
@@ -67,6 +71,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "topics": ("input", "topics"),
         "group_id": ("input", "group_id"),
         "input_format": ("input", "format"),
+        "schema_version": ("input", "schema_version"),
         "output_topic": ("output", "topic"),
         "dead_letter_topic": ("output", "dead_letter_topic"),
         "survey": ("model", "survey"),

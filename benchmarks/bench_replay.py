@@ -24,16 +24,22 @@ from service.demo import publish, sample_messages
 from service.embedded import EmbeddedBroker
 from service.kafka import create_topics
 from service.logs import configure_logging
+from service.offsets import OffsetTracker
 from service.processing import AlertProcessor, Inference, start_inference
-from service.replay import FileSource, ParquetSink, ReplaySource, TopicRange, replay
+from service.replay import replay
+from service.sinks.files import ParquetSink
+from service.sources import InputSource
+from service.sources.files import FileSource
+from service.sources.kafka import TopicRange
 
 
 def timed(
-    processor: AlertProcessor, inference: Inference, source: ReplaySource, out: Path
+    processor: AlertProcessor, inference: Inference, source: InputSource, out: Path
 ) -> tuple[int, float]:
-    sink = ParquetSink(out, source.describe(), resume=False)
+    tracker = OffsetTracker()
+    sink = ParquetSink(out, source.describe(), False, tracker.written)
     started = time.perf_counter()
-    summary = replay(processor, source, sink, progress=False, inference=inference)
+    summary = replay(processor, inference, source, sink, tracker, progress=None)
     return summary.scored, time.perf_counter() - started
 
 
@@ -45,6 +51,7 @@ def main() -> None:
     print(machine(), f"({cores()} cores)")
     settings = load_settings(None)
     processor = AlertProcessor(settings)
+    files = AlertProcessor(load_settings(None, {"input": {"format": "container"}}))
     inference = start_inference(settings, processor.routes)
     print(f"inference: {type(inference).__name__} (model.inference = {settings.model.inference})")
     with contextlib.closing(inference), tempfile.TemporaryDirectory() as tmp_name:
@@ -62,7 +69,7 @@ def main() -> None:
             buffer = io.BytesIO()
             fastavro.writer(buffer, input_schema(), [record])
             (alerts / f"{record['oid']}.avro").write_bytes(buffer.getvalue())
-        n, seconds = timed(processor, inference, FileSource([alerts]), tmp / "files")
+        n, seconds = timed(files, inference, FileSource([alerts]), tmp / "files")
         print(f"one-alert Avro files:     {n:6d} messages {n / seconds:10,.0f} messages/s")
         table = sample_dir() / "objects.parquet"
         n, seconds = timed(processor, inference, FileSource([table]), tmp / "table")

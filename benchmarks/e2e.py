@@ -59,9 +59,9 @@ from service.demo import publish
 from service.embedded import EmbeddedBroker
 from service.exceptions import InputError
 from service.kafka import consumer_config, create_topics, producer_config
+from service.live import ScoringService
 from service.logs import configure_logging
 from service.metrics import Metrics
-from service.pipeline import ScoringService
 from service.processing import AlertProcessor, ScoredBatch
 from service.routing import Row, Source
 

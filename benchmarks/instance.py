@@ -13,8 +13,8 @@ import threading
 import time
 
 from service.config import load_settings
+from service.live import ScoringService
 from service.logs import configure_logging
-from service.pipeline import ScoringService
 
 SAMPLE_S = 0.01  # the acknowledged count is sampled this often (the timeline)
 

@@ -8,21 +8,22 @@ rejected in every source; everything is validated at start-up and reported as on
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
 )
 from pydantic_settings import SettingsError as SourceError
 
@@ -36,7 +37,7 @@ InputFormat = Literal["schemaless", "container", "confluent", "json"]
 OutputFormat = Literal["schemaless", "confluent", "json"]
 ClientConfig = dict[str, str | int | float | bool]  # librdkafka properties
 
-_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("alert_anomaly_file", default=None)
+ENV_DOC = "the README's configuration reference"
 
 
 class _Section(BaseModel):
@@ -253,39 +254,86 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        file_source = InitSettingsSource(settings_cls, init_kwargs=_FILE_VALUES.get() or {})
-        return (init_settings, env_settings, file_source)
+        # the file of load_settings(config_file=...): its TOML or YAML source reads it
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls),
+            YamlConfigSettingsSource(settings_cls),
+        )
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """A TOML (.toml) or YAML (.yaml/.yml) settings file as a dict."""
+def _with_file(path: Path) -> type[Settings]:
+    """Settings whose TOML or YAML source reads ``path``."""
     if not path.is_file():
         raise SettingsError(f"config file {path} does not exist")
-    try:
-        if path.suffix == ".toml":
-            data: Any = tomllib.loads(path.read_text())
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(path.read_text()) or {}
-        else:
-            raise SettingsError(f"config file {path}: use .toml, .yaml or .yml")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"config file {path} is not valid: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SettingsError(f"config file {path} must hold a table/mapping at the top")
-    return data
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        key = "toml_file"
+    elif suffix in (".yaml", ".yml"):
+        key = "yaml_file"
+    else:
+        raise SettingsError(f"config file {path}: use .toml, .yaml or .yml")
+    config = dict(Settings.model_config)
+    config[key] = path
+    return type("Settings", (Settings,), {"model_config": config})
+
+
+def environment_names() -> dict[str, tuple[str, ...]]:
+    """Every ``ALERT_ANOMALY_*`` variable a setting (or a whole section) can be given by, with
+    its setting's path."""
+    names: dict[str, tuple[str, ...]] = {}
+
+    def add(model: type[BaseModel], path: tuple[str, ...]) -> None:
+        for name, info in model.model_fields.items():
+            here = (*path, name)
+            names[ENV_PREFIX + "__".join(here).upper()] = here
+            if isinstance(info.annotation, type) and issubclass(info.annotation, _Section):
+                add(info.annotation, here)
+
+    add(Settings, ())
+    return names
+
+
+def _field(path: tuple[str, ...]) -> Any:
+    model: Any = Settings
+    info = None
+    for name in path:
+        info = model.model_fields[name]
+        model = info.annotation
+    return info
 
 
 def _check_environment(environ: Mapping[str, str]) -> None:
-    known = {name.upper() for name in Settings.model_fields}
-    for key in environ:
-        if key.startswith(ENV_PREFIX):
-            section = key[len(ENV_PREFIX) :].split("__")[0]
-            if section not in known:
-                raise SettingsError(
-                    f"unknown environment variable {key} (known: "
-                    + ", ".join(ENV_PREFIX + k for k in sorted(known))
-                    + ")"
-                )
+    """Unknown ``ALERT_ANOMALY_*`` variables (with the closest valid name) and list or map
+    values that are not JSON, each as one line naming the variable."""
+    known = environment_names()
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = known.get(key)
+        if path is None:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else f" (known: see {ENV_DOC})"
+            raise SettingsError(f"unknown environment variable {key}{hint}")
+        annotation = _field(path).annotation
+        origin = get_origin(annotation)
+        structured = origin in (list, dict) or (
+            isinstance(annotation, type) and issubclass(annotation, _Section)
+        )
+        if not structured:
+            continue
+        try:
+            loaded = json.loads(value)
+        except json.JSONDecodeError:
+            loaded = None
+        expected = list if origin is list else dict
+        if not isinstance(loaded, expected):
+            example = '["a", "b"]' if expected is list else '{"key": "value"}'
+            kind = "list" if expected is list else "object"
+            raise SettingsError(
+                f"{key}: expected a JSON {kind}, e.g. {key}='{example}', got {value!r}"
+            )
 
 
 def _one_line(exc: ValidationError) -> str:
@@ -303,15 +351,15 @@ def load_settings(
 ) -> Settings:
     """Settings from overrides > environment > config file > defaults, or a SettingsError."""
     _check_environment(os.environ)
-    token = _FILE_VALUES.set(read_config_file(config_file) if config_file else {})
+    cls = _with_file(config_file) if config_file is not None else Settings
     try:
-        return Settings(**dict(overrides or {}))
+        return cls(**dict(overrides or {}))
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
-    except SourceError as exc:  # e.g. a list or map in the environment that is not JSON
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"config file {config_file} is not valid: {exc}") from None
+    except SourceError as exc:
         raise SettingsError(str(exc)) from None
-    finally:
-        _FILE_VALUES.reset(token)
 
 
 def reference_markdown() -> str:

@@ -24,10 +24,11 @@ from models.table import read_table
 from service.codec import decode_output
 from service.config import ClientConfig, Settings, load_settings
 from service.embedded import EmbeddedBroker
+from service.engine import Stats
 from service.exceptions import KafkaServiceError
 from service.kafka import create_topics
+from service.live import ScoringService
 from service.metrics import Health, Metrics, MetricsServer
-from service.pipeline import ScoringService, Stats
 
 INPUT_TOPIC = "ztf-lc-classifier"
 OUTPUT_TOPIC = "anomaly-scores"

@@ -1,14 +1,18 @@
 """At-least-once offset bookkeeping.
 
-Every consumed message is registered with the number of outputs it will produce (scores or
-one dead letter). An offset becomes committable only when its outputs and those of every earlier
-message of its partition are acknowledged by the broker; the commit position is then the next
-offset to read. Messages of one partition are registered in offset order (Kafka's guarantee).
+Every input is registered with the number of outputs it will produce (scores or one dead
+letter). An offset becomes committable only when its outputs and those of every earlier input of
+its partition are written (acknowledged by the broker, or in a file part); the commit position is
+then the next offset to read. Inputs of one partition are registered in offset order (Kafka's
+guarantee; sources of files keep it too).
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+
+from service.routing import Source
 
 TopicPartition = tuple[str, int]
 
@@ -18,6 +22,14 @@ class OffsetTracker:
         self._pending: dict[TopicPartition, OrderedDict[int, int]] = {}
         self._position: dict[TopicPartition, int] = {}  # next offset to commit (acknowledged)
         self._committed: dict[TopicPartition, int] = {}
+        self.written_outputs = 0
+        self.last_written_at: float | None = None  # time.monotonic()
+
+    def written(self, source: Source) -> None:
+        """An output of the input at ``source`` is written (what sinks call)."""
+        self.written_outputs += 1
+        self.last_written_at = time.monotonic()
+        self.acknowledge((source.topic, source.partition), source.offset)
 
     def register(self, tp: TopicPartition, offset: int, outputs: int = 1) -> None:
         """A consumed message awaiting ``outputs`` acknowledgements (0: nothing to wait for)."""

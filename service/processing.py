@@ -49,29 +49,6 @@ class ScoredBatch:
         return records_of(self.columns, len(self.raw))
 
 
-HEADER_PREFIX = "alert_anomaly."
-Headers = list[tuple[str, str | bytes | None]]
-
-
-def dead_letter_headers(
-    source: Source, error: InputError, original: Headers | dict[str, Any] | None = None
-) -> Headers:
-    """Headers of a dead letter: the reason, the error, the lineage, the service version, then
-    the original message's own headers."""
-    headers: Headers = [
-        (f"{HEADER_PREFIX}error", error.reason.encode()),
-        (f"{HEADER_PREFIX}error_message", str(error).encode()),
-        (f"{HEADER_PREFIX}source_topic", source.topic.encode()),
-        (f"{HEADER_PREFIX}source_partition", str(source.partition).encode()),
-        (f"{HEADER_PREFIX}source_offset", str(source.offset).encode()),
-        (f"{HEADER_PREFIX}source_timestamp", str(source.timestamp_ms or "").encode()),
-        (f"{HEADER_PREFIX}service_version", __version__.encode()),
-    ]
-    if isinstance(original, dict):
-        return headers + list(original.items())
-    return headers + list(original or [])
-
-
 def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
     """Load and verify the bundle of every configured top-level class."""
     routes: dict[str, Route] = {}

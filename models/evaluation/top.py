@@ -1,5 +1,5 @@
-"""The paper's real-world check: the N objects with the highest anomaly scores per predicted
-subclass, with the features that make them stand out."""
+"""The paper's real-world check: the N most anomalous objects per predicted subclass, with the
+features that make them stand out (the scores come from the service's engine: ``top``)."""
 
 from __future__ import annotations
 
@@ -9,68 +9,69 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from models.bundle import DEFAULT_SCORERS, bundle_dirname, load_bundle
-from models.scoring import Scorer
 from models.table import AlertTable
-from models.taxonomy import TOP_CLASSES
+
+SPREAD_FLOOR = 0.1  # of a feature's standard deviation: the least spread a z-score divides by
 
 
 @dataclass(frozen=True)
 class Anomaly:
     oid: str
     true_subclass: str
+    routed_class: str
     score: float
     percentile: float
     extremes: tuple[tuple[str, float, float], ...]  # (feature, value, robust z-score)
 
 
 def robust_z(features: NDArray[np.float64]) -> NDArray[np.float64]:
-    """(x - median) / (1.4826 MAD) per column, NaN where undefined; a zero MAD uses 1e-9."""
-    median = np.nanmedian(features, axis=0)
-    mad = 1.4826 * np.nanmedian(np.abs(features - median), axis=0)
-    return np.asarray((features - median) / np.where(mad > 0, mad, 1e-9))
+    """(x - median) / spread per column, NaN where undefined. The spread is 1.4826 x the median
+    absolute deviation, but at least :data:`SPREAD_FLOOR` x the column's standard deviation
+    (a column that is nearly constant within a class would otherwise give huge z-scores); a
+    column without spread gives NaN."""
+    with np.errstate(all="ignore"):
+        median = np.nanmedian(features, axis=0)
+        mad = 1.4826 * np.nanmedian(np.abs(features - median), axis=0)
+        spread = np.fmax(mad, SPREAD_FLOOR * np.nanstd(features, axis=0))
+        return np.asarray((features - median) / np.where(spread > 0, spread, np.nan))
 
 
-def top_anomalies(
-    table: AlertTable, bundles: Path, n: int, survey: str = "ztf"
+def rank_anomalies(
+    table: AlertTable,
+    routed: NDArray[np.str_],
+    percentile: NDArray[np.float64],
+    score: NDArray[np.float64],
+    n: int,
 ) -> dict[str, list[Anomaly]]:
-    """Per predicted subclass, its n highest-scoring objects, scored by the model of their
-    predicted top-level class (the service's routing and default scorers)."""
-    routed = np.array(TOP_CLASSES)[np.argmax(table.prob_top, axis=1)]
+    """Per predicted subclass, its n most anomalous objects: by percentile (comparable across
+    the models of different classes), the raw score breaking ties; unscored rows (NaN) last
+    and left out. Each with the three features where it is most extreme within its predicted
+    subclass."""
     predicted = table.predicted_subclass()
-    scores = np.full(len(table), np.nan)
-    percentiles = np.full(len(table), np.nan)
-    for top in TOP_CLASSES:
-        rows = np.flatnonzero(routed == top)
-        if rows.size == 0:
-            continue
-        scorer = Scorer(
-            load_bundle(bundles / bundle_dirname(survey, top, DEFAULT_SCORERS[top])), "cpu"
-        )
-        result = scorer.score(table.take(rows).columns(scorer.feature_names).astype(np.float32))
-        scores[rows], percentiles[rows] = result.raw, result.percentile
     out: dict[str, list[Anomaly]] = {}
     for subclass in sorted(set(predicted.tolist())):
-        members = np.flatnonzero(predicted == subclass)
+        members = np.flatnonzero((predicted == subclass) & np.isfinite(percentile))
+        if not members.size:
+            continue
         z = robust_z(table.features[members])
+        order = np.lexsort((-score[members], -percentile[members]))[:n]
         entries = []
-        for i in members[np.argsort(-scores[members])][:n]:
-            row_z = z[np.flatnonzero(members == i)[0]]
-            order = [
-                j
-                for j in np.argsort(-np.nan_to_num(np.abs(row_z), nan=-1.0))
-                if np.isfinite(row_z[j])
-            ]
+        for k in order.tolist():
+            i = members[k]
+            row_z = z[k]
+            finite = np.flatnonzero(np.isfinite(row_z))
+            strongest = finite[np.argsort(-np.abs(row_z[finite]), kind="stable")][:3]
             extremes = tuple(
                 (table.feature_names[j], float(table.features[i, j]), float(row_z[j]))
-                for j in order[:3]
+                for j in strongest.tolist()
             )
             entries.append(
                 Anomaly(
                     str(table.oid[i]),
                     str(table.subclass[i]),
-                    float(scores[i]),
-                    float(percentiles[i]),
+                    str(routed[i]),
+                    float(score[i]),
+                    float(percentile[i]),
                     extremes,
                 )
             )

@@ -4,11 +4,9 @@ compose stack's one-shot producer; also a quick way to feed a test deployment)."
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from models.exceptions import ConfigurationError
-from service.commands.args import positive_int
-from service.config import load_settings
+from service.commands.args import add_setting_flags, positive_int, settings_of
 from service.demo import poison_messages, publish, sample_messages
 
 
@@ -23,9 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "as for run. Exits once the broker has acknowledged every message."
         ),
     )
-    p.add_argument("--config", type=Path, help="settings file (.toml, .yaml), as for run")
-    p.add_argument("--bootstrap-servers", help="Kafka brokers (kafka.bootstrap_servers)")
-    p.add_argument("--topic", help="target topic (default: the first of input.topics)")
+    add_setting_flags(p, "--bootstrap-servers", "--topic")
     p.add_argument("--n", type=positive_int, help="publish only the first N sample alerts")
     p.add_argument(
         "--poison", action="store_true", help="append four bad messages (dead-letter path)"
@@ -34,9 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"kafka": {"bootstrap_servers": args.bootstrap_servers}}
-    settings = load_settings(args.config, overrides if args.bootstrap_servers else None)
-    topic = args.topic or next(iter(settings.input.topics), None)
+    settings = settings_of(args)
+    topic = next(iter(settings.input.topics), None)
     if topic is None:
         raise ConfigurationError("no topic: pass --topic or set input.topics")
     messages: list[tuple[bytes | None, bytes]] = list(sample_messages(args.n))

@@ -4,36 +4,23 @@ service's code path (see :mod:`service.replay`)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from models.exceptions import ConfigurationError
-from service.codec import make_encoder
-from service.commands.args import positive_int
-from service.config import Settings, load_settings
-from service.processing import AlertProcessor, start_inference
-from service.replay import (
-    FileSource,
-    ParquetSink,
-    ReplaySource,
-    Sink,
-    Summary,
-    TopicRange,
-    TopicSink,
-    parse_time_ms,
-    replay,
-    write_scores_file,
-)
+from service.commands.args import add_setting_flags, settings_of
+from service.metrics import Metrics
+from service.offsets import OffsetTracker
+from service.processing import AlertProcessor
+from service.replay import parse_time_ms, replay_with_settings
+from service.sinks import OutputSink
+from service.sinks.files import CollectingSink, ParquetSink, write_scores_file
+from service.sinks.kafka import KafkaSink
+from service.sources import InputSource
+from service.sources.files import FileSource
+from service.sources.kafka import TopicRange
 
-
-def _model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="settings file (.toml, .yaml), as for run")
-    p.add_argument("--survey", help="survey adapter, ztf or lsst (model.survey)")
-    p.add_argument("--bundles", type=Path, help="bundle root (model.bundles_dir)")
-    p.add_argument("--device", help="torch device: auto, cpu, cuda (model.device)")
-    p.add_argument("--batch-rows", type=positive_int, help="rows per scored batch")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+MODEL_FLAGS = ("--survey", "--bundles", "--device", "--batch-rows")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,14 +35,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "directory. Stops at the end of the range. Parquet output is resumable (--resume)."
         ),
     )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--topic", help="archived topic to replay")
-    source.add_argument("--files", type=Path, nargs="+", help="files, directories or tarballs")
-    p.add_argument("--bootstrap-servers", help="Kafka brokers (kafka.bootstrap_servers)")
-    p.add_argument("--input-format", help="format of topic messages (input.format)")
-    p.add_argument(
-        "--schema-version", help="record version of topic messages (input.schema_version)"
+    add_setting_flags(
+        p,
+        "--topic",
+        "--bootstrap-servers",
+        "--input-format",
+        "--schema-version",
+        "--output-topic",
+        "--dead-letter-topic",
+        *MODEL_FLAGS,
     )
+    p.add_argument("--files", type=Path, nargs="+", help="files, directories or tarballs")
     p.add_argument("--partitions", help="comma-separated partitions (default: all)")
     p.add_argument("--since", help="first message time, ISO-8601 (UTC) or epoch ms, inclusive")
     p.add_argument("--until", help="end time, ISO-8601 (UTC) or epoch ms, exclusive")
@@ -65,12 +55,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--end-offset", action="append", default=[], metavar="P:O", help="end (exclusive) of P"
     )
-    sink = p.add_mutually_exclusive_group(required=True)
-    sink.add_argument("--out", type=Path, help="Parquet dataset directory for the scores")
-    sink.add_argument("--output-topic", help="topic for the scores")
-    p.add_argument("--dead-letter-topic", help="dead letters with --output-topic")
+    p.add_argument("--out", type=Path, help="Parquet dataset directory for the scores")
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out replay")
-    _model_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=run_replay)
 
     s = subparsers.add_parser(
@@ -84,36 +71,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     s.add_argument("input", type=Path, help="input table or Avro file")
     s.add_argument("output", type=Path, help="output .parquet or .csv")
-    _model_arguments(s)
+    add_setting_flags(s, *MODEL_FLAGS)
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.set_defaults(handler=run_score)
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    model = {
-        k: v
-        for k, v in (
-            ("survey", args.survey),
-            ("bundles_dir", args.bundles),
-            ("device", args.device),
-        )
-        if v is not None
-    }
-    if model:
-        overrides["model"] = model
-    if getattr(args, "bootstrap_servers", None):
-        overrides["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
-    inputs = {
-        k: v
-        for k, v in (
-            ("format", getattr(args, "input_format", None)),
-            ("schema_version", getattr(args, "schema_version", None)),
-        )
-        if v is not None
-    }
-    if inputs:
-        overrides["input"] = inputs
-    return load_settings(args.config, overrides)
 
 
 def _offsets(items: list[str], flag: str) -> dict[int, int]:
@@ -127,117 +87,94 @@ def _offsets(items: list[str], flag: str) -> dict[int, int]:
     return out
 
 
-def _print(summary: Summary, where: str) -> None:
-    print(
-        f"read {summary.read}, scored {summary.scored}, dead-lettered {summary.dead_lettered}"
-        + (
-            f", skipped {len(summary.skipped)} unreadable: {summary.skipped}"
-            if summary.skipped
-            else ""
-        )
-        + f" in {summary.seconds:.1f} s -> {where}"
-    )
-
-
 def run_replay(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    source: ReplaySource
+    if bool(args.topic) == bool(args.files):
+        raise ConfigurationError("replay reads --topic TOPIC or --files PATH...: give one")
+    if args.topic and len(args.topic) > 1:
+        raise ConfigurationError("replay reads one --topic at a time")
+    if bool(args.out) == bool(args.output_topic):
+        raise ConfigurationError("replay writes to --out DIR or --output-topic TOPIC: give one")
+    if args.files and (
+        args.since or args.until or args.start_offset or args.end_offset or args.partitions
+    ):
+        raise ConfigurationError("--since/--until/offsets/--partitions apply to --topic")
+    if args.resume and not args.out:
+        raise ConfigurationError("--resume applies to --out (Parquet) replays")
+    settings = settings_of(args, **_files_input(args.files))
+    processor = AlertProcessor(settings)
+    tracker = OffsetTracker()
+    sink: OutputSink
+    resume: dict[str, Any] = {}
+    if args.out:
+        description = _describe(args)
+        parquet = ParquetSink(args.out, description, args.resume, tracker.written)
+        resume, sink, where = parquet.saved, parquet, str(args.out)
+    else:
+        sink = KafkaSink(settings, Metrics(), tracker.written)
+        where = f"topic {settings.output.topic}"
+    source: InputSource
     if args.topic:
         source = TopicRange(
             settings.kafka.librdkafka(),
-            args.topic,
+            settings.input.topics[0],
             [int(p) for p in args.partitions.split(",")] if args.partitions else None,
             parse_time_ms(args.since) if args.since else None,
             parse_time_ms(args.until) if args.until else None,
             _offsets(args.start_offset, "--start-offset"),
             _offsets(args.end_offset, "--end-offset"),
+            resume=resume,
         )
     else:
-        if args.since or args.until or args.start_offset or args.end_offset or args.partitions:
-            raise ConfigurationError("--since/--until/offsets/--partitions apply to --topic")
-        source = FileSource(args.files)
-    processor = AlertProcessor(settings)
-    sink: Sink
-    resume_state = None
-    if args.out:
-        parquet = ParquetSink(args.out, source.describe(), args.resume)
-        resume_state, sink, where = parquet.state, parquet, str(args.out)
-    else:
-        if args.resume:
-            raise ConfigurationError("--resume applies to --out (Parquet) replays")
-        encoder = make_encoder(settings.output.format, settings.output.confluent_schema_id)
-        dead = args.dead_letter_topic or settings.output.dead_letter_topic
-        sink = TopicSink(settings.kafka.librdkafka(), args.output_topic, dead, encoder)
-        where = f"topic {args.output_topic}"
-    summary = _replay(args, settings, processor, source, sink, resume_state)
-    _print(summary, where)
+        source = FileSource(args.files, processor.survey.id_fields[0], resume)
+    summary = replay_with_settings(
+        settings, processor, source, sink, tracker, args.batch_rows, _label(args, "replay")
+    )
+    print(summary.line(where))
     return 0
 
 
-def _replay(
-    args: argparse.Namespace,
-    settings: Settings,
-    processor: AlertProcessor,
-    source: ReplaySource,
-    sink: Sink,
-    resume_state: dict[str, Any] | None = None,
-) -> Summary:
-    """:func:`replay` with the configured inference (a worker process on 2+ cores)."""
-    batch_rows = args.batch_rows or settings.batch.max_rows
-    inference = start_inference(settings, processor.routes, batch_rows)
-    try:
-        return replay(
-            processor,
-            source,
-            sink,
-            resume_state,
-            batch_rows=batch_rows,
-            progress=not args.no_progress,
-            inference=inference,
-        )
-    finally:
-        inference.close()
+def _files_input(files: object) -> dict[str, Any]:
+    """Files are Avro object containers (schema embedded), whatever input.format says."""
+    return {"input": {"format": "container", "schema_version": None}} if files else {}
 
 
-class _Collect:
-    """A sink keeping scores in memory (offline scoring writes one file at the end)."""
+def _describe(args: argparse.Namespace) -> dict[str, Any]:
+    """What a Parquet replay reads: a resumed replay must read the same."""
+    if args.files:
+        return {"kind": "files", "paths": [str(p) for p in args.files]}
+    return {
+        "kind": "topic",
+        "topic": args.topic[0],
+        "partitions": args.partitions,
+        "since": args.since,
+        "until": args.until,
+        "start": sorted(args.start_offset),
+        "end": sorted(args.end_offset),
+    }
 
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self.dead: list[str] = []
 
-    def write(self, records: list[dict[str, Any]]) -> None:
-        self.records.extend(records)
-
-    def dead_letter(self, unit: Any, error: Any) -> None:
-        self.dead.append(
-            json.dumps(
-                {
-                    "source": unit.source.topic,
-                    "offset": unit.source.offset,
-                    "reason": error.reason,
-                    "error": str(error),
-                }
-            )
-        )
-
-    def checkpoint(self, state: dict[str, Any], summary: Summary) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+def _label(args: argparse.Namespace, label: str) -> str | None:
+    """The progress bar's label, or None without a bar."""
+    return None if args.no_progress else label
 
 
 def run_score(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigurationError(f"OUTPUT must end in .parquet or .csv, got {args.output.name}")
-    settings = _settings(args)
+    settings = settings_of(args, **_files_input(True))
     processor = AlertProcessor(settings)
-    sink = _Collect()
-    summary = _replay(args, settings, processor, FileSource([args.input]), sink)
+    tracker = OffsetTracker()
+    sink = CollectingSink(tracker.written)
+    source = FileSource([args.input], processor.survey.id_fields[0])
+    summary = replay_with_settings(
+        settings, processor, source, sink, tracker, args.batch_rows, _label(args, "score")
+    )
     sink.records.sort(key=lambda r: (r["source_topic"], r["source_offset"]))  # input order
     write_scores_file(sink.records, args.output)
-    for line in sink.dead:
-        print(f"not scored: {line}")
-    _print(summary, str(args.output))
+    for dead in sink.dead:
+        print(
+            f"not scored: {dead['source_topic']} offset {dead['source_offset']}: "
+            f"{dead['reason']}: {dead['error']}"
+        )
+    print(summary.line(str(args.output)))
     return 0

@@ -122,3 +122,43 @@ def test_sasl_ssl_passthrough_and_secrets(monkeypatch: pytest.MonkeyPatch) -> No
         "ssl.ca.location": "/etc/ca.pem",
         "socket.keepalive.enable": "true",
     }
+
+
+def test_a_misspelled_variable_gets_the_closest_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERT_ANOMALY_BATCH__MAX_ROW", "3")
+    with pytest.raises(SettingsError, match=r"did you mean ALERT_ANOMALY_BATCH__MAX_ROWS\?"):
+        load_settings(None, TOPICS)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("ALERT_ANOMALY_INPUT__TOPICS", "lc_classifier", "expected a JSON list"),
+        ("ALERT_ANOMALY_INPUT__TOPICS", '{"a": 1}', "expected a JSON list"),
+        ("ALERT_ANOMALY_KAFKA__EXTRA", "debug=all", "expected a JSON object"),
+        ("ALERT_ANOMALY_MODEL", "ae", "expected a JSON object"),
+    ],
+)
+def test_a_list_or_map_variable_must_be_json(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, TOPICS)
+    assert str(info.value).startswith(f"{name}: {expected}, e.g. {name}=")
+    assert repr(value) in str(info.value)
+
+
+def test_json_values_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERT_ANOMALY_INPUT__TOPICS", '["^lc_classifier_ztf_[0-9]{8}$"]')
+    monkeypatch.setenv("ALERT_ANOMALY_KAFKA__EXTRA", '{"socket.keepalive.enable": "true"}')
+    s = load_settings(None)
+    assert s.input.topics == ["^lc_classifier_ztf_[0-9]{8}$"]
+    assert s.kafka.extra == {"socket.keepalive.enable": "true"}
+
+
+def test_unknown_keys_in_a_file_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[input]\ntopics = ["a"]\ntopix = ["b"]\n')
+    with pytest.raises(SettingsError, match=r"invalid setting input.topix: unknown setting"):
+        load_settings(path)

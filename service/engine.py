@@ -1,0 +1,364 @@
+"""The loop that drives a source, the processor and a sink: read -> decode and route -> micro-batch
+-> score -> write -> commit, at least once. The live service, replays, offline scoring and ``top``
+are this loop with other sources and sinks.
+
+One thread drives everything (librdkafka and the inference worker do their work elsewhere):
+
+* inputs are read in batches, decoded and routed by the processor (:mod:`service.processing`);
+  every input is registered with the number of outputs it will have;
+* rows wait in a :class:`MicroBatcher` per class until it is full or its deadline passes, then
+  go to inference; scored batches go to the sink, and so do dead letters;
+* the sink reports every written output to the :class:`OffsetTracker`, and only positions whose
+  outputs (and all earlier ones in the partition) are written get committed, every
+  ``commit_interval`` and at the end;
+* on revocation (live) the open batches are scored and the revoked partitions' outputs awaited
+  (at most ``drain_timeout``) and committed; a bounded source is drained and checkpointed every
+  ``checkpoint_every`` inputs and at its end.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from service.batching import MicroBatcher
+from service.exceptions import InferenceError, InputError
+from service.metrics import Metrics
+from service.offsets import OffsetTracker
+from service.processing import AlertProcessor, Inference
+from service.routing import Row
+from service.sinks import OutputSink
+from service.sources import Input, InputSource, Position
+
+log = structlog.get_logger(__name__)
+
+IDLE_WAIT_S = 0.5  # longest wait for input before the loop's housekeeping runs again
+ACK_POLL_S = 0.005  # ... while outputs await acknowledgement
+
+
+@dataclass(frozen=True)
+class Options:
+    max_rows: int
+    max_delay_s: float
+    commit_interval_s: float
+    drain_timeout_s: float
+    stop_after_idle_s: float | None = None
+    checkpoint_every: int | None = None  # bounded sources: inputs between checkpoints
+
+
+@dataclass
+class Stats:
+    """Counts since start; read by the demo, the commands and tests."""
+
+    consumed: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    by_class: dict[str, int] = field(default_factory=dict)
+    first_consumed_at: float | None = None  # time.monotonic()
+    tracker: OffsetTracker = field(default_factory=OffsetTracker, repr=False)
+
+    @property
+    def acknowledged(self) -> int:
+        """Outputs written (acknowledged by the broker, or in a file)."""
+        return self.tracker.written_outputs
+
+    def throughput(self) -> float:
+        """Outputs written per second, from the first input read to the last output written."""
+        last = self.tracker.last_written_at
+        if self.first_consumed_at is None or last is None:
+            return 0.0
+        return self.acknowledged / max(1e-9, last - self.first_consumed_at)
+
+
+class Engine:
+    """Runs until stopped, idle for ``stop_after_idle_s`` or - bounded sources - exhausted."""
+
+    def __init__(
+        self,
+        processor: AlertProcessor,
+        inference: Inference,
+        source: InputSource,
+        sink: OutputSink,
+        tracker: OffsetTracker,
+        options: Options,
+        metrics: Metrics,
+        on_ready: Callable[[bool], None] | None = None,
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
+        self.processor, self.inference = processor, inference
+        self.source, self.sink, self.tracker = source, sink, tracker
+        self.options, self.metrics = options, metrics
+        self.stats = Stats(tracker=tracker)
+        self._on_ready = on_ready or (lambda ready: None)
+        self._on_read = on_read or (lambda n: None)
+        self.batcher: MicroBatcher[Row] = MicroBatcher(options.max_rows, options.max_delay_s)
+        self._stopping = False
+        self._decode_seconds: list[float] = []
+        self._decoded: dict[str, int] = {}
+        self._batch_id = 0
+
+    def stop(self) -> None:
+        """Ask the loop to drain, commit and return (safe from a signal handler)."""
+        self._stopping = True
+
+    def run(self, heartbeat: Callable[[], None] | None = None) -> Stats:
+        o = self.options
+        self.source.start(self)
+        # Everything loaded so far (models, settings, schemas) lives as long as the loop: out of
+        # the garbage collector's sight, it is not traversed again by every collection.
+        gc.freeze()
+        last_commit = last_input = time.monotonic()
+        since_checkpoint = 0
+        try:
+            while not self._stopping:
+                if heartbeat is not None:
+                    heartbeat()
+                inputs = self.source.read(o.max_rows, self._wait_s())
+                if inputs is None:
+                    break  # a bounded source is exhausted
+                if inputs:
+                    last_input = time.monotonic()
+                    self._handle(inputs)
+                    since_checkpoint += len(inputs)
+                for top, rows in self.batcher.due():
+                    self._score(top, rows)
+                self._publish_scored()
+                self.sink.poll(0)
+                self._flush_metrics()
+                now = time.monotonic()
+                if o.checkpoint_every is not None and since_checkpoint >= o.checkpoint_every:
+                    self._checkpoint()
+                    since_checkpoint, last_commit = 0, now
+                elif now - last_commit >= o.commit_interval_s:
+                    self._commit(wait=False)
+                    last_commit = now
+                self.metrics.record_in_flight(self.tracker.in_flight())
+                if (
+                    o.stop_after_idle_s is not None
+                    and now - last_input >= o.stop_after_idle_s
+                    and self.tracker.in_flight() == 0
+                ):
+                    log.info("idle_stop", idle_s=round(now - last_input, 1))
+                    break
+        finally:
+            self._shutdown()
+        return self.stats
+
+    def _wait_s(self) -> float:
+        """How long a read may wait: not past the oldest open batch's deadline, and only
+        briefly while outputs await their acknowledgements."""
+        waits = [IDLE_WAIT_S]
+        deadline = self.batcher.seconds_to_deadline()
+        if deadline is not None:
+            waits.append(deadline)
+        if self.tracker.in_flight():
+            waits.append(ACK_POLL_S)
+        return min(waits)
+
+    def _shutdown(self) -> None:
+        log.info(
+            "service_draining", open_rows=len(self.batcher), in_flight=self.tracker.in_flight()
+        )
+        try:
+            self._drain()
+        except InferenceError as exc:  # what was not scored is not committed: it is redone
+            log.error("inference_failed", error=str(exc), in_flight=self.tracker.in_flight())
+        self._commit(wait=True)
+        self.sink.checkpoint(self.source.state())
+        self.processor.router.report()
+        self.source.close()
+        self.sink.close()
+        self.inference.close()
+        self._on_ready(False)
+        log.info(
+            "service_stopped",
+            consumed=self.stats.consumed,
+            scored=self.stats.scored,
+            dead_lettered=self.stats.dead_lettered,
+            acknowledged=self.stats.acknowledged,
+            left_in_flight=self.tracker.in_flight(),
+            decoded=self.processor.decode_paths(),
+        )
+
+    def _drain(self, partitions: set[Position] | None = None) -> None:
+        """Score open batches and wait (at most ``drain_timeout_s``) for the outputs of
+        ``partitions`` (default: all) to be written."""
+        for top, rows in self.batcher.drain():
+            self._score(top, rows)
+        deadline = time.monotonic() + self.options.drain_timeout_s
+        while self.inference.pending() and time.monotonic() < deadline:
+            self._publish_scored(0.1)
+        self.sink.flush(0)  # file sinks write their parts now
+
+        def pending() -> int:
+            if partitions is None:
+                return self.tracker.in_flight()
+            return sum(self.tracker.in_flight(tp) for tp in partitions)
+
+        while pending() and time.monotonic() < deadline:
+            self.sink.poll(0.1)
+        self._flush_metrics()
+        if pending():
+            log.warning(
+                "drain_timeout", unacknowledged=pending(), timeout_s=self.options.drain_timeout_s
+            )
+
+    def _checkpoint(self) -> None:
+        """Drain everything, commit, and let the sink record the source's resumable state."""
+        self._drain()
+        self._commit(wait=True)
+        self.sink.checkpoint(self.source.state())
+
+    # -- the consumer group's events (live source) ----------------------------------------
+
+    def on_assigned(self, partitions: set[Position]) -> None:
+        self.metrics.record_rebalance("assign")
+        self._on_ready(True)
+        log.info("partitions_assigned", partitions=sorted(f"{t}[{p}]" for t, p in partitions))
+
+    def on_revoked(self, partitions: set[Position]) -> None:
+        self.metrics.record_rebalance("revoke")
+        log.info(
+            "partitions_revoked",
+            partitions=sorted(f"{t}[{p}]" for t, p in partitions),
+            scored=self.stats.scored,
+            open_rows=len(self.batcher),
+            in_flight=self.tracker.in_flight(),
+        )
+        self._drain(partitions)
+        self._commit(wait=True, only=partitions)
+        self._forget(partitions)
+
+    def on_lost(self, partitions: set[Position]) -> None:
+        self.metrics.record_rebalance("lost")
+        log.warning("partitions_lost", partitions=sorted(f"{t}[{p}]" for t, p in partitions))
+        self._forget(partitions)
+
+    def on_committed(self, positions: dict[Position, int]) -> None:
+        self.tracker.mark_committed(positions)
+        log.debug("committed", positions={f"{t}[{p}]": o for (t, p), o in positions.items()})
+
+    def _forget(self, partitions: set[Position]) -> None:
+        for tp in partitions:
+            self.tracker.forget(tp)
+            self.metrics.forget_partition(*tp)
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def _handle(self, inputs: list[Input]) -> None:
+        """Decode and route inputs into the micro-batches; bad ones are dead letters."""
+        self._on_read(len(inputs))
+        if self.stats.first_consumed_at is None:
+            self.stats.first_consumed_at = time.monotonic()
+        messages = [i for i in inputs if i.records is None]
+        started = time.perf_counter()
+        results = iter(
+            self.processor.rows_many([m.value for m in messages], [m.source for m in messages])
+        )
+        self._decode_seconds.append(time.perf_counter() - started)
+        register, add = self.tracker.register, self.batcher.add
+        for item in inputs:
+            tp = (item.source.topic, item.source.partition)
+            if item.records is None:
+                result = next(results)
+            elif not item.records:  # read but outside the replay's range: nothing to write
+                register(tp, item.source.offset, outputs=0)
+                continue
+            else:
+                try:
+                    result = self.processor.rows_from_records(item.records, item.source)
+                except InputError as exc:
+                    result = exc
+            self.stats.consumed += 1
+            if isinstance(result, InputError):
+                register(tp, item.source.offset, outputs=1)
+                self._dead_letter(item, result)
+                continue
+            register(tp, item.source.offset, outputs=len(result))
+            for top, row in result:
+                full = add(top, row)
+                if full is not None:
+                    self._score(top, full)
+
+    def _dead_letter(self, item: Input, error: InputError) -> None:
+        source = item.source
+        log.warning(
+            "dead_letter",
+            reason=error.reason,
+            error=str(error),
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+        )
+        self.stats.dead_lettered += 1
+        self.metrics.record_dead_letter(error.reason)
+        self.sink.dead_letter(item, error)
+
+    # -- scoring and writing ---------------------------------------------------------------
+
+    def _score(self, top: str, rows: list[Row]) -> None:
+        """Hand a full or due micro-batch to inference, and write what it has finished."""
+        self.inference.submit(top, [row.features for row in rows], rows)
+        self._publish_scored()
+
+    def _publish_scored(self, wait_s: float = 0.0) -> None:
+        for scored in self.inference.completed(wait_s):
+            top, rows = scored.top, scored.tag
+            self._batch_id += 1
+            batch = self.processor.scored_batch(
+                top, rows, scored.raw, scored.percentile, scored.nearest, scored.seconds
+            )
+            route = self.processor.routes[top]
+            device = route.scorer.device
+            self.metrics.record_stage("score", batch.seconds)
+            self.metrics.record_batch(
+                self.processor.survey.name,
+                top,
+                route.bundle.manifest.scorer,
+                device.type,
+                batch.seconds,
+                batch.raw,
+                batch.percentile,
+            )
+            if device.type == "cuda":
+                self.metrics.record_device_memory(str(device), scored.device_memory)
+            self.sink.write(batch, rows)
+            self.stats.scored += len(rows)
+            self.stats.by_class[top] = self.stats.by_class.get(top, 0) + len(rows)
+            log.debug(
+                "batch_scored",
+                batch_id=self._batch_id,
+                top_class=top,
+                rows=len(rows),
+                seconds=round(batch.seconds, 6),
+            )
+
+    # -- committing ------------------------------------------------------------------------
+
+    def _commit(self, wait: bool, only: set[Position] | None = None) -> None:
+        """Commit written positions. Periodic commits do not wait (an outage must not block
+        the loop; failures are retried at the next interval); revocation, checkpoints and the
+        end wait for the result."""
+        positions = {
+            tp: pos for tp, pos in self.tracker.committable().items() if only is None or tp in only
+        }
+        if positions:
+            self.source.commit(positions, wait)
+
+    def _flush_metrics(self) -> None:
+        """Metrics gathered per input, recorded in bulk once per loop."""
+        if self._decode_seconds:
+            self.metrics.record_stage("decode", self._decode_seconds)
+            self._decode_seconds = []
+        self.metrics.record_coverage(
+            self.processor.survey.name, self.processor.router.take_coverage()
+        )
+        paths = self.processor.decode_paths()
+        for path, n in paths.items():
+            if n > self._decoded.get(path, 0):
+                self.metrics.record_decoded(path, n - self._decoded.get(path, 0))
+        self._decoded = paths

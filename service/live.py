@@ -1,0 +1,106 @@
+"""The live service: the consumer group (:class:`KafkaSource`), the processor, inference, the score
+and dead-letter topics (:class:`KafkaSink`) and the loop that drives them (:class:`Engine`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from service import __version__
+from service.config import ENV_PREFIX, Settings
+from service.engine import Engine, Options, Stats
+from service.exceptions import InferenceError, SettingsError
+from service.metrics import Metrics
+from service.offsets import OffsetTracker
+from service.processing import AlertProcessor, start_inference
+from service.sinks.kafka import KafkaSink
+from service.sources.kafka import KafkaSource
+
+log = structlog.get_logger(__name__)
+
+
+def engine_options(settings: Settings) -> Options:
+    return Options(
+        max_rows=settings.batch.max_rows,
+        max_delay_s=settings.batch.max_delay_ms / 1000,
+        commit_interval_s=settings.commit_interval_ms / 1000,
+        drain_timeout_s=settings.drain_timeout_s,
+        stop_after_idle_s=settings.stop_after_idle_s,
+    )
+
+
+class ScoringService:
+    """The service; ``run()`` blocks until ``stop()`` (signal-safe) or the idle limit. The
+    models are loaded on construction (``run --check`` stops there); Kafka clients and the
+    inference worker start in ``run()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        on_ready: Callable[[bool], None] | None = None,
+    ) -> None:
+        if not settings.input.topics:
+            raise SettingsError(
+                "invalid settings: no input topics: set --topic, [input] topics in the config "
+                f"file or {ENV_PREFIX}INPUT__TOPICS (a JSON list)"
+            )
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.processor = AlertProcessor(settings)
+        self.routes = self.processor.routes
+        for r in self.routes.values():
+            m = r.bundle.manifest
+            self.metrics.record_model(
+                m.survey, m.top_class, m.scorer, m.model_version, r.bundle.checksum
+            )
+        self.tracker = OffsetTracker()
+        self._on_ready = on_ready
+        self._engine: Engine | None = None
+        self._stopping = False
+
+    @property
+    def stats(self) -> Stats:
+        return self._engine.stats if self._engine is not None else Stats(tracker=self.tracker)
+
+    def stop(self) -> None:
+        """Ask the loop to drain, commit and return (safe from a signal handler)."""
+        self._stopping = True
+        if self._engine is not None:
+            self._engine.stop()
+
+    def run(self, heartbeat: Callable[[], None] | None = None) -> Stats:
+        s = self.settings
+        source = KafkaSource(s, self.metrics)
+        sink = KafkaSink(s, self.metrics, self.tracker.written)
+        try:
+            inference = start_inference(s, self.routes)
+        except InferenceError:
+            source.close()
+            sink.close()
+            raise
+        log.info(
+            "service_starting",
+            version=__version__,
+            topics=s.input.topics,
+            group_id=s.input.group_id,
+            output=s.output.topic,
+            dead_letter=s.output.dead_letter_topic,
+            device=str(self.processor.device),
+            inference_pid=getattr(inference, "pid", None),  # None: inline
+            models={t: r.bundle.name for t, r in self.routes.items()},
+        )
+        self._engine = Engine(
+            self.processor,
+            inference,
+            source,
+            sink,
+            self.tracker,
+            engine_options(s),
+            self.metrics,
+            on_ready=self._on_ready,
+        )
+        if self._stopping:
+            self._engine.stop()
+        return self._engine.run(heartbeat)

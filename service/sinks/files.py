@@ -1,0 +1,201 @@
+"""Scores to files or memory: a resumable Parquet dataset directory (replays) and a collecting
+sink (offline scoring, ``top``).
+
+A Parquet dataset holds ``part-NNNNN.parquet`` scores, ``_dead-letters-NNNNN.parquet`` and the
+checkpoint ``_progress.json``: buffered outputs are written as parts at each flush, and a part
+counts only once the checkpoint that names it is in place (written atomically after the part),
+so an interrupted replay resumes without duplicates or gaps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from models.exceptions import DataError
+from service import __version__
+from service.codec import records_of
+from service.exceptions import InputError
+from service.processing import ScoredBatch
+from service.routing import Row, Source
+from service.sinks import Written
+from service.sources import Input
+
+CHECKPOINT = "_progress.json"
+SCORE_COLUMNS = pa.schema(
+    [
+        ("oid", pa.string()),
+        ("survey", pa.string()),
+        ("top_class", pa.string()),
+        ("top_class_probability", pa.float32()),
+        ("scorer", pa.string()),
+        ("score", pa.float32()),
+        ("percentile", pa.float32()),
+        ("nearest_subclass", pa.string()),
+        ("model_version", pa.string()),
+        ("model_checksum", pa.string()),
+        ("scored_at", pa.timestamp("ms", tz="UTC")),
+        ("source_topic", pa.string()),
+        ("source_partition", pa.int32()),
+        ("source_offset", pa.int64()),
+        ("source_timestamp", pa.timestamp("ms", tz="UTC")),
+        ("service_version", pa.string()),
+        ("feature_coverage", pa.float32()),
+    ]
+)
+DEAD_LETTER_COLUMNS = pa.schema(
+    [
+        ("source_topic", pa.string()),
+        ("source_partition", pa.int32()),
+        ("source_offset", pa.int64()),
+        ("reason", pa.string()),
+        ("error", pa.string()),
+        ("value", pa.binary()),
+    ]
+)
+
+
+def _dead_letter_row(item: Input, error: InputError) -> dict[str, Any]:
+    return {
+        "source_topic": item.source.topic,
+        "source_partition": item.source.partition,
+        "source_offset": item.source.offset,
+        "reason": error.reason,
+        "error": str(error),
+        "value": item.value,
+    }
+
+
+class ParquetSink:
+    """A resumable Parquet dataset directory (see the module docstring)."""
+
+    def __init__(
+        self, directory: Path, description: dict[str, Any], resume: bool, on_written: Written
+    ) -> None:
+        self.directory = directory
+        self.description = description
+        self.on_written = on_written
+        self._scores: list[pa.Table] = []
+        self._dead: list[dict[str, Any]] = []
+        self._pending: list[Source] = []  # outputs buffered, told written after their part
+        self.saved: dict[str, Any] = {}  # the state of the checkpoint resumed from
+        self.parts: list[str] = []
+        path = directory / CHECKPOINT
+        if path.is_file():
+            if not resume:
+                raise DataError(f"{directory} holds an earlier replay: add --resume or remove it")
+            saved = json.loads(path.read_text())
+            if saved["input"] != description:
+                raise DataError(
+                    f"{directory} holds a replay of another input ({saved['input']}): "
+                    "use another --out"
+                )
+            self.saved, self.parts = saved["state"], saved["parts"]
+            for stray in directory.glob("*.parquet"):  # written after the last checkpoint
+                if stray.name not in self.parts:
+                    stray.unlink()
+        elif directory.exists() and any(directory.iterdir()):
+            raise DataError(f"{directory} exists and is not a replay output: use another --out")
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
+        columns = dict(batch.columns)
+        n = len(rows)
+        arrays = {
+            f.name: columns[f.name] if isinstance(columns[f.name], list) else [columns[f.name]] * n
+            for f in SCORE_COLUMNS
+        }
+        self._scores.append(pa.Table.from_pydict(arrays, schema=SCORE_COLUMNS))
+        self._pending += [row.source for row in rows]
+
+    def dead_letter(self, item: Input, error: InputError) -> None:
+        self._dead.append(_dead_letter_row(item, error))
+        self._pending.append(item.source)
+
+    def poll(self, timeout_s: float) -> None:
+        """Parts are written at flush."""
+
+    def flush(self, timeout_s: float) -> None:
+        if self._scores:
+            self._write_part("part", pa.concat_tables(self._scores))
+        if self._dead:  # "_": not a score part
+            self._write_part("_dead-letters", pa.Table.from_pylist(self._dead, DEAD_LETTER_COLUMNS))
+        self._scores, self._dead = [], []
+        pending, self._pending = self._pending, []
+        for source in pending:
+            self.on_written(source)
+
+    def _write_part(self, prefix: str, table: pa.Table) -> None:
+        name = f"{prefix}-{len(self.parts):05d}.parquet"
+        pq.write_table(table, self.directory / name, compression="zstd")
+        self.parts.append(name)
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        content = {
+            "input": self.description,
+            "state": state,
+            "parts": self.parts,
+            "service_version": __version__,
+        }
+        temporary = self.directory / f"{CHECKPOINT}.tmp"
+        with open(temporary, "w") as fh:
+            json.dump(content, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        temporary.replace(self.directory / CHECKPOINT)
+
+    def close(self) -> None:
+        """Everything is in place after the last checkpoint."""
+
+
+def read_scores(directory: Path) -> pa.Table:
+    """The scores of a Parquet replay output, in replay order (checkpointed parts only)."""
+    saved = json.loads((directory / CHECKPOINT).read_text())
+    parts = [pq.read_table(directory / p) for p in saved["parts"] if p.startswith("part-")]
+    return pa.concat_tables(parts) if parts else SCORE_COLUMNS.empty_table()
+
+
+class CollectingSink:
+    """Scores and dead letters kept in memory (``score`` writes one file at the end)."""
+
+    def __init__(self, on_written: Written) -> None:
+        self.on_written = on_written
+        self.records: list[dict[str, Any]] = []
+        self.dead: list[dict[str, Any]] = []
+
+    def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
+        self.records += records_of(batch.columns, len(rows))
+        for row in rows:
+            self.on_written(row.source)
+
+    def dead_letter(self, item: Input, error: InputError) -> None:
+        self.dead.append(_dead_letter_row(item, error))
+        self.on_written(item.source)
+
+    def poll(self, timeout_s: float) -> None:
+        """Written at once."""
+
+    def flush(self, timeout_s: float) -> None:
+        """Written at once."""
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        """Not resumable."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def write_scores_file(records: list[dict[str, Any]], path: Path) -> None:
+    """Scores as one Parquet or CSV file (``alert-anomaly score``)."""
+    table = pa.Table.from_pylist(records, schema=SCORE_COLUMNS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        pa_csv.write_csv(table, path)
+    else:
+        pq.write_table(table, path, compression="zstd")

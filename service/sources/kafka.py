@@ -1,0 +1,303 @@
+"""Kafka sources: the live service's consumer group, and a bounded topic range for replays."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from typing import Any, Protocol
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from service.config import ClientConfig, Settings
+from service.exceptions import KafkaServiceError
+from service.kafka import consumer_config
+from service.logs import LIBRDKAFKA_LOGGER
+from service.metrics import Metrics
+from service.routing import Source
+from service.sources import Input, Position
+
+
+class Rebalancing(Protocol):
+    """What a consumer group tells its user (the engine)."""
+
+    def on_assigned(self, partitions: set[Position]) -> None: ...
+
+    def on_revoked(self, partitions: set[Position]) -> None: ...
+
+    def on_lost(self, partitions: set[Position]) -> None: ...
+
+    def on_committed(self, positions: dict[Position, int]) -> None: ...
+
+
+def to_input(message: Message) -> Input:
+    """A consumed message as an :class:`Input` (timestamp None when the broker has none)."""
+    kind, ts = message.timestamp()
+    source = Source(
+        message.topic() or "",
+        message.partition() or 0,
+        message.offset() or 0,
+        ts if kind != 0 and ts >= 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
+    )
+    headers = message.headers()  # a list of (name, value) as consumed
+    return Input(source, message.key(), message.value(), headers)  # type: ignore[arg-type]
+
+
+def _positions(partitions: list[TopicPartition]) -> set[Position]:
+    return {(p.topic, p.partition) for p in partitions}
+
+
+class KafkaSource:
+    """The input topics (names or ^patterns) as a member of the consumer group; offsets are
+    committed only as the engine says (never automatically)."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        s = settings
+        self.topics = s.input.topics
+        self.metrics = metrics
+        self._listener: Rebalancing | None = None
+        self.consumer = Consumer(
+            {
+                **consumer_config(s.kafka, s.input.group_id, s.input.auto_offset_reset),
+                "stats_cb": metrics.record_statistics,
+                "error_cb": self._client_error,
+                "on_commit": self._committed,
+                "logger": LIBRDKAFKA_LOGGER,  # librdkafka's own lines as structured logs
+            }
+        )
+
+    def start(self, listener: Rebalancing) -> None:
+        self._listener = listener
+        self.consumer.subscribe(
+            self.topics,
+            on_assign=lambda _, ps: listener.on_assigned(_positions(ps)),
+            on_revoke=lambda _, ps: listener.on_revoked(_positions(ps)),
+            on_lost=lambda _, ps: listener.on_lost(_positions(ps)),
+        )
+
+    def read(self, max_inputs: int, timeout_s: float) -> list[Input]:
+        """What is fetched already (up to ``max_inputs``), else wait up to ``timeout_s`` for
+        the first message. (``consume(n, timeout)`` alone would hold messages back until ``n``
+        arrived or the timeout passed.)"""
+        messages = self.consumer.consume(max_inputs, 0)
+        if not messages:
+            messages = self.consumer.consume(1, timeout_s)
+            if messages and max_inputs > 1:
+                messages.extend(self.consumer.consume(max_inputs - 1, 0))
+        inputs = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                inputs.append(to_input(message))
+            elif error.fatal():
+                raise KafkaServiceError(f"fatal consumer error: {error}")
+            else:
+                structlog.get_logger(__name__).warning("consume_error", error=str(error))
+        for topic, n in Counter(i.source.topic for i in inputs).items():
+            self.metrics.record_consumed(topic, n)
+        return inputs
+
+    def commit(self, positions: dict[Position, int], wait: bool) -> None:
+        """Asynchronous commits report through the consumer's callback (served by consume);
+        a synchronous one (revocation, shutdown) reports at once. A failure is logged and the
+        positions stay uncommitted (the next commit covers them)."""
+        offsets = [TopicPartition(t, p, pos) for (t, p), pos in positions.items()]
+        if not wait:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+            return
+        started = time.perf_counter()
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            self.metrics.record_commit(False, time.perf_counter() - started)
+            structlog.get_logger(__name__).warning(
+                "commit_failed", error=str(exc), positions=_fmt(positions)
+            )
+            return
+        self.metrics.record_commit(True, time.perf_counter() - started)
+        if self._listener is not None:
+            self._listener.on_committed(positions)
+
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        positions = {(p.topic, p.partition): p.offset for p in partitions if p.error is None}
+        if error is not None or len(positions) < len(partitions):
+            self.metrics.record_commit(False)
+            structlog.get_logger(__name__).warning(
+                "commit_failed", error=str(error), positions=_fmt(positions)
+            )
+            return
+        self.metrics.record_commit(True)
+        if self._listener is not None:
+            self._listener.on_committed(positions)
+
+    def _client_error(self, error: KafkaError) -> None:
+        structlog.get_logger(__name__).warning("kafka_error", error=str(error), fatal=error.fatal())
+        if error.fatal():
+            raise KafkaServiceError(f"fatal Kafka client error: {error}")
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "group", "topics": self.topics}
+
+    def total(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        self.consumer.close()  # leaves the group: partitions move on at once
+
+
+def _fmt(positions: dict[Position, int]) -> dict[str, int]:
+    return {f"{t}[{p}]": pos for (t, p), pos in sorted(positions.items())}
+
+
+class TopicRange:
+    """A bounded range of a topic, read with assign() (no group membership, no commits).
+
+    Start: explicit offsets, else the offset ``offsets_for_times`` gives for ``since`` (only an
+    optimisation: brokers may answer earlier offsets), else the beginning. End: explicit end
+    offsets (exclusive), else the end of the partition when it is reached. Messages whose
+    timestamp is outside [since, until) are read but not scored, so the boundaries are exact.
+    The resumable position is the next offset per partition whose outputs are all written.
+    """
+
+    def __init__(
+        self,
+        client: ClientConfig,
+        topic: str,
+        partitions: list[int] | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        start_offsets: dict[int, int] | None = None,
+        end_offsets: dict[int, int] | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.since_ms, self.until_ms = since_ms, until_ms
+        self._consumer = Consumer(
+            {
+                **client,
+                "group.id": f"alert-anomaly-replay-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "logger": LIBRDKAFKA_LOGGER,
+            }
+        )
+        metadata = self._consumer.list_topics(topic, timeout=30)
+        known = metadata.topics.get(topic)
+        if known is None or known.error is not None or not known.partitions:
+            raise KafkaServiceError(f"topic {topic!r} does not exist")
+        available = sorted(known.partitions)
+        self.partitions = partitions or available
+        unknown = sorted(set(self.partitions) - set(available))
+        if unknown:
+            raise KafkaServiceError(f"topic {topic!r} has no partitions {unknown}")
+        self.start_at = self._start_offsets(start_offsets or {})
+        self.end = dict(end_offsets or {})
+        self._position = dict(self.start_at)
+        for key, offset in (resume or {}).items():
+            p = int(key)
+            self._position[p] = max(self._position.get(p, 0), int(offset))
+        self._committed = dict(self._position)
+        self._active: set[int] | None = None
+        self._listener: Rebalancing | None = None
+
+    def _start_offsets(self, explicit: dict[int, int]) -> dict[int, int]:
+        start = {p: explicit.get(p, 0) for p in self.partitions}
+        if self.since_ms is not None:
+            asked = [
+                TopicPartition(self.topic, p, self.since_ms)
+                for p in self.partitions
+                if p not in explicit
+            ]
+            if asked:
+                for tp in self._consumer.offsets_for_times(asked, timeout=30):
+                    # -1: no message at or after `since`: nothing to read in that partition
+                    start[tp.partition] = tp.offset if tp.offset >= 0 else -1
+        return start
+
+    def start(self, listener: Rebalancing) -> None:
+        self._listener = listener
+        self._active = {
+            p
+            for p in self.partitions
+            if self._position[p] >= 0 and (p not in self.end or self._position[p] < self.end[p])
+        }
+        if self._active:
+            self._consumer.assign(
+                [TopicPartition(self.topic, p, self._position[p]) for p in self._active]
+            )
+
+    def read(self, max_inputs: int, timeout_s: float) -> list[Input] | None:
+        active = self._active
+        if not active:
+            return None
+        inputs = []
+        for message in self._consumer.consume(max_inputs, timeout_s):
+            p = message.partition()
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    active.discard(p or 0)
+                    continue
+                raise KafkaServiceError(f"replay read failed: {error}", topic=self.topic)
+            assert p is not None
+            offset = message.offset() or 0
+            if p not in active:
+                continue
+            if p in self.end and offset >= self.end[p]:
+                active.discard(p)
+                continue
+            item = to_input(message)
+            if not self._in_time_range(item.source.timestamp_ms):
+                item = item._replace(value=None, key=None, headers=None, records=[])
+            inputs.append(item)
+        return inputs
+
+    def _in_time_range(self, timestamp: int | None) -> bool:
+        if self.since_ms is None and self.until_ms is None:
+            return True
+        if timestamp is None:
+            return False
+        if self.since_ms is not None and timestamp < self.since_ms:
+            return False
+        return self.until_ms is None or timestamp < self.until_ms
+
+    def commit(self, positions: dict[Position, int], wait: bool) -> None:
+        for (_, p), offset in positions.items():
+            self._committed[p] = max(self._committed.get(p, 0), offset)
+        if self._listener is not None:
+            self._listener.on_committed(positions)
+
+    def state(self) -> dict[str, Any]:
+        return {str(p): o for p, o in self._committed.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "topic",
+            "topic": self.topic,
+            "partitions": self.partitions,
+            "since_ms": self.since_ms,
+            "until_ms": self.until_ms,
+            "end": {str(p): o for p, o in self.end.items()},
+        }
+
+    def total(self) -> int | None:
+        """Messages in range, estimated from the watermarks (for the progress bar only)."""
+        total = 0
+        for p in self.partitions:
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=10
+                )
+            except KafkaException:
+                return None
+            total += max(0, min(self.end.get(p, high), high) - max(self._position[p], 0))
+        return total
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -3,7 +3,10 @@
 
 
 class AlertAnomalyError(Exception):
-    """Base class of every error raised by alert-anomaly on purpose."""
+    """Base class of every error raised by alert-anomaly on purpose; the CLI prints it as one
+    line and exits with ``exit_code``."""
+
+    exit_code = 2
 
 
 class ConfigurationError(AlertAnomalyError, ValueError):

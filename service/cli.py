@@ -2,7 +2,7 @@
 
 Each command lives in its own module under ``service.commands`` and registers its subparser.
 Errors raised on purpose (:class:`models.exceptions.AlertAnomalyError`) are reported as one line
-on stderr with exit status 2; tracebacks are for bugs only.
+on stderr with exit status 2 (3: no broker answered); tracebacks are for bugs only.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except AlertAnomalyError as exc:
         print(f"alert-anomaly {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"alert-anomaly {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -62,6 +62,12 @@ class KafkaSettings(_Section):
     ssl_certificate_location: Path | None = Field(None, description="client certificate (PEM)")
     ssl_key_location: Path | None = Field(None, description="client private key (PEM)")
     ssl_key_password: SecretStr | None = Field(None, description="password of the private key")
+    unavailable_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="when no broker has answered for this long, a command gives up: the "
+        "service drains what it can and exits with status 3 (/readyz fails at once)",
+    )
     extra: dict[str, str] = Field(
         default_factory=dict,
         description="further librdkafka properties for every client, passed through verbatim, "

@@ -53,3 +53,9 @@ class KafkaServiceError(AlertAnomalyError):
         )
         super().__init__(f"{message} ({where})" if where else message)
         self.topic, self.partition, self.offset = topic, partition, offset
+
+
+class BrokersUnavailableError(KafkaServiceError):
+    """No Kafka broker answered for ``kafka.unavailable_timeout_s``: the command gives up."""
+
+    exit_code = 3

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import structlog
 
 from service import __version__
+from service.availability import Brokers
 from service.config import ENV_PREFIX, Settings
 from service.engine import Engine, Options, Stats
 from service.exceptions import InferenceError, SettingsError
@@ -40,6 +41,7 @@ class ScoringService:
         settings: Settings,
         metrics: Metrics | None = None,
         on_ready: Callable[[bool], None] | None = None,
+        on_brokers: Callable[[bool], None] | None = None,
     ) -> None:
         if not settings.input.topics:
             raise SettingsError(
@@ -57,6 +59,15 @@ class ScoringService:
             )
         self.tracker = OffsetTracker()
         self._on_ready = on_ready
+
+        def brokers_changed(available: bool) -> None:
+            self.metrics.record_brokers(available)
+            if on_brokers is not None:
+                on_brokers(available)
+
+        self.brokers = Brokers(
+            settings.kafka.bootstrap_servers, settings.kafka.unavailable_timeout_s, brokers_changed
+        )
         self._engine: Engine | None = None
         self._stopping = False
 
@@ -72,8 +83,8 @@ class ScoringService:
 
     def run(self, heartbeat: Callable[[], None] | None = None) -> Stats:
         s = self.settings
-        source = KafkaSource(s, self.metrics)
-        sink = KafkaSink(s, self.metrics, self.tracker.written)
+        source = KafkaSource(s, self.metrics, self.brokers)
+        sink = KafkaSink(s, self.metrics, self.tracker.written, self.brokers)
         try:
             inference = start_inference(s, self.routes)
         except InferenceError:

@@ -4,8 +4,11 @@ development; everything goes to stderr so that stdout carries command output onl
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Literal
+import time
+from collections.abc import Callable
+from typing import Any, Literal
 
 import structlog
 
@@ -56,6 +59,37 @@ def configure_logging(fmt: LogFormat | None = None, level: str = "info") -> None
         )
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[handler], force=True)
+    LIBRDKAFKA_LOGGER.setLevel(numeric)  # its debug lines (kafka.extra {"debug": ...}) too
 
 
+_NUMBERS = re.compile(r"\d+")
+
+
+class RepeatFilter(logging.Filter):
+    """Lets a librdkafka log line through once per ``window_s`` per kind (facility, client and
+    text with its numbers blanked), saying how many were held back; debug lines all pass."""
+
+    def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.window_s = window_s
+        self._clock = clock
+        self._seen: dict[tuple[Any, ...], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            return True
+        key = (record.levelno, *(_NUMBERS.sub("#", str(a)) for a in (record.args or ())))
+        now = self._clock()
+        shown = self._seen.get(key)
+        if shown is not None and now - shown[0] < self.window_s:
+            self._seen[key] = (shown[0], shown[1] + 1)
+            return False
+        if shown is not None and shown[1]:
+            record.msg = f"{record.msg} (and {shown[1]} more like it in {self.window_s:.0f} s)"
+        self._seen[key] = (now, 0)
+        return True
+
+
+# librdkafka's own log lines (clients are given it as "logger"), held back when they repeat
 LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+LIBRDKAFKA_LOGGER.addFilter(RepeatFilter())

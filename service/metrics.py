@@ -232,6 +232,12 @@ class Metrics:
             ["top_class", "feature"],
             registry=r,
         )
+        self.brokers_available = Gauge(
+            "alert_anomaly_brokers_available",
+            "1 while a Kafka broker answers, 0 from librdkafka's 'all brokers down' until one does",
+            registry=r,
+        )
+        self.brokers_available.set(1)
         self.model_info = Gauge(
             "alert_anomaly_model_info",
             "Loaded model bundles (value 1)",
@@ -300,6 +306,10 @@ class Metrics:
             self.absent.labels(top, name).inc(n)
 
     @_never_raises
+    def record_brokers(self, available: bool) -> None:
+        self.brokers_available.set(1 if available else 0)
+
+    @_never_raises
     def record_dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(reason).inc()
 
@@ -351,12 +361,17 @@ class Metrics:
 
 
 class Health:
-    """Liveness (the main loop ticks) and readiness (models loaded, partitions assigned)."""
+    """Liveness (the main loop ticks) and readiness (models loaded, partitions assigned, a
+    broker answers)."""
 
     def __init__(self, stale_after_s: float = 60.0) -> None:
         self.stale_after_s = stale_after_s
         self.last_tick = time.monotonic()
         self.ready = False
+        self.brokers_available = True
+
+    def is_ready(self) -> bool:
+        return self.ready and self.brokers_available
 
     def tick(self) -> None:
         self.last_tick = time.monotonic()
@@ -380,7 +395,7 @@ class MetricsServer:
                     ok = health.alive()
                     self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
                 elif path == "/readyz":
-                    ok = health.ready
+                    ok = health.is_ready()
                     self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
                 else:
                     self._send(404, b"not found\n")

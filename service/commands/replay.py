@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from models.exceptions import ConfigurationError
+from service.availability import Brokers
 from service.commands.args import add_setting_flags, settings_of
 from service.metrics import Metrics
 from service.offsets import OffsetTracker
@@ -101,6 +102,7 @@ def run_replay(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise ConfigurationError("--resume applies to --out (Parquet) replays")
     settings = settings_of(args, **_files_input(args.files))
+    brokers = Brokers(settings.kafka.bootstrap_servers, settings.kafka.unavailable_timeout_s)
     processor = AlertProcessor(settings)
     tracker = OffsetTracker()
     sink: OutputSink
@@ -110,7 +112,7 @@ def run_replay(args: argparse.Namespace) -> int:
         parquet = ParquetSink(args.out, description, args.resume, tracker.written)
         resume, sink, where = parquet.saved, parquet, str(args.out)
     else:
-        sink = KafkaSink(settings, Metrics(), tracker.written)
+        sink = KafkaSink(settings, Metrics(), tracker.written, brokers)
         where = f"topic {settings.output.topic}"
     source: InputSource
     if args.topic:
@@ -123,6 +125,7 @@ def run_replay(args: argparse.Namespace) -> int:
             _offsets(args.start_offset, "--start-offset"),
             _offsets(args.end_offset, "--end-offset"),
             resume=resume,
+            brokers=brokers,
         )
     else:
         source = FileSource(args.files, processor.survey.id_fields[0], resume)

@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     def ready(state: bool) -> None:
         health.ready = state
 
-    service = ScoringService(settings, metrics, on_ready=ready)
+    def brokers(available: bool) -> None:
+        health.brokers_available = available
+
+    service = ScoringService(settings, metrics, on_ready=ready, on_brokers=brokers)
     if args.check:
         print(
             f"settings valid; models: {', '.join(r.bundle.name for r in service.routes.values())}"

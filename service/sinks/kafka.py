@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from service.availability import Brokers
 from service.codec import BatchEncoder, make_batch_encoder
 from service.config import Settings
 from service.exceptions import InputError, KafkaServiceError
 from service.kafka import producer_config
-from service.logs import LIBRDKAFKA_LOGGER
 from service.metrics import Metrics
 from service.processing import ScoredBatch
 from service.routing import Row, Source
@@ -50,23 +50,17 @@ class KafkaSink:
         settings: Settings,
         metrics: Metrics,
         on_written: Written,
-        topic: str | None = None,
-        dead_letter_topic: str | None = None,
+        brokers: Brokers,
     ) -> None:
-        self.topic = topic or settings.output.topic
-        self.dead_letter_topic = dead_letter_topic or settings.output.dead_letter_topic
+        self.topic = settings.output.topic
+        self.dead_letter_topic = settings.output.dead_letter_topic
+        self.brokers = brokers
         self.metrics = metrics
         self.on_written = on_written
         self.encode: BatchEncoder = make_batch_encoder(
             settings.output.format, settings.output.confluent_schema_id
         )
-        self.producer = Producer(
-            {
-                **producer_config(settings.kafka),
-                "error_cb": self._client_error,
-                "logger": LIBRDKAFKA_LOGGER,
-            }
-        )
+        self.producer = Producer({**producer_config(settings.kafka), **brokers.hooks()})
         self.acknowledged = 0
         self.failures = 0
         self.last_acknowledged_at: float | None = None  # time.monotonic()
@@ -102,6 +96,7 @@ class KafkaSink:
             if error is None:
                 self.acknowledged += 1
                 self.last_acknowledged_at = time.monotonic()
+                self.brokers.answered()
                 self._latencies[topic].append(source.timestamp_ms)
                 self.on_written(source)
                 return
@@ -169,8 +164,3 @@ class KafkaSink:
     def close(self) -> None:
         self.producer.flush(5)
         del self.producer  # frees librdkafka's threads and connections now
-
-    def _client_error(self, error: KafkaError) -> None:
-        log.warning("kafka_error", error=str(error), fatal=error.fatal())
-        if error.fatal():
-            raise KafkaServiceError(f"fatal Kafka client error: {error}")

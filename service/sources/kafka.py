@@ -10,10 +10,10 @@ from typing import Any, Protocol
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from service.availability import Brokers
 from service.config import ClientConfig, Settings
-from service.exceptions import KafkaServiceError
+from service.exceptions import BrokersUnavailableError, KafkaServiceError
 from service.kafka import consumer_config
-from service.logs import LIBRDKAFKA_LOGGER
 from service.metrics import Metrics
 from service.routing import Source
 from service.sources import Input, Position
@@ -52,18 +52,23 @@ class KafkaSource:
     """The input topics (names or ^patterns) as a member of the consumer group; offsets are
     committed only as the engine says (never automatically)."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, brokers: Brokers) -> None:
         s = settings
         self.topics = s.input.topics
         self.metrics = metrics
+        self.brokers = brokers
         self._listener: Rebalancing | None = None
+
+        def statistics(stats_json: str) -> None:
+            metrics.record_statistics(stats_json)
+            brokers.statistics(stats_json)
+
         self.consumer = Consumer(
             {
                 **consumer_config(s.kafka, s.input.group_id, s.input.auto_offset_reset),
-                "stats_cb": metrics.record_statistics,
-                "error_cb": self._client_error,
+                **brokers.hooks(),
+                "stats_cb": statistics,
                 "on_commit": self._committed,
-                "logger": LIBRDKAFKA_LOGGER,  # librdkafka's own lines as structured logs
             }
         )
 
@@ -80,6 +85,7 @@ class KafkaSource:
         """What is fetched already (up to ``max_inputs``), else wait up to ``timeout_s`` for
         the first message. (``consume(n, timeout)`` alone would hold messages back until ``n``
         arrived or the timeout passed.)"""
+        self.brokers.check()
         messages = self.consumer.consume(max_inputs, 0)
         if not messages:
             messages = self.consumer.consume(1, timeout_s)
@@ -94,6 +100,8 @@ class KafkaSource:
                 raise KafkaServiceError(f"fatal consumer error: {error}")
             else:
                 structlog.get_logger(__name__).warning("consume_error", error=str(error))
+        if inputs:
+            self.brokers.answered()
         for topic, n in Counter(i.source.topic for i in inputs).items():
             self.metrics.record_consumed(topic, n)
         return inputs
@@ -131,11 +139,6 @@ class KafkaSource:
         if self._listener is not None:
             self._listener.on_committed(positions)
 
-    def _client_error(self, error: KafkaError) -> None:
-        structlog.get_logger(__name__).warning("kafka_error", error=str(error), fatal=error.fatal())
-        if error.fatal():
-            raise KafkaServiceError(f"fatal Kafka client error: {error}")
-
     def state(self) -> dict[str, Any]:
         return {}
 
@@ -147,6 +150,17 @@ class KafkaSource:
 
     def close(self) -> None:
         self.consumer.close()  # leaves the group: partitions move on at once
+
+
+def list_topics(client: Any, brokers: Brokers, topic: str | None = None) -> Any:
+    """Cluster metadata (of one topic), waiting at most the brokers' timeout."""
+    try:
+        return client.list_topics(topic, timeout=brokers.timeout_s)
+    except KafkaException as exc:
+        raise BrokersUnavailableError(
+            f"no Kafka broker answered within {brokers.timeout_s:.0f} s "
+            f"({brokers.bootstrap_servers}): {exc.args[0].str()}"
+        ) from None
 
 
 def _fmt(positions: dict[Position, int]) -> dict[str, int]:
@@ -173,8 +187,10 @@ class TopicRange:
         start_offsets: dict[int, int] | None = None,
         end_offsets: dict[int, int] | None = None,
         resume: dict[str, Any] | None = None,
+        brokers: Brokers | None = None,
     ) -> None:
         self.topic = topic
+        self.brokers = brokers or Brokers(str(client.get("bootstrap.servers")), 120.0)
         self.since_ms, self.until_ms = since_ms, until_ms
         self._consumer = Consumer(
             {
@@ -184,10 +200,10 @@ class TopicRange:
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
-                "logger": LIBRDKAFKA_LOGGER,
+                **self.brokers.hooks(),
             }
         )
-        metadata = self._consumer.list_topics(topic, timeout=30)
+        metadata = list_topics(self._consumer, self.brokers, topic)
         known = metadata.topics.get(topic)
         if known is None or known.error is not None or not known.partitions:
             raise KafkaServiceError(f"topic {topic!r} does not exist")
@@ -233,6 +249,7 @@ class TopicRange:
             )
 
     def read(self, max_inputs: int, timeout_s: float) -> list[Input] | None:
+        self.brokers.check()
         active = self._active
         if not active:
             return None
@@ -252,6 +269,7 @@ class TopicRange:
             if p in self.end and offset >= self.end[p]:
                 active.discard(p)
                 continue
+            self.brokers.answered()
             item = to_input(message)
             if not self._in_time_range(item.source.timestamp_ms):
                 item = item._replace(value=None, key=None, headers=None, records=[])

@@ -21,11 +21,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from models.resources import sample_dir
 from models.simulate.alerts import input_records, input_schema
 from models.table import read_table
+from service.availability import Brokers
 from service.codec import decode_output
 from service.config import ClientConfig, Settings, load_settings
 from service.embedded import EmbeddedBroker
 from service.engine import Stats
-from service.exceptions import KafkaServiceError
+from service.exceptions import BrokersUnavailableError, KafkaServiceError
 from service.kafka import create_topics
 from service.live import ScoringService
 from service.metrics import Health, Metrics, MetricsServer
@@ -74,11 +75,21 @@ def publish(
     messages: Iterable[tuple[bytes | None, bytes]],
     timestamp_ms: int | None = None,
     client: ClientConfig | None = None,
+    brokers: Brokers | None = None,
 ) -> list[tuple[int, int]]:
     """Produce messages and wait until the broker acknowledged all; returns the (partition,
-    offset) of each message, in order. ``client``: further librdkafka properties (security)."""
+    offset) of each message, in order. ``client``: further librdkafka properties (security);
+    ``brokers``: how long to wait when no broker answers (default 60 s)."""
+    brokers = brokers or Brokers(bootstrap_servers, 60.0)
     producer = Producer(
-        {"bootstrap.servers": bootstrap_servers, **(client or {}), "linger.ms": 20, "acks": "all"}
+        {
+            "bootstrap.servers": bootstrap_servers,
+            **(client or {}),
+            **brokers.hooks(),
+            "linger.ms": 20,
+            "acks": "all",
+            "message.timeout.ms": int(brokers.timeout_s * 1000),
+        }
     )
     failures: list[str] = []
     placed: list[tuple[int, int]] = []
@@ -107,8 +118,18 @@ def publish(
             except BufferError:
                 producer.poll(0.1)
         producer.poll(0)
-    if producer.flush(60) or failures:
-        raise KafkaServiceError(f"publishing failed: {failures[:3]}", topic=topic)
+    remaining = producer.flush(brokers.timeout_s + 5)
+    if remaining or failures:
+        unpublished = remaining + len(failures)
+        if not brokers.available:
+            raise BrokersUnavailableError(
+                f"no Kafka broker answered ({bootstrap_servers}): {unpublished} messages were not "
+                f"published to {topic}"
+            )
+        raise KafkaServiceError(
+            f"{unpublished} messages were not published: {failures[0] if failures else 'timeout'}",
+            topic=topic,
+        )
     return placed
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import structlog
 
+from models.exceptions import AlertAnomalyError
 from service import __version__
 from service.availability import Brokers
 from service.config import ENV_PREFIX, Settings
@@ -81,10 +82,34 @@ class ScoringService:
         if self._engine is not None:
             self._engine.stop()
 
+    def check(self, offline: bool) -> list[str]:
+        """What ``run --check`` reports, line by line: the models; the client properties (both
+        clients are made); unless ``offline``, the brokers and the input topics."""
+        lines = [f"models: {', '.join(r.bundle.name for r in self.routes.values())}"]
+        source = KafkaSource(self.settings, self.metrics, self.brokers)
+        try:
+            KafkaSink(self.settings, self.metrics, self.tracker.written, self.brokers).close()
+            lines.append("Kafka client properties: accepted by librdkafka")
+            if not offline:
+                found = source.check_topics()
+                lines.append(f"brokers: {self.settings.kafka.bootstrap_servers} answered")
+                lines += [
+                    f"input {name}: {', '.join(topics) or 'no topic matches yet'}"
+                    for name, topics in found.items()
+                ]
+        finally:
+            source.close()
+        return lines
+
     def run(self, heartbeat: Callable[[], None] | None = None) -> Stats:
         s = self.settings
         source = KafkaSource(s, self.metrics, self.brokers)
-        sink = KafkaSink(s, self.metrics, self.tracker.written, self.brokers)
+        try:
+            topics = source.check_topics()
+            sink = KafkaSink(s, self.metrics, self.tracker.written, self.brokers)
+        except AlertAnomalyError:
+            source.close()
+            raise
         try:
             inference = start_inference(s, self.routes)
         except InferenceError:
@@ -101,6 +126,7 @@ class ScoringService:
             device=str(self.processor.device),
             inference_pid=getattr(inference, "pid", None),  # None: inline
             models={t: r.bundle.name for t, r in self.routes.items()},
+            input_topics=topics,
         )
         self._engine = Engine(
             self.processor,

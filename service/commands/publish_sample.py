@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from models.exceptions import ConfigurationError
+from service.availability import Brokers
 from service.commands.args import add_setting_flags, positive_int, settings_of
 from service.demo import poison_messages, publish, sample_messages
 
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.poison:
         messages += [(key, value) for key, value, _ in poison_messages()]
     kafka = settings.kafka
-    publish(kafka.bootstrap_servers, topic, messages, client=kafka.librdkafka())
+    brokers = Brokers(kafka.bootstrap_servers, kafka.unavailable_timeout_s)
+    publish(kafka.bootstrap_servers, topic, messages, client=kafka.librdkafka(), brokers=brokers)
     bad = len(messages) - good
     print(f"published {good} sample alerts and {bad} bad messages to {topic}")
     return 0

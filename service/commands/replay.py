@@ -77,6 +77,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.set_defaults(handler=run_score)
 
 
+def _partitions(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise ConfigurationError(
+            f"--partitions expects comma-separated partition numbers, got {text!r}"
+        ) from None
+
+
 def _offsets(items: list[str], flag: str) -> dict[int, int]:
     out = {}
     for item in items:
@@ -119,7 +130,7 @@ def run_replay(args: argparse.Namespace) -> int:
         source = TopicRange(
             settings.kafka.librdkafka(),
             settings.input.topics[0],
-            [int(p) for p in args.partitions.split(",")] if args.partitions else None,
+            _partitions(args.partitions),
             parse_time_ms(args.since) if args.since else None,
             parse_time_ms(args.until) if args.until else None,
             _offsets(args.start_offset, "--start-offset"),

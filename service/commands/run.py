@@ -8,8 +8,10 @@ from types import FrameType
 
 import structlog
 
+from models.exceptions import ConfigurationError
 from service.commands.args import SETTING_FLAGS, add_setting_flags, settings_of
 from service.config import Settings
+from service.exceptions import SettingsError
 from service.live import ScoringService
 from service.metrics import Health, Metrics, MetricsServer
 
@@ -28,7 +30,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_setting_flags(p, *SETTING_FLAGS)
     p.add_argument(
-        "--check", action="store_true", help="validate the settings, load the models, and exit"
+        "--check",
+        action="store_true",
+        help="check the settings, the models, the Kafka client properties, the brokers and the "
+        "input topics, then exit",
+    )
+    p.add_argument(
+        "--offline", action="store_true", help="with --check: no broker (settings and models)"
     )
     p.set_defaults(handler=run)
 
@@ -36,7 +44,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def serve(settings: Settings, service: ScoringService, health: Health) -> MetricsServer | None:
     if settings.metrics_port is None:
         return None
-    server = MetricsServer(service.metrics, health, "0.0.0.0", settings.metrics_port).start()
+    try:
+        server = MetricsServer(service.metrics, health, "0.0.0.0", settings.metrics_port).start()
+    except OSError as exc:
+        raise SettingsError(
+            f"metrics_port {settings.metrics_port}: cannot listen ({exc.strerror}); choose "
+            "another port (0: any free one)"
+        ) from None
     log.info("metrics_serving", url=f"http://127.0.0.1:{server.port}/metrics")
     return server
 
@@ -53,10 +67,14 @@ def run(args: argparse.Namespace) -> int:
 
     service = ScoringService(settings, metrics, on_ready=ready, on_brokers=brokers)
     if args.check:
+        for line in service.check(offline=args.offline):
+            print(line)
         print(
-            f"settings valid; models: {', '.join(r.bundle.name for r in service.routes.values())}"
+            "check passed" + (" (offline: brokers and topics not checked)" if args.offline else "")
         )
         return 0
+    if args.offline:
+        raise ConfigurationError("--offline goes with --check")
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)

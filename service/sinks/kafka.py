@@ -25,6 +25,7 @@ from service.processing import ScoredBatch
 from service.routing import Row, Source
 from service.sinks import Written, dead_letter_headers
 from service.sources import Headers, Input
+from service.sources.kafka import new_client
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +61,7 @@ class KafkaSink:
         self.encode: BatchEncoder = make_batch_encoder(
             settings.output.format, settings.output.confluent_schema_id
         )
-        self.producer = Producer({**producer_config(settings.kafka), **brokers.hooks()})
+        self.producer = new_client(Producer, {**producer_config(settings.kafka), **brokers.hooks()})
         self.acknowledged = 0
         self.failures = 0
         self.last_acknowledged_at: float | None = None  # time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import Counter
@@ -12,7 +13,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from service.availability import Brokers
 from service.config import ClientConfig, Settings
-from service.exceptions import BrokersUnavailableError, KafkaServiceError
+from service.exceptions import BrokersUnavailableError, KafkaServiceError, SettingsError
 from service.kafka import consumer_config
 from service.metrics import Metrics
 from service.routing import Source
@@ -63,14 +64,34 @@ class KafkaSource:
             metrics.record_statistics(stats_json)
             brokers.statistics(stats_json)
 
-        self.consumer = Consumer(
+        self.consumer = new_client(
+            Consumer,
             {
                 **consumer_config(s.kafka, s.input.group_id, s.input.auto_offset_reset),
                 **brokers.hooks(),
                 "stats_cb": statistics,
                 "on_commit": self._committed,
-            }
+            },
         )
+
+    def check_topics(self) -> dict[str, list[str]]:
+        """The topics each input topic or pattern names; an input topic that does not exist is
+        an error (a pattern that matches nothing yet is not: topics may come later)."""
+        metadata = list_topics(self.consumer, self.brokers)
+        existing = {t for t, m in metadata.topics.items() if m.error is None}
+        found = {}
+        for topic in self.topics:
+            if topic.startswith("^"):
+                pattern = re.compile(topic)
+                found[topic] = sorted(t for t in existing if pattern.match(t))
+            elif topic in existing:
+                found[topic] = [topic]
+            else:
+                raise KafkaServiceError(
+                    f"input topic {topic!r} does not exist on {self.brokers.bootstrap_servers} "
+                    "(for a pattern, start it with ^)"
+                )
+        return found
 
     def start(self, listener: Rebalancing) -> None:
         self._listener = listener
@@ -152,6 +173,14 @@ class KafkaSource:
         self.consumer.close()  # leaves the group: partitions move on at once
 
 
+def new_client(kind: Any, config: dict[str, Any]) -> Any:
+    """A Consumer or Producer; a property librdkafka rejects is a settings error."""
+    try:
+        return kind(config)
+    except KafkaException as exc:
+        raise SettingsError(f"invalid Kafka client property: {exc.args[0].str()}") from None
+
+
 def list_topics(client: Any, brokers: Brokers, topic: str | None = None) -> Any:
     """Cluster metadata (of one topic), waiting at most the brokers' timeout."""
     try:
@@ -192,7 +221,8 @@ class TopicRange:
         self.topic = topic
         self.brokers = brokers or Brokers(str(client.get("bootstrap.servers")), 120.0)
         self.since_ms, self.until_ms = since_ms, until_ms
-        self._consumer = Consumer(
+        self._consumer = new_client(
+            Consumer,
             {
                 **client,
                 "group.id": f"alert-anomaly-replay-{uuid.uuid4().hex[:8]}",
@@ -201,7 +231,7 @@ class TopicRange:
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
                 **self.brokers.hooks(),
-            }
+            },
         )
         metadata = list_topics(self._consumer, self.brokers, topic)
         known = metadata.topics.get(topic)

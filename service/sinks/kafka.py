@@ -1,16 +1,25 @@
 """Scores and dead letters to Kafka topics, written at least once.
 
 Every output is produced with a delivery callback; an acknowledged one is reported to the engine
-(``on_written``), which commits an input's offset only when all its outputs are. A delivery that
-finally fails (librdkafka retries within ``message.timeout.ms``) is produced again with backoff,
-so a broker outage loses nothing.
+(``on_written``), which commits an input's offset only when all its outputs are. Failures are
+told apart:
+
+* transient (the broker is down or slow, a leader moves, a timeout): the output is produced again
+  with backoff, for as long as it takes - a broker outage loses nothing;
+* permanent for this message (too large for the producer or the topic, a record or policy the
+  broker rejects): retrying cannot help, and an input must not stop the service. The output is
+  replaced by a small dead letter that refers to it - reason ``oversized`` or ``rejected``, the
+  original's size and SHA-256 and what it was (a dead letter and its reason, or a score) in
+  headers, and a JSON reference to the input as value - and that one is written instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -18,29 +27,44 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from service.availability import Brokers
 from service.codec import BatchEncoder, make_batch_encoder
 from service.config import Settings
-from service.exceptions import InputError, KafkaServiceError
+from service.exceptions import InputError
 from service.kafka import producer_config
 from service.metrics import Metrics
 from service.processing import ScoredBatch
 from service.routing import Row, Source
-from service.sinks import Written, dead_letter_headers
+from service.sinks import HEADER_PREFIX, Written, dead_letter_headers
 from service.sources import Headers, Input
 from service.sources.kafka import new_client
 
 log = structlog.get_logger(__name__)
 
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# errors that no retry of the same message can fix: too large ...
+OVERSIZED = frozenset(
+    {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE}
+)
+# ... or rejected by the broker
+REJECTED = frozenset(
+    {
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError.INVALID_TIMESTAMP,
+    }
+)
 
 
-@dataclass
-class _Retry:
+@dataclass(frozen=True)
+class _Output:
     topic: str
     key: bytes | None
     value: bytes | None
     headers: Headers | None
     source: Source
-    attempt: int
-    not_before: float
+    what: str  # "score", or the reason of a dead letter
+    replacement: bool = False  # the reference that stands for an unwritable output
+    attempt: int = 0
+    not_before: float = 0.0
 
 
 class KafkaSink:
@@ -64,9 +88,10 @@ class KafkaSink:
         self.producer = new_client(Producer, {**producer_config(settings.kafka), **brokers.hooks()})
         self.acknowledged = 0
         self.failures = 0
+        self.replaced = 0
         self.last_acknowledged_at: float | None = None  # time.monotonic()
         self._in_flight = 0
-        self._retries: deque[_Retry] = deque()
+        self._retries: deque[_Output] = deque()
         self._latencies: defaultdict[str, list[int | None]] = defaultdict(list)
 
     def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
@@ -75,65 +100,115 @@ class KafkaSink:
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
         for row, value in zip(rows, encoded, strict=True):
-            self._produce(self.topic, row.oid.encode(), value, None, row.source)
+            self._produce(_Output(self.topic, row.oid.encode(), value, None, row.source, "score"))
         self.metrics.record_stage("produce", time.perf_counter() - started)
 
     def dead_letter(self, item: Input, error: InputError) -> None:
         headers = dead_letter_headers(item.source, error, item.headers)
         # the original value, a tombstone (None) included
-        self._produce(self.dead_letter_topic, item.key, item.value, headers, item.source)
+        output = _Output(
+            self.dead_letter_topic, item.key, item.value, headers, item.source, error.reason
+        )
+        self._produce(output)
 
-    def _produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers | None,
-        source: Source,
-        attempt: int = 0,
-    ) -> None:
+    def _produce(self, output: _Output) -> None:
         def delivered(error: KafkaError | None, _: Message) -> None:
             self._in_flight -= 1
             if error is None:
-                self.acknowledged += 1
-                self.last_acknowledged_at = time.monotonic()
-                self.brokers.answered()
-                self._latencies[topic].append(source.timestamp_ms)
-                self.on_written(source)
-                return
-            backoff = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-            self.failures += 1
-            self.metrics.record_delivery_failure(topic)
-            log.warning(
-                "delivery_failed",
-                error=str(error),
-                topic=topic,
-                source_topic=source.topic,
-                source_partition=source.partition,
-                source_offset=source.offset,
-                retry_in_s=backoff,
-                attempt=attempt + 1,
-            )
-            self._retries.append(
-                _Retry(topic, key, value, headers, source, attempt + 1, time.monotonic() + backoff)
-            )
+                self._written(output)
+            else:
+                self._failed(output, error)
 
+        o = output
         while True:
             try:
                 self.producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=delivered
+                    o.topic, value=o.value, key=o.key, headers=o.headers, on_delivery=delivered
                 )
                 self._in_flight += 1
                 return
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self.producer.poll(0.1)
-            except KafkaException as exc:
-                raise KafkaServiceError(
-                    f"cannot produce: {exc}",
-                    topic=source.topic,
-                    partition=source.partition,
-                    offset=source.offset,
-                ) from exc
+            except KafkaException as exc:  # refused before it was queued (size, arguments)
+                self._failed(o, exc.args[0])
+                return
+
+    def _written(self, output: _Output) -> None:
+        self.acknowledged += 1
+        self.last_acknowledged_at = time.monotonic()
+        self.brokers.answered()
+        self._latencies[output.topic].append(output.source.timestamp_ms)
+        self.on_written(output.source)
+
+    def _failed(self, output: _Output, error: KafkaError) -> None:
+        code = error.code()
+        if (code in OVERSIZED or code in REJECTED) and not output.replacement:
+            self._replace(output, error)
+            return
+        backoff = RETRY_BACKOFF_S[min(output.attempt, len(RETRY_BACKOFF_S) - 1)]
+        self.failures += 1
+        self.metrics.record_delivery_failure(output.topic)
+        log.warning(
+            "delivery_failed",
+            error=str(error),
+            topic=output.topic,
+            source_topic=output.source.topic,
+            source_partition=output.source.partition,
+            source_offset=output.source.offset,
+            retry_in_s=backoff,
+            attempt=output.attempt + 1,
+        )
+        self._retries.append(
+            replace(output, attempt=output.attempt + 1, not_before=time.monotonic() + backoff)
+        )
+
+    def _replace(self, output: _Output, error: KafkaError) -> None:
+        """A dead letter that refers to an output no retry can write (see the docstring)."""
+        reason = "oversized" if error.code() in OVERSIZED else "rejected"
+        value = output.value or b""
+        source = output.source
+        p = HEADER_PREFIX
+        headers: Headers = [
+            (f"{p}error", reason.encode()),
+            (
+                f"{p}error_message",
+                f"the {output.what} output could not be written: {error}".encode(),
+            ),
+            (f"{p}original_output", b"score" if output.what == "score" else b"dead_letter"),
+            (f"{p}original_error", output.what.encode()),
+            (f"{p}original_topic", output.topic.encode()),
+            (f"{p}original_size", str(len(value)).encode()),
+            (f"{p}original_sha256", hashlib.sha256(value).hexdigest().encode()),
+            (f"{p}source_topic", source.topic.encode()),
+            (f"{p}source_partition", str(source.partition).encode()),
+            (f"{p}source_offset", str(source.offset).encode()),
+            (f"{p}source_timestamp", str(source.timestamp_ms or "").encode()),
+        ]
+        reference = {
+            "alert_anomaly": f"{output.what} output not written: {reason}",
+            "source_topic": source.topic,
+            "source_partition": source.partition,
+            "source_offset": source.offset,
+            "original_size": len(value),
+        }
+        self.replaced += 1
+        self.metrics.record_dead_letter(reason)
+        log.error(
+            "output_replaced",
+            reason=reason,
+            error=str(error),
+            original=output.what,
+            original_size=len(value),
+            source_topic=source.topic,
+            source_partition=source.partition,
+            source_offset=source.offset,
+        )
+        body = json.dumps(reference).encode()
+        self._produce(
+            _Output(
+                self.dead_letter_topic, output.key, body, headers, source, reason, replacement=True
+            )
+        )
 
     def poll(self, timeout_s: float) -> None:
         self.producer.poll(timeout_s)
@@ -143,9 +218,7 @@ class KafkaSink:
             if retry.not_before > now:
                 self._retries.append(retry)
                 continue
-            self._produce(
-                retry.topic, retry.key, retry.value, retry.headers, retry.source, retry.attempt
-            )
+            self._produce(retry)
         for topic, timestamps in self._latencies.items():
             self.metrics.record_delivered(topic, timestamps)
         self._latencies.clear()

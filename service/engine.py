@@ -38,6 +38,9 @@ log = structlog.get_logger(__name__)
 
 IDLE_WAIT_S = 0.5  # longest wait for input before the loop's housekeeping runs again
 ACK_POLL_S = 0.005  # ... while outputs await acknowledgement
+# after the drain: the least time a final commit and the closing of each client may take, so
+# that a stop ends within drain_timeout + 3 x this whatever the brokers do
+CLOSE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class Engine:
                     self._checkpoint()
                     since_checkpoint, last_commit = 0, now
                 elif now - last_commit >= o.commit_interval_s:
-                    self._commit(wait=False)
+                    self._commit(wait_s=None)
                     last_commit = now
                 self.metrics.record_in_flight(self.tracker.in_flight())
                 if (
@@ -160,18 +163,21 @@ class Engine:
         return min(waits)
 
     def _shutdown(self) -> None:
+        """Drain, commit and close within ``drain_timeout_s`` plus a few seconds, whatever the
+        brokers do (down, frozen, slow): what is not written by then is not committed."""
+        deadline = time.monotonic() + self.options.drain_timeout_s
         log.info(
             "service_draining", open_rows=len(self.batcher), in_flight=self.tracker.in_flight()
         )
         try:
-            self._drain()
+            self._drain(deadline=deadline)
         except InferenceError as exc:  # what was not scored is not committed: it is redone
             log.error("inference_failed", error=str(exc), in_flight=self.tracker.in_flight())
-        self._commit(wait=True)
+        self._commit(wait_s=max(CLOSE_S, deadline - time.monotonic()))
         self.sink.checkpoint(self.source.state())
         self.processor.router.report()
-        self.source.close()
-        self.sink.close()
+        self.source.close(CLOSE_S)
+        self.sink.close(CLOSE_S)
         self.inference.close()
         self._on_ready(False)
         log.info(
@@ -184,12 +190,15 @@ class Engine:
             decoded=self.processor.decode_paths(),
         )
 
-    def _drain(self, partitions: set[Position] | None = None) -> None:
-        """Score open batches and wait (at most ``drain_timeout_s``) for the outputs of
-        ``partitions`` (default: all) to be written."""
+    def _drain(
+        self, partitions: set[Position] | None = None, deadline: float | None = None
+    ) -> None:
+        """Score open batches and wait (until ``deadline``, by default ``drain_timeout_s``
+        from now) for the outputs of ``partitions`` (default: all) to be written."""
+        if deadline is None:
+            deadline = time.monotonic() + self.options.drain_timeout_s
         for top, rows in self.batcher.drain():
             self._score(top, rows)
-        deadline = time.monotonic() + self.options.drain_timeout_s
         while self.inference.pending() and time.monotonic() < deadline:
             self._publish_scored(0.1)
         self.sink.flush(0)  # file sinks write their parts now
@@ -210,7 +219,7 @@ class Engine:
     def _checkpoint(self) -> None:
         """Drain everything, commit, and let the sink record the source's resumable state."""
         self._drain()
-        self._commit(wait=True)
+        self._commit(wait_s=self.options.drain_timeout_s)
         self.sink.checkpoint(self.source.state())
 
     # -- the consumer group's events (live source) ----------------------------------------
@@ -229,8 +238,9 @@ class Engine:
             open_rows=len(self.batcher),
             in_flight=self.tracker.in_flight(),
         )
-        self._drain(partitions)
-        self._commit(wait=True, only=partitions)
+        deadline = time.monotonic() + self.options.drain_timeout_s
+        self._drain(partitions, deadline)
+        self._commit(wait_s=max(CLOSE_S, deadline - time.monotonic()), only=partitions)
         self._forget(partitions)
 
     def on_lost(self, partitions: set[Position]) -> None:
@@ -339,15 +349,15 @@ class Engine:
 
     # -- committing ------------------------------------------------------------------------
 
-    def _commit(self, wait: bool, only: set[Position] | None = None) -> None:
-        """Commit written positions. Periodic commits do not wait (an outage must not block
-        the loop; failures are retried at the next interval); revocation, checkpoints and the
-        end wait for the result."""
+    def _commit(self, wait_s: float | None, only: set[Position] | None = None) -> None:
+        """Commit written positions. Periodic commits do not wait (``wait_s`` None: an outage
+        must not block the loop; failures are retried at the next interval); revocation,
+        checkpoints and the end wait at most ``wait_s`` for the result."""
         positions = {
             tp: pos for tp, pos in self.tracker.committable().items() if only is None or tp in only
         }
         if positions:
-            self.source.commit(positions, wait)
+            self.source.commit(positions, wait_s)
 
     def _flush_metrics(self) -> None:
         """Metrics gathered per input, recorded in bulk once per loop."""

@@ -3,9 +3,11 @@ creation, and small helpers. Everything Kafka-specific that is not pipeline logi
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+import structlog
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -76,3 +78,26 @@ def create_topics(
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise KafkaServiceError(f"cannot create topic: {exc}", topic=topic) from exc
+
+
+def bounded(call: Callable[[], None], timeout_s: float, what: str) -> bool:
+    """Run a blocking client call (a synchronous commit, a consumer's close) for at most
+    ``timeout_s``; True when it finished. Past the deadline it is left to finish on its own
+    (a frozen broker must not hold a stop past its deadline), which is logged."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name=what, daemon=True)
+    thread.start()
+    thread.join(max(0.0, timeout_s))
+    if thread.is_alive():
+        structlog.get_logger(__name__).warning(f"{what}_timeout", timeout_s=round(timeout_s, 1))
+        return False
+    if errors:
+        raise errors[0]
+    return True

@@ -35,7 +35,9 @@ class OutputSink(Protocol):
     def checkpoint(self, state: dict[str, Any]) -> None:
         """Everything written so far belongs with the source's resumable ``state``."""
 
-    def close(self) -> None: ...
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Release the sink, waiting at most ``timeout_s``; unwritten outputs are dropped (their
+        inputs are not committed, so they are redone)."""
 
 
 def dead_letter_headers(source: Source, error: InputError, original: Headers | None) -> Headers:

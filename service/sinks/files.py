@@ -150,7 +150,7 @@ class ParquetSink:
             os.fsync(fh.fileno())
         temporary.replace(self.directory / CHECKPOINT)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         """Everything is in place after the last checkpoint."""
 
 
@@ -187,7 +187,7 @@ class CollectingSink:
     def checkpoint(self, state: dict[str, Any]) -> None:
         """Not resumable."""
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         """Nothing to release."""
 
 

@@ -235,6 +235,9 @@ class KafkaSink:
     def checkpoint(self, state: dict[str, object]) -> None:
         """Nothing to add: acknowledged outputs are in their topics."""
 
-    def close(self) -> None:
-        self.producer.flush(5)
+    def close(self, timeout_s: float = 10.0) -> None:
+        if self.producer.flush(max(0.0, timeout_s)):
+            # unacknowledged outputs are not committed: drop them so that nothing blocks
+            self.producer.purge()
+            self.producer.flush(0)
         del self.producer  # frees librdkafka's threads and connections now

@@ -33,8 +33,9 @@ class InputSource(Protocol):
         """Up to ``max_inputs`` inputs, waiting at most ``timeout_s`` for the first; None once
         a bounded source is exhausted."""
 
-    def commit(self, positions: dict[Position, int], wait: bool) -> None:
-        """Every output of the inputs before these offsets is written: remember or commit."""
+    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
+        """Every output of the inputs before these offsets is written: remember or commit
+        (asynchronously with ``wait_s`` None, else waiting at most ``wait_s``)."""
 
     def state(self) -> dict[str, Any]:
         """Where a replay resumes (the committed positions), for checkpoints."""
@@ -45,4 +46,5 @@ class InputSource(Protocol):
     def total(self) -> int | None:
         """How many inputs a bounded source holds, when cheap to know (progress bars)."""
 
-    def close(self) -> None: ...
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Release the source, waiting at most ``timeout_s``."""

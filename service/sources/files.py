@@ -105,7 +105,7 @@ class FileSource:
         else:
             yield str(path), path.read_bytes(), None
 
-    def commit(self, positions: dict[Position, int], wait: bool) -> None:
+    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
         for (stream, _), offset in positions.items():
             self._done[stream] = max(self._done.get(stream, 0), offset)
         if self._listener is not None:
@@ -135,5 +135,5 @@ class FileSource:
                     count += 1
         return count - sum(self._done.values())
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         self._inputs = None

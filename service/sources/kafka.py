@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from service.availability import Brokers
 from service.config import ClientConfig, Settings
 from service.exceptions import BrokersUnavailableError, KafkaServiceError, SettingsError
-from service.kafka import consumer_config
+from service.kafka import bounded, consumer_config
 from service.metrics import Metrics
 from service.routing import Source
 from service.sources import Input, Position
@@ -127,22 +127,27 @@ class KafkaSource:
             self.metrics.record_consumed(topic, n)
         return inputs
 
-    def commit(self, positions: dict[Position, int], wait: bool) -> None:
-        """Asynchronous commits report through the consumer's callback (served by consume);
-        a synchronous one (revocation, shutdown) reports at once. A failure is logged and the
-        positions stay uncommitted (the next commit covers them)."""
+    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
+        """Asynchronous commits (``wait_s`` None) report through the consumer's callback
+        (served by consume); a synchronous one (revocation, shutdown) waits at most ``wait_s``
+        and reports at once. A failure is logged and the positions stay uncommitted (the next
+        commit covers them)."""
         offsets = [TopicPartition(t, p, pos) for (t, p), pos in positions.items()]
-        if not wait:
+        if wait_s is None:
             self.consumer.commit(offsets=offsets, asynchronous=True)
             return
         started = time.perf_counter()
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            done = bounded(
+                lambda: self.consumer.commit(offsets=offsets, asynchronous=False), wait_s, "commit"
+            )
         except KafkaException as exc:
-            self.metrics.record_commit(False, time.perf_counter() - started)
+            done = False
             structlog.get_logger(__name__).warning(
                 "commit_failed", error=str(exc), positions=_fmt(positions)
             )
+        if not done:
+            self.metrics.record_commit(False, time.perf_counter() - started)
             return
         self.metrics.record_commit(True, time.perf_counter() - started)
         if self._listener is not None:
@@ -169,8 +174,9 @@ class KafkaSource:
     def total(self) -> int | None:
         return None
 
-    def close(self) -> None:
-        self.consumer.close()  # leaves the group: partitions move on at once
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Leave the group (its partitions move on at once), waiting at most ``timeout_s``."""
+        bounded(self.consumer.close, timeout_s, "consumer_close")
 
 
 def new_client(kind: Any, config: dict[str, Any]) -> Any:
@@ -315,7 +321,7 @@ class TopicRange:
             return False
         return self.until_ms is None or timestamp < self.until_ms
 
-    def commit(self, positions: dict[Position, int], wait: bool) -> None:
+    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
         for (_, p), offset in positions.items():
             self._committed[p] = max(self._committed.get(p, 0), offset)
         if self._listener is not None:
@@ -347,5 +353,5 @@ class TopicRange:
             total += max(0, min(self.end.get(p, high), high) - max(self._position[p], 0))
         return total
 
-    def close(self) -> None:
-        self._consumer.close()
+    def close(self, timeout_s: float = 10.0) -> None:
+        bounded(self._consumer.close, timeout_s, "consumer_close")

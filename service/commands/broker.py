@@ -8,9 +8,6 @@ import threading
 from types import FrameType
 
 from service.commands.args import comma_list, positive_int
-from service.config import KafkaSettings
-from service.embedded import EmbeddedBroker
-from service.kafka import create_topics
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from service.config import KafkaSettings
+    from service.embedded import EmbeddedBroker
+    from service.kafka import create_topics
+
     done = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-from models.resources import sample_dir
-from models.table import read_table
 from service.commands.args import positive_int
-from service.demo import run_demo
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.resources import sample_dir
+    from models.table import read_table
+    from service.demo import run_demo
+
     print("starting an embedded broker and publishing the sample alerts...", flush=True)
     result = run_demo(args.n)
     table = read_table(sample_dir() / "objects.parquet")

@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 
 from models.exceptions import ConfigurationError
-from service.availability import Brokers
 from service.commands.args import add_setting_flags, positive_int, settings_of
-from service.demo import poison_messages, publish, sample_messages
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from service.availability import Brokers
+    from service.demo import poison_messages, publish, sample_messages
+
     settings = settings_of(args)
     topic = next(iter(settings.input.topics), None)
     if topic is None:

@@ -8,18 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from models.exceptions import ConfigurationError
-from service.availability import Brokers
 from service.commands.args import add_setting_flags, settings_of
-from service.metrics import Metrics
-from service.offsets import OffsetTracker
-from service.processing import AlertProcessor
-from service.replay import parse_time_ms, replay_with_settings
-from service.sinks import OutputSink
-from service.sinks.files import CollectingSink, ParquetSink, write_scores_file
-from service.sinks.kafka import KafkaSink
-from service.sources import InputSource
-from service.sources.files import FileSource
-from service.sources.kafka import TopicRange
 
 MODEL_FLAGS = ("--survey", "--bundles", "--device", "--batch-rows")
 
@@ -100,6 +89,18 @@ def _offsets(items: list[str], flag: str) -> dict[int, int]:
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    from service.availability import Brokers
+    from service.metrics import Metrics
+    from service.offsets import OffsetTracker
+    from service.processing import AlertProcessor
+    from service.replay import parse_time_ms, replay_with_settings
+    from service.sinks import OutputSink
+    from service.sinks.files import ParquetSink
+    from service.sinks.kafka import KafkaSink
+    from service.sources import InputSource
+    from service.sources.files import FileSource
+    from service.sources.kafka import TopicRange
+
     if bool(args.topic) == bool(args.files):
         raise ConfigurationError("replay reads --topic TOPIC or --files PATH...: give one")
     if args.topic and len(args.topic) > 1:
@@ -173,6 +174,12 @@ def _label(args: argparse.Namespace, label: str) -> str | None:
 
 
 def run_score(args: argparse.Namespace) -> int:
+    from service.offsets import OffsetTracker
+    from service.processing import AlertProcessor
+    from service.replay import replay_with_settings
+    from service.sinks.files import CollectingSink, write_scores_file
+    from service.sources.files import FileSource
+
     if args.output.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigurationError(f"OUTPUT must end in .parquet or .csv, got {args.output.name}")
     settings = settings_of(args, **_files_input(True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -12,8 +13,10 @@ from models.exceptions import ConfigurationError
 from service.commands.args import SETTING_FLAGS, add_setting_flags, settings_of
 from service.config import Settings
 from service.exceptions import SettingsError
-from service.live import ScoringService
-from service.metrics import Health, Metrics, MetricsServer
+
+if TYPE_CHECKING:  # the service's modules load torch: only when the command runs
+    from service.live import ScoringService
+    from service.metrics import Health, MetricsServer
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def serve(settings: Settings, service: ScoringService, health: Health) -> MetricsServer | None:
+    from service.metrics import MetricsServer
+
     if settings.metrics_port is None:
         return None
     try:
@@ -56,6 +61,9 @@ def serve(settings: Settings, service: ScoringService, health: Health) -> Metric
 
 
 def run(args: argparse.Namespace) -> int:
+    from service.live import ScoringService
+    from service.metrics import Health, Metrics
+
     settings = settings_of(args)
     metrics, health = Metrics(), Health()
 

@@ -69,7 +69,10 @@ def test_every_alerce_version_is_scored_with_full_coverage(
     publish(kafka_bootstrap, topic, encoded(version))
     switch = () if version == "3" else ("--schema-version", version)  # 3 is the default
     service = service_process(*run_args(kafka_bootstrap, topic, topic_prefix, *switch))
-    scores = [decode_output(m.value()) for m in read_topic(kafka_bootstrap, f"{topic_prefix}-scores", N, 120)]
+    scores = [
+        decode_output(m.value())
+        for m in read_topic(kafka_bootstrap, f"{topic_prefix}-scores", N, 120)
+    ]
     assert service.terminate() == 0
     assert len(scores) == N
     assert {s["feature_coverage"] for s in scores} == {1.0}
@@ -112,7 +115,9 @@ def test_a_daily_topic_created_while_running_is_consumed(
     kafka_bootstrap: str, topic_prefix: str, service_process: Start
 ) -> None:
     # librdkafka looks for new topics matching a pattern at every metadata refresh
-    refresh = consumer_config(KafkaSettings(), "g", "earliest")["topic.metadata.refresh.interval.ms"]
+    refresh = consumer_config(KafkaSettings(), "g", "earliest")[
+        "topic.metadata.refresh.interval.ms"
+    ]
     assert int(refresh) == METADATA_REFRESH_MS <= 15_000
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     create_topics(kafka, [f"{topic_prefix}-scores", f"{topic_prefix}-dlq"])

@@ -6,7 +6,7 @@ import io
 import json
 import subprocess
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,15 @@ from models.table import read_table
 from service.codec import decode_output
 from service.config import KafkaSettings, load_settings
 from service.demo import encode_schemaless, publish, read_topic, sample_messages
+from service.exceptions import InputError
 from service.kafka import create_topics
-from service.processing import AlertProcessor
-from service.replay import CHECKPOINT, FileSource, ParquetSink, Unit, read_scores, replay
+from service.offsets import OffsetTracker
+from service.processing import AlertProcessor, start_inference
+from service.replay import replay
+from service.routing import Source
+from service.sinks.files import CHECKPOINT, ParquetSink, read_scores
+from service.sources import Input
+from service.sources.files import FileSource
 from tests.integration.conftest import CLI, ServiceProcess
 from tests.integration.test_service import service_args
 
@@ -149,8 +155,7 @@ def test_files_with_a_corrupted_one(alert_files: Path, tmp_path: Path) -> None:
     assert FileSource([alert_files]).total() == 31  # the progress bar's total
     result = cli("replay", "--files", str(alert_files), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    assert "read 31, scored 30, dead-lettered 1, skipped 1 unreadable" in result.stdout
-    assert "ZTF00broken.avro" in result.stdout
+    assert "read 31, scored 30, dead-lettered 1" in result.stdout
     scores = read_scores(tmp_path / "out").to_pylist()
     assert {r["oid"] for r in scores} == {p.stem for p in alert_files.glob("ZTF1*.avro")} | {
         p.stem for p in alert_files.glob("ZTF2*.avro")
@@ -175,43 +180,69 @@ class CrashError(Exception):
 
 
 class CrashingSource(FileSource):
-    """Dies after `after` units, like a killed process (nothing after the last checkpoint)."""
+    """Fails after ``after`` inputs: the engine stops as on any error, writing and
+    checkpointing what it read."""
 
-    def __init__(self, paths: list[Path], after: int) -> None:
-        super().__init__(paths)
+    def __init__(self, paths: list[Path], after: int, resume: dict[str, Any] | None) -> None:
+        super().__init__(paths, resume=resume)
         self.after = after
 
-    def units(self, resume: dict[str, Any] | None) -> Iterator[tuple[Unit, dict[str, Any]]]:
-        for i, item in enumerate(super().units(resume)):
-            if i == self.after:
-                raise CrashError
-            yield item
+    def read(self, max_inputs: int, timeout_s: float) -> list[Input] | None:
+        if self.after <= 0:
+            raise CrashError
+        got = super().read(min(max_inputs, self.after), timeout_s)
+        self.after -= len(got or [])
+        return got
 
 
 def test_interrupted_replay_resumes_without_duplicates_or_gaps(tmp_path: Path) -> None:
     table = sample_dir() / "objects.parquet"
-    processor = AlertProcessor(load_settings(None))
-    source = FileSource([table])
+    settings = load_settings(None, {"model": {"inference": "inline"}})
+    processor = AlertProcessor(settings)
+    description = FileSource([table]).describe()
 
-    def run(out: Path, src: FileSource, resume: bool) -> None:
-        sink = ParquetSink(out, source.describe(), resume)
-        replay(
-            processor, src, sink, sink.state, batch_rows=64, checkpoint_every=250, progress=False
+    def run(out: Path, resume: bool, crash_after: int | None = None) -> None:
+        tracker = OffsetTracker()
+        sink = ParquetSink(out, description, resume, tracker.written)
+        source = (
+            FileSource([table], resume=sink.saved)
+            if crash_after is None
+            else CrashingSource([table], crash_after, sink.saved)
         )
+        inference = start_inference(settings, processor.routes, 64)
+        try:
+            replay(
+                processor, inference, source, sink, tracker, 64, checkpoint_every=250, progress=None
+            )
+        finally:
+            inference.close()
 
-    run(tmp_path / "whole", source, False)
+    run(tmp_path / "whole", False)
     with pytest.raises(CrashError):
-        run(tmp_path / "resumed", CrashingSource([table], after=1130), False)
+        run(tmp_path / "resumed", False, crash_after=1130)
     saved = json.loads((tmp_path / "resumed" / CHECKPOINT).read_text())
-    assert saved["state"] == {"units": 1000}  # the last checkpoint before the crash
-    run(tmp_path / "resumed", source, True)
+    assert saved["state"] == {"files": {f"file:{table}": 1130}}  # all it read, written
+    run(tmp_path / "resumed", True)
     whole = read_scores(tmp_path / "whole").to_pylist()
     resumed = read_scores(tmp_path / "resumed").to_pylist()
     assert len(resumed) == len(whole) == 3000
     assert by_lineage(resumed) == by_lineage(whole)
-    summary = json.loads((tmp_path / "resumed" / CHECKPOINT).read_text())["summary"]
-    assert summary["read"] == 3000
-    assert summary["scored"] == 3000
+
+
+def test_parts_written_after_the_last_checkpoint_are_dropped_on_resume(tmp_path: Path) -> None:
+    """A process killed between writing a part and its checkpoint: the part does not count."""
+    description = {"kind": "files", "paths": ["x"]}
+    tracker = OffsetTracker()
+    sink = ParquetSink(tmp_path, description, False, tracker.written)
+    sink.checkpoint({"files": {"file:x": 0}})
+    sink.dead_letter(
+        Input(Source("file:x", 0, 0, None), None, b"bad"), InputError("undecodable", "bad")
+    )
+    sink.flush(0)  # a part ...
+    assert len(list(tmp_path.glob("*.parquet"))) == 1  # ... but no checkpoint names it: killed
+    resumed = ParquetSink(tmp_path, description, True, tracker.written)
+    assert resumed.saved == {"files": {"file:x": 0}}
+    assert not list(tmp_path.glob("*.parquet"))
 
 
 def test_resume_refuses_another_input(tmp_path: Path, alert_files: Path) -> None:

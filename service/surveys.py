@@ -68,9 +68,7 @@ class Survey:
 
 
 SURVEYS: dict[str, Survey] = {
-    "ztf": Survey(
-        "ztf", "oid", Path("ztf-lc-classifier", "1.0", "probabilities_and_features.avsc")
-    ),
+    "ztf": Survey("ztf", "oid", Path("ztf-lc-classifier", "3", "probabilities_and_features.avsc")),
     "lsst": Survey(
         "lsst", "diaObjectId", Path("lsst-lc-classifier", "1.0", "probabilities_and_features.avsc")
     ),

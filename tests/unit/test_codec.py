@@ -27,7 +27,7 @@ from service.exceptions import InputError, SettingsError
 from service.surveys import SURVEYS
 
 SCHEMA = fastavro.parse_schema(SURVEYS["ztf"].schema)
-SAMPLES = sorted((schemas_dir() / "ztf-lc-classifier" / "1.0" / "samples").glob("*.json"))
+SAMPLES = sorted((schemas_dir() / SURVEYS["ztf"].schema_path.parent / "samples").glob("*.json"))
 RECORD = json.loads(SAMPLES[0].read_text())
 SCORE = json.loads(
     (schemas_dir() / "anomaly-score" / "1.0" / "samples" / "periodic-mcdsvdd.json").read_text()

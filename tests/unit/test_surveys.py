@@ -13,7 +13,7 @@ from service.surveys import Alert, FeatureAssembler, get_survey, route
 
 
 def sample(survey: str) -> dict[str, object]:
-    directory = schemas_dir() / f"{survey}-lc-classifier" / "1.0" / "samples"
+    directory = schemas_dir() / get_survey(survey).schema_path.parent / "samples"
     loaded: dict[str, object] = json.loads(sorted(directory.glob("*.json"))[0].read_text())
     return loaded
 

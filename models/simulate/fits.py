@@ -357,10 +357,12 @@ def tde_tail(t: FloatArray, mag: FloatArray, mag_err: FloatArray) -> tuple[float
     return float(coef[1]), chi_per_dof, float(coef[0])
 
 
-_FTOL: Final = 1e-8  # scipy's default tolerances
-# ALeRCE lets curve_fit take 800 (FLEET) or 1000 (ulens) evaluations; 150 iterations here.
-FIT_MAX_ITERATIONS: Final = 150
-_XTOL: Final = 1e-8
+_FTOL: Final = 1e-6
+_XTOL: Final = 1e-6
+# ALeRCE lets curve_fit take up to 800 (FLEET) or 1000 (ulens) evaluations and publishes null when
+# it has not converged by then; here at most 40 Levenberg-Marquardt iterations, after which the
+# parameters reached are kept (a cost cap: most fits have converged by then).
+FIT_MAX_ITERATIONS: Final = 40
 
 
 def _fit(
@@ -369,35 +371,40 @@ def _fit(
     max_iter: int, n_dof_params: int,
 ) -> list[float]:  # fmt: skip
     """Weighted least squares within bounds by a projected Levenberg-Marquardt iteration (the
-    role of scipy's curve_fit in ALeRCE, which gives up, leaving the features null, when it has
-    not converged after ``max_iter`` evaluations); the parameters and the reduced chi2."""
+    role of scipy's curve_fit in ALeRCE): the parameters and the reduced chi2 (sum of squared
+    normalised residuals over n - ``n_dof_params``); NaN when the fit breaks down."""
     lo, hi = np.array(bounds[0]), np.array(bounds[1])
     x = np.clip(np.array(x0, dtype=np.float64), lo, hi)
     r = (model(t, *x) - y) / sigma
     cost = float(r @ r)
-    dof = t.size - n_dof_params
     damping = 1e-3
     for _ in range(max_iter):
         j = jac(t, *x) / sigma[:, None]
         jtj = j.T @ j
+        diagonal = np.diag_indices_from(jtj)
+        jtj[diagonal] = jtj[diagonal] * (1.0 + damping) + 1e-12
         try:
-            step = np.linalg.solve(jtj + damping * np.diag(np.diag(jtj) + 1e-12), -(j.T @ r))
+            step = np.linalg.solve(jtj, -(j.T @ r))
         except np.linalg.LinAlgError:
-            break
+            return [NAN] * (len(x0) + 1)
         trial = np.minimum(np.maximum(x + step, lo), hi)
         r_trial = (model(t, *trial) - y) / sigma
         cost_trial = float(r_trial @ r_trial)
         if cost_trial <= cost:  # NaN compares False: rejected
-            small_step = np.linalg.norm(trial - x) < _XTOL * (_XTOL + np.linalg.norm(x))
-            converged = cost - cost_trial <= _FTOL * cost or small_step
+            moved = float(np.sqrt((trial - x) @ (trial - x)))
+            done = cost - cost_trial <= _FTOL * cost or moved < _XTOL * (_XTOL + np.sqrt(x @ x))
             x, r, cost = trial, r_trial, cost_trial
             damping = max(damping / 3.0, 1e-9)
+            if done:
+                break
         else:
             damping *= 4.0
-            converged = damping > 1e10  # no step lowers the cost: a (bounded) minimum
-        if converged:
-            return [*x.tolist(), cost / dof if dof >= 1 else NAN]
-    return [NAN] * (len(x0) + 1)
+            if damping > 1e10:  # no step lowers the cost: a (bounded) minimum
+                break
+    if not np.isfinite(cost):
+        return [NAN] * (len(x0) + 1)
+    dof = t.size - n_dof_params
+    return [*x.tolist(), cost / dof if dof >= 1 else NAN]
 
 
 def _fleet_model(t: FloatArray, a: float, w: float, m0: float, t0: float) -> FloatArray:

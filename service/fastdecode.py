@@ -73,6 +73,7 @@ class Shape:
     feature_others: tuple[tuple[int, str], ...]  # (branch, type) of boolean, int and long
     flat: int  # branches of the 'hierarchical' values' union: map<float> ...
     nested: int  # ... and map<map<float>>
+    probability_branch: bytes = b""  # before each probability when its type is ["float"]
 
     @classmethod
     def of(cls, schema: Mapping[str, Any], id_field: str) -> Shape | None:
@@ -90,7 +91,7 @@ class Shape:
                 id_type not in ("string", "long")
                 or len(maps) != 1
                 or list(parts) != ["probabilities", "class", "hierarchical"]
-                or _kind(parts["probabilities"]) != "map<float>"
+                or parts["probabilities"].get("values") not in ("float", ["float"])
                 or parts["class"] != "string"
                 or not {"float", "double"} & set(values)
             ):
@@ -109,6 +110,7 @@ class Shape:
                 ),
                 flat=hierarchical.index("map<float>"),
                 nested=hierarchical.index("map<map<float>>"),
+                probability_branch=b"" if parts["probabilities"]["values"] == "float" else b"\x00",
             )
         except (KeyError, TypeError, ValueError, IndexError):
             return None
@@ -313,7 +315,7 @@ class TemplateDecoder:
             head += [Lit(_string(name)), FEATURE]
         head += [Lit(_MAP_END + _map_start(len(probabilities)))]
         for name in probabilities:
-            head += [Lit(_string(name)), Hole(4, keep=False)]
+            head += [Lit(_string(name) + s.probability_branch), Hole(4, keep=False)]
         head.append(Lit(_MAP_END))
         tail: list[Part] = [Lit(_map_start(len(hierarchical)))]
         for key, children in hierarchical:

@@ -53,9 +53,10 @@ bench: install-dev
 sample: install-dev
 	$(BIN)/alert-anomaly simulate --n 3000 --seed 20261122 --out models/data/ztf-sim-sample/objects.parquet
 
-## Retrain the six shipped bundles from the sample.
+## Retrain the six shipped bundles from the sample (one torch thread: reproducible, and two
+## threads on a shared 2-core machine ran ~10x slower).
 bundles: install-dev
-	$(BIN)/alert-anomaly train --data models/data/ztf-sim-sample/objects.parquet --all --out models/bundles --model-version 1.0.0+sim20261122
+	OMP_NUM_THREADS=1 $(BIN)/alert-anomaly train --data models/data/ztf-sim-sample/objects.parquet --all --out models/bundles --model-version 2.0.0+sim20261122
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -87,8 +87,9 @@ def periods(
     ALeRCE searches 0.045-100 d with P4J's multi-harmonic AOV periodogram and fine-tunes its 10
     best local optima; here the light-curve package's Lomb-Scargle periodogram (multiband,
     chi2-weighted bands) on an FFT grid spaced by 1 / baseline, whose 5 highest peaks are
-    refined on a 21-point grid each, per band as well. Periods agree; PPE and power rates are on
-    the Lomb-Scargle power scale (fraction of variance, 0-1) instead of AOV's.
+    refined on a 21-point grid each; each band's period is the best of those fine frequencies in
+    that band's (unweighted) periodogram. Periods agree; PPE and power rates are on light-curve's
+    Lomb-Scargle power scale ('psd' normalisation) instead of AOV's.
     """
     nan_result: tuple[float, float, dict[int, float], tuple[float, ...]] = (
         NAN,

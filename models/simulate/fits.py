@@ -379,11 +379,11 @@ def _fit(
     r = (model(t, *x) - y) / sigma
     cost = float(r @ r)
     damping = 1e-3
+    diagonal = np.arange(x.size)
     for _ in range(max_iter):
         j = jac(t, *x) / sigma[:, None]
         jtj = j.T @ j
-        diagonal = np.diag_indices_from(jtj)
-        jtj[diagonal] = jtj[diagonal] * (1.0 + damping) + 1e-12
+        jtj[diagonal, diagonal] = jtj[diagonal, diagonal] * (1.0 + damping) + 1e-12
         try:
             step = np.linalg.solve(jtj, -(j.T @ r))
         except np.linalg.LinAlgError:
@@ -416,7 +416,9 @@ def _fleet_model(t: FloatArray, a: float, w: float, m0: float, t0: float) -> Flo
 def _fleet_jac(t: FloatArray, a: float, w: float, m0: float, t0: float) -> FloatArray:
     x = t - t0
     e = np.exp(np.clip(w * x, -50.0, 50.0))
-    return np.column_stack([-w * x, x * e - a * x, np.ones_like(x), -w * e + a * w])
+    out = np.empty((x.size, 4))
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = -w * x, x * e - a * x, 1.0, -w * e + a * w
+    return out
 
 
 def fleet(t: FloatArray, mag: FloatArray, mag_err: FloatArray) -> list[float]:
@@ -452,15 +454,15 @@ def _ulens_jac(
     d_mag_d_amp = -2.5 / np.log(10.0) * fs / flux
     du_du0, du_dte, du_dt0 = u0 / u, -(x**2) / (t_e * u), -x / (t_e * u)
     common = d_mag_d_amp * d_amp_du
-    return np.column_stack(
-        [
-            common * du_du0,
-            common * du_dte,
-            -2.5 / np.log(10.0) * (amplification - 1.0) / flux,
-            common * du_dt0,
-            np.ones_like(x),
-        ]
+    out = np.empty((x.size, 5))
+    out[:, 0], out[:, 1], out[:, 3], out[:, 4] = (
+        common * du_du0,
+        common * du_dte,
+        common * du_dt0,
+        1.0,
     )
+    out[:, 2] = -2.5 / np.log(10.0) * (amplification - 1.0) / flux
+    return out
 
 
 def ulens(t: FloatArray, mag: FloatArray, mag_err: FloatArray) -> list[float]:

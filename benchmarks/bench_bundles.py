@@ -25,7 +25,7 @@ from models.resources import bundles_dir, sample_dir
 from models.scoring import Scorer
 from models.table import read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
-from models.training import TrainingConfig, stratified_split, train_model
+from models.training import TrainingConfig, paper_columns, stratified_split, train_model
 from service.logs import configure_logging
 
 
@@ -44,17 +44,11 @@ def quality(data: Path, epochs: int, classes: list[str], seed: int) -> None:
             labels = (test.subclass[test_sel] == outlier).astype(int)
             for scorer in ("mcdsvdd", "ae"):
                 config = TrainingConfig(scorer=scorer, top_class=top, max_epochs=epochs, seed=seed)
-                trained = train_model(
-                    inliers.features,
-                    inliers.subclass,
-                    inliers.feature_names,
-                    config,
-                    progress=False,
-                )
-                bundle = Bundle.from_training(
-                    trained, config, "ztf", inliers.feature_names, {}, "bench"
-                )
-                scores = Scorer(bundle, "cpu").score(test.features[test_sel].astype(np.float32)).raw
+                features, names = paper_columns(inliers)
+                trained = train_model(features, inliers.subclass, names, config, progress=False)
+                bundle = Bundle.from_training(trained, config, "ztf", names, {}, "bench")
+                test_x, _ = paper_columns(test.take(test_sel))
+                scores = Scorer(bundle, "cpu").score(test_x.astype(np.float32)).raw
                 row.append(roc_auc_score(labels, scores))
             aurocs.append(row)
             print(f"{top:10s} {outlier:15s} {row[0]:8.3f} {row[1]:8.3f}", flush=True)

@@ -4,7 +4,7 @@ measured side by side in one run (ratios, because shared machines are noisy).
     python -m benchmarks [--n 50000] [--partitions 2] [--loads 1000,5000] [--device auto]
 
 On the embedded broker (tansu), or on ``KAFKA_BOOTSTRAP_SERVERS`` when set, it pre-loads N alerts
-in ALeRCE's input format (``benchmarks.workload``: ~150 features each) and measures:
+in ALeRCE's input format (``benchmarks.workload``: 209 features each) and measures:
 
 * passthrough - a consumer that only reads the messages and produces same-sized outputs (the
   Kafka limit of this machine for one Python client);

@@ -21,8 +21,10 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from models.exceptions import ConfigurationError, DataError
+from models.features import paper_features
 from models.networks import AnomalyNet, ScorerKind, check_scorer
 from models.preprocessing import Preprocessor, fit_scaling
+from models.table import AlertTable
 from models.taxonomy import check_top_class
 
 log = structlog.get_logger(__name__)
@@ -112,6 +114,19 @@ class TrainedModel:
         float, ...
     ]  # score quantiles of training inliers at CALIBRATION_LEVELS
     metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def paper_columns(table: AlertTable) -> tuple[NDArray[np.float64], tuple[str, ...]]:
+    """The table's features that the paper's models use (:func:`models.features.paper_features`,
+    in that order) and their names; DataError naming the ones the table lacks."""
+    names = paper_features()
+    missing = [n for n in names if n not in table.feature_names]
+    if missing:
+        raise DataError(
+            f"the table lacks {len(missing)} of the paper's {len(names)} features: "
+            f"{', '.join(missing)}"
+        )
+    return table.columns(names), names
 
 
 def stratified_split(

@@ -194,8 +194,10 @@ def panels() -> list[Any]:
             "Feature coverage: mean share of its model's features an alert's record carries",
             [
                 (
-                    f"sum by (top_class) (rate(alert_anomaly_feature_coverage_sum{{{JOB}}}[{RATE}])) "
-                    f"/ sum by (top_class) (rate(alert_anomaly_feature_coverage_count{{{JOB}}}[{RATE}]))",
+                    "sum by (top_class) "
+                    f"(rate(alert_anomaly_feature_coverage_sum{{{JOB}}}[{RATE}])) / "
+                    "sum by (top_class) "
+                    f"(rate(alert_anomaly_feature_coverage_count{{{JOB}}}[{RATE}]))",
                     "mean {{top_class}}",
                 ),
                 (

@@ -28,7 +28,7 @@ from models.evaluation.detectors import DETECTORS, make_detector
 from models.exceptions import ConfigurationError, DataError
 from models.table import AlertTable, read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
-from models.training import stratified_split
+from models.training import paper_columns, stratified_split
 
 CELLS_DIR = "cells"
 CONFIG_FILE = "config.json"
@@ -113,14 +113,16 @@ def run_cell(config: EvaluationConfig, cell: Cell) -> dict[str, Any]:
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(inliers))
     folds = np.array_split(order, config.folds) if config.folds > 1 else [np.array([], int)]
+    train_x, names = paper_columns(inliers)
+    test_x, _ = paper_columns(test)
     aurocs, auprcs, roc = [], [], None
     for k, held in enumerate(folds):
         used = np.setdiff1d(order, held)
         detector = make_detector(
-            cell.detector, cell.top_class, inliers.feature_names, config.epochs, config.seed + k
+            cell.detector, cell.top_class, names, config.epochs, config.seed + k
         )
-        detector.fit(inliers.features[used], inliers.subclass[used])
-        scores = detector.score(test.features)
+        detector.fit(train_x[used], inliers.subclass[used])
+        scores = detector.score(test_x)
         aurocs.append(float(roc_auc_score(labels, scores)))
         auprcs.append(float(average_precision_score(labels, scores)))
         if roc is None:

@@ -21,11 +21,11 @@ from models.exceptions import AlertAnomalyError, ConfigurationError
 from models.simulate.classifier import out_of_fold_probabilities
 from models.simulate.features import FEATURE_NAMES, MIN_DETECTIONS, extract_features
 from models.simulate.sources import GENERATORS
-from models.simulate.survey import ZTF_START_MJD, LightCurve, observe, ztf_epochs
+from models.simulate.survey import ZTF_START_MJD, Observation, observe, ztf_epochs
 from models.table import AlertTable
 from models.taxonomy import ALERCE_LABELED_COUNTS, ALL_SUBCLASSES, TOP_OF
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 MAX_ATTEMPTS = 500  # redraws until an object has MIN_DETECTIONS detections in one band
 TRUTH_KEYS = ("period", "tau_rise", "tau_fall", "redshift", "tau", "peak_mag")
 _MJD_2018 = 58119.0
@@ -74,32 +74,42 @@ class SimulatedObject:
     subclass: str
     features: NDArray[np.float64]
     truth: dict[str, float]
-    lightcurve: LightCurve | None = None
+    lightcurve: Observation | None = None
 
 
 @dataclass(frozen=True)
 class SimulatedDataset:
     table: AlertTable
-    lightcurves: dict[str, LightCurve] = field(default_factory=dict)
+    lightcurves: dict[str, Observation] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def write_lightcurves(curves: dict[str, LightCurve], path: Path) -> None:
-    """Write light curves as a long Parquet table (one row per detection)."""
-    oids = [oid for oid, c in curves.items() for _ in range(len(c))]
+def write_lightcurves(curves: dict[str, Observation], path: Path) -> None:
+    """Write light curves as a long Parquet table: one row per detection or forced-photometry
+    epoch (``forced``), magnitudes NaN where the total flux gives none."""
+    parts = [
+        (oid, c, forced)
+        for oid, o in curves.items()
+        for c, forced in ((o.detections, False), (o.forced, True))
+    ]
+    oids = [oid for oid, c, _ in parts for _ in range(len(c))]
     stacked = {
-        name: np.concatenate([getattr(c, name) for c in curves.values()]) if curves else np.empty(0)
-        for name in ("mjd", "band", "mag", "mag_err", "diff_flux", "diff_flux_err")
+        name: np.concatenate([getattr(c, name) for _, c, _ in parts]) if parts else np.empty(0)
+        for name in ("mjd", "band", "mag", "mag_err", "diff_flux", "diff_flux_err", "distnr")
     }
     arrow = pa.table(
         {
             "oid": oids,
+            "forced": np.concatenate([np.full(len(c), f) for _, c, f in parts])
+            if parts
+            else np.empty(0, bool),
             "mjd": stacked["mjd"],
             "fid": (stacked["band"] + 1).astype(np.int8),  # ZTF filter id: 1 = g, 2 = r
             "mag": stacked["mag"].astype(np.float32),
             "e_mag": stacked["mag_err"].astype(np.float32),
             "diff_flux_ujy": stacked["diff_flux"].astype(np.float32),
             "e_diff_flux_ujy": stacked["diff_flux_err"].astype(np.float32),
+            "distnr": stacked["distnr"].astype(np.float32),
         }
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,18 +162,17 @@ def simulate_object(
         if epochs.mjd.size < MIN_DETECTIONS:
             continue
         source = generator(rng, epochs)
-        curve = observe(rng, epochs, source.mag, source.reference)
-        if max(int((curve.band == 0).sum()), int((curve.band == 1).sum())) >= MIN_DETECTIONS:
+        obs = observe(rng, epochs, source.mag, source.reference, source.context["reference_offset"])
+        band = obs.detections.band
+        if max(int((band == 0).sum()), int((band == 1).sum())) >= MIN_DETECTIONS:
             break
     else:
         raise AlertAnomalyError(
             f"no {subclass} object with {MIN_DETECTIONS} detections in {MAX_ATTEMPTS} draws"
         )
-    features = extract_features(curve, source.context)
-    oid = make_oid(index, seed, float(curve.mjd[0]))
-    return oid, SimulatedObject(
-        subclass, features, source.truth, curve if keep_lightcurve else None
-    )
+    features = extract_features(obs, source.context)
+    oid = make_oid(index, seed, float(obs.detections.mjd[0]))
+    return oid, SimulatedObject(subclass, features, source.truth, obs if keep_lightcurve else None)
 
 
 def _simulate_task(task: tuple[str, int, int, bool]) -> tuple[str, SimulatedObject]:

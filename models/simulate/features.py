@@ -1,212 +1,419 @@
-"""Light-curve features in ALeRCE's naming: ``<Feature>_1`` for g, ``<Feature>_2`` for r,
-``<Feature>_12`` for multiband ones, plus contextual features without a suffix.
+"""ALeRCE's current ZTF features (``schemas/ztf-features/2024``: 209 names, ``_1`` = g,
+``_2`` = r, ``_12`` = both bands) computed from a simulated :class:`Observation`, with the inputs,
+units and rules of ALeRCE's feature step (``lc_classifier/features`` of alercebroker/pipeline):
 
-Variability statistics, periodograms and the Bazin fit come from the ``light-curve`` package
-(Malanchev et al. 2021); harmonics, phase-folded eta, structure function and peak features are
-computed here with numpy. Undefined features are NaN, as in production: a band with fewer than
-``MIN_DETECTIONS`` detections has NaN features (but its detection count).
+- variability statistics (turbo-fats: Amplitude ... IAR_phi, SF_ML_*), folded Psi_*, periods,
+  harmonics, colours, AllWISE colours and ulens on the **corrected magnitudes** (reference +
+  difference flux); periods, harmonics and ulens also use the forced photometry;
+- MHPS, GP_DRW, SPM, TDE/FLEET tails, colour variation and the detection / forced-photometry
+  (SN) features on the **difference flux** in microjansky (SPM in millijansky);
+- catalogue and reference-image features (sgscore1, distpsnr1, ps_*, W*, Coordinate_*,
+  *_distnr_12, *_sharpnr_12, *_chinr_12) from the object's drawn counterparts.
+
+Undefined features are NaN (null in ALeRCE's records). :mod:`models.simulate.fits` holds the
+model fits and says where a cheaper estimate replaces ALeRCE's computation.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import light_curve as lc
 import numpy as np
+from scipy.special import gammainc, log_ndtr
 
-from models.simulate.survey import FloatArray, LightCurve
+from models.features import ztf_feature_names
+from models.simulate import fits
+from models.simulate.survey import FloatArray, LightCurve, Observation
 
-MIN_DETECTIONS: Final = 6
-MIN_PERIOD_DAYS: Final = 0.04
-PERIODOGRAM_OVERSAMPLING: Final = 2.5
-CONTEXT_FEATURES: Final = ("sgscore1", "W1_W2", "W2_W3")
+FEATURE_NAMES: Final[tuple[str, ...]] = ztf_feature_names("2024")
+MIN_DETECTIONS: Final = 6  # turbo-fats needs more than 5 detections in a band
+MAX_REFERENCE_DISTANCE: Final = 5.0  # arcsec; farther reference sources are ignored
+ZP_UJY: Final = 23.9
+NAN: Final = float("nan")
+_FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
 
-# light-curve features on magnitudes: ALeRCE-style name -> feature object.
-_MAG_FEATURES: Final[dict[str, Any]] = {
-    "Amplitude": lc.Amplitude(),
-    "AndersonDarling": lc.AndersonDarlingNormal(),
-    "Beyond1Std": lc.BeyondNStd(1.0),
-    "Cusum": lc.Cusum(),
-    "Eta_e": lc.EtaE(),
-    "ExcessVar": lc.ExcessVariance(),
-    "IQR": lc.InterPercentileRange(0.25),
-    "SmallKurtosis": lc.Kurtosis(),
-    "LinearTrend": lc.LinearTrend(),
-    "MaxSlope": lc.MaximumSlope(),
-    "Mean": lc.Mean(),
-    "Meanvariance": lc.MeanVariance(),
-    "MedianAbsDev": lc.MedianAbsoluteDeviation(),
-    "MedianBRP": lc.MedianBufferRangePercentage(0.1),
-    "PercentAmplitude": lc.PercentAmplitude(),
-    "PercentDifferenceFluxPercentile": lc.PercentDifferenceMagnitudePercentile(0.05),
-    "Skew": lc.Skew(),
-    "Std": lc.StandardDeviation(),
-    "StetsonK": lc.StetsonK(),
-    "ReducedChi2": lc.ReducedChi2(),
-    "Duration": lc.Duration(),
-}
-_MAG_EXTRACTOR: Final = lc.Extractor(*_MAG_FEATURES.values())
-# Features with several outputs: keep the first (LinearTrend: slope, not its sigma/noise).
-_MAG_OUTPUT_INDEX: Final = [
-    sum(len(f.names) for f in list(_MAG_FEATURES.values())[:i]) for i in range(len(_MAG_FEATURES))
-]
-_BAZIN: Final = lc.BazinFit("lmsder")
-_BAZIN_NAMES: Final = (
-    "Bazin_A",
-    "Bazin_B",
-    "Bazin_t0",
-    "Bazin_tau_rise",
-    "Bazin_tau_fall",
-    "Bazin_chi2",
+# Features light-curve computes exactly as turbo-fats defines them.
+_LC_EXTRACTOR: Final = lc.Extractor(
+    lc.StetsonK(), lc.MedianAbsoluteDeviation(), lc.LinearTrend(), lc.MaximumSlope(), lc.Mean()
 )
-
-BAND_FEATURES: Final[tuple[str, ...]] = (
-    *_MAG_FEATURES,
-    "n_det",
-    "Period_band",
-    "Power_band",
-    *_BAZIN_NAMES,
-    "Harmonics_mag_1",
-    "Harmonics_mag_2",
-    "Harmonics_mag_3",
-    "Harmonics_phase_2",
-    "Harmonics_phase_3",
+_LC_NAMES: Final = ("StetsonK", "MedianAbsDev", "LinearTrend", None, None, "MaxSlope", "Mean")
+TURBOFATS: Final = (
+    "Amplitude", "AndersonDarling", "Autocor_length", "Beyond1Std", "Con", "Eta_e", "Gskew",
+    "MaxSlope", "Mean", "Meanvariance", "MedianAbsDev", "MedianBRP", "PairSlopeTrend",
+    "PercentAmplitude", "Q31", "Rcs", "Skew", "SmallKurtosis", "Std", "StetsonK", "Pvar",
+    "ExcessVar", "SF_ML_amplitude", "SF_ML_gamma", "IAR_phi", "LinearTrend",
+)  # fmt: skip
+SN_FEATURES: Final = (
+    "positive_fraction", "n_forced_phot_band_before", "dbrightness_first_det_band",
+    "dbrightness_forced_phot_band", "last_brightness_before_band", "max_brightness_before_band",
+    "median_brightness_before_band", "n_forced_phot_band_after", "max_brightness_after_band",
+    "median_brightness_after_band",
+)  # fmt: skip
+_HARMONICS: Final = (
+    *(f"Harmonics_mag_{k}" for k in range(1, 8)),
+    *(f"Harmonics_phase_{k}" for k in range(2, 8)),
     "Harmonics_mse",
-    "Psi_eta",
-    "SF_amplitude",
-    "SF_gamma",
-    "mag_peak",
-    "dmag_first_peak",
-    "positive_fraction",
+    "Harmonics_chi",
 )
-MULTIBAND_FEATURES: Final = ("Multiband_period", "Multiband_power", "g_r_mean", "g_r_max")
-
-FEATURE_NAMES: Final[tuple[str, ...]] = (
-    *(f"{name}_{suffix}" for suffix in ("1", "2") for name in BAND_FEATURES),
-    *(f"{name}_12" for name in MULTIBAND_FEATURES),
-    *CONTEXT_FEATURES,
+_SPM: Final = (
+    "SPM_A",
+    "SPM_t0",
+    "SPM_gamma",
+    "SPM_beta",
+    "SPM_tau_rise",
+    "SPM_tau_fall",
+    "SPM_chi",
 )
 
 
-def _frequency_grid(duration: float) -> FloatArray:
-    """Angular-frequency grid for the fast (FFT) periodogram: linspace(0, f_max, 2**k + 1),
-    fine enough to resolve a phase drift over the baseline, periods down to MIN_PERIOD_DAYS."""
-    f_max = 2.0 * np.pi / MIN_PERIOD_DAYS
-    step = 2.0 * np.pi / (max(duration, 10.0) * PERIODOGRAM_OVERSAMPLING)
-    k = int(np.clip(np.ceil(np.log2(f_max / step)), 10, 17))
-    return np.linspace(0.0, f_max, 2**k + 1)
+def flux_to_mag(flux: FloatArray, err: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """AB magnitude and its error of |flux| (uJy), as ALeRCE turns difference fluxes into
+    'difference magnitudes'."""
+    absolute = np.abs(flux)
+    with np.errstate(divide="ignore"):
+        return ZP_UJY - 2.5 * np.log10(absolute), 2.5 * err / (np.log(10.0) * absolute)
 
 
-def _period(t: FloatArray, m: FloatArray, err: FloatArray, band: Any = None) -> tuple[float, float]:
-    """Best period and its peak signal-to-noise from a (multiband) Lomb-Scargle periodogram."""
-    bands = ["0", "1"] if band is not None else None
-    pg = lc.Periodogram(peaks=1, freqs=_frequency_grid(float(t[-1] - t[0])), fast=True, bands=bands)
-    kwargs = {"band": band} if band is not None else {}
-    out = pg(t, m, err, fill_value=np.nan, **kwargs)
-    return float(out[0]), float(out[1])
+# --- turbo-fats variability statistics (corrected magnitudes of detections) ------------------
+def _autocorrelation_length(m: FloatArray) -> float:
+    """First lag at which the sample autocorrelation drops below 1/e (the length if never)."""
+    x = m - m.mean()
+    n = x.size
+    spectrum = np.fft.rfft(x, 2 * n)
+    acov = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    below = np.flatnonzero(acov / acov[0] < np.exp(-1.0))
+    return float(below[0]) if below.size else float(n)
 
 
-def _harmonics(t: FloatArray, m: FloatArray, err: FloatArray, period: float) -> list[float]:
-    """Weighted fit of 3 harmonics at ``period``: amplitudes, phases of harmonics 2 and 3
-    relative to the first (phi_k - k phi_1, mod 2 pi) and the weighted mean squared residual."""
-    if not np.isfinite(period) or t.size < 8:
-        return [np.nan] * 6
-    w = 1.0 / err
-    arg = 2.0 * np.pi * np.outer(t / period, np.arange(1, 4))
-    design = np.column_stack([np.ones(t.size), np.cos(arg), np.sin(arg)])
-    coef, *_ = np.linalg.lstsq(design * w[:, None], m * w, rcond=None)
-    a, b = coef[1:4], coef[4:7]
-    amp = np.hypot(a, b)
-    phi = np.arctan2(-b, a)
-    rel = np.mod(phi[1:] - np.arange(2, 4) * phi[0], 2.0 * np.pi)
-    mse = float(np.mean(((m - design @ coef) * w) ** 2))
-    return [*amp.tolist(), *rel.tolist(), mse]
-
-
-def _psi_eta(t: FloatArray, m: FloatArray, period: float) -> float:
-    """Von Neumann ratio of the light curve folded at ``period``: small when folding is smooth."""
-    if not np.isfinite(period) or t.size < 3:
-        return np.nan
-    folded = m[np.argsort(np.mod(t / period, 1.0), kind="stable")]
-    var = float(np.var(folded, ddof=1))
-    return float(np.mean(np.diff(folded) ** 2) / var) if var > 0 else np.nan
+def _anderson_darling(m: FloatArray) -> float:
+    """Anderson-Darling normality statistic A2 (mean and sample standard deviation estimated),
+    mapped to (0, 1) by 1 / (1 + exp(-10 (A2 - 0.3)))."""
+    n = m.size
+    z = np.sort((m - m.mean()) / np.std(m, ddof=1))
+    i = np.arange(1, n + 1)
+    a2 = -n - np.sum((2 * i - 1) / n * (log_ndtr(z) + log_ndtr(-z[::-1])))
+    return float(1.0 / (1.0 + np.exp(-10.0 * (a2 - 0.3))))
 
 
 def _structure_function(t: FloatArray, m: FloatArray, err: FloatArray) -> tuple[float, float]:
-    """Power-law structure function SF(dt) = A (dt / 1 yr)**gamma, fitted in log-spaced lag bins
-    to the noise-corrected rms magnitude difference (Schmidt et al. 2010)."""
+    """SF_ML_amplitude and SF_ML_gamma: the structure function sqrt(<dm**2 - err**2>) in
+    0.1-dex lag bins (5-365 d), fitted as A (lag / yr)**gamma between 0.01 and 0.5 yr (Schmidt et
+    al. 2010), with turbo-fats' limits and fallbacks."""
     i, j = np.triu_indices(t.size, k=1)
     lag = t[j] - t[i]
-    keep = lag > 1.0
-    if keep.sum() < 10:
-        return np.nan, np.nan
-    lag, dm2 = lag[keep], ((m[j] - m[i]) ** 2 - err[i] ** 2 - err[j] ** 2)[keep]
-    edges = np.logspace(0.0, np.log10(lag.max() + 1e-9), 9)
-    idx = np.digitize(lag, edges)
-    centres, values = [], []
-    for k in np.unique(idx):
-        sel = idx == k
-        power = dm2[sel].mean()
-        if sel.sum() >= 3 and power > 0:
-            centres.append(np.log10(np.median(lag[sel]) / 365.25))
-            values.append(0.5 * np.log10(power))
-    if len(centres) < 2:
-        return np.nan, np.nan
-    gamma, log_amp = np.polyfit(centres, values, 1)
-    return float(10.0**log_amp), float(gamma)
+    keep = (lag >= 5.0) & (lag <= 365.0)
+    lag, power = lag[keep], ((m[i] - m[j]) ** 2 - err[i] ** 2 - err[j] ** 2)[keep]
+    edges = 10.0 ** np.arange(np.log10(5.0), np.log10(2000.0), 0.1)
+    index = np.digitize(lag, edges) - 1
+    taus, sfs = [], []
+    for k in range(edges.size - 1):
+        sel = index == k
+        if sel.any() and power[sel].mean() >= 0:
+            sfs.append(np.sqrt(power[sel].mean()))
+            taus.append(0.5 * (edges[k] + edges[k + 1]) / 365.0)
+    tau, sf = np.array(taus), np.array(sfs)
+    fit = (tau <= 0.5) & (tau > 0.01)
+    if tau.size < 2 or fit.sum() < 2:
+        return -0.5, -0.5
+    with np.errstate(divide="ignore"):
+        gamma, log_a = np.polyfit(np.log10(tau[fit]), np.log10(sf[fit]), 1)
+    if not (np.isfinite(gamma) and np.isfinite(log_a)):
+        return -0.5, -0.5
+    a = 10.0**log_a
+    if a < 0.005:
+        return 0.0, 0.0
+    return float(min(a, 15.0)), float(np.clip(gamma, -0.5, 3.0))
 
 
-def _band_features(curve: LightCurve, multiband_period: float) -> list[float]:
-    """Features of one band; harmonics and folding use the multiband period when there is one
-    (as ALeRCE does), else the band's own."""
-    n = len(curve)
+def variability(t: FloatArray, m: FloatArray, err: FloatArray) -> dict[str, float]:
+    """The 26 turbo-fats features of one band's detections (NaN with fewer than 6)."""
+    n = m.size
     if n < MIN_DETECTIONS:
-        out = [np.nan] * len(BAND_FEATURES)
-        out[BAND_FEATURES.index("n_det")] = float(n)
+        return dict.fromkeys(TURBOFATS, NAN)
+    out = {
+        name: float(v)
+        for name, v in zip(_LC_NAMES, _LC_EXTRACTOR(t, m, err, fill_value=np.nan), strict=True)
+        if name
+    }
+    mean, std0 = float(m.mean()), float(np.std(m))
+    median = float(np.median(m))
+    ordered = np.sort(m)
+    tail = int(np.ceil(0.05 * n))
+    out["Amplitude"] = float(np.median(ordered[-tail:]) - np.median(ordered[:tail])) / 2.0
+    out["AndersonDarling"] = _anderson_darling(m)
+    out["Autocor_length"] = _autocorrelation_length(m)
+    weighted = float(np.average(m, weights=1.0 / err**2))
+    spread = np.sqrt(np.sum((m - weighted) ** 2) / (n - 1))
+    out["Beyond1Std"] = float(np.mean(np.abs(m - weighted) > spread))
+    outside = np.abs(m - mean) > 2.0 * std0
+    out["Con"] = float(np.mean(outside[:-2] & outside[1:-1] & outside[2:]))
+    weights = 1.0 / np.diff(t) ** 2
+    out["Eta_e"] = float(np.sum(weights * np.diff(m) ** 2) / np.sum(weights) / std0**2)
+    p3, p97 = np.percentile(m, [3.0, 97.0])
+    out["Gskew"] = float(np.median(m[m <= p3]) + np.median(m[m >= p97]) - 2.0 * median)
+    out["Meanvariance"] = std0 / mean
+    out["MedianBRP"] = float(np.mean(np.abs(m - median) < (ordered[-1] - ordered[0]) / 10.0))
+    steps = np.diff(m[-30:])
+    out["PairSlopeTrend"] = float(((steps > 0).sum() - (steps <= 0).sum()) / 30.0)
+    out["PercentAmplitude"] = float(np.max(np.abs(m - median)) / median)
+    q25, q75 = np.percentile(m, [25.0, 75.0])
+    out["Q31"] = float(q75 - q25)
+    cumulative = np.cumsum(m - mean) / (n * std0)
+    out["Rcs"] = float(cumulative.max() - cumulative.min())
+    centred = m - mean
+    out["Skew"] = float(np.mean(centred**3) / std0**3)
+    c1 = n * (n + 1) / ((n - 1) * (n - 2) * (n - 3))
+    c2 = 3.0 * (n - 1) ** 2 / ((n - 2) * (n - 3))
+    out["SmallKurtosis"] = float(c1 * np.sum((centred / std0) ** 4) - c2)
+    out["Std"] = std0
+    chi2 = float(np.sum(centred**2 / err**2))
+    out["Pvar"] = float(gammainc((n - 1) / 2.0, chi2 / 2.0))
+    out["ExcessVar"] = float(np.sum(centred**2 - err**2) / (n * mean**2))
+    out["SF_ML_amplitude"], out["SF_ML_gamma"] = _structure_function(t, m, err)
+    out["IAR_phi"] = fits.iar_phi(t, m, err)
+    return out
+
+
+def folded_kim(t: FloatArray, m: FloatArray, period: float) -> tuple[float, float]:
+    """Psi_CS and Psi_eta: range of the cumulative sum and von Neumann ratio of the detections
+    folded at twice the multiband period (NaN with 2 detections or fewer)."""
+    if m.size <= 2 or not np.isfinite(period):
+        return NAN, NAN
+    folded = m[np.argsort(np.mod(t, 2.0 * period), kind="stable")]
+    sigma = float(np.std(folded))
+    if sigma == 0.0:
+        return NAN, NAN
+    cumulative = np.cumsum(folded - folded.mean()) / (m.size * sigma)
+    eta = float(np.sum(np.diff(folded) ** 2) / ((m.size - 1) * sigma**2))
+    return float(cumulative.max() - cumulative.min()), eta
+
+
+# --- difference-flux families -------------------------------------------------------------
+def sn_features(det: LightCurve, forced: LightCurve, first_mjd: float) -> dict[str, float]:
+    """Fraction of positive difference detections and the forced-photometry difference flux
+    (uJy) before and after the object's first detection, in one band."""
+    out = dict.fromkeys(SN_FEATURES, NAN)
+    first = NAN
+    if len(det):
+        out["positive_fraction"] = float(np.mean(det.diff_flux > 0))
+        first = float(det.diff_flux[0])
+    if len(forced) == 0:
         return out
-    t, m, err = curve.mjd, curve.mag, curve.mag_err
-    mag_values = _MAG_EXTRACTOR(t, m, err, fill_value=np.nan)[_MAG_OUTPUT_INDEX]
-    period, power = _period(t, m, err)
-    bazin = _BAZIN(t, curve.diff_flux, curve.diff_flux_err, fill_value=np.nan)
-    bazin[2] -= t[0]  # reference time relative to the first detection
-    fold = multiband_period if np.isfinite(multiband_period) else period
-    peak = int(np.argmin(m))
-    return [
-        *mag_values.tolist(),
-        float(n),
-        period,
-        power,
-        *bazin.tolist(),
-        *_harmonics(t, m, err, fold),
-        _psi_eta(t, m, fold),
-        *_structure_function(t, m, err),
-        float(m[peak]),
-        float(m[0] - m[peak]),
-        float(np.mean(curve.diff_flux > 0)),
-    ]
+    before = forced.diff_flux[forced.mjd < first_mjd]
+    out["n_forced_phot_band_before"] = float(before.size)
+    if before.size:
+        out["last_brightness_before_band"] = float(before[-1])
+        out["dbrightness_first_det_band"] = first - float(before[-1])
+        out["dbrightness_forced_phot_band"] = first - float(np.median(before))
+        out["max_brightness_before_band"] = float(before.max())
+        out["median_brightness_before_band"] = float(np.median(before))
+    after = forced.diff_flux[forced.mjd > first_mjd]
+    out["n_forced_phot_band_after"] = float(after.size)
+    if after.size:
+        out["max_brightness_after_band"] = float(after.max())
+        out["median_brightness_after_band"] = float(np.median(after))
+    return out
 
 
-def _multiband_features(curve: LightCurve, g: LightCurve, r: LightCurve) -> list[float]:
-    if len(curve) >= MIN_DETECTIONS and len(g) >= 2 and len(r) >= 2:
-        period, power = _period(curve.mjd, curve.mag, curve.mag_err, curve.band.astype(str))
-    else:
-        period, power = np.nan, np.nan
-    if len(g) and len(r):
-        colour_mean = float(np.mean(g.mag) - np.mean(r.mag))
-        colour_max = float(np.min(g.mag) - np.min(r.mag))
-    else:
-        colour_mean = colour_max = np.nan
-    return [period, power, colour_mean, colour_max]
+def _mhps_features(det: LightCurve) -> dict[str, float]:
+    names = ("MHPS_ratio", "MHPS_low", "MHPS_high", "MHPS_non_zero", "MHPS_PN_flag")
+    if len(det) == 0:
+        return dict.fromkeys((*names, "MHPS_ratio_365_30", "MHPS_low_365", "MHPS_high_30"), NAN)
+    t, f, e = det.mjd, det.diff_flux, det.diff_flux_err
+    out = dict(zip(names, fits.mhps(t, f, e, 100.0, 10.0), strict=True))
+    ratio, low, high, _, _ = fits.mhps(t, f, e, 365.0, 30.0)
+    out.update(MHPS_ratio_365_30=ratio, MHPS_low_365=low, MHPS_high_30=high)
+    return out
 
 
-def extract_features(curve: LightCurve, context: dict[str, float]) -> FloatArray:
+def _spm(det: LightCurve, forced: LightCurve, first_mjd: float) -> list[float]:
+    prelude = forced.take(forced.mjd > first_mjd - fits.SPM_PRELUDE)
+    t = np.concatenate([det.mjd, prelude.mjd])
+    order = np.argsort(t, kind="stable")
+    flux = np.concatenate([det.diff_flux, prelude.diff_flux])[order] * 1e-3
+    err = np.concatenate([det.diff_flux_err, prelude.diff_flux_err])[order] * 1e-3
+    return fits.spm(t[order] - first_mjd, flux, err)
+
+
+def _diff_magnitudes(curve: LightCurve) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Times, difference magnitudes and errors with error < 1 mag and magnitude < 30."""
+    mag, err = flux_to_mag(curve.diff_flux, curve.diff_flux_err)
+    keep = (err < 1.0) & (mag < 30.0)
+    return curve.mjd[keep], mag[keep], err[keep]
+
+
+def _tails(both: LightCurve) -> dict[str, float]:
+    """TDE tail and FLEET fits of one band's detections + forced photometry."""
+    out: dict[str, float] = {}
+    t, mag, err = _diff_magnitudes(both)
+    tde = fits.tde_tail(t, mag, err) if t.size >= 2 else (NAN, NAN, NAN)
+    out.update(zip(("TDE_decay", "TDE_decay_chi", "TDE_mag0"), tde, strict=True))
+    bright = both.take(both.diff_flux > 1.0)
+    mag, err = flux_to_mag(bright.diff_flux, bright.diff_flux_err)
+    fleet = fits.fleet(bright.mjd, mag, err) if len(bright) >= 4 else [NAN] * 5
+    names = ("fleet_a", "fleet_w", "fleet_chi", "fleet_m0", "fleet_t0")
+    out.update(zip(names, fleet, strict=True))
+    return out
+
+
+def colour_variation(both: LightCurve, window: float = 10.0) -> float:
+    """Standard deviation of the g - r difference-magnitude colour over 10-day windows that hold
+    at least 3 points in each band (NaN with fewer than 2 such windows)."""
+    keep_mag, keep_err = flux_to_mag(both.diff_flux, both.diff_flux_err)
+    keep = (keep_err < 1.0) & (keep_mag < 30.0)
+    t, mag, band = both.mjd[keep], keep_mag[keep], both.band[keep]
+    if t.size == 0:
+        return NAN
+    slot = ((t - t.min()) // window).astype(int)
+    colours = []
+    for s in np.unique(slot):
+        g, r = mag[(slot == s) & (band == 0)], mag[(slot == s) & (band == 1)]
+        if g.size >= 3 and r.size >= 3:
+            colours.append(g.mean() - r.mean())
+    return float(np.std(colours, ddof=1)) if len(colours) > 1 else NAN
+
+
+# --- the whole record -----------------------------------------------------------------------
+def _merge(a: LightCurve, b: LightCurve) -> LightCurve:
+    order = np.argsort(np.concatenate([a.mjd, b.mjd]), kind="stable")
+    fields = ("mjd", "band", "mag", "mag_err", "diff_flux", "diff_flux_err", "distnr")
+    return LightCurve(
+        *(np.concatenate([getattr(a, name), getattr(b, name)])[order] for name in fields)
+    )
+
+
+def _magnitudes(curve: LightCurve) -> LightCurve:
+    """Observations with a usable corrected magnitude."""
+    return curve.take(np.isfinite(curve.mag))
+
+
+def _band_mean_mags(det: LightCurve) -> tuple[float, float]:
+    means = []
+    for b in (0, 1):
+        mags = det.mag[(det.band == b) & np.isfinite(det.mag)]
+        means.append(float(mags.mean()) if mags.size else NAN)
+    return means[0], means[1]
+
+
+def _colours(det: LightCurve) -> dict[str, float]:
+    out: dict[str, float] = {}
+    diff_mag, _ = flux_to_mag(det.diff_flux, det.diff_flux_err)
+    for suffix, mags in (("", diff_mag), ("_corr", det.mag)):
+        g = mags[(det.band == 0) & np.isfinite(mags)]
+        r = mags[(det.band == 1) & np.isfinite(mags)]
+        both = g.size > 0 and r.size > 0
+        out[f"g_r_mean{suffix}_12"] = float(g.mean() - r.mean()) if both else NAN
+        out[f"g_r_max{suffix}_12"] = float(g.min() - r.min()) if both else NAN
+    return out
+
+
+def _catalogues(det: LightCurve, context: dict[str, float]) -> dict[str, float]:
+    """AllWISE and Pan-STARRS colours, sky position."""
+    out: dict[str, float] = {}
+    wise = [context.get(f"W{k}", NAN) for k in range(1, 5)]
+    for k in range(3):
+        out[f"W{k + 1}_W{k + 2}"] = wise[k] - wise[k + 1]
+    for mean, band in zip(_band_mean_mags(det), ("g", "r"), strict=True):
+        for k in range(4):
+            out[f"{band}_W{k + 1}"] = mean - wise[k]
+    for name in ("sgscore1", "distpsnr1", "ps_g_r", "ps_r_i", "ps_i_z"):
+        out[name] = context.get(name, NAN)
+    ra, dec = np.radians(context.get("ra", NAN)), np.radians(context.get("dec", NAN))
+    out["Coordinate_x"] = float(np.cos(ra) * np.cos(dec))
+    out["Coordinate_y"] = float(np.sin(ra) * np.cos(dec))
+    out["Coordinate_z"] = float(np.sin(dec))
+    return out
+
+
+def _reference(both: LightCurve, context: dict[str, float]) -> dict[str, float]:
+    """distnr statistics of observations with a reference source within 5", and that source's
+    sharpness and chi."""
+    near = both.distnr[(both.distnr >= 0.0) & (both.distnr <= MAX_REFERENCE_DISTANCE)]
+    if near.size == 0:
+        return dict.fromkeys(
+            ("mean_distnr_12", "sigma_distnr_12", "mean_sharpnr_12", "mean_chinr_12"), NAN
+        )
+    return {
+        "mean_distnr_12": float(near.mean()),
+        "sigma_distnr_12": float(np.std(near, ddof=1)) if near.size > 1 else NAN,
+        "mean_sharpnr_12": context.get("sharpnr", NAN),
+        "mean_chinr_12": context.get("chinr", NAN),
+    }
+
+
+def feature_values(obs: Observation, context: dict[str, float]) -> dict[str, float]:
+    """Every feature of one object by name (NaN when undefined, e.g. a constant light curve's
+    normalised statistics, as in ALeRCE)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _feature_values(obs, context)
+
+
+def _feature_values(obs: Observation, context: dict[str, float]) -> dict[str, float]:
+    det, forced = obs.detections, obs.forced
+    both = _merge(det, forced)
+    first_mjd = float(det.mjd[0]) if len(det) else NAN
+    out: dict[str, float] = {}
+
+    # periods on corrected magnitudes of detections + forced photometry, densest 1000 days
+    mags = _magnitudes(both)
+    window = fits.densest_window(mags.mjd) if len(mags) else slice(0, 0)
+    period, ppe, band_periods, rates = fits.periods(
+        mags.mjd[window], mags.mag[window], mags.mag_err[window], mags.band[window]
+    )
+    out["Multiband_period_12"], out["PPE_12"] = period, ppe
+    for name, rate in zip(("1_4", "1_3", "1_2", "2", "3", "4"), rates, strict=True):
+        out[f"Power_rate_{name}_12"] = rate
+
+    start = float(mags.mjd.min()) if len(mags) else NAN  # ulens time origin
+    for b, suffix in ((0, "_1"), (1, "_2")):
+        d, f, all_b = det.select(b), forced.select(b), both.select(b)
+        mag_det = _magnitudes(d)
+        band: dict[str, float] = variability(mag_det.mjd, mag_det.mag, mag_det.mag_err)
+        band_period = band_periods.get(b, NAN)
+        band["Period_band"] = band_period
+        band["delta_period"] = abs(period - band_period)
+        band["Psi_CS"], band["Psi_eta"] = folded_kim(mag_det.mjd, mag_det.mag, period)
+        mag_all = _magnitudes(all_b)
+        band.update(
+            zip(
+                _HARMONICS,
+                fits.harmonics(mag_all.mjd, mag_all.mag, mag_all.mag_err, period),
+                strict=True,
+            )
+        )
+        band.update(_mhps_features(d))
+        drw = fits.gp_drw(d.mjd, d.diff_flux, d.diff_flux_err) if len(d) >= 5 else (NAN, NAN)
+        band["GP_DRW_sigma"], band["GP_DRW_tau"] = drw
+        band.update(zip(_SPM, _spm(d, f, first_mjd), strict=True))
+        band.update(_tails(all_b))
+        band.update(sn_features(d, f, first_mjd))
+        lens = (
+            fits.ulens(mag_all.mjd - start, mag_all.mag, mag_all.mag_err)
+            if len(mag_all) >= 4
+            else [NAN] * 6
+        )
+        band.update(
+            zip(
+                ("ulens_u0", "ulens_tE", "ulens_fs", "ulens_chi", "ulens_t0", "ulens_mag0"),
+                lens,
+                strict=True,
+            )
+        )
+        out.update({name + suffix: value for name, value in band.items()})
+
+    out["color_variation_12"] = colour_variation(both)
+    out.update(_colours(det))
+    out.update(_catalogues(det, context))
+    out.update(_reference(both, context))
+    out["Timespan"] = float(det.mjd[-1] - det.mjd[0]) if len(det) else NAN
+    return out
+
+
+def extract_features(obs: Observation, context: dict[str, float]) -> FloatArray:
     """All features of one object, in the order of :data:`FEATURE_NAMES`."""
-    g, r = curve.select(0), curve.select(1)
-    multiband = _multiband_features(curve, g, r)
-    values = [
-        *_band_features(g, multiband[0]),
-        *_band_features(r, multiband[0]),
-        *multiband,
-        *(context.get(name, np.nan) for name in CONTEXT_FEATURES),
-    ]
-    return np.asarray(values, dtype=np.float64)
+    values = feature_values(obs, context)
+    out = np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
+    # ALeRCE publishes 32-bit floats: what does not fit one is undefined
+    out[~(np.abs(out) <= _FLOAT32_MAX)] = np.nan
+    return out

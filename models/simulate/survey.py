@@ -18,6 +18,7 @@ ZTF_START_MJD = 58270.0  # 2018-06-01
 ZP_UJY = 23.9  # AB magnitude of 1 microjansky
 SATURATION_MAG = 12.5
 DETECTION_SNR = 5.0
+FORCED_PHOT_DAYS = 30.0  # forced-photometry history in each ZTF alert (fp_hists)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int8]
@@ -42,8 +43,10 @@ class Epochs:
 
 @dataclass(frozen=True)
 class LightCurve:
-    """Detections of one object, sorted by time: total (corrected) magnitudes as ALeRCE uses
-    for features, plus the difference flux (microjansky) and its sign as in ZTF alerts."""
+    """Photometry of one object, sorted by time, in ALeRCE's two units: the corrected (total)
+    magnitude with its error (NaN where the total flux is not positive) and the signed difference
+    flux in microjansky (``brightness`` of unit ``diff_flux`` in ALeRCE). ``distnr`` is the distance
+    (arcsec) to the nearest source of the reference image measured at each epoch."""
 
     mjd: FloatArray
     band: IntArray
@@ -51,9 +54,12 @@ class LightCurve:
     mag_err: FloatArray
     diff_flux: FloatArray
     diff_flux_err: FloatArray
+    distnr: FloatArray
 
     def select(self, band: int) -> LightCurve:
-        keep = self.band == band
+        return self.take(self.band == band)
+
+    def take(self, keep: NDArray[np.bool_]) -> LightCurve:
         return LightCurve(
             self.mjd[keep],
             self.band[keep],
@@ -61,10 +67,20 @@ class LightCurve:
             self.mag_err[keep],
             self.diff_flux[keep],
             self.diff_flux_err[keep],
+            self.distnr[keep],
         )
 
     def __len__(self) -> int:
         return int(self.mjd.size)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What ALeRCE holds for an object: its alert detections and its forced photometry (the
+    non-detected epochs that ZTF alerts carry, up to FORCED_PHOT_DAYS before each alert)."""
+
+    detections: LightCurve
+    forced: LightCurve
 
 
 def ztf_epochs(rng: np.random.Generator, start: float, duration: float) -> Epochs:
@@ -102,14 +118,19 @@ def observe(
     epochs: Epochs,
     true_mag: FloatArray,
     reference_mag: tuple[float | None, float | None],
-) -> LightCurve:
+    reference_offset: float,
+) -> Observation:
     """Photometry and detection of a source with magnitudes ``true_mag`` at ``epochs``.
 
     The difference flux is measured against a reference image holding the source at
     ``reference_mag`` per band (``None``: no source in the reference, as for a supernova).
     Noise: sky-limited (5 sigma at the limiting magnitude) plus source Poisson noise and a 1%
     calibration floor. An epoch is a detection when the difference is significant at 5 sigma and
-    the source is not saturated; only detections are returned.
+    the source is not saturated. Forced photometry is kept at the other epochs that lie within
+    FORCED_PHOT_DAYS before a detection (ZTF alerts carry that history since 2023). The corrected
+    magnitude is that of reference + difference flux, NaN when that is not positive or its error
+    reaches 1 mag (ALeRCE drops such magnitudes). ``distnr`` scatters around
+    ``reference_offset`` (arcsec) with an astrometric error of 0.07" + 0.7"/SNR per axis.
     """
     flux = mag_to_ujy(true_mag)
     sky = mag_to_ujy(epochs.mag_lim) / DETECTION_SNR
@@ -120,16 +141,30 @@ def observe(
             ref[epochs.band == b] = mag_to_ujy(ref_mag)
     diff = flux - ref + rng.normal(0.0, 1.0, flux.size) * sigma
     total = ref + diff
-    detected = (np.abs(diff) >= DETECTION_SNR * sigma) & (total > 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = ZP_UJY - 2.5 * np.log10(total)
-    detected &= mag > SATURATION_MAG
-    mag_err = 1.0857 * sigma / total
-    return LightCurve(
-        epochs.mjd[detected],
-        epochs.band[detected],
-        mag[detected],
-        mag_err[detected],
-        diff[detected],
-        sigma[detected],
+        mag_err = 1.0857 * sigma / total
+    usable = (total > 0.0) & (mag_err < 1.0)
+    mag = np.where(usable, mag, np.nan)
+    mag_err = np.where(usable, mag_err, np.nan)
+    detected = (np.abs(diff) >= DETECTION_SNR * sigma) & usable & (mag > SATURATION_MAG)
+    astrometry = 0.07 + 0.7 / np.maximum(np.abs(diff) / sigma, 1.0)
+    distnr = np.hypot(
+        reference_offset + astrometry * rng.normal(0.0, 1.0, flux.size),
+        astrometry * rng.normal(0.0, 1.0, flux.size),
     )
+    det_mjd = epochs.mjd[detected]
+    # non-detected epochs with a detection within the following FORCED_PHOT_DAYS
+    forced = np.zeros_like(detected)
+    if det_mjd.size:
+        nxt = np.minimum(np.searchsorted(det_mjd, epochs.mjd, side="right"), det_mjd.size - 1)
+        forced = ~detected & (det_mjd[nxt] > epochs.mjd)
+        forced &= det_mjd[nxt] - epochs.mjd <= FORCED_PHOT_DAYS
+
+    def keep(mask: NDArray[np.bool_]) -> LightCurve:
+        return LightCurve(
+            epochs.mjd[mask], epochs.band[mask], mag[mask], mag_err[mask], diff[mask],
+            sigma[mask], distnr[mask],
+        )  # fmt: skip
+
+    return Observation(keep(detected), keep(forced))

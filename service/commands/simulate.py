@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="simulate labeled ZTF alert features with light-curve classifier probabilities",
         description=(
             "Simulate g/r light curves of the ALeRCE taxonomy with ZTF-like sampling, extract "
-            "ALeRCE-style features, attach out-of-fold hierarchical balanced-random-forest "
-            "probabilities, and write a Parquet table (and optionally Avro input messages)."
+            "ALeRCE's current ZTF features (209), attach out-of-fold hierarchical "
+            "balanced-random-forest probabilities, and write a Parquet table (and optionally "
+            "Avro input messages)."
         ),
     )
     p.add_argument("--n", type=positive_int, default=3000, help="number of objects (default 3000)")
@@ -40,6 +41,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--jobs", type=positive_int, default=default_jobs(), help="worker processes")
     p.add_argument("--out", type=Path, required=True, help="output Parquet table")
     p.add_argument("--avro", type=Path, help="also write input messages as an Avro container file")
+    p.add_argument(
+        "--record-version",
+        type=int,
+        choices=(1, 2, 3),
+        default=3,
+        help="ALeRCE classifier-record version of the --avro messages "
+        "(schemas/ztf-lc-classifier/<version>; default 3, the current one)",
+    )
     p.add_argument("--lightcurves", type=Path, help="also write the light curves (Parquet)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=run)
@@ -70,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = simulate(config)
     write_table(dataset.table, args.out)
     if args.avro:
-        write_avro(dataset.table, args.avro)
+        write_avro(dataset.table, args.avro, args.record_version)
     if args.lightcurves:
         write_lightcurves(dataset.lightcurves, args.lightcurves)
     table = dataset.table

@@ -11,7 +11,7 @@ from models.exceptions import ConfigurationError, DataError
 from models.networks import SCORER_KINDS
 from models.table import read_table
 from models.taxonomy import TOP_CLASSES, check_top_class
-from models.training import TrainingConfig, train_model
+from models.training import TrainingConfig, paper_columns, train_model
 from service.commands.args import non_negative_int, positive_int
 
 
@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Train one bundle (--top-class and --scorer; --out is the bundle directory) or, with "
             "--all, the six default bundles (every top-level class x {mcdsvdd, ae}; --out is the "
             "bundle root, e.g. models/bundles). Inliers of a class are the table's objects whose "
-            "true top_class is that class."
+            "true top_class is that class. The models use the paper's feature selection "
+            "(models.features.paper_features)."
         ),
     )
     p.add_argument("--data", type=Path, required=True, help="feature table (Parquet)")
@@ -86,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
         )
-        trained = train_model(
-            inliers.features, inliers.subclass, inliers.feature_names, config, not args.no_progress
-        )
+        features, names = paper_columns(inliers)
+        trained = train_model(features, inliers.subclass, names, config, not args.no_progress)
         description = {
             "file": args.data.name,
             "sha256": data_sha,
@@ -97,9 +97,7 @@ def run(args: argparse.Namespace) -> int:
             "generator_version": table.metadata.get("generator_version"),
             "seed": table.metadata.get("seed"),
         }
-        bundle = Bundle.from_training(
-            trained, config, args.survey, inliers.feature_names, description, version
-        )
+        bundle = Bundle.from_training(trained, config, args.survey, names, description, version)
         bundle.save(out)
         default = " (default)" if DEFAULT_SCORERS.get(top) == scorer else ""
         metrics = trained.metrics["train"]

@@ -12,6 +12,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from service.codec import decode_output
+from tests.integration.conftest import service_process
+
+__all__ = ["service_process"]  # the fixture, for the fault tests
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

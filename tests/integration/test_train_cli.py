@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 
 from models.bundle import load_bundle
+from models.features import paper_features
 from models.resources import sample_dir
 from models.scoring import Scorer
-from models.table import read_table
+from models.table import read_table, write_table
 
 CLI = [sys.executable, "-m", "service.cli", "--log-format", "json"]
 SAMPLE = sample_dir() / "objects.parquet"
@@ -38,11 +40,27 @@ def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
     table = read_table(SAMPLE)
     periodic = table.take(table.top_class == "Periodic")
     bundle = load_bundle(tmp_path / "ztf" / "periodic-mcdsvdd")
-    assert bundle.feature_names == table.feature_names
+    assert bundle.feature_names == paper_features()  # the paper's selection, not every column
     assert set(bundle.manifest.centre_subclasses) == set(periodic.subclass)
     assert bundle.manifest.training["data"]["n_objects"] == len(periodic)
-    scores = Scorer(bundle, "cpu").score(periodic.features[:50].astype(np.float32))
+    rows = periodic.columns(bundle.feature_names)[:50].astype(np.float32)
+    scores = Scorer(bundle, "cpu").score(rows)
     assert np.all(np.isfinite(scores.raw))
+
+
+def test_a_table_without_the_papers_features_is_refused(tmp_path: Path) -> None:
+    table = read_table(SAMPLE)
+    keep = [i for i, n in enumerate(table.feature_names) if n not in ("IAR_phi_1", "PPE_12")]
+    narrow = dataclasses.replace(
+        table,
+        features=table.features[:, keep],
+        feature_names=tuple(table.feature_names[i] for i in keep),
+    )
+    path = tmp_path / "narrow.parquet"
+    write_table(narrow, path)
+    result = run("train", "--data", str(path), "--all", "--out", str(tmp_path / "b"))
+    assert result.returncode != 0
+    assert "lacks 2 of the paper's 129 features: IAR_phi_1, PPE_12" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import structlog
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from models.features import canonical_name
 from service.batchdecode import CHUNK, MIN_BATCH
@@ -54,16 +53,19 @@ def by_message(decoded: Decoded, n: int) -> list[Any]:
 
 
 def fuzzed_values(survey: str, version: str, n: int = 300) -> list[bytes | None]:
+    """Fuzzed records (hypothesis), a fifth of them with mutated bytes (a seeded generator:
+    hypothesis's own random numbers lean towards small values)."""
     base = base_record(survey, version)
-    values: list[bytes | None] = [encode(survey, version, base)]
+    encoded: list[bytes] = [encode(survey, version, base)]
 
-    @settings(max_examples=n, derandomize=True, deadline=None)
-    @given(records(survey, version, base), st.randoms(use_true_random=False))
-    def collect(record: dict[str, Any], rng: random.Random) -> None:
-        value = encode(survey, version, record)
-        values.append(mutate(value, rng) if rng.random() < 0.2 else value)
+    @settings(max_examples=n, derandomize=True, deadline=None, database=None)
+    @given(records(survey, version, base))
+    def collect(record: dict[str, Any]) -> None:
+        encoded.append(encode(survey, version, record))
 
     collect()
+    rng = random.Random(20261129)
+    values: list[bytes | None] = [mutate(v, rng) if rng.random() < 0.2 else v for v in encoded]
     return [*values, None, b""]
 
 
@@ -82,7 +84,7 @@ def test_batches_decode_like_fastavro_on_fuzzed_records_and_bytes(
         assert slow.paths == {"batch": 0, "generic": len(chunk)}
         taken += fast.paths["batch"]
     assert batched.learners, "this version's schema has no layouts"
-    assert taken > len(values) / 3, "the batch path took too little to prove anything"
+    assert taken > len(values) / 4, "the batch path took too little to prove anything"
 
 
 @pytest.mark.parametrize(("survey", "version"), VERSIONS, ids=lambda v: str(v))

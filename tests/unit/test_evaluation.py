@@ -88,12 +88,15 @@ def test_sklearn_detectors_score_outliers_higher() -> None:
 
 
 def test_robust_z() -> None:
-    x = np.array([[1.0, np.nan], [2.0, 5.0], [3.0, 5.0], [100.0, 5.0]])
-    z = robust_z(x)
-    assert z[1, 0] == pytest.approx(-0.5 / 1.4826)  # median 2.5, MAD 1
-    assert z[3, 0] > 60
-    assert np.isnan(z[0, 1])
-    assert z[1, 1] == 0.0  # constant column: no division by zero
+    spread = np.arange(20.0)  # MAD 5 x 1.4826, well above a tenth of the standard deviation
+    flat = np.r_[np.ones(19), 1.0001]  # MAD 0: a tenth of the standard deviation instead
+    undefined = np.r_[np.nan, np.full(19, 5.0)]  # constant where defined
+    z = robust_z(np.column_stack([spread, flat, undefined]))
+    assert z[12, 0] == pytest.approx((12 - 9.5) / (1.4826 * 5.0))
+    assert z[19, 1] == pytest.approx(0.0001 / (0.1 * np.std(flat)))
+    assert abs(z[19, 1]) < 50  # not the 1e8 a near-zero MAD would give
+    assert np.isnan(z[0, 2])  # undefined stays undefined
+    assert np.isnan(z[1, 2])  # a constant column has no z-scores
 
 
 def test_committed_full_run_matches_its_cells_and_the_committed_sample() -> None:

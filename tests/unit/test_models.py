@@ -7,10 +7,19 @@ import pytest
 import torch
 
 from models.bundle import Bundle
+from models.exceptions import DataError
+from models.features import paper_features
 from models.networks import AnomalyNet
 from models.preprocessing import NAN_VALUE, FeatureScaling, Preprocessor, fit_scaling
 from models.scoring import Scorer
-from models.training import CENTRE_EPS, TrainingConfig, stratified_split, train_model
+from models.table import AlertTable
+from models.training import (
+    CENTRE_EPS,
+    TrainingConfig,
+    paper_columns,
+    stratified_split,
+    train_model,
+)
 
 DEVICES = [
     pytest.param("cpu", id="cpu"),
@@ -286,3 +295,29 @@ def test_training_config_validation() -> None:
         TrainingConfig(scorer="ae", top_class="Periodic", max_epochs=0)
     assert TrainingConfig(scorer="ae", top_class="Stochastic").resolved_lr == 5e-3
     assert TrainingConfig(scorer="mcdsvdd", top_class="Transient").resolved_latent == 32
+
+
+def _table(names: tuple[str, ...]) -> AlertTable:
+    n = 4
+    features = np.arange(n * len(names), dtype=np.float64).reshape(n, len(names))
+    labels = np.array(["RRL"] * n)
+    return AlertTable(
+        np.array([f"ZTF{i}" for i in range(n)]), labels, np.array(["Periodic"] * n), features,
+        names, np.full((n, 3), 1 / 3), np.full((n, 15), 1 / 15),
+    )  # fmt: skip
+
+
+def test_training_uses_the_papers_features_in_their_order() -> None:
+    names = paper_features()
+    table = _table(("extra_feature", *reversed(names)))
+    x, selected = paper_columns(table)
+    assert selected == names
+    np.testing.assert_array_equal(x[:, 0], table.features[:, table.feature_names.index(names[0])])
+
+
+def test_a_table_without_some_of_the_papers_features_is_a_data_error() -> None:
+    names = paper_features()
+    with pytest.raises(
+        DataError, match=f"lacks 2 of the paper's {len(names)} features: .*{names[3]}"
+    ):
+        paper_columns(_table(tuple(n for n in names if n not in names[2:4])))

@@ -31,7 +31,15 @@ def _close(a: object, b: object) -> bool:
 
 def test_the_expected_schemas_exist() -> None:
     names = {f"{v.parent.name}/{v.name}" for v in VERSIONS}
-    assert {"ztf-lc-classifier/1.0", "lsst-lc-classifier/1.0", "anomaly-score/1.0"} <= names
+    assert {
+        "ztf-lc-classifier/1",
+        "ztf-lc-classifier/2",
+        "ztf-lc-classifier/3",
+        "ztf-features/2023",
+        "ztf-features/2024",
+        "lsst-lc-classifier/1.0",
+        "anomaly-score/1.0",
+    } <= names
 
 
 @pytest.mark.parametrize("version", VERSIONS, ids=lambda v: f"{v.parent.name}/{v.name}")

@@ -349,6 +349,7 @@ def naive(settings: Settings, n: int) -> Throughput:
                 "source_offset": message.offset(),
                 "source_timestamp": message.timestamp()[1],
                 "service_version": __version__,
+                "feature_coverage": row.coverage,
             }
             producer.produce(settings.output.topic, value=encode(output), key=message.key())
             producer.flush(30)  # the output is safely written ...
@@ -429,7 +430,7 @@ def saturation(
     progress = Progress(n)
     with running(settings) as run:
         run.wait_until(lambda s: s.stats.first_consumed_at is not None, SATURATION_TIMEOUT_S)
-        worker = getattr(run.service.inference, "pid", None)
+        worker = run.service.inference_pid
         meter = CpuMeter(
             {"service process": os.getpid(), "inference worker": worker, "broker": broker_pid}
         )

@@ -6,7 +6,7 @@ Read from ``src/utils/norm_scales.py`` (``feature_scales``, ``use_log``, ``use_c
 ``src/utils/normalize.py`` (``banned_features``, the missing-value fill) at the repository's newest
 commit (115c4dd). Names are the 2023 ALeRCE feature names the paper was trained on
 (``schemas/ztf-features/2023``); :mod:`models.features` carries them to today's names.
-``tests/unit/test_features.py`` pins these numbers.
+``tests/unit/test_upstream_facts.py`` pins these numbers.
 """
 
 from __future__ import annotations

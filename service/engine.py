@@ -38,8 +38,8 @@ log = structlog.get_logger(__name__)
 
 IDLE_WAIT_S = 0.5  # longest wait for input before the loop's housekeeping runs again
 ACK_POLL_S = 0.005  # ... while outputs await acknowledgement
-# after the drain: the least time a final commit and the closing of each client may take, so
-# that a stop ends within drain_timeout + 3 x this whatever the brokers do
+# after the drain: the least time the final commit and the closing of each client get (they get
+# what is left of drain_timeout_s if more), so a stop ends within drain_timeout + 3 x this
 CLOSE_S = 2.0
 
 
@@ -63,6 +63,11 @@ class Stats:
     by_class: dict[str, int] = field(default_factory=dict)
     first_consumed_at: float | None = None  # time.monotonic()
     tracker: OffsetTracker = field(default_factory=OffsetTracker, repr=False)
+
+    @property
+    def last_acknowledged_at(self) -> float | None:
+        """When the last output was written (time.monotonic())."""
+        return self.tracker.last_written_at
 
     @property
     def acknowledged(self) -> int:
@@ -176,8 +181,8 @@ class Engine:
         self._commit(wait_s=max(CLOSE_S, deadline - time.monotonic()))
         self.sink.checkpoint(self.source.state())
         self.processor.router.report()
-        self.source.close(CLOSE_S)
-        self.sink.close(CLOSE_S)
+        self.source.close(max(CLOSE_S, deadline - time.monotonic()))
+        self.sink.close(max(CLOSE_S, deadline - time.monotonic()))
         self.inference.close()
         self._on_ready(False)
         log.info(

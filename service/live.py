@@ -21,6 +21,8 @@ from service.sources.kafka import KafkaSource
 
 log = structlog.get_logger(__name__)
 
+CHECK_TIMEOUT_S = 15.0  # how long `run --check` waits for a broker
+
 
 def engine_options(settings: Settings) -> Options:
     return Options(
@@ -73,6 +75,12 @@ class ScoringService:
         self._stopping = False
 
     @property
+    def inference_pid(self) -> int | None:
+        """The inference worker's process id while the service runs (None: inline)."""
+        engine = self._engine
+        return getattr(engine.inference, "pid", None) if engine is not None else None
+
+    @property
     def stats(self) -> Stats:
         return self._engine.stats if self._engine is not None else Stats(tracker=self.tracker)
 
@@ -84,11 +92,16 @@ class ScoringService:
 
     def check(self, offline: bool) -> list[str]:
         """What ``run --check`` reports, line by line: the models; the client properties (both
-        clients are made); unless ``offline``, the brokers and the input topics."""
+        clients are made); unless ``offline``, the brokers (waiting at most
+        :data:`CHECK_TIMEOUT_S`) and the input topics."""
         lines = [f"models: {', '.join(r.bundle.name for r in self.routes.values())}"]
-        source = KafkaSource(self.settings, self.metrics, self.brokers)
+        kafka = self.settings.kafka
+        brokers = Brokers(
+            kafka.bootstrap_servers, min(CHECK_TIMEOUT_S, kafka.unavailable_timeout_s)
+        )
+        source = KafkaSource(self.settings, self.metrics, brokers)
         try:
-            KafkaSink(self.settings, self.metrics, self.tracker.written, self.brokers).close()
+            KafkaSink(self.settings, self.metrics, self.tracker.written, brokers).close()
             lines.append("Kafka client properties: accepted by librdkafka")
             if not offline:
                 found = source.check_topics()

@@ -25,24 +25,24 @@ from models.resources import schemas_dir
 from models.table import AlertTable
 from models.taxonomy import ALL_SUBCLASSES, SUBCLASSES, TOP_CLASSES
 
-RECORD_VERSIONS: Final = (1, 2, 3)
-CURRENT_VERSION: Final = 3
+RECORD_VERSIONS: Final = ("1", "2", "3")
+CURRENT_VERSION: Final = "3"
 
 
-def input_schema_path(version: int = CURRENT_VERSION) -> Path:
+def input_schema_path(version: str = CURRENT_VERSION) -> Path:
     """The schema of a record version, relative to ``schemas/``."""
     check_version(version)
-    return Path("ztf-lc-classifier", str(version), "probabilities_and_features.avsc")
+    return Path("ztf-lc-classifier", version, "probabilities_and_features.avsc")
 
 
-def check_version(version: int) -> None:
+def check_version(version: str) -> None:
     if version not in RECORD_VERSIONS:
-        known = ", ".join(map(str, RECORD_VERSIONS))
+        known = ", ".join(RECORD_VERSIONS)
         raise ConfigurationError(f"unknown ALeRCE record version {version!r} (known: {known})")
 
 
 @cache
-def input_schema(version: int = CURRENT_VERSION) -> dict[str, Any]:
+def input_schema(version: str = CURRENT_VERSION) -> dict[str, Any]:
     """The parsed schema of a ZTF classifier-record version (probabilities_and_features)."""
     with open(schemas_dir() / input_schema_path(version)) as fh:
         parsed = fastavro.parse_schema(json.load(fh))
@@ -55,7 +55,7 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def _features(names: tuple[str, ...], row: np.ndarray, version: int) -> dict[str, float | None]:
+def _features(names: tuple[str, ...], row: np.ndarray, version: str) -> dict[str, float | None]:
     """The feature map (version 3: today's names; 2 and 1: the 2023 names, every 2023 field)."""
     today = {name: _finite_or_none(v) for name, v in zip(names, row, strict=True)}
     if version == CURRENT_VERSION:
@@ -64,7 +64,7 @@ def _features(names: tuple[str, ...], row: np.ndarray, version: int) -> dict[str
     return {old: renamed.get(old) for old in ztf_feature_names("2023")}
 
 
-def input_records(table: AlertTable, version: int = CURRENT_VERSION) -> Iterator[dict[str, Any]]:
+def input_records(table: AlertTable, version: str = CURRENT_VERSION) -> Iterator[dict[str, Any]]:
     """One classifier record of ``version`` per object, in table order; undefined features are
     null. The table's features carry today's names (a 2023-named table is renamed first)."""
     check_version(version)
@@ -96,7 +96,7 @@ def input_records(table: AlertTable, version: int = CURRENT_VERSION) -> Iterator
         }
 
 
-def write_avro(table: AlertTable, path: Path, version: int = CURRENT_VERSION) -> None:
+def write_avro(table: AlertTable, path: Path, version: str = CURRENT_VERSION) -> None:
     """Write the records of ``version`` as an Avro object-container file (schema embedded)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:

@@ -43,9 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--avro", type=Path, help="also write input messages as an Avro container file")
     p.add_argument(
         "--record-version",
-        type=int,
-        choices=(1, 2, 3),
-        default=3,
+        choices=("1", "2", "3"),
+        default="3",
         help="ALeRCE classifier-record version of the --avro messages "
         "(schemas/ztf-lc-classifier/<version>; default 3, the current one)",
     )

@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import structlog
@@ -59,6 +60,8 @@ class KafkaSource:
         self.metrics = metrics
         self.brokers = brokers
         self._listener: Rebalancing | None = None
+        self._failed_commits = 0
+        self._in_rebalance = False
 
         def statistics(stats_json: str) -> None:
             metrics.record_statistics(stats_json)
@@ -95,11 +98,22 @@ class KafkaSource:
 
     def start(self, listener: Rebalancing) -> None:
         self._listener = listener
+
+        def within(callback: Callable[[set[Position]], None]) -> Callable[[Any, Any], None]:
+            def call(_: Any, partitions: list[TopicPartition]) -> None:
+                self._in_rebalance = True
+                try:
+                    callback(_positions(partitions))
+                finally:
+                    self._in_rebalance = False
+
+            return call
+
         self.consumer.subscribe(
             self.topics,
-            on_assign=lambda _, ps: listener.on_assigned(_positions(ps)),
-            on_revoke=lambda _, ps: listener.on_revoked(_positions(ps)),
-            on_lost=lambda _, ps: listener.on_lost(_positions(ps)),
+            on_assign=within(listener.on_assigned),
+            on_revoke=within(listener.on_revoked),
+            on_lost=within(listener.on_lost),
         )
 
     def read(self, max_inputs: int, timeout_s: float) -> list[Input]:
@@ -137,31 +151,50 @@ class KafkaSource:
             self.consumer.commit(offsets=offsets, asynchronous=True)
             return
         started = time.perf_counter()
+
+        def commit() -> None:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+
         try:
-            done = bounded(
-                lambda: self.consumer.commit(offsets=offsets, asynchronous=False), wait_s, "commit"
-            )
+            if self._in_rebalance:  # there librdkafka completes a commit on this thread only
+                commit()
+                done = True
+            else:
+                done = bounded(commit, wait_s, "commit")
         except KafkaException as exc:
             done = False
-            structlog.get_logger(__name__).warning(
-                "commit_failed", error=str(exc), positions=_fmt(positions)
-            )
+            self._commit_failed(str(exc), positions)
         if not done:
             self.metrics.record_commit(False, time.perf_counter() - started)
             return
         self.metrics.record_commit(True, time.perf_counter() - started)
-        if self._listener is not None:
-            self._listener.on_committed(positions)
+        self._commit_succeeded(positions)
 
     def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         positions = {(p.topic, p.partition): p.offset for p in partitions if p.error is None}
         if error is not None or len(positions) < len(partitions):
             self.metrics.record_commit(False)
-            structlog.get_logger(__name__).warning(
-                "commit_failed", error=str(error), positions=_fmt(positions)
-            )
+            failed = {(p.topic, p.partition): p.offset for p in partitions}
+            self._commit_failed(str(error), failed)
             return
         self.metrics.record_commit(True)
+        self._commit_succeeded(positions)
+
+    def _commit_failed(self, error: str, positions: dict[Position, int]) -> None:
+        """The first failing commit is a warning, those that follow debug lines (a group's
+        coordinator is often unknown for a while: at start, in a rebalance, in an outage)."""
+        self._failed_commits += 1
+        log = structlog.get_logger(__name__)
+        (log.warning if self._failed_commits == 1 else log.debug)(
+            "commit_failed", error=error, positions=_fmt(positions), retried_at_next_commit=True
+        )
+
+    def _commit_succeeded(self, positions: dict[Position, int]) -> None:
+        if self._failed_commits:
+            structlog.get_logger(__name__).info(
+                "commits_recovered", failed_commits=self._failed_commits
+            )
+            self._failed_commits = 0
         if self._listener is not None:
             self._listener.on_committed(positions)
 

@@ -102,12 +102,12 @@ def test_records_named_another_way_are_dead_letters(
     publish(kafka_bootstrap, topic, messages)
     service = service_process(*run_args(kafka_bootstrap, topic, topic_prefix))
     dead = read_topic(kafka_bootstrap, f"{topic_prefix}-dlq", len(messages), 120)
+    assert service.metric("alert_anomaly_features_absent_total") > 0
     assert service.terminate() == 0
     reasons = [dict(m.headers() or [])["alert_anomaly.error"].decode() for m in dead]
     assert reasons == ["low_feature_coverage"] * 40 + ["undecodable"]
     assert dead[-1].value() is None  # a tombstone stays a tombstone
     assert dead[-1].key() == b"tombstone"
-    assert service.metric("alert_anomaly_features_absent_total") > 0
     assert service.event("feature_coverage")["by_class"]
 
 

@@ -16,7 +16,9 @@ from models.simulate.alerts import input_records
 from models.table import read_table
 from models.training import TrainingConfig, train_model
 from service.config import load_settings
-from service.processing import AlertProcessor, Source
+from service.exceptions import InputError
+from service.processing import AlertProcessor
+from service.routing import Source
 from service.surveys import SURVEYS
 
 
@@ -46,7 +48,7 @@ def test_lsst_records_are_scored_by_lsst_bundles(tmp_path: Path) -> None:
     )
     processor = AlertProcessor(settings)
 
-    schema = fastavro.parse_schema(SURVEYS["lsst"].schema)
+    schema = fastavro.parse_schema(SURVEYS["lsst"].schema())
     some = periodic.take(np.arange(20))
     scored = []
     for i, record in enumerate(input_records(some)):
@@ -54,7 +56,8 @@ def test_lsst_records_are_scored_by_lsst_bundles(tmp_path: Path) -> None:
         del record["oid"]
         buffer = io.BytesIO()
         fastavro.schemaless_writer(buffer, schema, record)  # the LSST input schema
-        rows = processor.rows(buffer.getvalue(), Source("lsst-alerts", 0, i, None))
+        [rows] = processor.rows_many([buffer.getvalue()], [Source("lsst-alerts", 0, i, None)])
+        assert not isinstance(rows, InputError), rows
         scored += [(top, row) for top, row in rows if top == "Periodic"]
     assert len(scored) >= 15  # the classifier routes most true Periodic objects to Periodic
     batch = processor.score("Periodic", [row for _, row in scored])

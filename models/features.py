@@ -3,9 +3,10 @@
 ALeRCE's feature step has published two naming schemes (``schemas/ztf-features``): the 2023 names
 of lc_classifier 1.x (fields of the version-1 classifier record, and the keys of the feature map
 until April 2024) and the 2024 names in the map since then. Most features kept their names; the
-multiband and colour ones were renamed (``'g-r_max'`` -> ``'g_r_max_12'``, ``'W1-W2'`` -> ``'W1_W2'``,
-``'Power_rate_1/2'`` -> ``'Power_rate_1_2_12'``, ``'Multiband_period'`` -> ``'Multiband_period_12'``,
-``'PPE'``/``'Period_fit'`` -> ``'PPE_12'``; ALeRCE's own column map in
+multiband and colour ones were renamed (``'g-r_max'`` -> ``'g_r_max_12'``,
+``'W1-W2'`` -> ``'W1_W2'``, ``'Power_rate_1/2'`` -> ``'Power_rate_1_2_12'``,
+``'Multiband_period'`` -> ``'Multiband_period_12'``, ``'PPE'``/``'Period_fit'`` -> ``'PPE_12'``;
+ALeRCE's own column map in
 ``training/lc_classifier_ztf/ATAT_ALeRCE/data/utils.py`` and its 2024-04-12 schema commit show the
 renames). Today's names are the canonical ones here; :data:`ALERCE_RENAMES` carries the old ones.
 
@@ -76,6 +77,11 @@ def paper_family(name: str) -> str | None:
     if old in EXCLUDED or old not in ztf_feature_names("2023"):
         return None  # excluded on purpose, or computed only since 2024 (e.g. 'MHPS_high_30_1')
     return family_of(old)
+
+
+def paper_subset(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The features among ``names`` (named either way) that the paper's models use, in order."""
+    return tuple(n for n in names if paper_family(n) is not None)
 
 
 @cache

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from models.bundle import DEFAULT_SCORERS, Bundle, bundle_dirname, file_sha256
+from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
 from models.exceptions import ConfigurationError, DataError
+from models.features import paper_subset
 from models.networks import SCORER_KINDS
 from models.table import read_table
 from models.taxonomy import TOP_CLASSES, check_top_class
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Train one bundle (--top-class and --scorer; --out is the bundle directory) or, with "
             "--all, the six default bundles (every top-level class x {mcdsvdd, ae}; --out is the "
             "bundle root, e.g. models/bundles). Inliers of a class are the table's objects whose "
-            "true top_class is that class."
+            "true top_class is that class; the features are those the paper's models use."
         ),
     )
     p.add_argument("--data", type=Path, required=True, help="feature table (Parquet)")
@@ -31,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--top-class", choices=TOP_CLASSES, help="top-level class to train")
     p.add_argument("--scorer", choices=SCORER_KINDS, help="anomaly scorer to train")
     p.add_argument("--all", action="store_true", help="train the six default bundles")
+    p.add_argument(
+        "--config",
+        choices=CONFIGURATION_NAMES,
+        default=DEFAULT_CONFIGURATION,
+        help="paper: the reference code's method; ours: this project's choices "
+        f"(default {DEFAULT_CONFIGURATION})",
+    )
     p.add_argument("--out", type=Path, required=True, help="bundle directory (root with --all)")
     p.add_argument(
         "--epochs", type=positive_int, default=1000, help="maximum epochs (default 1000)"
@@ -38,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--pretrain-epochs",
         type=non_negative_int,
-        default=300,
-        help="maximum autoencoder pretraining epochs for (MC)DSVDD (default 300)",
+        help="maximum autoencoder pretraining epochs for (MC)DSVDD (default: ours 300, "
+        "paper --epochs)",
     )
     p.add_argument("--patience", type=positive_int, default=100, help="early-stopping patience")
     p.add_argument("--lr", type=float, help="learning rate (default: the paper's for the class)")
@@ -68,6 +77,9 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
 def run(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     table = read_table(args.data)
+    names = paper_subset(table.feature_names)
+    if not names:
+        raise DataError(f"{args.data} has none of the features the paper's models use")
     data_sha = file_sha256(args.data)
     version = args.model_version or f"{datetime.now(UTC):%Y.%m.%d}+{data_sha[:8]}"
     for top, scorer, out in jobs:
@@ -85,9 +97,10 @@ def run(args: argparse.Namespace) -> int:
             patience=args.patience,
             seed=args.seed,
             device=args.device,
+            configuration=args.config,
         )
         trained = train_model(
-            inliers.features, inliers.subclass, inliers.feature_names, config, not args.no_progress
+            inliers.columns(names), inliers.subclass, names, config, not args.no_progress
         )
         description = {
             "file": args.data.name,
@@ -97,15 +110,13 @@ def run(args: argparse.Namespace) -> int:
             "generator_version": table.metadata.get("generator_version"),
             "seed": table.metadata.get("seed"),
         }
-        bundle = Bundle.from_training(
-            trained, config, args.survey, inliers.feature_names, description, version
-        )
+        bundle = Bundle.from_training(trained, config, args.survey, names, description, version)
         bundle.save(out)
         default = " (default)" if DEFAULT_SCORERS.get(top) == scorer else ""
         metrics = trained.metrics["train"]
         print(
-            f"{bundle.name}{default}: {metrics['epochs']} epochs, best validation loss "
-            f"{metrics['best_val_loss']:.4g} at epoch {metrics['best_epoch']}, "
+            f"{bundle.name}{default} ({args.config}): {metrics['epochs']} epochs, best "
+            f"validation loss {metrics['best_val_loss']:.4g} at epoch {metrics['best_epoch']}, "
             f"{trained.metrics['seconds']:.0f} s -> {out}"
         )
     return 0

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from models.bundle import load_bundle
+from models.features import paper_subset
 from models.resources import sample_dir
 from models.scoring import Scorer
 from models.table import read_table
@@ -38,11 +39,27 @@ def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
     table = read_table(SAMPLE)
     periodic = table.take(table.top_class == "Periodic")
     bundle = load_bundle(tmp_path / "ztf" / "periodic-mcdsvdd")
-    assert bundle.feature_names == table.feature_names
+    assert bundle.feature_names == paper_subset(table.feature_names)
+    assert bundle.manifest.configuration == "ours"
     assert set(bundle.manifest.centre_subclasses) == set(periodic.subclass)
     assert bundle.manifest.training["data"]["n_objects"] == len(periodic)
-    scores = Scorer(bundle, "cpu").score(periodic.features[:50].astype(np.float32))
-    assert np.all(np.isfinite(scores.raw))
+    features = periodic.columns(bundle.feature_names)[:50].astype(np.float32)
+    assert np.all(np.isfinite(Scorer(bundle, "cpu").score(features).raw))
+
+
+def test_train_paper_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "periodic-mcdsvdd"
+    quick = ["--epochs", "3", "--no-progress", "--top-class", "Periodic", "--scorer", "mcdsvdd"]
+    result = run("train", "--data", str(SAMPLE), "--config", "paper", "--out", str(out), *quick)
+    assert result.returncode == 0, result.stderr
+    assert "ztf/periodic-mcdsvdd (default) (paper): 3 epochs" in result.stdout
+    bundle = load_bundle(out)
+    assert bundle.manifest.configuration == "paper"
+    hyper = bundle.manifest.training["hyperparameters"]
+    assert hyper["pretraining"] == {"kind": "class_ae", "lr": 1e-3, "max_epochs": 3}
+    assert hyper["centres"] == "recomputed"
+    assert hyper["weight_decay"] == 0.0
+    assert {p["missing"] for p in bundle.manifest.preprocessing} == {-1.1}
 
 
 @pytest.mark.parametrize(
@@ -52,6 +69,7 @@ def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
         (["--all", "--scorer", "ae"], "--all trains every default bundle"),
         (["--top-class", "Periodic", "--scorer", "ae", "--epochs", "0"], "positive integer"),
         (["--top-class", "Variable", "--scorer", "ae"], "invalid choice: 'Variable'"),
+        (["--all", "--config", "reference"], "invalid choice: 'reference'"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.configurations import get_configuration
 from models.evaluation.detectors import make_detector
-from models.evaluation.protocol import CELLS_DIR, EvaluationConfig, file_digest
+from models.evaluation.protocol import CELLS_DIR, EvaluationConfig, file_digest, stratified_folds
 from models.evaluation.report import best_per_column, markdown_table, write_csv
 from models.evaluation.top import robust_z
 from models.exceptions import ConfigurationError
@@ -73,18 +74,37 @@ def test_config_validation() -> None:
     with pytest.raises(ConfigurationError, match="unknown top-level class"):
         EvaluationConfig("x", "y", classes=("Variable",))
     with pytest.raises(ConfigurationError, match="unknown detector 'knn'"):
-        make_detector("knn", "Periodic", ("a",), 1, 0)
+        make_detector("knn", "Periodic", ("a",), get_configuration("ours"), 1, 0)
+    with pytest.raises(ConfigurationError, match="at least 2"):
+        EvaluationConfig("x", "y", folds=1)
+    with pytest.raises(ConfigurationError, match="unknown configuration 'mine'"):
+        EvaluationConfig("x", "y", configuration="mine")
 
 
-def test_sklearn_detectors_score_outliers_higher() -> None:
+@pytest.mark.parametrize("configuration", ["paper", "ours"])
+@pytest.mark.parametrize("kind", ["iforest", "ocsvm"])
+def test_sklearn_detectors_score_outliers_higher(kind: str, configuration: str) -> None:
     rng = np.random.default_rng(0)
-    inliers = rng.normal(0, 1, (300, 4))
-    outliers = rng.normal(6, 1, (20, 4))
-    for kind in ("iforest", "ocsvm"):
-        detector = make_detector(kind, "Periodic", ("a", "b", "c", "d"), 1, 0)
-        detector.fit(inliers, np.array(["A"] * 300))
-        scores = detector.score(np.vstack([inliers[:50], outliers]))
-        assert scores[50:].min() > np.median(scores[:50]), kind  # higher = more anomalous
+    names = ("Std_1", "Skew_1", "Q31_1", "Rcs_1")  # families centred on 0.3, 0, 0.5, 0.3
+    inliers = rng.normal([0.3, 0.0, 0.5, 0.3], 0.05, (300, 4))
+    outliers = rng.normal([0.9, 3.0, 1.5, 0.6], 0.05, (20, 4))
+    method = get_configuration(configuration)
+    detector = make_detector(kind, "Periodic", names, method, 1, 0)
+    labels = np.array(["A"] * 300)
+    detector.fit(inliers, labels, (inliers[:10], labels[:10]))
+    scores = detector.score(np.vstack([inliers[:50], outliers]))
+    assert scores[50:].min() > np.median(scores[:50])  # higher = more anomalous
+
+
+def test_stratified_folds_deal_every_label_evenly() -> None:
+    labels = np.array(["a"] * 10 + ["b"] * 7 + ["c"] * 1)
+    folds = stratified_folds(labels, 3, np.random.default_rng(0))
+    assert sorted(np.concatenate(folds).tolist()) == list(range(18))
+    for label, total in (("a", 10), ("b", 7)):
+        counts = [int((labels[f] == label).sum()) for f in folds]
+        assert sum(counts) == total
+        assert max(counts) - min(counts) <= 1
+    assert max(len(f) for f in folds) - min(len(f) for f in folds) <= 1
 
 
 def test_robust_z() -> None:

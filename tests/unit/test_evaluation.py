@@ -10,6 +10,15 @@ import numpy as np
 import pytest
 
 from models.configurations import get_configuration
+from models.evaluation.compare import (
+    BEGIN,
+    END,
+    class_summary,
+    grid_effect,
+    ranking,
+    update_page,
+    variant_versus,
+)
 from models.evaluation.detectors import make_detector
 from models.evaluation.protocol import CELLS_DIR, EvaluationConfig, file_digest, stratified_folds
 from models.evaluation.report import best_per_column, markdown_table, write_csv
@@ -128,3 +137,71 @@ def test_committed_full_run_matches_its_cells_and_the_committed_sample() -> None
     order = {(r["top_class"], r["outlier"], r["detector"]): r for r in cells}
     table = (results_dir / "table.md").read_text()
     assert markdown_table(list(order.values())) in table
+
+
+def folds_result(
+    detector: str, outlier: str, aurocs: list[float], top: str = "Periodic"
+) -> dict[str, object]:
+    r = result(detector, outlier, float(np.mean(aurocs)), top)
+    grid = [a - 0.01 for a in aurocs]
+    r.update(auroc=aurocs, auroc_std=float(np.std(aurocs)), auroc_reference_grid=grid)
+    return r
+
+
+def test_class_summary_ranks_and_counts_wins_over_the_table1_columns() -> None:
+    results = [
+        folds_result(d, s, [v])
+        for d, values in {
+            "iforest": (0.5, 0.5, 0.5, 0.5, 0.5, 0.99),
+            "ocsvm": (0.6, 0.4, 0.5, 0.5, 0.5, 0.5),
+            "ae": (0.7, 0.7, 0.5, 0.5, 0.5, 0.5),
+            "vae": (0.4, 0.4, 0.4, 0.4, 0.4, 0.4),
+            "deepsvdd": (0.5, 0.5, 0.6, 0.5, 0.5, 0.5),
+            "mcdsvdd": (0.5, 0.5, 0.5, 0.8, 0.8, 0.5),
+        }.items()
+        for s, v in zip(("LPV", "E", "DSCT", "RRL", "CEP", "Periodic-Other"), values, strict=True)
+    ]
+    summary = class_summary(results, "Periodic")
+    assert summary["mcdsvdd"] == (pytest.approx(0.62), 1, 2)  # Periodic-Other is not counted
+    assert summary["ae"] == (pytest.approx(0.58), 2, 2)
+    assert summary["iforest"][1:] == (4, 0)  # its 0.99 on Periodic-Other does not count
+    assert summary["deepsvdd"][1:] == (3, 1)
+    assert summary["vae"][1:] == (6, 0)
+    text = ranking({"paper": results})
+    assert "| - | **0.906 (#1, 4)** | **0.620 (#1, 2)** |" in text  # Table 1, then ours
+    assert "**0.620 (#1, 2)**" in text
+
+
+def test_variant_against_the_base_is_paired_by_fold() -> None:
+    results = [
+        folds_result("mcdsvdd", "LPV", [0.6, 0.7]),
+        folds_result("mcdsvdd-nn", "LPV", [0.7, 0.7]),
+        folds_result("mcdsvdd", "E", [0.5, 0.6]),
+        folds_result("mcdsvdd-nn", "E", [0.4, 0.5]),
+        folds_result("ae", "CEP", [0.9, 0.9]),
+    ]
+    text = variant_versus(results)
+    assert "| Periodic: LPV | 0.650 ± 0.050 | 0.700 ± 0.000 | +0.050 ± 0.050 |" in text
+    assert "| Periodic: E | 0.550 ± 0.050 | 0.450 ± 0.050 | -0.100 ± 0.000 |" in text
+    # fold means: base 0.55, 0.65; variant 0.55, 0.60 -> differences 0.00, -0.05
+    overall = (
+        "| **mean over 2 columns** | **0.600 ± 0.050** | **0.575 ± 0.025** | **-0.025 ± 0.025** |"
+    )
+    assert overall in text
+    assert (
+        "Better in 1 of 2 columns; per fold, the difference of the means over the columns is "
+        "+0.000, -0.050." in text
+    )
+    assert "no column has both" in variant_versus([folds_result("ae", "E", [0.5])])
+
+
+def test_grid_effect_and_page_update(tmp_path: Path) -> None:
+    text = grid_effect({"paper": [folds_result("mcdsvdd", "E", [0.6, 0.7])]})
+    assert "| paper | neural | 2 | +0.0100 | +0.0100 | +0.0100 |" in text
+    page = tmp_path / "page.md"
+    page.write_text(f"intro\n{BEGIN}\nold\n{END}\noutro\n")
+    update_page(page, f"{BEGIN}\nnew\n{END}")
+    assert page.read_text() == f"intro\n{BEGIN}\nnew\n{END}\noutro\n"
+    page.write_text("no markers")
+    with pytest.raises(ConfigurationError, match="has no generated part"):
+        update_page(page, "x")

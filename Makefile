@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-dev lint typecheck unit integration bench sample bundles clean
+.PHONY: demo test install install-dev lint typecheck unit integration bench sample bundles results clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,14 @@ sample: install-dev
 ## Retrain the six shipped bundles from the sample.
 bundles: install-dev
 	$(BIN)/alert-anomaly train --data models/data/ztf-sim-sample/objects.parquet --all --out models/bundles --model-version 1.0.0+sim20261122
+
+## Evaluate both configurations on the sample and regenerate docs/results.md's tables (resumable).
+SAMPLE := models/data/ztf-sim-sample/objects.parquet
+EVALUATE := $(BIN)/alert-anomaly --log-level warning evaluate --data $(SAMPLE) --folds 5 --epochs 500 --seed 0 --no-progress
+results: install-dev
+	$(EVALUATE) --config paper --out docs/results/paper --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,mcdsvdd-nn
+	$(EVALUATE) --config ours --out docs/results/ours
+	$(BIN)/alert-anomaly compare --paper docs/results/paper --ours docs/results/ours --page docs/results.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

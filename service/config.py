@@ -168,7 +168,7 @@ class ModelSettings(_Section):
     )
     scorers: dict[str, ScorerKind] = Field(
         default_factory=lambda: dict(DEFAULT_SCORERS),
-        description="top-level class -> scorer (mcdsvdd, ae, deepsvdd, vae)",
+        description="top-level class -> scorer (mcdsvdd, ae, deepsvdd, vae, mcdsvdd-nn)",
     )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1...")
     cpu_threads: int = Field(

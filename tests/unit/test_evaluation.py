@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from models.configurations import get_configuration
 from models.evaluation.compare import (
@@ -20,7 +21,13 @@ from models.evaluation.compare import (
     variant_versus,
 )
 from models.evaluation.detectors import make_detector
-from models.evaluation.protocol import CELLS_DIR, EvaluationConfig, file_digest, stratified_folds
+from models.evaluation.protocol import (
+    CELLS_DIR,
+    EvaluationConfig,
+    file_digest,
+    reference_grid_auroc,
+    stratified_folds,
+)
 from models.evaluation.report import best_per_column, markdown_table, write_csv
 from models.evaluation.top import robust_z
 from models.exceptions import ConfigurationError
@@ -205,3 +212,20 @@ def test_grid_effect_and_page_update(tmp_path: Path) -> None:
     page.write_text("no markers")
     with pytest.raises(ConfigurationError, match="has no generated part"):
         update_page(page, "x")
+
+
+def test_reference_grid_auroc_misses_the_last_segment_of_the_curve() -> None:
+    labels = np.array([0, 0, 1, 1])
+    lowest_inlier = np.array([0.1, 0.4, 0.35, 0.8])  # exact AUROC 0.75
+    # thresholds stop above the lowest score: the curve ends at FPR 1/2, losing 1/2 x TPR 1
+    assert reference_grid_auroc(labels, lowest_inlier) == pytest.approx(0.25, abs=1e-4)
+    lowest_outlier = np.array([0.3, 0.4, 0.1, 0.8])  # exact 0.5; the lost segment is vertical
+    assert reference_grid_auroc(labels, lowest_outlier) == pytest.approx(0.5, abs=1e-4)
+    rng = np.random.default_rng(1)
+    many = rng.normal(size=400)
+    truth = (rng.random(400) < 0.2).astype(int)
+    exact = roc_auc_score(truth, many + truth)
+    lowest_is_inlier = truth[np.argmin(many + truth)] == 0
+    assert lowest_is_inlier
+    gap = exact - reference_grid_auroc(truth, many + truth)
+    assert gap == pytest.approx(1 / (truth == 0).sum(), abs=2e-3)

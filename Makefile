@@ -53,7 +53,7 @@ bench: install-dev
 sample: install-dev
 	$(BIN)/alert-anomaly simulate --n 3000 --seed 20261122 --out models/data/ztf-sim-sample/objects.parquet
 
-## Retrain the six shipped bundles from the sample.
+## Retrain the shipped bundles (every class x mcdsvdd, ae, mcdsvdd-nn) from the sample.
 bundles: install-dev
 	$(BIN)/alert-anomaly train --data models/data/ztf-sim-sample/objects.parquet --all --out models/bundles --model-version 1.0.0+sim20261122
 

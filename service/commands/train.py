@@ -16,6 +16,9 @@ from models.taxonomy import TOP_CLASSES, check_top_class
 from models.training import TrainingConfig, train_model
 from service.commands.args import non_negative_int, positive_int
 
+# The paper's two scorers and our variant, whose bundles the service can be set to use.
+ALL_SCORERS = ("mcdsvdd", "ae", "mcdsvdd-nn")
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
@@ -23,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="train MCDSVDD / autoencoder bundles from a labeled feature table",
         description=(
             "Train one bundle (--top-class and --scorer; --out is the bundle directory) or, with "
-            "--all, the six default bundles (every top-level class x {mcdsvdd, ae}; --out is the "
+            "--all, nine bundles (every top-level class x {mcdsvdd, ae, mcdsvdd-nn}; --out is the "
             "bundle root, e.g. models/bundles). Inliers of a class are the table's objects whose "
             "true top_class is that class; the features are those the paper's models use."
         ),
@@ -32,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--survey", default="ztf", help="survey the bundle is for (default ztf)")
     p.add_argument("--top-class", choices=TOP_CLASSES, help="top-level class to train")
     p.add_argument("--scorer", choices=SCORER_KINDS, help="anomaly scorer to train")
-    p.add_argument("--all", action="store_true", help="train the six default bundles")
+    p.add_argument(
+        "--all", action="store_true", help="train every class's mcdsvdd, ae and mcdsvdd-nn"
+    )
     p.add_argument(
         "--config",
         choices=CONFIGURATION_NAMES,
@@ -63,11 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _jobs(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
     if args.all:
         if args.top_class or args.scorer:
-            raise ConfigurationError("--all trains every default bundle: drop --top-class/--scorer")
+            raise ConfigurationError(
+                "--all trains every class and scorer: drop --top-class/--scorer"
+            )
         return [
             (top, scorer, args.out / bundle_dirname(args.survey, top, scorer))
             for top in TOP_CLASSES
-            for scorer in ("mcdsvdd", "ae")
+            for scorer in ALL_SCORERS
         ]
     if not (args.top_class and args.scorer):
         raise ConfigurationError("give --top-class and --scorer, or --all")

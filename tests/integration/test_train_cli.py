@@ -23,7 +23,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
 
 
-def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
+def test_train_all_writes_nine_loadable_bundles(tmp_path: Path) -> None:
     quick = ["--epochs", "3", "--pretrain-epochs", "2", "--no-progress"]
     result = run("train", "--data", str(SAMPLE), "--all", "--out", str(tmp_path), *quick)
     assert result.returncode == 0, result.stderr
@@ -31,7 +31,7 @@ def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
     assert [str(d) for d in dirs] == [
         f"ztf/{top}-{scorer}"
         for top in ("periodic", "stochastic", "transient")
-        for scorer in ("ae", "mcdsvdd")
+        for scorer in ("ae", "mcdsvdd", "mcdsvdd-nn")
     ]
     assert "ztf/periodic-mcdsvdd (default)" in result.stdout
     assert "ztf/stochastic-ae (default)" in result.stdout
@@ -66,7 +66,7 @@ def test_train_paper_configuration(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--top-class", "Periodic"], "give --top-class and --scorer, or --all"),
-        (["--all", "--scorer", "ae"], "--all trains every default bundle"),
+        (["--all", "--scorer", "ae"], "--all trains every class and scorer"),
         (["--top-class", "Periodic", "--scorer", "ae", "--epochs", "0"], "positive integer"),
         (["--top-class", "Variable", "--scorer", "ae"], "invalid choice: 'Variable'"),
         (["--all", "--config", "reference"], "invalid choice: 'reference'"),

@@ -15,6 +15,7 @@ from models.evaluation.compare import (
     BEGIN,
     END,
     class_summary,
+    generated_section,
     grid_effect,
     ranking,
     update_page,
@@ -212,6 +213,20 @@ def test_grid_effect_and_page_update(tmp_path: Path) -> None:
     page.write_text("no markers")
     with pytest.raises(ConfigurationError, match="has no generated part"):
         update_page(page, "x")
+
+
+def test_the_results_page_shows_the_committed_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/results.md's tables are what `alert-anomaly compare` makes of the committed cells,
+    which evaluated the committed sample with both configurations."""
+    monkeypatch.chdir(REPO)  # the runs name their data relative to the repository
+    results = REPO / "docs" / "results"
+    for name in ("paper", "ours"):
+        config = json.loads((results / name / "config.json").read_text())
+        assert config["configuration"] == name
+        assert config["data_sha256"] == file_digest(sample_dir() / "objects.parquet")
+        assert config["folds"] == 5
+    section = generated_section(results / "paper", results / "ours")
+    assert section in (REPO / "docs" / "results.md").read_text()
 
 
 def test_reference_grid_auroc_misses_the_last_segment_of_the_curve() -> None:

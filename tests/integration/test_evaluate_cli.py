@@ -83,6 +83,12 @@ def test_evaluate_bad_arguments() -> None:
     assert result.returncode == 2
     assert "unknown detector(s) ['lof']" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    nothing = cli("compare", "--paper", "/nonexistent/paper", "--ours", "/nonexistent/ours")
+    assert nothing.returncode == 2
+    assert nothing.stderr.strip().splitlines() == [
+        "alert-anomaly compare: error: /nonexistent/paper holds no evaluation (config.json is "
+        "missing)"
+    ]
     one_fold = cli("evaluate", "--data", SAMPLE, "--out", "/tmp/x", "--folds", "1")
     assert one_fold.returncode == 2
     assert one_fold.stderr.strip().endswith(

@@ -4,7 +4,9 @@ and the weights in ``model.safetensors``.
 The manifest carries everything needed to score without the training data: format version,
 ordered feature names, fitted preprocessing, latent size, MCDSVDD centres and their subclasses,
 score quantiles of the training inliers (percentile calibration), training description and
-metrics, creation time and model version. Loading verifies the format version, the weights'
+metrics, the configuration that trained it (``paper`` or ``ours``, models.configurations;
+bundles written before the field existed were trained by what is now ``ours`` and load as such),
+creation time and model version. Loading verifies the format version, the weights'
 SHA-256 and the consistency of shapes, and fails with a :class:`BundleError` naming the problem.
 """
 
@@ -20,8 +22,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 
+from models.configurations import ConfigurationName
 from models.exceptions import BundleError
-from models.networks import HIDDEN, AnomalyNet, ScorerKind, check_scorer
+from models.networks import HIDDEN, MULTI_CENTRE_KINDS, AnomalyNet, ScorerKind, check_scorer
 from models.preprocessing import Preprocessor
 from models.training import CALIBRATION_LEVELS, TrainedModel, TrainingConfig
 
@@ -61,6 +64,7 @@ class Manifest(BaseModel):
     survey: str
     top_class: str
     scorer: str
+    configuration: ConfigurationName = "ours"
     feature_names: list[str]
     preprocessing: list[dict[str, Any]]
     latent_dim: int
@@ -123,13 +127,14 @@ class Bundle:
         model_version: str,
         notice: str = SIMULATED_DATA_NOTICE,
     ) -> Bundle:
-        centres = trained.net.centres.tolist() if config.scorer == "mcdsvdd" else []
+        centres = trained.net.centres.tolist() if config.scorer in MULTI_CENTRE_KINDS else []
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             model_version=model_version,
             survey=survey,
             top_class=config.top_class,
             scorer=config.scorer,
+            configuration=config.configuration,
             feature_names=list(feature_names),
             preprocessing=trained.preprocessor.to_manifest(),
             latent_dim=config.resolved_latent,
@@ -211,16 +216,17 @@ def load_bundle(directory: Path) -> Bundle:
             f"{manifest.weights.sha256[:12]}... (corrupted or replaced weights)"
         )
     n_centres = max(len(manifest.centre_subclasses), 1)
-    net = AnomalyNet(scorer, n_features, manifest.latent_dim, n_centres)
     try:
         state = load_file(str(weights))
+        n_references = state["references"].shape[0] if "references" in state else 0
+        net = AnomalyNet(scorer, n_features, manifest.latent_dim, n_centres, n_references)
         net.load_state_dict(state, strict=True)
     except (RuntimeError, OSError, ValueError) as exc:
         raise BundleError(
             f"{weights} does not fit a {scorer} with {n_features} features and latent size "
             f"{manifest.latent_dim}: {str(exc).splitlines()[0]}"
         ) from exc
-    if scorer == "mcdsvdd":
+    if scorer in MULTI_CENTRE_KINDS:
         saved = torch.tensor(manifest.centres, dtype=torch.float32)
         if saved.shape != net.centres.shape or not torch.allclose(saved, net.centres):
             raise BundleError(f"{directory}: manifest centres differ from the saved weights")

@@ -78,6 +78,11 @@ def paper_family(name: str) -> str | None:
     return family_of(old)
 
 
+def paper_subset(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The features among ``names`` (named either way) that the paper's models use, in order."""
+    return tuple(n for n in names if paper_family(n) is not None)
+
+
 @cache
 def paper_features() -> tuple[str, ...]:
     """The features of the paper's models that today's records carry, named and ordered as

@@ -8,7 +8,10 @@ Scores (higher = more anomalous):
 - ``ae``: summed squared reconstruction error;
 - ``vae``: summed squared reconstruction error of the posterior mean;
 - ``deepsvdd``: squared distance of the latent to the single centre;
-- ``mcdsvdd``: squared distance to the nearest subclass centre (and which subclass that is).
+- ``mcdsvdd``: squared distance to the nearest subclass centre (and which subclass that is);
+- ``mcdsvdd-nn``: the MCDSVDD network, scored by the squared distance to the nearest training
+  inlier's latent instead of the nearest centre (and that inlier's subclass): every known object
+  is a centre, so a subclass spread over several clumps is no longer summarised by one mean.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from torch import nn
 
 from models.exceptions import BundleError
 
-ScorerKind = Literal["mcdsvdd", "ae", "deepsvdd", "vae"]
+ScorerKind = Literal["mcdsvdd", "ae", "deepsvdd", "vae", "mcdsvdd-nn"]
 SCORER_KINDS: tuple[str, ...] = get_args(ScorerKind)
+SVDD_KINDS: tuple[str, ...] = ("mcdsvdd", "deepsvdd", "mcdsvdd-nn")  # trained towards centres
+MULTI_CENTRE_KINDS: tuple[str, ...] = ("mcdsvdd", "mcdsvdd-nn")  # one centre per subclass
 HIDDEN = (512, 256, 128)
 
 
@@ -30,6 +35,18 @@ def check_scorer(kind: str) -> ScorerKind:
     if kind not in SCORER_KINDS:
         raise BundleError(f"unknown scorer {kind!r}; known scorers: {', '.join(SCORER_KINDS)}")
     return kind  # type: ignore[return-value]
+
+
+INIT_STD = 0.02  # the reference's initialisation: N(0, 0.02) for Linear weights and biases
+
+
+def init_normal(module: nn.Module) -> None:
+    """Draw every Linear layer's weight and bias from N(0, INIT_STD) (BatchNorm keeps 1 and 0),
+    as the reference does before training its autoencoders; use with ``net.apply``."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, 0.0, INIT_STD)
+        if module.bias is not None:
+            nn.init.normal_(module.bias, 0.0, INIT_STD)
 
 
 def _mlp(sizes: tuple[int, ...], bias_last: bool) -> nn.Sequential:
@@ -62,22 +79,36 @@ class Decoder(nn.Module):
 
 
 class AnomalyNet(nn.Module):
-    """Encoder plus what a scorer needs: a decoder (ae, vae), centres (deepsvdd, mcdsvdd).
+    """Encoder plus what a scorer needs: a decoder (ae, vae), centres (the SVDDs), the training
+    inliers' latents and subclass indices (mcdsvdd-nn).
 
-    ``centres`` is a buffer saved with the weights; it is set once after pretraining and never
-    recomputed when a bundle is loaded.
+    ``centres``, ``references`` and ``reference_subclass`` are buffers saved with the weights;
+    they are set by training and never recomputed when a bundle is loaded.
     """
 
     centres: torch.Tensor
+    references: torch.Tensor
+    reference_subclass: torch.Tensor
 
-    def __init__(self, kind: ScorerKind, n_features: int, latent: int, n_centres: int = 1) -> None:
+    def __init__(
+        self,
+        kind: ScorerKind,
+        n_features: int,
+        latent: int,
+        n_centres: int = 1,
+        n_references: int = 0,
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.latent = latent
         # The VAE encoder outputs the posterior mean and log-variance.
         self.encoder = Encoder(n_features, 2 * latent if kind == "vae" else latent)
         self.decoder = Decoder(n_features, latent) if kind in ("ae", "vae") else None
-        self.register_buffer("centres", torch.zeros(n_centres if kind == "mcdsvdd" else 1, latent))
+        n_centres = n_centres if kind in MULTI_CENTRE_KINDS else 1
+        self.register_buffer("centres", torch.zeros(n_centres, latent))
+        if kind == "mcdsvdd-nn":
+            self.register_buffer("references", torch.zeros(n_references, latent))
+            self.register_buffer("reference_subclass", torch.zeros(n_references, dtype=torch.long))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Latent representation (the posterior mean for the VAE)."""
@@ -95,9 +126,28 @@ class AnomalyNet(nn.Module):
         return ((z[:, None, :] - self.centres[None, :, :]) ** 2).sum(dim=-1)
 
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anomaly scores and the index of the nearest centre (0 when there is one centre)."""
+        """Anomaly scores and the index of the nearest centre's subclass (0 with one centre)."""
         if self.kind in ("ae", "vae"):
             error = ((self.reconstruct(x) - x) ** 2).sum(dim=1)
             return error, torch.zeros_like(error, dtype=torch.long)
+        if self.kind == "mcdsvdd-nn":
+            distance, nearest = nearest_reference(self.embed(x), self.references)
+            return distance, self.reference_subclass[nearest]
         distance, nearest = self.distances(x).min(dim=1)
         return distance, nearest
+
+
+def squared_distances(z: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """(n, m) squared Euclidean distances between rows, through one matrix product (memory n*m,
+    not n*m*latent), clamped at 0 against rounding."""
+    cross = z @ references.T
+    out = (z * z).sum(dim=1, keepdim=True) - 2.0 * cross + (references * references).sum(dim=1)
+    return out.clamp_min(0.0)
+
+
+def nearest_reference(
+    z: torch.Tensor, references: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared distance of every latent to its nearest reference latent, and that reference's
+    index."""
+    return squared_distances(z, references).min(dim=1)

@@ -1,24 +1,25 @@
-"""Feature preprocessing of the ALeRCE anomaly detector, fitted on training data and stored in
-the bundle.
+"""Feature preprocessing of the ALeRCE anomaly detector, stored in the bundle.
 
-Per feature, in this order:
+Every feature gets ``tanh((t(x) - low) / (high - low) - 0.5)``, where ``t`` is the identity
+(``linear``), ``log10(max(x, floor))`` (``log``) or ``asinh(x / s)`` (``asinh``), and an undefined
+(non-finite) value gets a fixed ``missing`` value. In-range values land in [-0.46, 0.46]; outliers
+are squashed towards +-1 instead of dominating the loss. The transform is written in torch so that
+it runs on the scoring device, inside the batch. Two ways to set it:
 
-1. Heavy-tailed features are compressed. A feature whose training values are all positive and
-   span more than two decades between its 1st and 99th percentiles gets ``log10(max(x, floor))``
-   (``floor`` = its smallest positive training value, so that later zeros or negatives are clipped
-   rather than undefined: the paper's "clip, then log"). A feature with values of both signs and
-   such a spread gets ``asinh(x / s)`` with ``s`` its median absolute value (a log for large
-   ``|x|`` that stays defined at 0). Every other feature stays linear.
-   The choice is made for every column independently, from that column's own values. (The
-   reference code applies the log only to columns that have non-positive values and then scales
-   them with the previous column's range; we do not reproduce that.)
-2. The (transformed) value is scaled with the 0.5th and 99.5th training percentiles as ``min`` and
-   ``max``: ``tanh((x - min) / (max - min) - 0.5)``; in-range values land in [-0.46, 0.46], outliers
-   are squashed towards +-1 instead of dominating the loss.
-3. NaN (undefined feature) becomes ``NAN_VALUE = -1``, a value no finite input reaches (tanh never
-   returns -1), so "missing" stays distinguishable from every measured value.
+``paper`` (:func:`paper_scaling`): the reference code's fixed scales per feature family
+(:mod:`models.paper`, natural log there; the base cancels in the ratio). A log family is
+``log`` with floor 0: non-positive values go to ``log(0) = -inf`` and so to -1. A clip-and-log
+family is ``log`` with the family's low bound as floor. ``low``/``high`` are the family's bounds
+(their logarithms for the log families); ``missing = -1.1``. The reference applies its log branch
+only to columns whose minimum is <= 0 and then scales them with the previous column's range; that
+is a bug we do not reproduce.
 
-The transform is written in torch so that it runs on the scoring device, inside the batch.
+``fitted`` (:func:`fit_scaling`), per feature from its own training values: a feature whose values
+are all positive and span more than two decades between its 1st and 99th percentiles gets ``log``
+with ``floor`` = its smallest positive training value (later zeros or negatives are clipped); one
+with values of both signs and such a spread gets ``asinh`` with ``s`` its median absolute value;
+every other feature stays linear. ``low``/``high`` are the 0.5th and 99.5th percentiles of the
+transformed training values; ``missing = -1``, a value no finite input reaches.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ import torch
 from numpy.typing import NDArray
 
 from models.exceptions import BundleError, DataError
+from models.features import paper_family
+from models.paper import CLIP_LOG_FAMILIES, FAMILY_SCALES, LOG_FAMILIES, MISSING_VALUE
 
-NAN_VALUE = -1.0
+NAN_VALUE = -1.0  # the missing value of the fitted preprocessing
 Kind = Literal["linear", "log", "asinh"]
 _SPREAD_DECADES = 2.0
 
@@ -44,8 +47,9 @@ class FeatureScaling:
     name: str
     kind: Kind
     param: float  # log: clip floor; asinh: scale s; linear: unused (0)
-    low: float  # 0.5th percentile of the transformed training values
-    high: float  # 99.5th percentile
+    low: float  # transformed value mapped to tanh(-0.5)
+    high: float  # transformed value mapped to tanh(0.5)
+    missing: float = NAN_VALUE  # network input of an undefined value
 
 
 def _compress(kind: Kind, param: float, x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -89,6 +93,31 @@ def fit_scaling(
     return tuple(out)
 
 
+def paper_scaling(names: tuple[str, ...]) -> tuple[FeatureScaling, ...]:
+    """The reference's fixed preprocessing of features named either way (models.features)."""
+    unknown = [n for n in names if paper_family(n) is None]
+    if unknown:
+        raise DataError(
+            f"the paper's preprocessing has no scale for {len(unknown)} features "
+            f"({', '.join(unknown[:5])}{'...' if len(unknown) > 5 else ''}); select the paper's "
+            "features first"
+        )
+    out = []
+    for name in names:
+        family = paper_family(name)
+        assert family is not None
+        low, high = FAMILY_SCALES[family]
+        if family in LOG_FAMILIES or family in CLIP_LOG_FAMILIES:
+            floor = low if family in CLIP_LOG_FAMILIES else 0.0
+            scaling = FeatureScaling(
+                name, "log", floor, float(np.log10(low)), float(np.log10(high)), MISSING_VALUE
+            )
+        else:
+            scaling = FeatureScaling(name, "linear", 0.0, low, high, MISSING_VALUE)
+        out.append(scaling)
+    return tuple(out)
+
+
 class Preprocessor(torch.nn.Module):
     """The fitted transform as a torch module: raw float32 features -> network inputs."""
 
@@ -98,6 +127,7 @@ class Preprocessor(torch.nn.Module):
     scale: torch.Tensor
     low: torch.Tensor
     span: torch.Tensor
+    missing: torch.Tensor
 
     def __init__(self, scaling: tuple[FeatureScaling, ...]) -> None:
         super().__init__()
@@ -117,6 +147,7 @@ class Preprocessor(torch.nn.Module):
         self.register_buffer("scale", torch.where(mask("asinh"), params, torch.ones_like(params)))
         self.register_buffer("low", values("low"))
         self.register_buffer("span", values("high") - values("low"))
+        self.register_buffer("missing", values("missing"))
 
     @property
     def n_features(self) -> int:
@@ -128,7 +159,7 @@ class Preprocessor(torch.nn.Module):
         x = torch.where(self.is_log, torch.log10(torch.maximum(x, self.floor)), x)
         x = torch.where(self.is_asinh, torch.asinh(x / self.scale), x)
         x = torch.tanh((x - self.low) / self.span - 0.5)
-        return torch.where(missing, torch.full_like(x, NAN_VALUE), x)
+        return torch.where(missing, self.missing.expand_as(x), x)
 
     def to_manifest(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.scaling]
@@ -143,6 +174,7 @@ class Preprocessor(torch.nn.Module):
                     param=float(e["param"]),
                     low=float(e["low"]),
                     high=float(e["high"]),
+                    missing=float(e.get("missing", NAN_VALUE)),
                 )
                 for e in entries
             )

@@ -1,9 +1,13 @@
 """Training of the anomaly networks with the paper's settings: Adam, batches of 1024 drawn with
-balanced sampling by subclass, early stopping on the validation loss (patience 100).
+balanced sampling by subclass, early stopping on the validation loss (patience 100), the paper's
+learning rate and latent size per class and scorer.
 
 MCDSVDD and Deep SVDD first pretrain an autoencoder; the encoder's mean latent per subclass (one
 overall mean for Deep SVDD), with near-zero coordinates pushed to +-0.01, become the centres.
-The encoder is then trained to pull each latent towards its own subclass's centre.
+The encoder is then trained to pull each latent towards its own subclass's centre. How the
+autoencoder is pretrained, whether the centres are recomputed after training, the preprocessing,
+the initialisation and the stopping rule follow the named configuration
+(:mod:`models.configurations`).
 """
 
 from __future__ import annotations
@@ -20,16 +24,31 @@ import torch
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from models.configurations import (
+    DEFAULT_CONFIGURATION,
+    Configuration,
+    ConfigurationName,
+    get_configuration,
+)
 from models.exceptions import ConfigurationError, DataError
 from models.features import paper_features
-from models.networks import AnomalyNet, ScorerKind, check_scorer
-from models.preprocessing import Preprocessor, fit_scaling
+from models.networks import (
+    MULTI_CENTRE_KINDS,
+    SVDD_KINDS,
+    AnomalyNet,
+    ScorerKind,
+    check_scorer,
+    init_normal,
+    squared_distances,
+)
+from models.preprocessing import Preprocessor, fit_scaling, paper_scaling
 from models.table import AlertTable
 from models.taxonomy import check_top_class
 
 log = structlog.get_logger(__name__)
 
 CENTRE_EPS = 0.01
+MAX_REFERENCES = 20_000  # training inliers kept as mcdsvdd-nn references (a random subset beyond)
 CALIBRATION_LEVELS = tuple(float(q) for q in np.linspace(0.0, 100.0, 1001))
 
 # (top-level class, scorer) -> (learning rate, latent size), from the paper's Table of settings.
@@ -45,7 +64,8 @@ PAPER_SETTINGS: dict[tuple[str, str], tuple[float, int]] = {
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Hyper-parameters; ``lr``/``latent`` default to the paper's values for the class."""
+    """Hyper-parameters; ``lr``/``latent`` default to the paper's values for the class, the rest
+    of the method to the named configuration (models.configurations)."""
 
     scorer: ScorerKind
     top_class: str
@@ -53,20 +73,21 @@ class TrainingConfig:
     latent: int | None = None
     batch_size: int = 1024
     max_epochs: int = 1000
-    pretrain_epochs: int = 300
+    pretrain_epochs: int | None = None  # default: ours 300, paper max_epochs
     patience: int = 100
     val_fraction: float = 0.2
-    weight_decay: float = 1e-6
     seed: int = 0
     device: str = "cpu"
+    configuration: ConfigurationName = DEFAULT_CONFIGURATION
 
     def __post_init__(self) -> None:
         check_scorer(self.scorer)
         check_top_class(self.top_class)
+        get_configuration(self.configuration)
         for name in ("batch_size", "max_epochs", "patience"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.pretrain_epochs < 0:
+        if self.pretrain_epochs is not None and self.pretrain_epochs < 0:
             raise ConfigurationError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ConfigurationError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
@@ -76,33 +97,60 @@ class TrainingConfig:
             raise ConfigurationError(f"latent must be positive, got {self.latent}")
 
     @property
+    def method(self) -> Configuration:
+        return get_configuration(self.configuration)
+
+    @property
+    def _paper_settings(self) -> tuple[float, int]:
+        kind = "mcdsvdd" if self.scorer == "mcdsvdd-nn" else self.scorer  # the same network
+        return PAPER_SETTINGS.get((self.top_class, kind), (5e-4, 64))
+
+    @property
     def resolved_lr(self) -> float:
-        if self.lr is not None:
-            return self.lr
-        return PAPER_SETTINGS.get((self.top_class, self.scorer), (5e-4, 64))[0]
+        return self.lr if self.lr is not None else self._paper_settings[0]
 
     @property
     def resolved_latent(self) -> int:
-        if self.latent is not None:
-            return self.latent
-        return PAPER_SETTINGS.get((self.top_class, self.scorer), (5e-4, 64))[1]
+        return self.latent if self.latent is not None else self._paper_settings[1]
+
+    @property
+    def resolved_pretrain_epochs(self) -> int:
+        if self.pretrain_epochs is not None:
+            return self.pretrain_epochs
+        return self.max_epochs if self.method.pretraining == "class_ae" else 300
+
+    @property
+    def pretrain_lr(self) -> float:
+        """Learning rate of the (MC)DSVDD's autoencoder pretraining."""
+        if self.method.pretraining == "class_ae":
+            return PAPER_SETTINGS[(self.top_class, "ae")][0]
+        return self.resolved_lr
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
+            "configuration": self.configuration,
             "scorer": self.scorer,
             "top_class": self.top_class,
             "lr": self.resolved_lr,
             "latent": self.resolved_latent,
             "batch_size": self.batch_size,
             "max_epochs": self.max_epochs,
-            "pretrain_epochs": self.pretrain_epochs,
             "patience": self.patience,
             "val_fraction": self.val_fraction,
-            "weight_decay": self.weight_decay,
+            "weight_decay": self.method.weight_decay,
+            "initialisation": self.method.init,
             "seed": self.seed,
             "optimizer": "Adam",
             "sampling": "balanced by subclass",
         }
+        if self.scorer in SVDD_KINDS:
+            out["pretraining"] = {
+                "kind": self.method.pretraining,
+                "lr": self.pretrain_lr,
+                "max_epochs": self.resolved_pretrain_epochs,
+            }
+            out["centres"] = "recomputed" if self.method.recompute_centres else "pretrained"
+        return out
 
 
 @dataclass
@@ -163,6 +211,14 @@ class _BalancedBatches:
         return list(idx.split(self.batch_size))
 
 
+def balanced_resample(labels: NDArray[np.str_], seed: int) -> torch.Tensor:
+    """len(labels) row indices drawn with replacement, every label equally likely (one epoch of
+    the reference's weighted sampler)."""
+    generator = torch.Generator().manual_seed(seed)
+    (resample,) = _BalancedBatches(labels, len(labels), generator)()
+    return resample
+
+
 LossFn = Callable[[AnomalyNet, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -186,20 +242,39 @@ def _svdd_loss(net: AnomalyNet, x: torch.Tensor, centre_index: torch.Tensor) -> 
     return ((z - net.centres[centre_index]) ** 2).sum(dim=1).mean()
 
 
+@dataclass(frozen=True)
+class _Data:
+    """Network inputs and centre indices of the fitted and the validation rows."""
+
+    x_train: torch.Tensor
+    c_train: torch.Tensor
+    x_val: torch.Tensor
+    c_val: torch.Tensor
+    subclasses: NDArray[np.str_]  # of the fitted rows, for balanced sampling
+
+    def single_centre(self) -> _Data:
+        c_train, c_val = torch.zeros_like(self.c_train), torch.zeros_like(self.c_val)
+        return _Data(self.x_train, c_train, self.x_val, c_val, self.subclasses)
+
+
 def _fit(
     net: AnomalyNet,
     params: list[torch.nn.Parameter],
     loss_fn: LossFn,
-    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    batches: _BalancedBatches,
+    data: _Data,
     config: TrainingConfig,
+    lr: float,
     max_epochs: int,
     stage: str,
     progress: bool,
 ) -> dict[str, Any]:
-    """Adam with early stopping on the validation loss; restores the best weights."""
-    x_train, c_train, x_val, c_val = data
-    optimizer = torch.optim.Adam(params, lr=config.resolved_lr, weight_decay=config.weight_decay)
+    """Adam on balanced batches with early stopping on the validation loss; restores the best
+    weights. Stops after ``patience`` (+ the configuration's extra) epochs without improvement."""
+    batches = _BalancedBatches(
+        data.subclasses, config.batch_size, torch.Generator().manual_seed(config.seed)
+    )
+    method = config.method
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=method.weight_decay)
     best, best_epoch, best_state = float("inf"), 0, copy.deepcopy(net.state_dict())
     train_loss = float("nan")
     bar = tqdm(
@@ -213,19 +288,19 @@ def _fit(
             if idx.numel() < 2:  # BatchNorm needs two rows
                 continue
             optimizer.zero_grad()
-            loss = loss_fn(net, x_train[idx], c_train[idx])
+            loss = loss_fn(net, data.x_train[idx], data.c_train[idx])
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * idx.numel()
-        train_loss = total / x_train.shape[0]
+        train_loss = total / data.x_train.shape[0]
         net.eval()
         with torch.no_grad():
-            val_loss = float(loss_fn(net, x_val, c_val))
+            val_loss = float(loss_fn(net, data.x_val, data.c_val))
         if val_loss < best:
             best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(net.state_dict())
         log.info("epoch", stage=stage, epoch=epoch, train_loss=train_loss, val_loss=val_loss)
         bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", best=f"{best:.4g}")
-        if epoch - best_epoch >= config.patience:
+        if epoch - best_epoch >= config.patience + method.extra_patience:
             break
     net.load_state_dict(best_state)
     return {
@@ -236,15 +311,133 @@ def _fit(
     }
 
 
-def _centres(net: AnomalyNet, x: torch.Tensor, groups: torch.Tensor, n: int) -> torch.Tensor:
-    """Mean latent per group, near-zero coordinates pushed to +-CENTRE_EPS (Ruff et al. 2018)."""
-    net.eval()
-    with torch.no_grad():
-        z = net.embed(x)
-    centres = torch.stack([z[groups == k].mean(dim=0) for k in range(n)])
+def _push_from_zero(centres: torch.Tensor) -> torch.Tensor:
+    """Coordinates closer to 0 than CENTRE_EPS pushed to +-CENTRE_EPS (Ruff et al. 2018)."""
     small = centres.abs() < CENTRE_EPS
     sign = torch.where(centres < 0, -1.0, 1.0)
     return torch.where(small, sign * CENTRE_EPS, centres)
+
+
+def _group_means(z: torch.Tensor, groups: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.stack([z[groups == k].mean(dim=0) for k in range(n)])
+
+
+def _centres(net: AnomalyNet, x: torch.Tensor, groups: torch.Tensor, n: int) -> torch.Tensor:
+    """Mean latent per group of the rows ``x`` (eval mode), pushed away from zero."""
+    net.eval()
+    with torch.no_grad():
+        z = net.embed(x)
+    return _push_from_zero(_group_means(z, groups, n))
+
+
+def _balanced_epoch_centres(
+    net: AnomalyNet, data: _Data, groups: torch.Tensor, n: int, config: TrainingConfig
+) -> torch.Tensor:
+    """The reference's first centres: mean latent per group over one epoch of balanced batches
+    with BatchNorm in training mode (batch statistics, running statistics updated)."""
+    batches = _BalancedBatches(
+        data.subclasses, config.batch_size, torch.Generator().manual_seed(config.seed)
+    )
+    latents, labels = [], []
+    net.train()
+    with torch.no_grad():
+        for idx in batches():
+            if idx.numel() < 2:
+                continue
+            latents.append(net.embed(data.x_train[idx]))
+            labels.append(groups[idx])
+    return _push_from_zero(_group_means(torch.cat(latents), torch.cat(labels), n))
+
+
+def _recomputed_centres(
+    net: AnomalyNet, data: _Data, groups: torch.Tensor, n: int, config: TrainingConfig
+) -> torch.Tensor:
+    """The reference's test-time centres: mean latent per group of the trained encoder (eval
+    mode) over a class-balanced resample (with replacement) of the fitted rows."""
+    resample = balanced_resample(data.subclasses, config.seed + 1)
+    return _centres(net, data.x_train[resample], groups[resample], n)
+
+
+def new_network(
+    kind: ScorerKind, n_features: int, latent: int, n_centres: int, config: TrainingConfig
+) -> AnomalyNet:
+    """An untrained network, initialised as the configuration says, on the training device."""
+    net = AnomalyNet(kind, n_features, latent, n_centres)
+    if config.method.init == "normal":
+        net.apply(init_normal)
+    return net.to(torch.device(config.device))
+
+
+def _train_svdd(
+    net: AnomalyNet, data: _Data, n_centres: int, config: TrainingConfig, progress: bool
+) -> dict[str, Any]:
+    """Pretrain an autoencoder, take its encoder and first centres, train the encoder towards
+    them, and (paper) recompute the centres from the trained encoder."""
+    method = config.method
+    data = data if config.scorer in MULTI_CENTRE_KINDS else data.single_centre()
+    n_features = data.x_train.shape[1]
+    metrics: dict[str, Any] = {}
+    torch.manual_seed(config.seed)  # the paper's pretraining is the class's AE of this seed
+    pretrain = new_network("ae", n_features, config.resolved_latent, 1, config)
+    if config.resolved_pretrain_epochs:
+        metrics["pretrain"] = _fit(
+            pretrain, list(pretrain.parameters()), _reconstruction_loss, data, config,
+            config.pretrain_lr, config.resolved_pretrain_epochs, f"{config.scorer}:pretrain",
+            progress,
+        )  # fmt: skip
+    net.encoder.load_state_dict(pretrain.encoder.state_dict())
+    if method.pretraining == "class_ae":
+        centres = _balanced_epoch_centres(net, data, data.c_train, n_centres, config)
+    else:
+        centres = _centres(net, data.x_train, data.c_train, n_centres)
+    net.centres.copy_(centres)
+    metrics["train"] = _fit(
+        net, list(net.encoder.parameters()), _svdd_loss, data, config, config.resolved_lr,
+        config.max_epochs, config.scorer, progress,
+    )  # fmt: skip
+    if method.recompute_centres:
+        net.centres.copy_(_recomputed_centres(net, data, data.c_train, n_centres, config))
+    return metrics
+
+
+def _set_references(net: AnomalyNet, data: _Data, seed: int) -> None:
+    """mcdsvdd-nn: the latents of every training inlier (fitted and validation rows; at most
+    MAX_REFERENCES, a random subset beyond) and their subclass indices."""
+    x = torch.cat([data.x_train, data.x_val])
+    groups = torch.cat([data.c_train, data.c_val])
+    if x.shape[0] > MAX_REFERENCES:
+        keep = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+        x, groups = x[keep[:MAX_REFERENCES]], groups[keep[:MAX_REFERENCES]]
+    net.eval()
+    with torch.no_grad():
+        net.references = net.embed(x)
+    net.reference_subclass = groups
+
+
+def _leave_one_out_scores(references: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Each reference's squared distance to its nearest other reference: what a new inlier's
+    mcdsvdd-nn score is distributed like (its own distance, 0, would say nothing)."""
+    out = []
+    for start in range(0, references.shape[0], chunk):
+        distances = squared_distances(references[start : start + chunk], references)
+        rows = torch.arange(distances.shape[0])
+        distances[rows, start + rows] = float("inf")
+        out.append(distances.min(dim=1).values)
+    return torch.cat(out)
+
+
+def _inlier_scores(net: AnomalyNet, data: _Data) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Scores of the fitted and the validation rows (leave-one-out for mcdsvdd-nn)."""
+    net.eval()
+    with torch.no_grad():
+        if net.kind == "mcdsvdd-nn" and net.references.shape[0] > 1:
+            scores = _leave_one_out_scores(net.references)
+            n = data.x_train.shape[0]
+            if scores.shape[0] == n + data.x_val.shape[0]:
+                return scores[:n].cpu().double().numpy(), scores[n:].cpu().double().numpy()
+            return scores.cpu().double().numpy(), scores.cpu().double().numpy()
+        train = net.score(data.x_train)[0].cpu().double().numpy()
+        return train, net.score(data.x_val)[0].cpu().double().numpy()
 
 
 def train_model(
@@ -253,68 +446,67 @@ def train_model(
     feature_names: tuple[str, ...],
     config: TrainingConfig,
     progress: bool = True,
+    validation: tuple[NDArray[np.float64], NDArray[np.str_]] | None = None,
 ) -> TrainedModel:
-    """Train one scorer on the inliers ``features`` (raw, NaN = undefined) of one class."""
+    """Train one scorer on the inliers ``features`` (raw, NaN = undefined) of one class.
+
+    Early stopping uses ``validation`` (features, subclasses) when given, e.g. the held-out fold
+    of the evaluation; otherwise a stratified ``val_fraction`` of the rows, which are not fitted.
+    """
     if features.shape[0] != subclasses.shape[0]:
         raise DataError("features and labels have different lengths")
-    names = tuple(sorted(set(subclasses.tolist())))
     if features.shape[0] < 8:
         raise DataError(f"{features.shape[0]} objects are too few to train a {config.scorer}")
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    train_idx, val_idx = stratified_split(subclasses, config.val_fraction, rng)
-    preprocessor = Preprocessor(fit_scaling(features[train_idx], feature_names))
+    if validation is None:
+        rng = np.random.default_rng(config.seed)
+        train_idx, val_idx = stratified_split(subclasses, config.val_fraction, rng)
+        x_fit, y_fit = features[train_idx], subclasses[train_idx]
+        x_held, y_held = features[val_idx], subclasses[val_idx]
+    else:
+        x_fit, y_fit = features, subclasses
+        x_held, y_held = validation
+    names = tuple(sorted(set(y_fit.tolist())))
+    unknown = sorted(set(y_held.tolist()) - set(names))
+    if unknown:
+        raise DataError(f"validation subclasses {unknown} have no training rows")
+    method = config.method
+    if method.preprocessing == "paper":
+        scaling = paper_scaling(feature_names)
+    else:
+        scaling = fit_scaling(x_fit, feature_names)
+    preprocessor = Preprocessor(scaling)
     device = torch.device(config.device)
-    x_all = preprocessor(torch.as_tensor(features, dtype=torch.float32)).to(device)
-    group = torch.as_tensor([names.index(s) for s in subclasses.tolist()], device=device)
-    data = (x_all[train_idx], group[train_idx], x_all[val_idx], group[val_idx])
-    generator = torch.Generator().manual_seed(config.seed)
-    batches = _BalancedBatches(subclasses[train_idx], config.batch_size, generator)
 
-    n_centres = len(names) if config.scorer == "mcdsvdd" else 1
-    net = AnomalyNet(config.scorer, len(feature_names), config.resolved_latent, n_centres).to(
-        device
-    )
+    def inputs(x: NDArray[np.float64], y: NDArray[np.str_]) -> tuple[torch.Tensor, torch.Tensor]:
+        tensor = preprocessor(torch.as_tensor(x, dtype=torch.float32)).to(device)
+        return tensor, torch.as_tensor([names.index(s) for s in y.tolist()], device=device)
+
+    data = _Data(*inputs(x_fit, y_fit), *inputs(x_held, y_held), y_fit)
+    n_centres = len(names) if config.scorer in MULTI_CENTRE_KINDS else 1
+    net = new_network(config.scorer, len(feature_names), config.resolved_latent, n_centres, config)
     metrics: dict[str, Any] = {
-        "n_train": int(train_idx.size),
-        "n_validation": int(val_idx.size),
-        "subclass_counts": {s: int((subclasses == s).sum()) for s in names},
+        "n_train": int(x_fit.shape[0]),
+        "n_validation": int(x_held.shape[0]),
+        "subclass_counts": {s: int((y_fit == s).sum()) for s in names},
     }
-    if config.scorer in ("mcdsvdd", "deepsvdd"):
-        pretrain = AnomalyNet("ae", len(feature_names), config.resolved_latent).to(device)
-        if config.pretrain_epochs:
-            metrics["pretrain"] = _fit(
-                pretrain, list(pretrain.parameters()), _reconstruction_loss, data, batches,
-                config, config.pretrain_epochs, f"{config.scorer}:pretrain", progress,
-            )  # fmt: skip
-        net.encoder.load_state_dict(pretrain.encoder.state_dict())
-        groups = data[1] if config.scorer == "mcdsvdd" else torch.zeros_like(data[1])
-        net.centres.copy_(_centres(net, data[0], groups, n_centres))
-        svdd_data = (
-            data[0],
-            groups,
-            data[2],
-            data[3] if n_centres > 1 else torch.zeros_like(data[3]),
-        )
-        metrics["train"] = _fit(
-            net, list(net.encoder.parameters()), _svdd_loss, svdd_data, batches, config,
-            config.max_epochs, config.scorer, progress,
-        )  # fmt: skip
+    if config.scorer in SVDD_KINDS:
+        metrics.update(_train_svdd(net, data, n_centres, config, progress))
+        if config.scorer == "mcdsvdd-nn":
+            _set_references(net, data, config.seed)
+            metrics["n_references"] = int(net.references.shape[0])
     else:
         loss = _vae_loss if config.scorer == "vae" else _reconstruction_loss
         metrics["train"] = _fit(
-            net, list(net.parameters()), loss, data, batches, config, config.max_epochs,
-            config.scorer, progress,
+            net, list(net.parameters()), loss, data, config, config.resolved_lr,
+            config.max_epochs, config.scorer, progress,
         )  # fmt: skip
 
-    net.eval()
-    with torch.no_grad():
-        train_scores = net.score(data[0])[0].cpu().numpy().astype(np.float64)
-        val_scores = net.score(data[2])[0].cpu().numpy().astype(np.float64)
+    train_scores, val_scores = _inlier_scores(net, data)
     calibration = tuple(float(v) for v in np.percentile(train_scores, CALIBRATION_LEVELS))
     metrics["validation_score_median"] = float(np.median(val_scores))
     metrics["train_score_median"] = float(np.median(train_scores))
     metrics["seconds"] = round(time.perf_counter() - started, 2)
-    centre_names = names if config.scorer == "mcdsvdd" else ()
+    centre_names = names if config.scorer in MULTI_CENTRE_KINDS else ()
     return TrainedModel(net.cpu(), preprocessor, centre_names, calibration, metrics)

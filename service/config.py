@@ -190,7 +190,7 @@ class ModelSettings(_Section):
     )
     scorers: dict[str, ScorerKind] = Field(
         default_factory=lambda: dict(DEFAULT_SCORERS),
-        description="top-level class -> scorer (mcdsvdd, ae, deepsvdd, vae)",
+        description="top-level class -> scorer (mcdsvdd, ae, deepsvdd, vae, mcdsvdd-nn)",
     )
     min_feature_coverage: float = Field(
         0.9,

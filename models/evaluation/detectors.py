@@ -1,5 +1,8 @@
-"""The six detectors of the paper's Table 1 behind one interface: fit on inliers, then score
-(higher = more anomalous). All use the paper's feature preprocessing (models.preprocessing)."""
+"""The six detectors of the paper's Table 1 behind one interface: fit on inliers (the neural ones
+stop early on validation inliers), then score (higher = more anomalous). Every detector uses the
+preprocessing, and the neural ones the training method, of the evaluated configuration
+(models.configurations): ``paper`` the reference's fixed scales, ``ours`` scales fitted on the
+training rows."""
 
 from __future__ import annotations
 
@@ -10,12 +13,17 @@ import torch
 from numpy.typing import NDArray
 
 from models.bundle import Bundle
+from models.configurations import Configuration
 from models.exceptions import ConfigurationError
-from models.preprocessing import Preprocessor, fit_scaling
+from models.preprocessing import Preprocessor, fit_scaling, paper_scaling
 from models.scoring import Scorer
 from models.training import TrainingConfig, train_model
 
+Validation = tuple[NDArray[np.float64], NDArray[np.str_]]
+
 DETECTORS: Final[tuple[str, ...]] = ("iforest", "ocsvm", "ae", "vae", "deepsvdd", "mcdsvdd")
+# Not in the paper's table; evaluated on request (--detectors), reported after the six.
+VARIANTS: Final[tuple[str, ...]] = ("mcdsvdd-nn",)
 LABELS: Final[dict[str, str]] = {
     "iforest": "Isolation Forest",
     "ocsvm": "One-class SVM",
@@ -23,20 +31,23 @@ LABELS: Final[dict[str, str]] = {
     "vae": "VAE",
     "deepsvdd": "Deep SVDD",
     "mcdsvdd": "MCDSVDD",
+    "mcdsvdd-nn": "MCDSVDD-NN",
 }
 
 
 class Detector(Protocol):
-    def fit(self, features: NDArray[np.float64], subclasses: NDArray[np.str_]) -> None: ...
+    def fit(
+        self, features: NDArray[np.float64], subclasses: NDArray[np.str_], validation: Validation
+    ) -> None: ...
 
     def score(self, features: NDArray[np.float64]) -> NDArray[np.float64]: ...
 
 
 class _Sklearn:
-    """Isolation Forest or one-class SVM on the preprocessed features (undefined -> -1)."""
+    """Isolation Forest or one-class SVM on the preprocessed features."""
 
-    def __init__(self, kind: str, names: tuple[str, ...], seed: int) -> None:
-        self.kind, self.names, self.seed = kind, names, seed
+    def __init__(self, kind: str, names: tuple[str, ...], method: Configuration, seed: int) -> None:
+        self.kind, self.names, self.method, self.seed = kind, names, method, seed
         self._preprocessor: Preprocessor | None = None
         self._model: object = None
 
@@ -46,16 +57,26 @@ class _Sklearn:
             x = self._preprocessor(torch.as_tensor(features, dtype=torch.float32))
         return np.asarray(x.numpy(), dtype=np.float64)
 
-    def fit(self, features: NDArray[np.float64], subclasses: NDArray[np.str_]) -> None:
+    def fit(
+        self, features: NDArray[np.float64], subclasses: NDArray[np.str_], validation: Validation
+    ) -> None:
         from sklearn.ensemble import IsolationForest
         from sklearn.svm import OneClassSVM
 
-        self._preprocessor = Preprocessor(fit_scaling(features, self.names))
+        if self.method.preprocessing == "paper":
+            scaling = paper_scaling(self.names)
+        else:
+            scaling = fit_scaling(features, self.names)
+        self._preprocessor = Preprocessor(scaling)
         x = self._transform(features)
         if self.kind == "iforest":
-            self._model = IsolationForest(n_estimators=200, random_state=self.seed).fit(x)
+            self._model = IsolationForest(
+                n_estimators=self.method.iforest_trees,
+                max_samples=self.method.iforest_max_samples,
+                random_state=self.seed,
+            ).fit(x)
         else:
-            self._model = OneClassSVM(nu=0.1, gamma="scale").fit(x)
+            self._model = OneClassSVM(nu=self.method.ocsvm_nu, gamma="scale").fit(x)
 
     def score(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         x = self._transform(features)
@@ -67,24 +88,35 @@ class _Sklearn:
 
 
 class _Neural:
-    """AE, VAE, Deep SVDD or MCDSVDD trained with the paper's settings (models.training)."""
+    """AE, VAE, Deep SVDD or MCDSVDD trained by models.training."""
 
     def __init__(
-        self, kind: str, top_class: str, names: tuple[str, ...], epochs: int, seed: int
+        self,
+        kind: str,
+        top_class: str,
+        names: tuple[str, ...],
+        method: Configuration,
+        epochs: int,
+        seed: int,
     ) -> None:
         self.names = names
         self.config = TrainingConfig(
             scorer=kind,  # type: ignore[arg-type]
             top_class=top_class,
             max_epochs=epochs,
-            pretrain_epochs=max(1, epochs // 3),
-            patience=max(10, epochs // 10),
+            pretrain_epochs=method.evaluation_pretrain_epochs(epochs),
+            patience=method.evaluation_patience(epochs),
             seed=seed,
+            configuration=method.name,
         )
         self._scorer: Scorer | None = None
 
-    def fit(self, features: NDArray[np.float64], subclasses: NDArray[np.str_]) -> None:
-        trained = train_model(features, subclasses, self.names, self.config, progress=False)
+    def fit(
+        self, features: NDArray[np.float64], subclasses: NDArray[np.str_], validation: Validation
+    ) -> None:
+        trained = train_model(
+            features, subclasses, self.names, self.config, progress=False, validation=validation
+        )
         bundle = Bundle.from_training(trained, self.config, "eval", self.names, {}, "eval")
         self._scorer = Scorer(bundle, "cpu")
 
@@ -94,10 +126,16 @@ class _Neural:
 
 
 def make_detector(
-    kind: str, top_class: str, names: tuple[str, ...], epochs: int, seed: int
+    kind: str,
+    top_class: str,
+    names: tuple[str, ...],
+    method: Configuration,
+    epochs: int,
+    seed: int,
 ) -> Detector:
     if kind in ("iforest", "ocsvm"):
-        return _Sklearn(kind, names, seed)
-    if kind in ("ae", "vae", "deepsvdd", "mcdsvdd"):
-        return _Neural(kind, top_class, names, epochs, seed)
-    raise ConfigurationError(f"unknown detector {kind!r} (known: {', '.join(DETECTORS)})")
+        return _Sklearn(kind, names, method, seed)
+    if kind in ("ae", "vae", "deepsvdd", "mcdsvdd", "mcdsvdd-nn"):
+        return _Neural(kind, top_class, names, method, epochs, seed)
+    known = ", ".join(DETECTORS + VARIANTS)
+    raise ConfigurationError(f"unknown detector {kind!r} (known: {known})")

@@ -2,10 +2,15 @@
 
 80/20 stratified split of the table (by subclass, seeded). For a cell (top-level class,
 outlier subclass, detector): the training inliers are the 80% part's objects of the class minus
-the outlier subclass; they are split in K folds and K models are trained, each on K-1 folds
-(early stopping inside them for the neural detectors); every model scores the same test set,
-the 20% part's objects of the class (inliers and the outlier subclass). AUROC and AUPRC (outlier
-= positive) are reported as mean and standard deviation over the folds.
+the outlier subclass; they are split in K folds stratified by subclass, and K models are trained,
+each fitted on K-1 folds, the neural detectors stopping early on the held-out fold (as the
+paper's code does); every model scores the same test set, the 20% part's objects of the class
+(inliers and the outlier subclass). AUROC and AUPRC (outlier = positive, scikit-learn's exact
+values) are reported as mean and standard deviation over the folds; each fold's AUROC as the
+reference code computes it (on a threshold grid, :func:`reference_grid_auroc`) is kept beside.
+Only the features the paper uses are read (models.features.paper_subset); the named
+configuration (models.configurations) sets the preprocessing and training method of every
+detector.
 
 Cells are independent, run in parallel processes, and each is saved as one JSON file as soon as
 it finishes, so an interrupted run resumes with the cells that are missing.
@@ -23,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from models.evaluation.detectors import DETECTORS, make_detector
+from models.configurations import DEFAULT_CONFIGURATION, get_configuration
+from models.evaluation.detectors import DETECTORS, VARIANTS, make_detector
 from models.exceptions import ConfigurationError, DataError
+from models.features import paper_subset
 from models.table import AlertTable, read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
 from models.training import paper_columns, stratified_split
@@ -45,13 +53,18 @@ class EvaluationConfig:
     classes: tuple[str, ...] = TOP_CLASSES
     seed: int = 0
     test_fraction: float = 0.2
+    configuration: str = DEFAULT_CONFIGURATION
 
     def __post_init__(self) -> None:
-        if self.folds < 1 or self.epochs < 1:
-            raise ConfigurationError("--folds and --epochs must be positive")
-        unknown = [d for d in self.detectors if d not in DETECTORS]
+        if self.folds < 2:
+            raise ConfigurationError("--folds must be at least 2 (one fold stops the training)")
+        if self.epochs < 1:
+            raise ConfigurationError("--epochs must be positive")
+        get_configuration(self.configuration)
+        unknown = [d for d in self.detectors if d not in DETECTORS + VARIANTS]
         if unknown:
-            raise ConfigurationError(f"unknown detector(s) {unknown} (known: {DETECTORS})")
+            known = DETECTORS + VARIANTS
+            raise ConfigurationError(f"unknown detector(s) {unknown} (known: {known})")
         wrong = [c for c in self.classes if c not in TOP_CLASSES]
         if wrong:
             raise ConfigurationError(f"unknown top-level class(es) {wrong}")
@@ -89,6 +102,37 @@ def _split(config: EvaluationConfig, table: AlertTable) -> tuple[AlertTable, Ale
     return table.take(train), table.take(test)
 
 
+def stratified_folds(
+    labels: NDArray[np.str_], k: int, rng: np.random.Generator
+) -> list[NDArray[np.intp]]:
+    """K disjoint folds covering every row, each label's rows dealt evenly among them."""
+    order = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == lab)) for lab in sorted(set(labels.tolist()))]
+    )
+    return [np.sort(order[j::k]) for j in range(k)]
+
+
+def reference_grid_auroc(labels: NDArray[np.int_], scores: NDArray[np.float64]) -> float:
+    """AUROC as the reference code computes it (src/evaluate.py): TPR and FPR (denominators
+    + 1e-5) at 100,000 thresholds stepping down from the highest score, the lowest score itself
+    excluded, integrated by trapezoids; in float64, as NumPy 1.x did it."""
+    from sklearn.metrics import auc
+
+    scores = np.asarray(scores, dtype=np.float64)
+    start, end = float(scores.min()), float(scores.max())
+    if end == start:
+        return 0.0
+    thresholds = np.arange(end, start, -(end - start) / 100_000)
+
+    def rate(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        ordered = np.sort(values)
+        above = ordered.size - np.searchsorted(ordered, thresholds, side="left")
+        return np.asarray(above / (ordered.size + 1e-5), dtype=np.float64)
+
+    positive = labels == 1
+    return float(auc(rate(scores[~positive]), rate(scores[positive])))
+
+
 def _roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
     from sklearn.metrics import roc_curve
 
@@ -110,20 +154,22 @@ def run_cell(config: EvaluationConfig, cell: Cell) -> dict[str, Any]:
     labels = (test.subclass == cell.outlier).astype(int)
     if labels.sum() == 0 or labels.sum() == labels.size:
         raise DataError(f"the test set of {cell.top_class} cannot separate {cell.outlier}")
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(inliers))
-    folds = np.array_split(order, config.folds) if config.folds > 1 else [np.array([], int)]
-    train_x, names = paper_columns(inliers)
-    test_x, _ = paper_columns(test)
-    aurocs, auprcs, roc = [], [], None
+    (x, names), y, (x_test, _) = paper_columns(inliers), inliers.subclass, paper_columns(test)
+    method = get_configuration(config.configuration)
+    folds = stratified_folds(y, config.folds, np.random.default_rng(config.seed))
+    aurocs, auprcs, grid, roc = [], [], [], None
     for k, held in enumerate(folds):
-        used = np.setdiff1d(order, held)
+        fit = np.setdiff1d(np.arange(len(inliers)), held)
         detector = make_detector(
-            cell.detector, cell.top_class, names, config.epochs, config.seed + k
+            cell.detector, cell.top_class, names, method, config.epochs, config.seed + k
         )
-        detector.fit(train_x[used], inliers.subclass[used])
-        scores = detector.score(test_x)
+        detector.fit(x[fit], y[fit], (x[held], y[held]))
+        scores = detector.score(x_test)
         aurocs.append(float(roc_auc_score(labels, scores)))
+        if cell.detector in ("iforest", "ocsvm"):  # the reference scores normality, then 1 - AUROC
+            grid.append(1.0 - reference_grid_auroc(labels, -scores))
+        else:
+            grid.append(reference_grid_auroc(labels, scores))
         auprcs.append(float(average_precision_score(labels, scores)))
         if roc is None:
             roc = _roc(labels, scores)
@@ -131,6 +177,7 @@ def run_cell(config: EvaluationConfig, cell: Cell) -> dict[str, Any]:
         **asdict(cell),
         "auroc": aurocs,
         "auprc": auprcs,
+        "auroc_reference_grid": grid,
         "auroc_mean": float(np.mean(aurocs)),
         "auroc_std": float(np.std(aurocs)),
         "auprc_mean": float(np.mean(auprcs)),

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from service.commands import (
     broker,
+    compare,
     demo,
     evaluate,
     publish_sample,
@@ -26,6 +27,7 @@ COMMANDS: tuple[Command, ...] = (
     simulate,
     train,
     evaluate,
+    compare,
     top,
     run,
     replay,

@@ -7,12 +7,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from models.bundle import DEFAULT_SCORERS, Bundle, bundle_dirname, file_sha256
+from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
 from models.exceptions import ConfigurationError, DataError
+from models.features import paper_subset
 from models.networks import SCORER_KINDS
 from models.table import read_table
 from models.taxonomy import TOP_CLASSES, check_top_class
 from models.training import TrainingConfig, paper_columns, train_model
 from service.commands.args import non_negative_int, positive_int
+
+# The paper's two scorers and our variant, whose bundles the service can be set to use.
+ALL_SCORERS = ("mcdsvdd", "ae", "mcdsvdd-nn")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,17 +26,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="train MCDSVDD / autoencoder bundles from a labeled feature table",
         description=(
             "Train one bundle (--top-class and --scorer; --out is the bundle directory) or, with "
-            "--all, the six default bundles (every top-level class x {mcdsvdd, ae}; --out is the "
+            "--all, nine bundles (every top-level class x {mcdsvdd, ae, mcdsvdd-nn}; --out is the "
             "bundle root, e.g. models/bundles). Inliers of a class are the table's objects whose "
-            "true top_class is that class. The models use the paper's feature selection "
-            "(models.features.paper_features)."
+            "true top_class is that class; the features are those the paper's models use "
+            "(models.features.paper_features: a table lacking one is refused)."
         ),
     )
     p.add_argument("--data", type=Path, required=True, help="feature table (Parquet)")
     p.add_argument("--survey", default="ztf", help="survey the bundle is for (default ztf)")
     p.add_argument("--top-class", choices=TOP_CLASSES, help="top-level class to train")
     p.add_argument("--scorer", choices=SCORER_KINDS, help="anomaly scorer to train")
-    p.add_argument("--all", action="store_true", help="train the six default bundles")
+    p.add_argument(
+        "--all", action="store_true", help="train every class's mcdsvdd, ae and mcdsvdd-nn"
+    )
+    p.add_argument(
+        "--config",
+        choices=CONFIGURATION_NAMES,
+        default=DEFAULT_CONFIGURATION,
+        help="paper: the reference code's method; ours: this project's choices "
+        f"(default {DEFAULT_CONFIGURATION})",
+    )
     p.add_argument("--out", type=Path, required=True, help="bundle directory (root with --all)")
     p.add_argument(
         "--epochs", type=positive_int, default=1000, help="maximum epochs (default 1000)"
@@ -39,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--pretrain-epochs",
         type=non_negative_int,
-        default=300,
-        help="maximum autoencoder pretraining epochs for (MC)DSVDD (default 300)",
+        help="maximum autoencoder pretraining epochs for (MC)DSVDD (default: ours 300, "
+        "paper --epochs)",
     )
     p.add_argument("--patience", type=positive_int, default=100, help="early-stopping patience")
     p.add_argument("--lr", type=float, help="learning rate (default: the paper's for the class)")
@@ -55,11 +69,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _jobs(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
     if args.all:
         if args.top_class or args.scorer:
-            raise ConfigurationError("--all trains every default bundle: drop --top-class/--scorer")
+            raise ConfigurationError(
+                "--all trains every class and scorer: drop --top-class/--scorer"
+            )
         return [
             (top, scorer, args.out / bundle_dirname(args.survey, top, scorer))
             for top in TOP_CLASSES
-            for scorer in ("mcdsvdd", "ae")
+            for scorer in ALL_SCORERS
         ]
     if not (args.top_class and args.scorer):
         raise ConfigurationError("give --top-class and --scorer, or --all")
@@ -69,6 +85,7 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
 def run(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     table = read_table(args.data)
+    paper_columns(table)  # a table lacking one of the paper's features fails before training
     data_sha = file_sha256(args.data)
     version = args.model_version or f"{datetime.now(UTC):%Y.%m.%d}+{data_sha[:8]}"
     for top, scorer, out in jobs:
@@ -86,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             patience=args.patience,
             seed=args.seed,
             device=args.device,
+            configuration=args.config,
         )
         features, names = paper_columns(inliers)
         trained = train_model(features, inliers.subclass, names, config, not args.no_progress)
@@ -102,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
         default = " (default)" if DEFAULT_SCORERS.get(top) == scorer else ""
         metrics = trained.metrics["train"]
         print(
-            f"{bundle.name}{default}: {metrics['epochs']} epochs, best validation loss "
-            f"{metrics['best_val_loss']:.4g} at epoch {metrics['best_epoch']}, "
+            f"{bundle.name}{default} ({args.config}): {metrics['epochs']} epochs, best "
+            f"validation loss {metrics['best_val_loss']:.4g} at epoch {metrics['best_epoch']}, "
             f"{trained.metrics['seconds']:.0f} s -> {out}"
         )
     return 0

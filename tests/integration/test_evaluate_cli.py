@@ -64,11 +64,36 @@ def test_quick_evaluation_table_and_resumption(tmp_path: Path) -> None:
     assert "holds results of another configuration (detectors, epochs differ)" in other.stderr
 
 
+def test_quick_paper_evaluation_with_the_variant(tmp_path: Path) -> None:
+    out = tmp_path / "paper"
+    quick = ["--classes", "Transient", "--folds", "2", "--epochs", "4", "--no-progress"]
+    args = ["--data", SAMPLE, "--out", str(out), *quick, "--detectors", "ocsvm,mcdsvdd-nn"]
+    result = cli("evaluate", "--config", "paper", *args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["configuration"] == "paper"
+    table = (out / "table.md").read_text().splitlines()
+    assert [line.split(" |")[0] for line in table[4:6]] == ["| One-class SVM", "| MCDSVDD-NN"]
+    other = cli("evaluate", "--config", "ours", *args)
+    assert other.returncode == 2
+    assert "(configuration differ)" in other.stderr
+
+
 def test_evaluate_bad_arguments() -> None:
     result = cli("evaluate", "--data", SAMPLE, "--out", "/tmp/x", "--detectors", "lof")
     assert result.returncode == 2
     assert "unknown detector(s) ['lof']" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    nothing = cli("compare", "--paper", "/nonexistent/paper", "--ours", "/nonexistent/ours")
+    assert nothing.returncode == 2
+    assert nothing.stderr.strip().splitlines() == [
+        "alert-anomaly compare: error: /nonexistent/paper holds no evaluation (config.json is "
+        "missing)"
+    ]
+    one_fold = cli("evaluate", "--data", SAMPLE, "--out", "/tmp/x", "--folds", "1")
+    assert one_fold.returncode == 2
+    assert one_fold.stderr.strip().endswith(
+        "--folds must be at least 2 (one fold stops the training)"
+    )
 
 
 def test_top_lists_every_predicted_subclass() -> None:

@@ -24,7 +24,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
 
 
-def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
+def test_train_all_writes_nine_loadable_bundles(tmp_path: Path) -> None:
     quick = ["--epochs", "3", "--pretrain-epochs", "2", "--no-progress"]
     result = run("train", "--data", str(SAMPLE), "--all", "--out", str(tmp_path), *quick)
     assert result.returncode == 0, result.stderr
@@ -32,7 +32,7 @@ def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
     assert [str(d) for d in dirs] == [
         f"ztf/{top}-{scorer}"
         for top in ("periodic", "stochastic", "transient")
-        for scorer in ("ae", "mcdsvdd")
+        for scorer in ("ae", "mcdsvdd", "mcdsvdd-nn")
     ]
     assert "ztf/periodic-mcdsvdd (default)" in result.stdout
     assert "ztf/stochastic-ae (default)" in result.stdout
@@ -41,11 +41,26 @@ def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
     periodic = table.take(table.top_class == "Periodic")
     bundle = load_bundle(tmp_path / "ztf" / "periodic-mcdsvdd")
     assert bundle.feature_names == paper_features()  # the paper's selection, not every column
+    assert bundle.manifest.configuration == "ours"
     assert set(bundle.manifest.centre_subclasses) == set(periodic.subclass)
     assert bundle.manifest.training["data"]["n_objects"] == len(periodic)
-    rows = periodic.columns(bundle.feature_names)[:50].astype(np.float32)
-    scores = Scorer(bundle, "cpu").score(rows)
-    assert np.all(np.isfinite(scores.raw))
+    features = periodic.columns(bundle.feature_names)[:50].astype(np.float32)
+    assert np.all(np.isfinite(Scorer(bundle, "cpu").score(features).raw))
+
+
+def test_train_paper_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "periodic-mcdsvdd"
+    quick = ["--epochs", "3", "--no-progress", "--top-class", "Periodic", "--scorer", "mcdsvdd"]
+    result = run("train", "--data", str(SAMPLE), "--config", "paper", "--out", str(out), *quick)
+    assert result.returncode == 0, result.stderr
+    assert "ztf/periodic-mcdsvdd (default) (paper): 3 epochs" in result.stdout
+    bundle = load_bundle(out)
+    assert bundle.manifest.configuration == "paper"
+    hyper = bundle.manifest.training["hyperparameters"]
+    assert hyper["pretraining"] == {"kind": "class_ae", "lr": 1e-3, "max_epochs": 3}
+    assert hyper["centres"] == "recomputed"
+    assert hyper["weight_decay"] == 0.0
+    assert {p["missing"] for p in bundle.manifest.preprocessing} == {-1.1}
 
 
 def test_a_table_without_the_papers_features_is_refused(tmp_path: Path) -> None:
@@ -67,9 +82,10 @@ def test_a_table_without_the_papers_features_is_refused(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--top-class", "Periodic"], "give --top-class and --scorer, or --all"),
-        (["--all", "--scorer", "ae"], "--all trains every default bundle"),
+        (["--all", "--scorer", "ae"], "--all trains every class and scorer"),
         (["--top-class", "Periodic", "--scorer", "ae", "--epochs", "0"], "positive integer"),
         (["--top-class", "Variable", "--scorer", "ae"], "invalid choice: 'Variable'"),
+        (["--all", "--config", "reference"], "invalid choice: 'reference'"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:

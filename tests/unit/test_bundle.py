@@ -28,11 +28,11 @@ def _blobs(n: int = 240) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A briefly trained MCDSVDD and autoencoder, saved."""
+    """A briefly trained MCDSVDD, its nearest-inlier variant and an autoencoder, saved."""
     X, labels = _blobs()
     names = tuple(f"feat_{i}" for i in range(5))
     saved = {}
-    for scorer in ("mcdsvdd", "ae"):
+    for scorer in ("mcdsvdd", "ae", "mcdsvdd-nn"):
         config = TrainingConfig(
             scorer=scorer,  # type: ignore[arg-type]
             top_class="Transient",
@@ -46,7 +46,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return saved
 
 
-@pytest.fixture(params=["mcdsvdd", "ae"])
+@pytest.fixture(params=["mcdsvdd", "ae", "mcdsvdd-nn"])
 def saved(request: pytest.FixtureRequest, bundles: dict[str, Path]) -> Path:
     return bundles[request.param]
 
@@ -95,7 +95,8 @@ def test_manifest_describes_the_bundle(saved: Path) -> None:
     assert "SIMULATED" in manifest["notice"]
     assert len(manifest["calibration"]["levels"]) == len(manifest["calibration"]["scores"])
     assert manifest["training"]["data"] == {"file": "blobs"}
-    if manifest["scorer"] == "mcdsvdd":
+    assert manifest["configuration"] == "ours"
+    if manifest["scorer"] in ("mcdsvdd", "mcdsvdd-nn"):
         assert manifest["centre_subclasses"] == ["A", "B", "C"]
         assert np.array(manifest["centres"]).shape == (3, 4)
     else:
@@ -107,6 +108,16 @@ def _edit_manifest(directory: Path, **changes: object) -> None:
     manifest = json.loads(path.read_text())
     manifest.update(changes)
     path.write_text(json.dumps(manifest))
+
+
+def test_bundles_without_a_configuration_load_as_ours(copy: Path) -> None:
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["configuration"]  # written before the field existed
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    assert load_bundle(copy).manifest.configuration == "ours"
+    _edit_manifest(copy, configuration="mine")
+    with pytest.raises(BundleError, match="invalid manifest at configuration"):
+        load_bundle(copy)
 
 
 def test_missing_directory_manifest_and_weights(copy: Path) -> None:
@@ -147,7 +158,7 @@ def test_wrong_feature_count_is_refused(copy: Path) -> None:
         feature_names=manifest["feature_names"][:-1],
         preprocessing=manifest["preprocessing"][:-1],
     )
-    with pytest.raises(BundleError, match=r"does not fit a \w+ with 4 features"):
+    with pytest.raises(BundleError, match=r"does not fit a [\w-]+ with 4 features"):
         load_bundle(copy)
 
 

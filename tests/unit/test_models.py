@@ -15,6 +15,7 @@ from models.scoring import Scorer
 from models.table import AlertTable
 from models.training import (
     CENTRE_EPS,
+    TrainedModel,
     TrainingConfig,
     paper_columns,
     stratified_split,
@@ -140,6 +141,20 @@ def test_mcdsvdd_scores_equal_an_independent_computation(device: str) -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_mcdsvdd_nn_scores_are_the_distance_to_the_nearest_reference(device: str) -> None:
+    net = tiny_net("mcdsvdd-nn")
+    references = torch.tensor([[0.2, -0.1], [-0.3, 0.4], [1.0, 1.0], [0.0, 0.05]])
+    net.references = references
+    net.reference_subclass = torch.tensor([1, 0, 1, 0])
+    x = np.array([[0.1, -0.2, 0.3], [0.5, 0.0, -0.4], [-0.9, 0.8, 0.05]], dtype=np.float32)
+    z = reference_forward(net, np.tanh(x.astype(np.float64)))
+    dist = ((z[:, None, :] - references.double().numpy()[None]) ** 2).sum(-1)
+    scores = Scorer(bundle_for(net, ("RRL", "CEP")), device).score(x)
+    np.testing.assert_allclose(scores.raw, dist.min(axis=1), rtol=1e-4, atol=1e-6)
+    assert scores.nearest == tuple(("RRL", "CEP")[[1, 0, 1, 0][i]] for i in dist.argmin(axis=1))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_autoencoder_score_is_summed_squared_reconstruction_error(device: str) -> None:
     net = tiny_net("ae")
     x = np.array([[0.1, -0.2, 0.3], [0.5, 0.0, -0.4]], dtype=np.float32)
@@ -243,7 +258,7 @@ def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, labels
 
 
-@pytest.mark.parametrize("scorer", ["mcdsvdd", "deepsvdd", "ae", "vae"])
+@pytest.mark.parametrize("scorer", ["mcdsvdd", "deepsvdd", "ae", "vae", "mcdsvdd-nn"])
 def test_training_reduces_the_loss_and_is_reproducible(scorer: str) -> None:
     X, labels = blobs()
     names = tuple(f"f{i}" for i in range(6))
@@ -264,10 +279,34 @@ def test_training_reduces_the_loss_and_is_reproducible(scorer: str) -> None:
     assert history["epochs"] >= 1
     assert np.isfinite(history["best_val_loss"])
     assert list(a.calibration_scores) == sorted(a.calibration_scores)
-    if scorer == "mcdsvdd":
+    if scorer in ("mcdsvdd", "mcdsvdd-nn"):
         assert a.centre_subclasses == ("A", "B", "C")
         assert a.net.centres.shape == (3, 4)
         assert torch.all(a.net.centres.abs() >= CENTRE_EPS - 1e-7)
+
+
+def test_mcdsvdd_nn_keeps_every_training_inlier_and_calibrates_leaving_each_out() -> None:
+    X, labels = blobs(150)
+    names = tuple(f"f{i}" for i in range(6))
+    common = {"top_class": "Periodic", "max_epochs": 10, "pretrain_epochs": 5, "latent": 4}
+    held = (X[120:], labels[120:])
+
+    def train(scorer: str) -> TrainedModel:
+        config = TrainingConfig(scorer=scorer, **common)  # type: ignore[arg-type]
+        return train_model(X[:120], labels[:120], names, config, False, validation=held)
+
+    nn, plain = train("mcdsvdd-nn"), train("mcdsvdd")
+    torch.testing.assert_close(nn.net.centres, plain.net.centres, rtol=0, atol=0)  # same network
+    references = nn.net.references.double().numpy()
+    assert references.shape == (150, 4)  # fitted, then validation rows
+    inputs = nn.preprocessor(torch.tensor(X, dtype=torch.float32))
+    np.testing.assert_allclose(references, reference_forward(nn.net, inputs.numpy()), atol=1e-4)
+    distances = ((references[:, None, :] - references[None]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    fitted = np.sort(distances.min(axis=1)[: nn.metrics["n_train"]])
+    assert nn.calibration_scores[0] == pytest.approx(fitted[0], abs=1e-6)
+    assert nn.calibration_scores[-1] == pytest.approx(fitted[-1], rel=1e-4)
+    assert nn.calibration_scores[500] > 0
 
 
 def test_mcdsvdd_flags_an_unseen_cluster() -> None:

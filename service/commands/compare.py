@@ -1,0 +1,38 @@
+"""``alert-anomaly compare``: the results page's generated part from a paper and an ours
+evaluation of the same data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="the paper and ours configurations side by side, for the results page",
+        description=(
+            "Read two `alert-anomaly evaluate` directories of the same data (--config paper and "
+            "--config ours) and write the comparison: AUROC per configuration, the ranking of "
+            "the six detectors per class against the paper's Table 1, the MCDSVDD-NN variant "
+            "against the paper configuration's MCDSVDD, exact against threshold-grid AUROC, and "
+            "the paper's fixed feature scales on the data. With --page, it replaces the page's "
+            "generated part; otherwise it prints it."
+        ),
+    )
+    p.add_argument("--paper", type=Path, required=True, help="evaluation of --config paper")
+    p.add_argument("--ours", type=Path, required=True, help="evaluation of --config ours")
+    p.add_argument("--page", type=Path, help="Markdown page to update (e.g. docs/results.md)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.evaluation.compare import generated_section, update_page
+
+    section = generated_section(args.paper, args.ours)
+    if args.page:
+        update_page(args.page, section)
+        print(f"updated the generated part of {args.page}")
+    else:
+        print(section)
+    return 0

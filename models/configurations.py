@@ -2,9 +2,9 @@
 
 ``paper`` follows the seed paper's reference code (mperezcarrasco/AnomalyALeRCE, read at commit
 115c4dd) in every choice that changes a trained model; ``ours`` is this project's earlier choices.
-Both use the same features (the paper's selection, :func:`models.features.paper_subset`), networks,
-losses, per-class learning rates and latent sizes, balanced sampling, scoring rule and evaluation
-folds (fit on K-1 folds, early stopping on the held-out fold).
+Both use the same features (the paper's selection, :func:`models.features.paper_features`),
+networks, losses, per-class learning rates and latent sizes, balanced sampling, scoring rule and
+evaluation folds (fit on K-1 folds, early stopping on the held-out fold).
 
 Where they differ (paper / ours):
 

@@ -8,7 +8,7 @@ paper's code does); every model scores the same test set, the 20% part's objects
 (inliers and the outlier subclass). AUROC and AUPRC (outlier = positive, scikit-learn's exact
 values) are reported as mean and standard deviation over the folds; each fold's AUROC as the
 reference code computes it (on a threshold grid, :func:`reference_grid_auroc`) is kept beside.
-Only the features the paper uses are read (models.features.paper_subset); the named
+Only the features the paper uses are read (models.training.paper_columns); the named
 configuration (models.configurations) sets the preprocessing and training method of every
 detector.
 
@@ -33,7 +33,6 @@ from numpy.typing import NDArray
 from models.configurations import DEFAULT_CONFIGURATION, get_configuration
 from models.evaluation.detectors import DETECTORS, VARIANTS, make_detector
 from models.exceptions import ConfigurationError, DataError
-from models.features import paper_subset
 from models.table import AlertTable, read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
 from models.training import paper_columns, stratified_split

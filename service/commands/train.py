@@ -9,7 +9,6 @@ from pathlib import Path
 from models.bundle import DEFAULT_SCORERS, Bundle, bundle_dirname, file_sha256
 from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
 from models.exceptions import ConfigurationError, DataError
-from models.features import paper_subset
 from models.networks import SCORER_KINDS
 from models.table import read_table
 from models.taxonomy import TOP_CLASSES, check_top_class

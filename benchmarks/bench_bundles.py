@@ -20,8 +20,8 @@ import torch
 from common import cores, machine
 from sklearn.metrics import roc_auc_score
 
-from models.bundle import Bundle, bundle_dirname, load_bundle
-from models.resources import bundles_dir, sample_dir
+from models.bundle import Bundle, load_bundle
+from models.resources import bundle_dirname, bundles_dir, sample_dir
 from models.scoring import Scorer
 from models.table import read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES

@@ -24,19 +24,15 @@ from safetensors.torch import load_file, save_file
 
 from models.configurations import ConfigurationName
 from models.exceptions import BundleError
-from models.networks import HIDDEN, MULTI_CENTRE_KINDS, AnomalyNet, ScorerKind, check_scorer
+from models.networks import HIDDEN, AnomalyNet
 from models.preprocessing import Preprocessor
+from models.scorers import MULTI_CENTRE_KINDS, ScorerKind, check_scorer
 from models.training import CALIBRATION_LEVELS, TrainedModel, TrainingConfig
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 # The paper's best scorer per top-level class (Table 1): the default routing of the service.
-DEFAULT_SCORERS: dict[str, ScorerKind] = {
-    "Transient": "mcdsvdd",
-    "Stochastic": "ae",
-    "Periodic": "mcdsvdd",
-}
 SIMULATED_DATA_NOTICE = (
     "Trained on SIMULATED ZTF data (alert-anomaly simulate). Retrain on the ALeRCE labeled set "
     "before using scores for science."
@@ -76,11 +72,6 @@ class Manifest(BaseModel):
     created_at: str
     notice: str = ""
     weights: Weights
-
-
-def bundle_dirname(survey: str, top_class: str, scorer: str) -> Path:
-    """Relative directory of a bundle under a bundle root, e.g. ``ztf/periodic-mcdsvdd``."""
-    return Path(survey, f"{top_class.lower()}-{scorer}")
 
 
 def file_sha256(path: Path) -> str:

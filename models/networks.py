@@ -17,24 +17,14 @@ Scores (higher = more anomalous):
 from __future__ import annotations
 
 import itertools
-from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from models.exceptions import BundleError
+from models.scorers import MULTI_CENTRE_KINDS, ScorerKind
 
-ScorerKind = Literal["mcdsvdd", "ae", "deepsvdd", "vae", "mcdsvdd-nn"]
-SCORER_KINDS: tuple[str, ...] = get_args(ScorerKind)
-SVDD_KINDS: tuple[str, ...] = ("mcdsvdd", "deepsvdd", "mcdsvdd-nn")  # trained towards centres
-MULTI_CENTRE_KINDS: tuple[str, ...] = ("mcdsvdd", "mcdsvdd-nn")  # one centre per subclass
 HIDDEN = (512, 256, 128)
-
-
-def check_scorer(kind: str) -> ScorerKind:
-    if kind not in SCORER_KINDS:
-        raise BundleError(f"unknown scorer {kind!r}; known scorers: {', '.join(SCORER_KINDS)}")
-    return kind  # type: ignore[return-value]
 
 
 INIT_STD = 0.02  # the reference's initialisation: N(0, 0.02) for Linear weights and biases

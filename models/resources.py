@@ -22,3 +22,8 @@ def sample_dir() -> Path:
 def bundles_dir() -> Path:
     """The default model bundles shipped with the package."""
     return _PACKAGE / "bundles"
+
+
+def bundle_dirname(survey: str, top_class: str, scorer: str) -> Path:
+    """Relative directory of a bundle under a bundle root, e.g. ``ztf/periodic-mcdsvdd``."""
+    return Path(survey, f"{top_class.lower()}-{scorer}")

@@ -32,16 +32,9 @@ from models.configurations import (
 )
 from models.exceptions import ConfigurationError, DataError
 from models.features import paper_features
-from models.networks import (
-    MULTI_CENTRE_KINDS,
-    SVDD_KINDS,
-    AnomalyNet,
-    ScorerKind,
-    check_scorer,
-    init_normal,
-    squared_distances,
-)
+from models.networks import AnomalyNet, init_normal, squared_distances
 from models.preprocessing import Preprocessor, fit_scaling, paper_scaling
+from models.scorers import MULTI_CENTRE_KINDS, SVDD_KINDS, ScorerKind, check_scorer
 from models.table import AlertTable
 from models.taxonomy import check_top_class
 

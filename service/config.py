@@ -27,9 +27,8 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as SourceError
 
-from models.bundle import DEFAULT_SCORERS
-from models.networks import ScorerKind
 from models.resources import bundles_dir
+from models.scorers import DEFAULT_SCORERS, ScorerKind
 from service.exceptions import SettingsError
 
 ENV_PREFIX = "ALERT_ANOMALY_"

@@ -20,8 +20,9 @@ import structlog
 import torch
 from numpy.typing import NDArray
 
-from models.bundle import bundle_dirname, load_bundle
+from models.bundle import load_bundle
 from models.exceptions import BundleError
+from models.resources import bundle_dirname
 from models.scoring import Scorer, resolve_device
 from models.taxonomy import TOP_CLASSES
 from service import __version__

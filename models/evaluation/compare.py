@@ -11,11 +11,12 @@ from typing import Any, Final
 
 import numpy as np
 
-from models.evaluation.detectors import DETECTORS, LABELS, VARIANTS
+from models.evaluation.detectors import LABELS
 from models.evaluation.protocol import CELLS_DIR, CONFIG_FILE
 from models.exceptions import ConfigurationError, DataError
 from models.features import paper_family, paper_subset
 from models.paper import FAMILY_SCALES
+from models.scorers import DETECTORS, VARIANTS
 from models.table import read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
 

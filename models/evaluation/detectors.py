@@ -16,14 +16,12 @@ from models.bundle import Bundle
 from models.configurations import Configuration
 from models.exceptions import ConfigurationError
 from models.preprocessing import Preprocessor, fit_scaling, paper_scaling
+from models.scorers import DETECTORS, VARIANTS
 from models.scoring import Scorer
 from models.training import TrainingConfig, train_model
 
 Validation = tuple[NDArray[np.float64], NDArray[np.str_]]
 
-DETECTORS: Final[tuple[str, ...]] = ("iforest", "ocsvm", "ae", "vae", "deepsvdd", "mcdsvdd")
-# Not in the paper's table; evaluated on request (--detectors), reported after the six.
-VARIANTS: Final[tuple[str, ...]] = ("mcdsvdd-nn",)
 LABELS: Final[dict[str, str]] = {
     "iforest": "Isolation Forest",
     "ocsvm": "One-class SVM",

@@ -31,8 +31,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.configurations import DEFAULT_CONFIGURATION, get_configuration
-from models.evaluation.detectors import DETECTORS, VARIANTS, make_detector
+from models.evaluation.detectors import make_detector
 from models.exceptions import ConfigurationError, DataError
+from models.scorers import DETECTORS, VARIANTS
 from models.table import AlertTable, read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
 from models.training import paper_columns, stratified_split

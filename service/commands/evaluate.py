@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
-from models.evaluation.detectors import DETECTORS, VARIANTS
+from models.scorers import DETECTORS, VARIANTS
 from models.taxonomy import TOP_CLASSES
 from service.commands.args import comma_list, default_jobs, non_negative_int, positive_int
 

@@ -6,13 +6,11 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from models.bundle import DEFAULT_SCORERS, Bundle, bundle_dirname, file_sha256
 from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
 from models.exceptions import ConfigurationError, DataError
-from models.networks import SCORER_KINDS
-from models.table import read_table
+from models.resources import bundle_dirname
+from models.scorers import DEFAULT_SCORERS, SCORER_KINDS
 from models.taxonomy import TOP_CLASSES, check_top_class
-from models.training import TrainingConfig, paper_columns, train_model
 from service.commands.args import non_negative_int, positive_int
 
 # The paper's two scorers and our variant, whose bundles the service can be set to use.
@@ -82,6 +80,10 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.bundle import Bundle, file_sha256
+    from models.table import read_table
+    from models.training import TrainingConfig, paper_columns, train_model
+
     jobs = _jobs(args)
     table = read_table(args.data)
     paper_columns(table)  # a table lacking one of the paper's features fails before training

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.bundle import bundle_dirname, load_bundle
-from models.resources import bundles_dir, sample_dir
+from models.bundle import load_bundle
+from models.resources import bundle_dirname, bundles_dir, sample_dir
 from models.scoring import Scorer
 from models.table import read_table
 from service.demo import publish, read_topic, sample_messages

@@ -10,8 +10,8 @@ from pathlib import Path
 import fastavro
 import numpy as np
 
-from models.bundle import Bundle, bundle_dirname
-from models.resources import sample_dir
+from models.bundle import Bundle
+from models.resources import bundle_dirname, sample_dir
 from models.simulate.alerts import input_records
 from models.table import read_table
 from models.training import TrainingConfig, train_model

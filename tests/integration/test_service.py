@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from models.bundle import DEFAULT_SCORERS, bundle_dirname, load_bundle
-from models.resources import bundles_dir, sample_dir
+from models.bundle import load_bundle
+from models.resources import bundle_dirname, bundles_dir, sample_dir
+from models.scorers import DEFAULT_SCORERS
 from models.scoring import Scorer
 from models.table import read_table
 from models.taxonomy import TOP_CLASSES

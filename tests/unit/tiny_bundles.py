@@ -7,9 +7,11 @@ from pathlib import Path
 
 import torch
 
-from models.bundle import DEFAULT_SCORERS, Bundle, Calibration, Manifest, Weights, bundle_dirname
+from models.bundle import Bundle, Calibration, Manifest, Weights
 from models.networks import AnomalyNet
 from models.preprocessing import FeatureScaling, Preprocessor
+from models.resources import bundle_dirname
+from models.scorers import DEFAULT_SCORERS
 from models.taxonomy import SUBCLASSES
 
 

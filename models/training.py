@@ -291,7 +291,13 @@ def _fit(
             val_loss = float(loss_fn(net, data.x_val, data.c_val))
         if val_loss < best:
             best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(net.state_dict())
-        log.info("epoch", stage=stage, epoch=epoch, train_loss=train_loss, val_loss=val_loss)
+        log.debug(
+            "epoch",
+            stage=stage,
+            epoch=epoch,
+            train_loss=float(f"{train_loss:.4g}"),
+            val_loss=float(f"{val_loss:.4g}"),
+        )
         bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", best=f"{best:.4g}")
         if epoch - best_epoch >= config.patience + method.extra_patience:
             break

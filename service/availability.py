@@ -51,6 +51,8 @@ class Brokers:
         self._on_change = on_change or (lambda available: None)
         self._clock = clock
         self.down_since: float | None = None
+        self.started = clock()
+        self.ever_answered = False
         self._last_summary = 0.0
         self._errors: Counter[str] = Counter()
 
@@ -79,6 +81,7 @@ class Brokers:
 
     def answered(self) -> None:
         """Evidence that a broker answers (messages, acknowledgements, statistics)."""
+        self.ever_answered = True
         if self.down_since is not None:
             log.info(
                 "brokers_available",
@@ -97,11 +100,17 @@ class Brokers:
             self.answered()
 
     def check(self) -> None:
-        """Raise once the brokers have been down for ``timeout_s``; summarise meanwhile."""
+        """Raise once the brokers have been down for ``timeout_s`` (exit status 3; 2 when no
+        broker ever answered: then the address is the likelier fault); summarise meanwhile."""
         if self.down_since is None:
             return
         now = self._clock()
         down = now - self.down_since
+        if down >= self.timeout_s and not self.ever_answered:
+            raise KafkaServiceError(
+                f"cannot reach a Kafka broker at {self.bootstrap_servers} "
+                f"({now - self.started:.0f} s; is kafka.bootstrap_servers right?)"
+            )
         if down >= self.timeout_s:
             raise BrokersUnavailableError(
                 f"no Kafka broker answered for {down:.0f} s ({self.bootstrap_servers}); "

@@ -15,6 +15,7 @@ from typing import NoReturn
 from models.exceptions import AlertAnomalyError
 from service import __version__
 from service.commands import COMMANDS
+from service.config import check_environment
 from service.logs import configure_logging
 
 
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
+        check_environment()  # a misspelled or malformed ALERT_ANOMALY_* variable, in every command
         return int(args.handler(args) or 0)
     except AlertAnomalyError as exc:
         print(f"alert-anomaly {args.command}: error: {exc}", file=sys.stderr)

@@ -309,9 +309,10 @@ def _field(path: tuple[str, ...]) -> Any:
     return info
 
 
-def _check_environment(environ: Mapping[str, str]) -> None:
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
     """Unknown ``ALERT_ANOMALY_*`` variables (with the closest valid name) and list or map
-    values that are not JSON, each as one line naming the variable."""
+    values that are not JSON, each as one line naming the variable (default: os.environ)."""
+    environ = os.environ if environ is None else environ
     known = environment_names()
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX):
@@ -355,7 +356,7 @@ def load_settings(
     config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
     """Settings from overrides > environment > config file > defaults, or a SettingsError."""
-    _check_environment(os.environ)
+    check_environment()
     cls = _with_file(config_file) if config_file is not None else Settings
     try:
         return cls(**dict(overrides or {}))

@@ -121,6 +121,11 @@ def publish(
     remaining = producer.flush(brokers.timeout_s + 5)
     if remaining or failures:
         unpublished = remaining + len(failures)
+        if not brokers.ever_answered:
+            raise KafkaServiceError(
+                f"cannot reach a Kafka broker at {bootstrap_servers}: {unpublished} messages "
+                f"were not published to {topic}"
+            )
         if not brokers.available:
             raise BrokersUnavailableError(
                 f"no Kafka broker answered ({bootstrap_servers}): {unpublished} messages were not "

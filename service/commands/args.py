@@ -12,6 +12,11 @@ from typing import Any
 from service.config import Settings, load_settings
 
 
+def examples(*lines: str) -> str:
+    """The epilog of a command's --help: examples, one per line."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -7,12 +7,16 @@ import signal
 import threading
 from types import FrameType
 
-from service.commands.args import comma_list, positive_int
+from service.commands.args import comma_list, examples, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "broker",
+        epilog=examples(
+            "alert-anomaly broker --port 9092 --topics lc_classifier,anomaly-scores --partitions 4"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="run the embedded Kafka-protocol broker (tansu) until interrupted",
         description="Run the embedded broker (memory storage unless --storage) for development.",
     )

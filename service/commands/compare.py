@@ -6,10 +6,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from service.commands.args import examples
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "compare",
+        epilog=examples(
+            "alert-anomaly compare --paper docs/results/paper --ours docs/results/ours --page "
+            "docs/results.md"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="the paper and ours configurations side by side, for the results page",
         description=(
             "Read two `alert-anomaly evaluate` directories of the same data (--config paper and "

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-from service.commands.args import positive_int
+from service.commands.args import examples, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "demo",
+        epilog=examples("alert-anomaly demo", "alert-anomaly demo --n 500 --top 3"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="score the sample alerts on an embedded broker and show the top anomalies",
         description=(
             "Start an embedded Kafka-protocol broker (tansu), publish the committed synthetic "

@@ -9,12 +9,19 @@ from pathlib import Path
 from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
 from models.scorers import DETECTORS, VARIANTS
 from models.taxonomy import TOP_CLASSES
-from service.commands.args import comma_list, default_jobs, non_negative_int, positive_int
+from service.commands.args import comma_list, default_jobs, examples, non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "evaluate",
+        epilog=examples(
+            "alert-anomaly evaluate --data models/data/ztf-sim-sample/objects.parquet --out "
+            "results --config paper --folds 5",
+            "alert-anomaly evaluate --data objects.parquet --out quick --classes Periodic "
+            "--detectors mcdsvdd,ae --epochs 20",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="the paper's evaluation: every subclass in turn as the outlier, six detectors",
         description=(
             "80/20 stratified split; per top-level class and outlier subclass, train each "

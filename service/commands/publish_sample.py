@@ -6,12 +6,17 @@ from __future__ import annotations
 import argparse
 
 from models.exceptions import ConfigurationError
-from service.commands.args import add_setting_flags, positive_int, settings_of
+from service.commands.args import add_setting_flags, examples, positive_int, settings_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "publish-sample",
+        epilog=examples(
+            "alert-anomaly publish-sample --bootstrap-servers kafka:9092 --topic "
+            "lc_classifier --poison"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="publish the committed sample alerts to a topic of a running broker",
         description=(
             "Publish the committed synthetic sample as ZTF classifier records (schemaless Avro, "

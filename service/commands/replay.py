@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from models.exceptions import ConfigurationError
-from service.commands.args import add_setting_flags, settings_of
+from service.commands.args import add_setting_flags, examples, settings_of
 
 MODEL_FLAGS = ("--survey", "--bundles", "--device", "--batch-rows")
 
@@ -16,6 +16,12 @@ MODEL_FLAGS = ("--survey", "--bundles", "--device", "--batch-rows")
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "replay",
+        epilog=examples(
+            "alert-anomaly replay --bootstrap-servers kafka:9092 --topic "
+            "lc_classifier_ztf_20261128 --since 2026-11-28T00:00 --out night/",
+            "alert-anomaly replay --files archive/2026-11-28.tar.gz --out night/ --resume",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="re-score a bounded range of an archived topic, or Avro/Parquet files",
         description=(
             "Replay a topic range (by time, offsets or partitions; read with assign(): no "
@@ -52,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     s = subparsers.add_parser(
         "score",
+        epilog=examples(
+            "alert-anomaly score objects.parquet scores.csv",
+            "alert-anomaly score alerts.avro scores.parquet --device cuda",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="score a table or Avro file offline (no broker)",
         description=(
             "Score INPUT (Parquet/CSV table in the simulator's layout, or an Avro container of "

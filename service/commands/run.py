@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from models.exceptions import ConfigurationError
-from service.commands.args import SETTING_FLAGS, add_setting_flags, settings_of
+from service.commands.args import SETTING_FLAGS, add_setting_flags, examples, settings_of
 from service.config import Settings
 from service.exceptions import SettingsError
 
@@ -24,6 +24,12 @@ log = structlog.get_logger(__name__)
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "run",
+        epilog=examples(
+            "alert-anomaly run --bootstrap-servers kafka:9092 --topic "
+            "'^lc_classifier_ztf_[0-9]{8}$'",
+            "alert-anomaly run --config alert-anomaly.toml --check",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="consume classifier records, score anomalies, produce scores (the service)",
         description=(
             "Run the streaming service. Settings come from --config (TOML or YAML), "

@@ -7,12 +7,17 @@ from pathlib import Path
 
 from models.exceptions import ConfigurationError
 from models.taxonomy import ALL_SUBCLASSES
-from service.commands.args import comma_list, default_jobs, non_negative_int, positive_int
+from service.commands.args import comma_list, default_jobs, examples, non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "simulate",
+        epilog=examples(
+            "alert-anomaly simulate --n 10000 --seed 7 --out objects.parquet --avro "
+            "alerts.avro --lightcurves lc.parquet"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="simulate labeled ZTF alert features with light-curve classifier probabilities",
         description=(
             "Simulate g/r light curves of the ALeRCE taxonomy with ZTF-like sampling, extract "

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from service.commands.args import add_setting_flags, positive_int, settings_of
-
-EXAMPLE = "example: alert-anomaly top --data models/data/ztf-sim-sample/objects.parquet --n 5"
+from service.commands.args import add_setting_flags, examples, positive_int, settings_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "top",
+        epilog=examples(
+            "alert-anomaly top --data models/data/ztf-sim-sample/objects.parquet --n 5"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="list the most anomalous objects per predicted subclass",
         description=(
             "Score a feature table with the service's own engine and models (routing by the "
@@ -21,7 +23,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "anomaly percentile (raw score breaks ties) and their most extreme features "
             "(robust z-score within the predicted subclass)."
         ),
-        epilog=EXAMPLE,
     )
     p.add_argument("--data", type=Path, required=True, help="feature table (Parquet or CSV)")
     p.add_argument("--n", type=positive_int, default=10, help="objects per subclass (default 10)")

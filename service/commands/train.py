@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from models.exceptions import ConfigurationError, DataError
 from models.resources import bundle_dirname
 from models.scorers import DEFAULT_SCORERS, SCORER_KINDS
 from models.taxonomy import TOP_CLASSES, check_top_class
-from service.commands.args import non_negative_int, positive_int
+from service.commands.args import examples, non_negative_int, positive_int
 
 # The paper's two scorers and our variant, whose bundles the service can be set to use.
 ALL_SCORERS = ("mcdsvdd", "ae", "mcdsvdd-nn")
@@ -20,6 +21,12 @@ ALL_SCORERS = ("mcdsvdd", "ae", "mcdsvdd-nn")
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "train",
+        epilog=examples(
+            "alert-anomaly train --data objects.parquet --all --out my-bundles --config paper",
+            "alert-anomaly train --data objects.parquet --top-class Periodic --scorer mcdsvdd "
+            "--out periodic-mcdsvdd",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="train MCDSVDD / autoencoder bundles from a labeled feature table",
         description=(
             "Train one bundle (--top-class and --scorer; --out is the bundle directory) or, with "
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     table = read_table(args.data)
     paper_columns(table)  # a table lacking one of the paper's features fails before training
+    started = time.monotonic()
     data_sha = file_sha256(args.data)
     version = args.model_version or f"{datetime.now(UTC):%Y.%m.%d}+{data_sha[:8]}"
     for top, scorer, out in jobs:
@@ -125,4 +133,5 @@ def run(args: argparse.Namespace) -> int:
             f"validation loss {metrics['best_val_loss']:.4g} at epoch {metrics['best_epoch']}, "
             f"{trained.metrics['seconds']:.0f} s -> {out}"
         )
+    print(f"trained {len(jobs)} bundles in {time.monotonic() - started:.0f} s")
     return 0

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from service.availability import Brokers
 from service.config import ClientConfig, Settings
-from service.exceptions import BrokersUnavailableError, KafkaServiceError, SettingsError
+from service.exceptions import KafkaServiceError, SettingsError
 from service.kafka import bounded, consumer_config
 from service.metrics import Metrics
 from service.routing import Source
@@ -221,14 +221,17 @@ def new_client(kind: Any, config: dict[str, Any]) -> Any:
 
 
 def list_topics(client: Any, brokers: Brokers, topic: str | None = None) -> Any:
-    """Cluster metadata (of one topic), waiting at most the brokers' timeout."""
+    """Cluster metadata (of one topic), waiting at most the brokers' timeout (an unreachable
+    broker at start is the operator's to fix: exit status 2)."""
     try:
-        return client.list_topics(topic, timeout=brokers.timeout_s)
+        metadata = client.list_topics(topic, timeout=brokers.timeout_s)
     except KafkaException as exc:
-        raise BrokersUnavailableError(
-            f"no Kafka broker answered within {brokers.timeout_s:.0f} s "
-            f"({brokers.bootstrap_servers}): {exc.args[0].str()}"
+        raise KafkaServiceError(
+            f"cannot reach a Kafka broker at {brokers.bootstrap_servers} within "
+            f"{brokers.timeout_s:.0f} s: {exc.args[0].str()}"
         ) from None
+    brokers.answered()
+    return metadata
 
 
 def _fmt(positions: dict[Position, int]) -> dict[str, int]:

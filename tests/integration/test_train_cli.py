@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_train_all_writes_nine_loadable_bundles(tmp_path: Path) -> None:
     ]
     assert "ztf/periodic-mcdsvdd (default)" in result.stdout
     assert "ztf/stochastic-ae (default)" in result.stdout
-    assert '"event": "epoch"' in result.stderr  # per-epoch logs
+    assert '"event": "epoch"' not in result.stderr  # epochs are debug lines
     table = read_table(SAMPLE)
     periodic = table.take(table.top_class == "Periodic")
     bundle = load_bundle(tmp_path / "ztf" / "periodic-mcdsvdd")
@@ -46,6 +47,19 @@ def test_train_all_writes_nine_loadable_bundles(tmp_path: Path) -> None:
     assert bundle.manifest.training["data"]["n_objects"] == len(periodic)
     features = periodic.columns(bundle.feature_names)[:50].astype(np.float32)
     assert np.all(np.isfinite(Scorer(bundle, "cpu").score(features).raw))
+
+
+def test_epochs_are_debug_lines_with_rounded_losses(tmp_path: Path) -> None:
+    quick = ["--epochs", "2", "--no-progress", "--top-class", "Periodic", "--scorer", "ae"]
+    args = ["--log-level", "debug", "train", "--data", str(SAMPLE), "--out", str(tmp_path / "b")]
+    result = run(*args, *quick)
+    assert result.returncode == 0, result.stderr
+    epochs = [json.loads(line) for line in result.stderr.splitlines() if '"event": "epoch"' in line]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    for e in epochs:
+        assert e["level"] == "debug"
+        for loss in (e["train_loss"], e["val_loss"]):
+            assert float(f"{loss:.4g}") == loss  # four significant digits
 
 
 def test_train_paper_configuration(tmp_path: Path) -> None:

@@ -342,3 +342,13 @@ def test_start_order_uses_health_and_completion() -> None:
     for one_shot in ("kafka-init", "sample-producer"):
         assert services[one_shot]["restart"] == "no"
     assert services["sample-producer"]["healthcheck"] == {"disable": True}  # not the service
+
+
+def test_the_readme_states_the_cpu_request_of_the_manifest() -> None:
+    [deployment] = [d for d in rendered("base") if d["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    request = str(container["resources"]["requests"]["cpu"])
+    readme = (REPO / "README.md").read_text()
+    stated = re.findall(r"requests `cpu: (\w+)`", readme)
+    assert stated, "the README no longer states the CPU request"
+    assert set(stated) == {request}, (stated, request)

@@ -57,16 +57,17 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
     cpu = report["cpu_us_per_alert"]
     # an external broker's process is not ours to measure; the worker exists with 2+ cores
     assert "service process" in cpu["service"]
-    assert all(us > 0 for us in cpu["service"].values())
+    assert all(us >= 0 for us in cpu["service"].values())  # a short run may read 0 ticks
     assert "client" in cpu["passthrough"]
     assert set(report["ratios"]) == {"service/passthrough", "service/naive"}
     [latency] = report["latency"]
     assert latency["alerts"] == 300
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     paths = report["decode_paths"]
-    assert paths["batch"] + paths["fast"] >= 590  # the specialised decoders did the work
+    assert paths["batch"] + paths["generic"] == 600
+    assert paths["batch"] >= 300  # the batch decoder did most of the work
     assert {
-        "decode (fastavro, generic)",
+        "decode (fastavro) + route + assemble, one at a time",
         "decode + route + assemble, batches (service)",
         "encode (a batch at once)",
     } <= set(report["stages_us_per_alert"])

@@ -135,12 +135,16 @@ def test_every_panel_and_rule_evaluates_on_a_scraped_service(
         publish(kafka_bootstrap, names[0], messages[start : start + 300] + poison[:1])
         time.sleep(2)
     service.wait_for_metric("alert_anomaly_messages_produced_total", len(messages) + 5)
-    time.sleep(6)  # statistics (lag) every 5 s; several scrapes after the last alert
 
     dashboard = json.loads(DASHBOARD.read_text())
     queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
     assert len(queries) >= 12
-    empty = [q for q in queries if not server.query(concrete(q))]
+    # lag comes with librdkafka's statistics (every 5 s), rates after a few scrapes: wait for data
+    deadline = time.monotonic() + 120
+    empty = queries
+    while empty and time.monotonic() < deadline:
+        empty = [q for q in queries if not server.query(concrete(q))]
+        time.sleep(1)
     assert not empty, f"dashboard queries without data: {empty}"
 
     rules = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]

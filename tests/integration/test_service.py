@@ -165,9 +165,7 @@ def test_poison_messages_are_dead_lettered_and_committed_past(
     service = service_process(*service_args(kafka_bootstrap, names, topic_prefix))
     dead = read_topic(kafka_bootstrap, names[2], len(poison), timeout_s=120)
     scores = read_topic(kafka_bootstrap, names[1], len(good), timeout_s=60)
-    service.wait_for(lambda e: e.get("event") == "service_starting")
-    time.sleep(0.5)  # a commit interval passes
-    assert service.terminate() == 0
+    assert service.terminate() == 0  # the last commit covers every message
 
     assert sorted(decode_output(m.value())["oid"] for m in scores) == sorted(
         k.decode() for k, _ in good

@@ -122,6 +122,9 @@ def test_hostile_input_never_stops_the_service(
     if started.get("inference_pid"):
         rss["inference worker"] = peak_rss_mb(started["inference_pid"])
     assert service.process.poll() is None, "the service stopped"
+    # bit flips may leave a record decodable (then it is scored); every other kind is bad
+    certainly_bad = sum(1 for key, _ in messages if key not in (b"good", b"flipped", None))
+    assert service.metric("alert_anomaly_dead_letters_total") >= certainly_bad
     assert service.terminate() == 0
     result = audit(kafka_bootstrap, names, placed)
     print(result.line("hostile input (4,000 good, 1,000 bad)"), "peak RSS MB", rss)
@@ -129,7 +132,6 @@ def test_hostile_input_never_stops_the_service(
     assert all(mb < RSS_LIMIT_MB for mb in rss.values()), rss
     replaced = [e for e in service.events if e.get("event") == "output_replaced"]
     assert len(replaced) == 3  # the 5 MB dead letters are references
-    assert service.metric("alert_anomaly_dead_letters_total") >= 1000
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -153,6 +155,7 @@ def test_sigkill_during_catch_up_redoes_at_most_a_commit_interval(
     args = service_args(kafka_bootstrap, names, topic_prefix)
     windows = []
     for kill in range(2):
+        started_ms = time.time() * 1000
         service = service_process(*args)
         before = service.wait_for_metric("alert_anomaly_messages_produced_total", 1)
         service.wait_for_metric("alert_anomaly_messages_produced_total", before + 3000, timeout=180)
@@ -160,10 +163,10 @@ def test_sigkill_during_catch_up_redoes_at_most_a_commit_interval(
         service.kill()
         position = committed(kafka_bootstrap, topic_prefix, names[0], 2)
         scores = read_all(kafka_bootstrap, names[1], idle_s=2.0)
-        redone = [
+        redone = [  # this instance's outputs of inputs it had not committed
             m.timestamp
             for m in scores
-            if (decoded := decode(m.value)) and decoded[1] >= position.get(decoded[0], 0)
+            if m.timestamp >= started_ms and uncommitted(decode(m.value), position)
         ]
         window_s = (killed_ms - min(redone)) / 1000 if redone else 0.0
         windows.append(window_s)
@@ -182,6 +185,11 @@ def test_sigkill_during_catch_up_redoes_at_most_a_commit_interval(
     assert final.terminate() == 0
     print(result.line("two SIGKILLs during catch-up"), f"uncommitted windows {windows}")
     assert not result.lost
+
+
+def uncommitted(lineage: tuple[int, int], position: dict[int, int]) -> bool:
+    partition, offset = lineage
+    return offset >= position.get(partition, 0)
 
 
 def decode(value: bytes) -> tuple[int, int]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import fastavro
 from common import cores, machine
 
+from models.records import input_records, input_schema
 from models.resources import sample_dir
-from models.simulate.alerts import input_records, input_schema
 from models.table import read_table
 from service.config import KafkaSettings, load_settings
 from service.demo import publish, sample_messages

@@ -12,8 +12,8 @@ from typing import Any
 
 import fastavro
 
+from models.records import input_records, input_schema
 from models.resources import sample_dir
-from models.simulate.alerts import input_records, input_schema
 from models.table import read_table
 
 

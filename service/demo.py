@@ -18,8 +18,8 @@ from typing import Any
 import fastavro
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from models.records import input_records, input_schema
 from models.resources import sample_dir
-from models.simulate.alerts import input_records, input_schema
 from models.table import read_table
 from service.availability import Brokers
 from service.codec import decode_output

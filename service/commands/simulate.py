@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     # Imported here: the simulator needs the 'sim' extra, which the service does not.
     try:
-        from models.simulate.alerts import write_avro
+        from models.records import write_avro
         from models.simulate.dataset import SimulationConfig, simulate, write_lightcurves
     except ImportError as exc:
         raise ConfigurationError(

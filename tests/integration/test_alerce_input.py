@@ -13,8 +13,8 @@ from collections.abc import Callable
 import fastavro
 import pytest
 
+from models.records import input_records
 from models.resources import sample_dir
-from models.simulate.alerts import input_records
 from models.table import read_table
 from service.codec import decode_output
 from service.config import KafkaSettings

@@ -11,8 +11,8 @@ import fastavro
 import numpy as np
 
 from models.bundle import Bundle
+from models.records import input_records
 from models.resources import bundle_dirname, sample_dir
-from models.simulate.alerts import input_records
 from models.table import read_table
 from models.training import TrainingConfig, train_model
 from service.config import load_settings

@@ -8,7 +8,7 @@ import subprocess
 
 import fastavro
 
-from models.simulate.alerts import input_schema
+from models.records import input_schema
 from service.config import KafkaSettings
 from service.demo import poison_messages, read_topic, sample_messages
 from service.kafka import create_topics

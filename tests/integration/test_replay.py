@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from models.records import input_records, input_schema
 from models.resources import sample_dir
-from models.simulate.alerts import input_records, input_schema
 from models.table import read_table
 from service.codec import decode_output
 from service.config import KafkaSettings, load_settings

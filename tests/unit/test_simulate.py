@@ -12,7 +12,7 @@ import pytest
 
 from models.exceptions import ConfigurationError
 from models.features import canonical_name, ztf_feature_names
-from models.simulate.alerts import RECORD_VERSIONS, input_records, input_schema, write_avro
+from models.records import RECORD_VERSIONS, input_records, input_schema, write_avro
 from models.simulate.dataset import (
     SimulatedDataset,
     SimulationConfig,

@@ -1,5 +1,6 @@
-"""The simulated objects as the records ALeRCE's light-curve classifier step publishes
-(``schemas/ztf-lc-classifier/<version>``), the input of the streaming service.
+"""The objects of a feature table (:mod:`models.table`) as the records ALeRCE's light-curve
+classifier step publishes (``schemas/ztf-lc-classifier/<version>``): the input of the streaming
+service, for the demo, tests and benchmarks, and ``simulate --avro``.
 
 Version 3 (current, the default): keyed by ``oid``, features as a map with today's names.
 Version 2: keyed by ``aid``, the map with the 2023 names (features renamed back; features that

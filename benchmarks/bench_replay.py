@@ -30,7 +30,7 @@ from service.replay import replay
 from service.sinks.files import ParquetSink
 from service.sources import InputSource
 from service.sources.files import FileSource
-from service.sources.kafka import TopicRange
+from service.sources.topic_range import TopicRange
 
 
 def timed(

@@ -49,7 +49,8 @@ import torch
 from confluent_kafka import Consumer, Producer
 
 from benchmarks import workload
-from benchmarks.common import cores, machine
+from benchmarks.common import STEADY, CpuMeter, Progress, Throughput, cores, machine
+from benchmarks.peer import peer
 from models.exceptions import DataError
 from models.scoring import resolve_device
 from service import __version__
@@ -68,73 +69,6 @@ from service.routing import Row, Source
 RESULTS_DIR = Path(__file__).parent / "results"
 SATURATION_TIMEOUT_S = 600.0  # the service must have scored the pre-loaded alerts by then
 INSTANCE_IDLE_S = 8.0  # an instance of the scaling run stops after this long without input
-
-
-STEADY = (0.1, 0.9)  # steady state: from this fraction of the alerts done to this one
-
-
-class Progress:
-    """When the counts of :data:`STEADY` were reached, from a growing count of alerts done:
-    the rate between them leaves out the start (group join, first fetches, an empty prefetch
-    queue) and the end (the last, partly filled batches)."""
-
-    def __init__(self, n: int) -> None:
-        self.marks = [max(1, int(n * f)) for f in STEADY]
-        self.times: dict[int, float] = {}
-
-    def update(self, done: int, now: float) -> None:
-        for mark in self.marks:
-            if done >= mark and mark not in self.times:
-                self.times[mark] = now
-
-    def per_second(self) -> float:
-        first, last = self.marks
-        if last not in self.times or self.times[last] <= self.times[first]:
-            return 0.0
-        return (last - first) / (self.times[last] - self.times[first])
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User and system CPU seconds a process (all its threads) has used (Linux /proc); None
-    where that is unknown (an external broker, another system)."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuMeter:
-    """CPU time of named processes between :meth:`start` and :meth:`stop`."""
-
-    def __init__(self, pids: dict[str, int | None]) -> None:
-        self.pids = pids
-        self._started = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        self.seconds: dict[str, float] = {}
-
-    def stop(self) -> None:
-        for name, pid in self.pids.items():
-            before, after = self._started[name], cpu_seconds(pid)
-            if before is not None and after is not None:
-                self.seconds[name] = after - before
-
-    def us_per_alert(self, alerts: int) -> dict[str, float]:
-        return {name: s / max(alerts, 1) * 1e6 for name, s in self.seconds.items()}
-
-
-@dataclass
-class Throughput:
-    alerts: int
-    seconds: float  # first message consumed to last output acknowledged
-    steady_per_second: float  # between the STEADY fractions of the alerts
-    cpu_us_per_alert: dict[str, float] = field(default_factory=dict)  # by process
-
-    @property
-    def per_second(self) -> float:
-        """From the first message consumed to the last output acknowledged."""
-        return self.alerts / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -183,6 +117,7 @@ def targets(report: Report) -> list[Target]:
         Target("service alerts/s", t["service"], 10_000, True),
         Target("service / passthrough", r["service/passthrough"], 0.5, True),
         Target("service / naive", r["service/naive"], 10, True),
+        Target("service / peer", r["service/peer"], 10, True),
     ]
     out += [
         Target(f"p99 latency ms at {lat.offered_per_second:,.0f} alerts/s", lat.p99_ms, 100, False)
@@ -609,7 +544,7 @@ def print_report(report: Report) -> None:
     for name, rate in t.items():
         first_to_last = report.first_to_last[name]
         print(f"{name:42s} {rate:10,.0f} {rate / t['passthrough']:14.2f} {first_to_last:14,.0f}")
-    print(f"service / naive: {r['service/naive']:.1f} x")
+    print(f"service / naive: {r['service/naive']:.1f} x, service / peer: {r['service/peer']:.1f} x")
     print()
     print("CPU time per alert (us), from the first message on:")
     for phase, processes in report.cpu_us_per_alert.items():
@@ -643,6 +578,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--n", type=int, default=100000, help="alerts pre-loaded")
     parser.add_argument("--naive-n", type=int, default=2000, help="alerts for the naive loop")
+    parser.add_argument("--peer-n", type=int, default=20000, help="alerts for the peer's loop")
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--batch-rows", type=int, default=1024)
     parser.add_argument("--max-delay-ms", type=float, default=20.0)
@@ -673,6 +609,7 @@ def main(argv: list[str] | None = None) -> None:
                 "alerts": args.n,
                 "steady_state": list(STEADY),
                 "naive_alerts": args.naive_n,
+                "peer_alerts": min(args.peer_n, args.n),
                 "features_per_alert": len(workload.records()[0]["features"]),
                 "partitions": args.partitions,
                 "batch_rows": args.batch_rows,
@@ -695,6 +632,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         print("naive ...", flush=True)
         rates["naive"] = naive(settings_for(kafka, topic, args), args.naive_n)
+        print("peer (ALeRCE's anomaly step's loop) ...", flush=True)
+        rates["peer"] = peer(settings_for(kafka, topic, args), min(args.peer_n, args.n), kafka.pid)
         print("service ...", flush=True)
         rates["service"], report.decode_paths = saturation(
             settings_for(kafka, topic, args), args.n, kafka.pid
@@ -720,6 +659,7 @@ def main(argv: list[str] | None = None) -> None:
     report.ratios = {
         "service/passthrough": t["service"] / t["passthrough"],
         "service/naive": t["service"] / t["naive"],
+        "service/peer": t["service"] / t["peer"],
     }
     report.targets = targets(report)
     print()

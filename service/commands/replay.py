@@ -110,7 +110,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from service.sinks.kafka import KafkaSink
     from service.sources import InputSource
     from service.sources.files import FileSource
-    from service.sources.kafka import TopicRange
+    from service.sources.topic_range import TopicRange
 
     if bool(args.topic) == bool(args.files):
         raise ConfigurationError("replay reads --topic TOPIC or --files PATH...: give one")

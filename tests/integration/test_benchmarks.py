@@ -47,6 +47,7 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
     assert set(report["throughput"]) == {
         "passthrough",
         "naive",
+        "peer",
         "service",
         "service x2 instances",
     }
@@ -59,7 +60,7 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
     assert "service process" in cpu["service"]
     assert all(us >= 0 for us in cpu["service"].values())  # a short run may read 0 ticks
     assert "client" in cpu["passthrough"]
-    assert set(report["ratios"]) == {"service/passthrough", "service/naive"}
+    assert set(report["ratios"]) == {"service/passthrough", "service/naive", "service/peer"}
     [latency] = report["latency"]
     assert latency["alerts"] == 300
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]

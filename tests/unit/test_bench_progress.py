@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.e2e import Progress
+from benchmarks.common import Progress
 
 
 def test_the_steady_rate_leaves_out_a_slow_start_and_end() -> None:

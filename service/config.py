@@ -131,15 +131,18 @@ class InputSettings(_Section):
     )
     schema_version: str | None = Field(
         None,
-        description="version of the survey's classifier record under schemas/ (ztf: 3 = "
-        "ALeRCE's current record keyed by oid, 2 and 1 = the earlier ones keyed by aid); "
-        "default: the current one",
+        description="version of the survey's input record under schemas/ (ztf: 3 = "
+        "ALeRCE's current record keyed by oid, 2 and 1 = the earlier ones keyed by aid; lsst: "
+        "a Rubin alert-packet version such as 11.1, or 1.0 for records with classifier "
+        "probabilities); default: the current one (lsst: the latest alert packet)",
     )
     schema_file: Path | None = Field(
         None, description="Avro schema of schemaless input (instead of schema_version)"
     )
     confluent_schemas: dict[int, Path] = Field(
-        default_factory=dict, description="schema id -> .avsc file, for the confluent format"
+        default_factory=dict,
+        description="schema id -> .avsc file, for the confluent format (survey lsst knows "
+        "Rubin's alert-packet ids; entries here add to them)",
     )
     decoder: Literal["auto", "generic"] = Field(
         "auto",
@@ -152,9 +155,7 @@ class InputSettings(_Section):
     )
 
     @model_validator(mode="after")
-    def _confluent_needs_schemas(self) -> InputSettings:
-        if self.format == "confluent" and not self.confluent_schemas:
-            raise ValueError("format confluent needs confluent_schemas (schema id -> .avsc file)")
+    def _one_schema_source(self) -> InputSettings:
         if self.schema_file is not None and self.schema_version is not None:
             raise ValueError("set schema_version or schema_file, not both")
         return self
@@ -249,6 +250,19 @@ class Settings(BaseSettings):
     stop_after_idle_s: float | None = Field(
         None, gt=0, description="exit after this long without input (batch jobs); default never"
     )
+
+    @model_validator(mode="after")
+    def _confluent_needs_schemas(self) -> Settings:
+        # Rubin's alert packets name their schema by Rubin's registry ids, known to the survey
+        if (
+            self.input.format == "confluent"
+            and not self.input.confluent_schemas
+            and self.model.survey != "lsst"
+        ):
+            raise ValueError(
+                "input.format confluent needs input.confluent_schemas (schema id -> .avsc file)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

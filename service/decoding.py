@@ -64,14 +64,18 @@ class _Pending(NamedTuple):
 class MessageDecoder:
     """Decodes messages of the configured input format and record version."""
 
-    def __init__(self, settings: InputSettings, survey: Survey) -> None:
+    def __init__(self, settings: InputSettings, survey: Survey, lightcurves: bool = False) -> None:
+        """``lightcurves``: compute light-curve features of alert packets (a model uses them)."""
         self.survey = survey
+        self._parse_record = survey.parser(lightcurves)
         schemas = _schemas(settings, survey)
         generic_schema = schemas.get(b"")
+        confluent = {i: parse_schema(schema) for i, schema in survey.packet_schemas().items()}
+        confluent |= {i: load_schema(Path(p)) for i, p in settings.confluent_schemas.items()}
         self._generic = make_decoder(
             settings.format,
             parse_schema(generic_schema) if generic_schema is not None else None,
-            {i: load_schema(Path(p)) for i, p in settings.confluent_schemas.items()},
+            confluent if settings.format == "confluent" else None,
         )
         self.schemas = schemas
         self.learners: dict[bytes, LayoutLearner] = {}
@@ -193,7 +197,7 @@ class MessageDecoder:
             log.info("decoder_layout_learned", layouts=len(learner.layouts))
 
     def _parse(self, index: int, record: Any) -> _Pending:
-        alert = self.survey.parse(record)
+        alert = self._parse_record(record)
         return _Pending(index, alert.oid, alert.top_probabilities, alert.features)
 
     def _groups(self, pending: list[_Pending], errors: dict[int, InputError]) -> list[Alerts]:
@@ -252,7 +256,8 @@ def _schemas(settings: InputSettings, survey: Survey) -> dict[bytes, dict[str, A
             return {b"": _read_json(settings.schema_file)}
         return {b"": survey.schema(settings.schema_version)}
     if settings.format == "confluent":
-        return {
+        schemas = {confluent_header(i): s for i, s in survey.packet_schemas().items()}
+        return schemas | {
             confluent_header(i): _read_json(Path(p)) for i, p in settings.confluent_schemas.items()
         }
     return {}

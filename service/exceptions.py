@@ -13,6 +13,7 @@ DeadLetterReason = Literal[
     "undecodable",  # bytes that the configured format and schema cannot decode
     "unknown_schema",  # Confluent wire format with a schema id missing from the schema map
     "invalid_record",  # decoded, but not a classifier record (missing id, wrong types)
+    "no_object",  # a Rubin alert without a diaObject (a solar-system source): nothing to score
     "missing_probabilities",  # no top-level class probabilities
     "unknown_class",  # the most probable top-level class has no model
     "low_feature_coverage",  # the record lacks too many of the model's features (by name)

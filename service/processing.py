@@ -23,8 +23,9 @@ from numpy.typing import NDArray
 from models.bundle import load_bundle
 from models.exceptions import BundleError
 from models.resources import bundle_dirname
+from models.rubin import LIGHTCURVE_PREFIX
 from models.scoring import Scorer, resolve_device
-from models.taxonomy import TOP_CLASSES
+from models.taxonomy import MODEL_CLASSES
 from service import __version__
 from service.codec import Columns, records_of
 from service.config import Settings
@@ -55,8 +56,10 @@ def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
     routes: dict[str, Route] = {}
     survey = settings.model.survey
     for top, scorer_kind in settings.model.scorers.items():
-        if top not in TOP_CLASSES:
-            raise SettingsError(f"model.scorers: unknown top-level class {top!r}")
+        if top not in MODEL_CLASSES:
+            raise SettingsError(
+                f"model.scorers: unknown class {top!r} (known: {', '.join(MODEL_CLASSES)})"
+            )
         path = settings.model.bundles_dir / bundle_dirname(survey, top, scorer_kind)
         try:
             bundle = load_bundle(path)
@@ -82,7 +85,12 @@ class AlertProcessor:
         torch.set_num_threads(settings.model.cpu_threads)
         self.device = resolve_device(settings.model.device)
         self.routes = load_routes(settings, self.device)
-        self.decoder = MessageDecoder(settings.input, self.survey)
+        lightcurves = any(
+            name.startswith(LIGHTCURVE_PREFIX)
+            for r in self.routes.values()
+            for name in r.feature_names
+        )
+        self.decoder = MessageDecoder(settings.input, self.survey, lightcurves)
         self.router = Router(self.routes, settings.model.min_feature_coverage)
         self._check_schema_coverage()
         self._paths = {"batch": 0, "generic": 0}

@@ -3,9 +3,12 @@ letter and why.
 
 Every group of alerts (:class:`service.decoding.Alerts`) is routed at once: to the top-level
 class with the highest probability (the first on ties), whose model takes the features it was
-trained on, by name, as float32. An alert goes to the dead-letter topic when:
+trained on, by name, as float32. Alerts without classifier probabilities (Rubin's alert packets)
+go to the unrouted model (class ``All``), with probability 1. An alert goes to the dead-letter
+topic when:
 
-* ``missing_probabilities``: a top-level probability is not a finite number;
+* ``missing_probabilities``: a top-level probability is not a finite number, or the alert has
+  none and no unrouted model is configured;
 * ``unknown_class``: the most probable class has no model;
 * ``low_feature_coverage``: its record carries fewer than ``model.min_feature_coverage`` of the
   model's features (absent is not null: ALeRCE writes null for an undefined feature, and a
@@ -30,6 +33,7 @@ from numpy.typing import NDArray
 
 from models.bundle import Bundle
 from models.scoring import Scorer
+from models.taxonomy import UNROUTED
 from service.decoding import Alerts, Decoded
 from service.exceptions import InputError
 
@@ -146,6 +150,11 @@ class Router:
         """The group's alerts by routed class (k, name, alerts), with the error of those that
         cannot be routed."""
         top = group.top
+        everyone = np.arange(len(group.ids), dtype=np.intp)
+        if not group.top_names:
+            if UNROUTED in self.routes:
+                return [(-1, UNROUTED, everyone, None)]
+            return [(-1, "", everyone, _no_probabilities_error(tuple(self.routes)))]
         finite = np.isfinite(top).all(axis=1)
         parts: list[tuple[int, str, NDArray[np.intp], ErrorOf | None]] = []
         bad = np.flatnonzero(~finite)
@@ -182,7 +191,7 @@ class Router:
             return
         features = group.values[np.ix_(chosen, match.positions)].astype(np.float32)
         infinite = np.isinf(features)
-        probabilities = group.top[chosen, k].tolist()
+        probabilities = group.top[chosen, k].tolist() if k >= 0 else [1.0] * len(chosen)
         inputs = group.inputs[chosen].tolist()
         bad_rows = set(np.flatnonzero(infinite.any(axis=1)).tolist())
         names = self.routes[top].feature_names
@@ -244,6 +253,15 @@ def _probability_error(group: Alerts) -> ErrorOf:
         )
 
     return error
+
+
+def _no_probabilities_error(models: tuple[str, ...]) -> ErrorOf:
+    error = InputError(
+        "missing_probabilities",
+        f"the alert has no classifier probabilities and no unrouted model ({UNROUTED}) is "
+        f"configured (models: {', '.join(models)})",
+    )
+    return lambda i: error
 
 
 def _unknown_class_error(name: str, models: tuple[str, ...]) -> ErrorOf:

@@ -1,13 +1,19 @@
-"""Surveys and the versions of their classifier records: where a record keeps its object id,
-its features and its top-level class probabilities, and what its features are called.
+"""Surveys and what their inputs look like: where a record keeps its object id, its features
+and its top-level class probabilities, and what its features are called.
 
 ZTF's input is the record ALeRCE's light-curve classifier step publishes, in one of three
 published versions (``schemas/ztf-lc-classifier/<version>``: 1 and 2 keyed by ``aid``, 3 - the
 current one - by ``oid``; features a record of named fields in 1, a map since 2). Feature names
 are taken to today's ALeRCE naming (:func:`models.features.canonical_name`), so a stream with
-ALeRCE's 2023 names scores with the same models. Rubin/LSST is a second survey with a record of
-the same shape keyed by ``diaObjectId``. A new survey or version is one entry here plus its
-schema under ``schemas/``.
+ALeRCE's 2023 names scores with the same models.
+
+Rubin/LSST reads Rubin's own alert packets, every schema version that lsst-alert-packet ships
+(:mod:`models.rubin`; the ``rubin`` extra): the features are the per-band summaries of the
+packet's ``diaObject`` and, when a model uses them (names ``lc_<band>_<feature>``), light-curve
+features of its history. A packet carries no classifier probabilities: it goes to the survey's
+unrouted model (class ``All``). Records with probabilities (``schemas/lsst-lc-classifier``,
+keyed by ``diaObjectId``) are routed as ZTF's are. A new survey or version is one entry here
+plus its schema under ``schemas/``.
 """
 
 from __future__ import annotations
@@ -19,9 +25,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from models import rubin
+from models.exceptions import AlertAnomalyError
 from models.features import canonical_name
 from models.resources import schemas_dir
 from service.exceptions import InputError, SettingsError
+
+RecordParser = Callable[[Any], "Alert"]
 
 
 @dataclass(frozen=True)
@@ -36,25 +46,60 @@ class Alert:
 @dataclass(frozen=True)
 class Survey:
     name: str
-    versions: dict[str, Path]  # record version -> schema file, relative to schemas/
-    current: str
+    versions: dict[str, Path]  # classifier-record version -> schema file, under schemas/
+    current: str | None  # the default version; None: the latest alert-packet version
     id_fields: tuple[str, ...]  # where an object id may be, first match wins
     canonical: Callable[[str], str]  # feature name -> the name bundles use
+    alert_packets: bool = False  # also reads the survey's alert packets (Rubin's)
+
+    def default_version(self) -> str:
+        return self.current if self.current is not None else _rubin(rubin.latest_version)
 
     def schema_path(self, version: str | None = None) -> Path:
-        """The schema file of a record version (default: the current one)."""
-        version = version or self.current
+        """The schema file of a classifier-record version (default: the current one)."""
+        version = version or self.default_version()
         try:
             return schemas_dir() / self.versions[version]
         except KeyError:
-            known = ", ".join(sorted(self.versions))
             raise SettingsError(
-                f"{self.name} has no record version {version!r} (known: {known})"
+                f"{self.name} has no record version {version!r} (known: {self.known()})"
             ) from None
 
+    def known(self) -> str:
+        versions = sorted(self.versions)
+        if self.alert_packets:
+            versions.append("the alert-packet versions of lsst-alert-packet")
+        return ", ".join(versions)
+
     def schema(self, version: str | None = None) -> dict[str, Any]:
-        """The unparsed Avro schema of a record version."""
+        """The Avro schema of a classifier-record or alert-packet version (default: the
+        current one)."""
+        version = version or self.default_version()
+        if version not in self.versions and self.alert_packets:
+            packet: dict[str, Any] = _rubin(rubin.alert_schema, version)
+            return packet
         return _read_schema(self.schema_path(version))
+
+    def packet_schemas(self) -> dict[int, dict[str, Any]]:
+        """Rubin's registry id -> alert-packet schema, for every shipped version (none for a
+        survey without alert packets)."""
+        if not self.alert_packets:
+            return {}
+        versions = _rubin(rubin.schema_versions)
+        return {v.schema_id: _rubin(rubin.alert_schema, v.version) for v in versions}
+
+    def parser(self, lightcurves: bool = False) -> RecordParser:
+        """Record -> :class:`Alert`: alert packets (light-curve features too if
+        ``lightcurves``) and classifier records."""
+        if not self.alert_packets:
+            return self.parse
+
+        def parse(record: Any) -> Alert:
+            if isinstance(record, Mapping) and "diaSource" in record:
+                return _packet_alert(record, lightcurves)
+            return self.parse(record)
+
+        return parse
 
     def parse(self, record: Any) -> Alert:
         """Extract an :class:`Alert`; an InputError says what is wrong with the record."""
@@ -79,6 +124,30 @@ class Survey:
         return Alert(str(oid), features, top)
 
 
+def _packet_alert(packet: Mapping[str, Any], lightcurves: bool) -> Alert:
+    """A Rubin alert packet's object id and features; it has no classifier probabilities."""
+    obj = packet.get("diaObject")
+    if not isinstance(obj, Mapping):
+        raise InputError(
+            "no_object", "the alert has no diaObject (a solar-system source?): nothing to score"
+        )
+    oid = obj.get("diaObjectId")
+    if isinstance(oid, bool) or not isinstance(oid, int):
+        raise InputError("invalid_record", f"diaObject.diaObjectId is {oid!r}, not an integer")
+    features = rubin.diaobject_features(packet)
+    if lightcurves:
+        features |= rubin.lightcurve_features(packet)
+    return Alert(str(oid), features, {})
+
+
+def _rubin(function: Callable[..., Any], *args: Any) -> Any:
+    """A models.rubin function; a missing extra or an unknown version is a SettingsError."""
+    try:
+        return function(*args)
+    except AlertAnomalyError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
 @cache
 def _read_schema(path: Path) -> dict[str, Any]:
     with open(path) as fh:
@@ -101,9 +170,10 @@ SURVEYS: dict[str, Survey] = {
     "lsst": Survey(
         "lsst",
         {"1.0": Path("lsst-lc-classifier", "1.0", "probabilities_and_features.avsc")},
-        current="1.0",
+        current=None,
         id_fields=("diaObjectId",),
         canonical=_same,
+        alert_packets=True,
     ),
 }
 

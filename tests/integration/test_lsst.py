@@ -1,5 +1,6 @@
-"""Rubin/LSST as a second survey: its schema (diaObjectId, diaObject-style feature names) and
-its own bundles plug in through settings alone - the processing code is the same."""
+"""Rubin/LSST records with classifier probabilities (``schemas/lsst-lc-classifier/1.0``: keyed by
+diaObjectId, diaObject-style feature names) are routed as ZTF's are, by their own bundles, through
+settings alone - the processing code is the same."""
 
 from __future__ import annotations
 
@@ -44,11 +45,18 @@ def test_lsst_records_are_scored_by_lsst_bundles(tmp_path: Path) -> None:
     )
     settings = load_settings(
         None,
-        {"model": {"survey": "lsst", "bundles_dir": tmp_path, "scorers": {"Periodic": "mcdsvdd"}}},
+        {
+            "input": {"schema_version": "1.0"},
+            "model": {
+                "survey": "lsst",
+                "bundles_dir": tmp_path,
+                "scorers": {"Periodic": "mcdsvdd"},
+            },
+        },
     )
     processor = AlertProcessor(settings)
 
-    schema = fastavro.parse_schema(SURVEYS["lsst"].schema())
+    schema = fastavro.parse_schema(SURVEYS["lsst"].schema("1.0"))
     some = periodic.take(np.arange(20))
     scored = []
     for i, record in enumerate(input_records(some)):

@@ -61,7 +61,7 @@ def test_precedence_overrides_then_environment_then_file(
         ({**TOPICS, "colour": "red"}, "invalid setting colour: unknown setting"),
         (
             {"input": {"topics": ["a"], "format": "confluent"}},
-            "invalid setting input: format confluent needs confluent_schemas",
+            "invalid settings: input.format confluent needs input.confluent_schemas",
         ),
         (
             {**TOPICS, "kafka": {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}},

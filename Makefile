@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test faults install install-dev lint typecheck unit integration bench sample bundles results clean
+.PHONY: demo test faults install install-dev lint typecheck unit integration bench bench-gpu sample bundles results clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ integration: install-dev
 bench: install-dev
 	$(BIN)/python -m benchmarks
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+## On a CUDA machine: the CUDA twins of the tests, then the end-to-end benchmark with the models on
+## the GPU, its JSON written to benchmarks/results/e2e-cuda.json (exit 2 when there is no GPU).
+bench-gpu: install-dev
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 2)" || \
+		{ echo "bench-gpu: no CUDA device (torch.cuda.is_available() is False)"; exit 2; }
+	$(BIN)/pytest -m cuda -p no:cacheprovider tests
+	$(BIN)/python -m benchmarks --device cuda --json benchmarks/results/e2e-cuda.json
 
 ## Regenerate the committed synthetic sample (deterministic for its seed).
 sample: install-dev

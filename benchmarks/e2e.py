@@ -1,7 +1,8 @@
 """End-to-end benchmark: the service against the Kafka passthrough limit and a naive baseline,
 measured side by side in one run (ratios, because shared machines are noisy).
 
-    python -m benchmarks [--n 50000] [--partitions 2] [--loads 1000,5000] [--device auto]
+    python -m benchmarks [--n 100000] [--partitions 4] [--loads 1000,5000] [--device auto]
+        [--rows passthrough,naive,peer,service,instances,latency,stages]
 
 On the embedded broker (tansu), or on ``KAFKA_BOOTSTRAP_SERVERS`` when set, it pre-loads N alerts
 in ALeRCE's input format (``benchmarks.workload``: 209 features each) and measures:
@@ -111,18 +112,34 @@ class Target:
         return self.measured >= self.bound if self.at_least else self.measured <= self.bound
 
 
+ROWS = ("passthrough", "naive", "peer", "service", "instances", "latency", "stages")
+# p99 latency bounds by offered load (alerts/s)
+LATENCY_BOUNDS_MS = {1000.0: 100.0, 5000.0: 50.0}
+
+
 def targets(report: Report) -> list[Target]:
+    """The targets that this run measured."""
     t, r = report.throughput, report.ratios
-    out = [
-        Target("service alerts/s", t["service"], 10_000, True),
-        Target("service / passthrough", r["service/passthrough"], 0.5, True),
-        Target("service / naive", r["service/naive"], 10, True),
-        Target("service / peer", r["service/peer"], 10, True),
-    ]
+    out = []
+    if "service" in t:
+        out.append(Target("service alerts/s", t["service"], 10_000, True))
+    bounds = {"service/passthrough": 0.5, "service/naive": 10, "service/peer": 10}
     out += [
-        Target(f"p99 latency ms at {lat.offered_per_second:,.0f} alerts/s", lat.p99_ms, 100, False)
+        Target(name.replace("/", " / "), r[name], bound, True)
+        for name, bound in bounds.items()
+        if name in r
+    ]
+    if "instances/service" in r:
+        out.append(Target("instances / service", r["instances/service"], 1.0, True))
+    out += [
+        Target(
+            f"p99 latency ms at {lat.offered_per_second:,.0f} alerts/s",
+            lat.p99_ms,
+            LATENCY_BOUNDS_MS[lat.offered_per_second],
+            False,
+        )
         for lat in report.latency
-        if lat.offered_per_second == 1000
+        if lat.offered_per_second in LATENCY_BOUNDS_MS
     ]
     return out
 
@@ -383,15 +400,29 @@ def saturation(
 def scaling(values: dict[str, Any], instances: int, n: int) -> Throughput:
     """``instances`` service processes in one consumer group on the pre-loaded topic (started
     together, so that one rebalance shares the partitions); alerts/s from the first message any
-    of them consumed to the last output any of them had acknowledged."""
+    of them consumed to the last output any of them had acknowledged.
+
+    With as many cores as instances or more, each instance gets its share of the cores (CPU
+    affinity), as a pod gets its CPU limit: on 2 cores each of 2 instances has one core, and
+    so runs its models inline (``model.inference`` auto)."""
     values = {**values, "stop_after_idle_s": INSTANCE_IDLE_S}
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    share = len(available) // instances
+
+    def pin(i: int) -> Callable[[], None] | None:
+        if not share:
+            return None
+        mine = set(available[i * share : (i + 1) * share])
+        return lambda: os.sched_setaffinity(0, mine)
+
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.instance", json.dumps(values)],
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=pin(i),
         )
-        for _ in range(instances)
+        for i in range(instances)
     ]
     results = []
     for process in processes:
@@ -543,8 +574,9 @@ def print_report(report: Report) -> None:
     print(f"{'':42s} {'steady':>10s} {'x passthrough':>14s} {'first to last':>14s}")
     for name, rate in t.items():
         first_to_last = report.first_to_last[name]
-        print(f"{name:42s} {rate:10,.0f} {rate / t['passthrough']:14.2f} {first_to_last:14,.0f}")
-    print(f"service / naive: {r['service/naive']:.1f} x, service / peer: {r['service/peer']:.1f} x")
+        ratio = f"{rate / t['passthrough']:14.2f}" if "passthrough" in t else f"{'-':>14s}"
+        print(f"{name:42s} {rate:10,.0f} {ratio} {first_to_last:14,.0f}")
+    print(", ".join(f"{name}: {value:.2f} x" for name, value in r.items()))
     print()
     print("CPU time per alert (us), from the first message on:")
     for phase, processes in report.cpu_us_per_alert.items():
@@ -579,7 +611,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=100000, help="alerts pre-loaded")
     parser.add_argument("--naive-n", type=int, default=2000, help="alerts for the naive loop")
     parser.add_argument("--peer-n", type=int, default=20000, help="alerts for the peer's loop")
-    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-rows", type=int, default=1024)
     parser.add_argument("--max-delay-ms", type=float, default=20.0)
     parser.add_argument("--loads", default="1000,5000", help="offered loads (alerts/s)")
@@ -591,9 +623,17 @@ def main(argv: list[str] | None = None) -> None:
         default=2,
         help="also run this many service processes in one group (1: skip); at most --partitions",
     )
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"what to measure, a subset of {','.join(ROWS)} (default: all)",
+    )
     parser.add_argument("--json", type=Path, help="result file (default: benchmarks/results/)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
     args = parser.parse_args(argv)
+    rows = set(args.rows.split(","))
+    if rows - set(ROWS):
+        parser.error(f"--rows: unknown {sorted(rows - set(ROWS))} (known: {', '.join(ROWS)})")
     configure_logging("console", "warning")
     try:
         device = str(resolve_device(args.device))
@@ -616,6 +656,8 @@ def main(argv: list[str] | None = None) -> None:
                 "max_delay_ms": args.max_delay_ms,
                 "device": device,
                 "cores": cores(),
+                "instances": args.instances,
+                "instance_cores": "an equal share of the cores each (CPU affinity)",
             },
         )
         topic = f"bench-{uuid.uuid4().hex[:8]}"
@@ -626,19 +668,24 @@ def main(argv: list[str] | None = None) -> None:
         payload = make_encoder("schemaless")(sample_output(base))
 
         rates: dict[str, Throughput] = {}
-        print("passthrough ...", flush=True)
-        rates["passthrough"] = passthrough(
-            settings_for(kafka, topic, args), args.n, payload, kafka.pid
-        )
-        print("naive ...", flush=True)
-        rates["naive"] = naive(settings_for(kafka, topic, args), args.naive_n)
-        print("peer (ALeRCE's anomaly step's loop) ...", flush=True)
-        rates["peer"] = peer(settings_for(kafka, topic, args), min(args.peer_n, args.n), kafka.pid)
-        print("service ...", flush=True)
-        rates["service"], report.decode_paths = saturation(
-            settings_for(kafka, topic, args), args.n, kafka.pid
-        )
-        if args.instances > 1:
+        if "passthrough" in rows:
+            print("passthrough ...", flush=True)
+            rates["passthrough"] = passthrough(
+                settings_for(kafka, topic, args), args.n, payload, kafka.pid
+            )
+        if "naive" in rows:
+            print("naive ...", flush=True)
+            rates["naive"] = naive(settings_for(kafka, topic, args), args.naive_n)
+        if "peer" in rows:
+            print("peer (ALeRCE's anomaly step's loop) ...", flush=True)
+            n_peer = min(args.peer_n, args.n)
+            rates["peer"] = peer(settings_for(kafka, topic, args), n_peer, kafka.pid)
+        if "service" in rows:
+            print("service ...", flush=True)
+            rates["service"], report.decode_paths = saturation(
+                settings_for(kafka, topic, args), args.n, kafka.pid
+            )
+        if "instances" in rows and args.instances > 1:
             print(f"service, {args.instances} instances ...", flush=True)
             rates[f"service x{args.instances} instances"] = scaling(
                 settings_values(kafka, topic, args), args.instances, args.n
@@ -649,18 +696,23 @@ def main(argv: list[str] | None = None) -> None:
         report.cpu_us_per_alert = {
             k: r.cpu_us_per_alert for k, r in rates.items() if r.cpu_us_per_alert
         }
-        for offered in (float(x) for x in args.loads.split(",") if x):
+        for offered in (float(x) for x in args.loads.split(",") if x and "latency" in rows):
             print(f"latency at {offered:,.0f} alerts/s ...", flush=True)
             load_topic = f"bench-load-{uuid.uuid4().hex[:8]}"
             report.latency.append(latency(settings_for(kafka, load_topic, args), args, offered))
-        print("stages ...", flush=True)
-        report.stages_us_per_alert = stages(base, min(args.n, 20000))
+        if "stages" in rows:
+            print("stages ...", flush=True)
+            report.stages_us_per_alert = stages(base, min(args.n, 20000))
     t = report.throughput
-    report.ratios = {
-        "service/passthrough": t["service"] / t["passthrough"],
-        "service/naive": t["service"] / t["naive"],
-        "service/peer": t["service"] / t["peer"],
-    }
+    if "service" in t:
+        report.ratios = {
+            f"service/{name}": t["service"] / t[name]
+            for name in ("passthrough", "naive", "peer")
+            if name in t
+        }
+        scaled = f"service x{args.instances} instances"
+        if scaled in t:
+            report.ratios["instances/service"] = t[scaled] / t["service"]
     report.targets = targets(report)
     print()
     print_report(report)

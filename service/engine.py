@@ -37,7 +37,9 @@ from service.sources import Input, InputSource, Position
 log = structlog.get_logger(__name__)
 
 IDLE_WAIT_S = 0.5  # longest wait for input before the loop's housekeeping runs again
-ACK_POLL_S = 0.005  # ... while outputs await acknowledgement
+# ... while outputs await acknowledgement or batches their scores: acknowledgements and scores
+# are only seen between reads, so this bounds how long either waits unseen
+BUSY_POLL_S = 0.002
 # after the drain: the least time the final commit and the closing of each client get (they get
 # what is left of drain_timeout_s if more), so a stop ends within drain_timeout + 3 x this
 CLOSE_S = 2.0
@@ -158,13 +160,13 @@ class Engine:
 
     def _wait_s(self) -> float:
         """How long a read may wait: not past the oldest open batch's deadline, and only
-        briefly while outputs await their acknowledgements."""
+        briefly while outputs await their acknowledgements or batches their scores."""
         waits = [IDLE_WAIT_S]
         deadline = self.batcher.seconds_to_deadline()
         if deadline is not None:
             waits.append(deadline)
-        if self.tracker.in_flight():
-            waits.append(ACK_POLL_S)
+        if self.tracker.in_flight() or self.inference.pending():
+            waits.append(BUSY_POLL_S)
         return min(waits)
 
     def _shutdown(self) -> None:

@@ -60,7 +60,12 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
     assert "service process" in cpu["service"]
     assert all(us >= 0 for us in cpu["service"].values())  # a short run may read 0 ticks
     assert "client" in cpu["passthrough"]
-    assert set(report["ratios"]) == {"service/passthrough", "service/naive", "service/peer"}
+    assert set(report["ratios"]) == {
+        "service/passthrough",
+        "service/naive",
+        "service/peer",
+        "instances/service",
+    }
     [latency] = report["latency"]
     assert latency["alerts"] == 300
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
@@ -72,9 +77,11 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "decode + route + assemble, batches (service)",
         "encode (a batch at once)",
     } <= set(report["stages_us_per_alert"])
-    assert [t["name"] for t in report["targets"]][:3] == [
+    assert [t["name"] for t in report["targets"]][:5] == [
         "service alerts/s",
         "service / passthrough",
         "service / naive",
+        "service / peer",
+        "instances / service",
     ]
     assert "service / naive" in run.stdout

@@ -50,7 +50,16 @@ import torch
 from confluent_kafka import Consumer, Producer
 
 from benchmarks import workload
-from benchmarks.common import STEADY, CpuMeter, Progress, Throughput, cores, machine
+from benchmarks.common import (
+    STEADY,
+    CpuMeter,
+    Progress,
+    StackSampler,
+    Throughput,
+    cores,
+    machine,
+    thread_cpu_seconds,
+)
 from benchmarks.peer import peer
 from models.exceptions import DataError
 from models.scoring import resolve_device
@@ -95,6 +104,7 @@ class Report:
     stages_us_per_alert: dict[str, float] = field(default_factory=dict)
     decode_paths: dict[str, int] = field(default_factory=dict)
     cpu_us_per_alert: dict[str, dict[str, float]] = field(default_factory=dict)
+    account: Account | None = None
     targets: list[Target] = field(default_factory=list)
 
 
@@ -374,11 +384,42 @@ def running(settings: Settings, metrics: Metrics | None = None) -> Iterator[Runn
         run.worker.join(120)
 
 
+# What the service thread does, by the innermost of these functions on its stack (a sampling
+# profiler: benchmarks.common.StackSampler).
+SERVICE_THREAD_STAGES = {
+    "KafkaSource.read": "consume (librdkafka messages -> inputs)",
+    "AlertProcessor.rows_many": "decode + route + assemble",
+    "MicroBatcher.add": "micro-batching",
+    "OffsetTracker.register": "offset bookkeeping",
+    "OffsetTracker.written": "offset bookkeeping",
+    "ProcessInference.submit": "inference hand-over (shared memory)",
+    "ProcessInference.completed": "inference hand-over (shared memory)",
+    "InlineInference.submit": "score (inline)",
+    "AlertProcessor.scored_batch": "score records (columns)",
+    "RecordWriter.batch": "encode",
+    "KafkaSink._produce": "produce",
+    "KafkaSink.poll": "delivery reports",
+    "Engine._commit": "commit",
+    "Engine._flush_metrics": "metrics",
+    "Metrics.record_batch": "metrics",
+}
+
+
+@dataclass
+class Account:
+    """Where the service's CPU time per alert goes, in the saturation run."""
+
+    thread_us_per_alert: float  # the service thread (the engine loop)
+    other_threads_us_per_alert: float  # librdkafka's threads and the benchmark's samplers
+    stages_us_per_alert: dict[str, float]  # the service thread's CPU time by stage (sampled)
+
+
 def saturation(
     settings: Settings, n: int, broker_pid: int | None = None
-) -> tuple[Throughput, dict[str, int]]:
-    """The service on the pre-loaded topic; also how many alerts took each decode path. CPU
-    time counts from the first message consumed (start-up and the group join left out)."""
+) -> tuple[Throughput, dict[str, int], Account | None]:
+    """The service on the pre-loaded topic; also how many alerts took each decode path and
+    where the service process's CPU time went. CPU time counts from the first message consumed
+    (start-up and the group join left out)."""
     progress = Progress(n)
     with running(settings) as run:
         run.wait_until(lambda s: s.stats.first_consumed_at is not None, SATURATION_TIMEOUT_S)
@@ -386,15 +427,28 @@ def saturation(
         meter = CpuMeter(
             {"service process": os.getpid(), "inference worker": worker, "broker": broker_pid}
         )
+        thread = run.worker
+        thread_cpu = thread_cpu_seconds(thread.native_id or 0)
+        sampler = StackSampler(thread.ident or 0, SERVICE_THREAD_STAGES).start()
         if not run.wait_until(lambda s: s.stats.acknowledged >= n, SATURATION_TIMEOUT_S, progress):
             raise RuntimeError(f"the service did not score {n} alerts in {SATURATION_TIMEOUT_S} s")
+        sampler.stop()
         meter.stop()
+        thread_after = thread_cpu_seconds(thread.native_id or 0)
     service = run.service
     stats = service.stats
     seconds = (stats.last_acknowledged_at or 0.0) - (stats.first_consumed_at or 0.0)
     cpu = meter.us_per_alert(stats.acknowledged)
     rate = Throughput(stats.acknowledged, seconds, progress.per_second(), cpu)
-    return rate, service.processor.decode_paths()
+    account = None
+    if thread_cpu is not None and thread_after is not None and "service process" in cpu:
+        per_alert = (thread_after - thread_cpu) / max(stats.acknowledged, 1) * 1e6
+        account = Account(
+            per_alert,
+            cpu["service process"] - per_alert,
+            sampler.us_per_alert(stats.acknowledged),
+        )
+    return rate, service.processor.decode_paths(), account
 
 
 def scaling(values: dict[str, Any], instances: int, n: int) -> Throughput:
@@ -584,6 +638,16 @@ def print_report(report: Report) -> None:
         parts = ", ".join(f"{name} {us:.1f}" for name, us in processes.items())
         print(f"  {phase}: {parts} = {total:.1f}")
     print()
+    if report.account is not None:
+        a = report.account
+        print(
+            f"service process, by thread and stage (us/alert): the service thread "
+            f"{a.thread_us_per_alert:.1f}, librdkafka's and other threads "
+            f"{a.other_threads_us_per_alert:.1f}; the service thread by stage (sampled):"
+        )
+        for stage, us in a.stages_us_per_alert.items():
+            print(f"  {stage:44s} {us:6.1f}")
+        print()
     print(f"{'latency (input timestamp -> output ack)':42s} p50 / p95 / p99 / max ms")
     for lat in report.latency:
         label = f"offered {lat.offered_per_second:,.0f}/s (sent {lat.achieved_per_second:,.0f}/s)"
@@ -682,7 +746,7 @@ def main(argv: list[str] | None = None) -> None:
             rates["peer"] = peer(settings_for(kafka, topic, args), n_peer, kafka.pid)
         if "service" in rows:
             print("service ...", flush=True)
-            rates["service"], report.decode_paths = saturation(
+            rates["service"], report.decode_paths, report.account = saturation(
                 settings_for(kafka, topic, args), args.n, kafka.pid
             )
         if "instances" in rows and args.instances > 1:

@@ -9,6 +9,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from service import __version__
+from service.routing import Route
 
 
 def cores() -> int:
@@ -148,3 +152,38 @@ class StackSampler:
         """CPU microseconds per alert by stage, largest first."""
         ordered = sorted(self.cpu_seconds.items(), key=lambda item: -item[1])
         return {stage: s / max(alerts, 1) * 1e6 for stage, s in ordered}
+
+
+def score_record(
+    message: Any,
+    oid: str,
+    survey: str,
+    top_class: str,
+    probability: float,
+    route: Route,
+    score: tuple[float, float, str | None],
+    coverage: float | None,
+) -> dict[str, Any]:
+    """One anomaly-score record (``schemas/anomaly-score``), as the baselines build it field by
+    field for a consumed ``message``; ``score`` is (raw, percentile, nearest subclass)."""
+    raw, percentile, nearest = score
+    manifest = route.bundle.manifest
+    return {
+        "oid": oid,
+        "survey": survey,
+        "top_class": top_class,
+        "top_class_probability": probability,
+        "scorer": manifest.scorer,
+        "score": raw,
+        "percentile": percentile,
+        "nearest_subclass": nearest,
+        "model_version": manifest.model_version,
+        "model_checksum": route.bundle.checksum,
+        "scored_at": int(time.time() * 1000),
+        "source_topic": message.topic(),
+        "source_partition": message.partition(),
+        "source_offset": message.offset(),
+        "source_timestamp": message.timestamp()[1],
+        "service_version": __version__,
+        "feature_coverage": coverage,
+    }

@@ -58,6 +58,7 @@ from benchmarks.common import (
     Throughput,
     cores,
     machine,
+    score_record,
     thread_cpu_seconds,
 )
 from benchmarks.peer import peer
@@ -294,25 +295,18 @@ def naive(settings: Settings, n: int) -> Throughput:
                 raw, nearest = target.scorer.net.score(target.scorer.preprocessor(tensor))
             raw_np = raw.float().cpu().numpy()
             subclasses = target.bundle.manifest.centre_subclasses
-            output = {
-                "oid": row.oid,
-                "survey": processor.survey.name,
-                "top_class": top,
-                "top_class_probability": probability,
-                "scorer": target.bundle.manifest.scorer,
-                "score": float(raw_np[0]),
-                "percentile": float(target.scorer.percentile(raw_np)[0]),
-                "nearest_subclass": subclasses[int(nearest[0])] if subclasses else None,
-                "model_version": target.bundle.manifest.model_version,
-                "model_checksum": target.bundle.checksum,
-                "scored_at": int(time.time() * 1000),
-                "source_topic": message.topic(),
-                "source_partition": message.partition(),
-                "source_offset": message.offset(),
-                "source_timestamp": message.timestamp()[1],
-                "service_version": __version__,
-                "feature_coverage": row.coverage,
-            }
+            nearest_name = subclasses[int(nearest[0])] if subclasses else None
+            percentile = float(target.scorer.percentile(raw_np)[0])
+            output = score_record(
+                message,
+                row.oid,
+                processor.survey.name,
+                top,
+                probability,
+                target,
+                (float(raw_np[0]), percentile, nearest_name),
+                row.coverage,
+            )
             producer.produce(settings.output.topic, value=encode(output), key=message.key())
             producer.flush(30)  # the output is safely written ...
             consumer.commit(message=message, asynchronous=False)  # ... before its offset

@@ -17,9 +17,7 @@ import pandas as pd
 import torch
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from benchmarks.common import CpuMeter, Progress, Throughput
-from models.scorers import DEFAULT_SCORERS
-from service import __version__
+from benchmarks.common import CpuMeter, Progress, Throughput, score_record
 from service.codec import output_schema
 from service.config import Settings
 from service.kafka import consumer_config, producer_config
@@ -61,28 +59,18 @@ def peer(settings: Settings, n: int, broker_pid: int | None = None) -> Throughpu
                 names = list(route.feature_names)
                 x = features.reindex(columns=names).loc[index].to_numpy(np.float32)
                 scores = route.scorer.score(x)
-                manifest = route.bundle.manifest
                 for k, i in enumerate(index):
                     message, record = messages[i], records[i]
-                    output = {
-                        "oid": record[survey.id_fields[0]],
-                        "survey": survey.name,
-                        "top_class": top_class,
-                        "top_class_probability": float(top.loc[i, top_class]),
-                        "scorer": DEFAULT_SCORERS[top_class],
-                        "score": float(scores.raw[k]),
-                        "percentile": float(scores.percentile[k]),
-                        "nearest_subclass": scores.nearest[k],
-                        "model_version": manifest.model_version,
-                        "model_checksum": route.bundle.checksum,
-                        "scored_at": int(time.time() * 1000),
-                        "source_topic": message.topic(),
-                        "source_partition": message.partition(),
-                        "source_offset": message.offset(),
-                        "source_timestamp": message.timestamp()[1],
-                        "service_version": __version__,
-                        "feature_coverage": None,
-                    }
+                    output = score_record(
+                        message,
+                        record[survey.id_fields[0]],
+                        survey.name,
+                        top_class,
+                        float(top.loc[i, top_class]),
+                        route,
+                        (float(scores.raw[k]), float(scores.percentile[k]), scores.nearest[k]),
+                        None,
+                    )
                     buffer = io.BytesIO()
                     fastavro.schemaless_writer(buffer, out_schema, output)
                     while True:

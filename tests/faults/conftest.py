@@ -4,6 +4,7 @@ beginning, and prints what was lost (must be 0) and duplicated. ``make faults`` 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -87,3 +88,15 @@ def lineage(messages: Iterable) -> Counter[tuple[int, int]]:
 def audit(bootstrap: str, names: tuple[str, str, str], inputs: set[tuple[int, int]]) -> Audit:
     outputs = lineage(read_all(bootstrap, names[1])) + lineage(read_all(bootstrap, names[2]))
     return Audit(inputs, outputs)
+
+
+def audit_when_complete(
+    bootstrap: str, names: tuple[str, str, str], inputs: set[tuple[int, int]], timeout_s: float
+) -> Audit:
+    """The audit once no input lacks an output, or after ``timeout_s`` (re-read every 2 s)."""
+    deadline = time.monotonic() + timeout_s
+    result = audit(bootstrap, names, inputs)
+    while result.lost and time.monotonic() < deadline:
+        time.sleep(2)
+        result = audit(bootstrap, names, inputs)
+    return result

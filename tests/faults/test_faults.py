@@ -15,16 +15,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from service.codec import write_long
 from service.config import KafkaSettings
 from service.demo import publish, sample_messages
 from service.embedded import EmbeddedBroker, free_port
 from service.kafka import create_topics
-from tests.faults.conftest import audit, read_all
+from tests.faults.conftest import audit, audit_when_complete, read_all
 from tests.integration.conftest import ServiceProcess
-from tests.integration.test_service import service_args
+from tests.integration.test_service import committed, service_args
 
 Start = Callable[..., ServiceProcess]
 RSS_LIMIT_MB = 2048  # service process and inference worker, each
@@ -134,15 +134,6 @@ def test_hostile_input_never_stops_the_service(
     assert len(replaced) == 3  # the 5 MB dead letters are references
 
 
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in got}
-
-
 def test_sigkill_during_catch_up_redoes_at_most_a_commit_interval(
     kafka_bootstrap: str, topic_prefix: str, service_process: Start
 ) -> None:
@@ -177,11 +168,7 @@ def test_sigkill_during_catch_up_redoes_at_most_a_commit_interval(
         assert window_s <= interval_s + slack_s, "commits fell behind the commit interval"
     final = service_process(*args)
     final.wait_for_metric("alert_anomaly_messages_produced_total", 1, timeout=120)
-    deadline = time.monotonic() + 300
-    result = audit(kafka_bootstrap, names, placed)
-    while result.lost and time.monotonic() < deadline:
-        time.sleep(2)
-        result = audit(kafka_bootstrap, names, placed)
+    result = audit_when_complete(kafka_bootstrap, names, placed, 300)
     assert final.terminate() == 0
     print(result.line("two SIGKILLs during catch-up"), f"uncommitted windows {windows}")
     assert not result.lost
@@ -230,11 +217,7 @@ def test_sigterm_with_the_broker_frozen_stops_in_time(
     assert seconds <= drain_s + 3 * 2.0 + 10.0  # drain, commit and two closes, and start-up slack
     again = service_process(*service_args(bootstrap, names, "frozen"))
     again.wait_for_metric("alert_anomaly_messages_produced_total", 1, timeout=120)
-    deadline = time.monotonic() + 180
-    result = audit(bootstrap, names, placed)
-    while result.lost and time.monotonic() < deadline:
-        time.sleep(2)
-        result = audit(bootstrap, names, placed)
+    result = audit_when_complete(bootstrap, names, placed, 180)
     assert again.terminate() == 0
     print(result.line("SIGTERM with the broker frozen, then a restart"))
     assert not result.lost
@@ -304,11 +287,7 @@ def test_broker_restart_on_durable_storage_loses_nothing(
         service.event("brokers_available", timeout=120)
         # tansu acknowledges produce before S3 has the data: count the inputs it kept
         kept = {(m.partition, m.offset) for m in read_all(bootstrap, names[0])}
-        deadline = time.monotonic() + 240
-        result = audit(bootstrap, names, kept)
-        while result.lost and time.monotonic() < deadline:
-            time.sleep(2)
-            result = audit(bootstrap, names, kept)
+        result = audit_when_complete(bootstrap, names, kept, 240)
         assert service.terminate() == 0
         print(result.line("broker killed and restarted on S3 storage"))
         assert not result.lost, sorted(result.lost)[:5]

@@ -7,6 +7,10 @@ from typing import Final
 from models.exceptions import ConfigurationError
 
 TOP_CLASSES: Final[tuple[str, ...]] = ("Transient", "Stochastic", "Periodic")
+# The class of an unrouted model: trained on every class, scoring alerts that carry no classifier
+# probabilities (raw Rubin alerts); its bundle directory is <survey>/all-<scorer>.
+UNROUTED: Final = "All"
+MODEL_CLASSES: Final[tuple[str, ...]] = (*TOP_CLASSES, UNROUTED)
 
 SUBCLASSES: Final[dict[str, tuple[str, ...]]] = {
     "Transient": ("SNIa", "SNIbc", "SNII", "SLSN"),
@@ -56,3 +60,20 @@ def check_top_class(name: str) -> str:
             f"unknown top-level class {name!r}; known classes: {', '.join(TOP_CLASSES)}"
         )
     return name
+
+
+def check_model_class(name: str) -> str:
+    """Return ``name`` if a model can be trained for it (a top-level class or UNROUTED);
+    raise ConfigurationError otherwise."""
+    if name not in MODEL_CLASSES:
+        raise ConfigurationError(
+            f"unknown top-level class {name!r}; known classes: {', '.join(TOP_CLASSES)} "
+            f"(or {UNROUTED}: an unrouted model of every class)"
+        )
+    return name
+
+
+def subclasses_of(model_class: str) -> tuple[str, ...]:
+    """The subclasses a model of ``model_class`` is trained on (all fifteen for UNROUTED)."""
+    check_model_class(model_class)
+    return ALL_SUBCLASSES if model_class == UNROUTED else SUBCLASSES[model_class]

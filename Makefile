@@ -82,7 +82,7 @@ lsst-report: install-dev
 SAMPLE := models/data/ztf-sim-sample/objects.parquet
 EVALUATE := $(BIN)/alert-anomaly --log-level warning evaluate --data $(SAMPLE) --folds 5 --epochs 500 --seed 0 --no-progress
 results: install-dev
-	$(EVALUATE) --config paper --out docs/results/paper --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,mcdsvdd-nn
+	$(EVALUATE) --config paper --out docs/results/paper --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-nn
 	$(EVALUATE) --config ours --out docs/results/ours
 	$(BIN)/alert-anomaly compare --paper docs/results/paper --ours docs/results/ours --page docs/results.md
 

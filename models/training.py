@@ -194,6 +194,26 @@ def paper_columns(table: AlertTable) -> tuple[NDArray[np.float64], tuple[str, ..
     return table.columns(names), names
 
 
+def model_columns(table: AlertTable) -> tuple[NDArray[np.float64], tuple[str, ...]]:
+    """The features a model of the table's survey uses, in order: ZTF, the paper's
+    (:func:`paper_columns`); LSST, the diaObject fields every Rubin alert schema version carries
+    (the table's ``feature_sets['diaobject']`` metadata, else :func:`models.rubin.feature_set`).
+    DataError naming the ones the table lacks."""
+    if table.metadata.get("survey") != "lsst":
+        return paper_columns(table)
+    saved = table.metadata.get("feature_sets", {}).get("diaobject")
+    if saved:
+        names = tuple(str(n) for n in saved)
+    else:
+        from models.rubin import feature_set
+
+        names = feature_set()
+    missing = [n for n in names if n not in table.feature_names]
+    if missing:
+        raise DataError(f"the table lacks {len(missing)} of the LSST model's features: {missing}")
+    return table.columns(names), names
+
+
 def stratified_split(
     labels: NDArray[np.str_], fraction: float, rng: np.random.Generator
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:

@@ -6,6 +6,7 @@ summary."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -33,7 +34,8 @@ def robust_z(features: NDArray[np.float64]) -> NDArray[np.float64]:
     absolute deviation, but at least :data:`SPREAD_FLOOR` x the column's standard deviation
     (a column that is nearly constant within a class would otherwise give huge z-scores); a
     column without spread gives NaN."""
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
         median = np.nanmedian(features, axis=0)
         mad = 1.4826 * np.nanmedian(np.abs(features - median), axis=0)
         spread = np.fmax(mad, SPREAD_FLOOR * np.nanstd(features, axis=0))

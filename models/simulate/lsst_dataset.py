@@ -72,7 +72,9 @@ def simulate_object(subclass: str, seed: int, index: int, lightcurve: bool) -> L
     ra, dec = sky_position(rng, source.context)
     object_id = dia_object_id(seed, index)
     packet = alert_packet(curve, object_id, ra, dec)
-    values = packet_features(packet, lightcurve)
+    # The features of the packet as the service decodes it (Avro floats are 32-bit).
+    _, decoded = rubin.parse_confluent(rubin.confluent_bytes(packet))
+    values = packet_features(decoded, lightcurve)
     names = feature_names(lightcurve)
     features = np.array([np.nan if values.get(n) is None else values[n] for n in names])
     return LsstObject(str(object_id), subclass, features, source.truth, curve, ra, dec)
@@ -238,3 +240,24 @@ def packet_bytes(
             yield key, rubin.confluent_bytes(packet, version)
         else:
             yield key, rubin.serialize(packet, version)
+
+
+def simulate_packets(
+    n_objects: int, seed: int, classes: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """Alert packets of ``n_objects`` simulated objects, subclasses dealt in turn (shuffled by
+    the seed), without features or classifier: raw Rubin alerts for demos and tests.
+    Deterministic for (n_objects, seed); the object of index i is the one :func:`simulate_lsst`
+    would draw for the same subclass, seed and index."""
+    from models.taxonomy import ALL_SUBCLASSES
+
+    names = classes or ALL_SUBCLASSES
+    order = np.random.default_rng(seed).permutation(n_objects)
+    packets = []
+    for index in range(n_objects):
+        subclass = names[int(order[index]) % len(names)]
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+        curve, source = simulate_lightcurve(subclass, rng, MIN_DETECTIONS)
+        ra, dec = sky_position(rng, source.context)
+        packets.append(alert_packet(curve, dia_object_id(seed, index), ra, dec))
+    return packets

@@ -185,3 +185,38 @@ def test_unrouted_is_a_model_class_but_not_a_top_level_class() -> None:
     config = TrainingConfig(scorer="ae", top_class=UNROUTED, max_epochs=3, latent=4)
     trained = train_model(X, labels, tuple(f"f{i}" for i in range(6)), config, progress=False)
     assert trained.metrics["subclass_counts"].keys() == {"QSO", "RRL", "SNIa"}
+
+
+def test_evaluation_adds_detectors_to_existing_results(tmp_path: Path) -> None:
+    from models.evaluation.protocol import EvaluationConfig, _check_or_write_config
+
+    six = EvaluationConfig(data="x", data_sha256="0" * 64, detectors=("iforest", "ae"))
+    _check_or_write_config(tmp_path, six)
+    seven = EvaluationConfig(
+        data="x", data_sha256="0" * 64, detectors=("iforest", "ae", "distclassipy")
+    )
+    _check_or_write_config(tmp_path, seven)  # DistClassiPy's cells join the same results
+    assert '"distclassipy"' in (tmp_path / "config.json").read_text()
+    fewer = EvaluationConfig(data="x", data_sha256="0" * 64, detectors=("iforest",))
+    with pytest.raises(ConfigurationError, match="detectors differ"):
+        _check_or_write_config(tmp_path, fewer)
+    other = EvaluationConfig(
+        data="x", data_sha256="0" * 64, detectors=("iforest", "ae", "distclassipy"), epochs=9
+    )
+    with pytest.raises(ConfigurationError, match="epochs differ"):
+        _check_or_write_config(tmp_path, other)
+
+
+def test_distclassipy_is_the_seventh_detector() -> None:
+    from models.configurations import get_configuration
+    from models.evaluation.detectors import LABELS, make_detector
+    from models.scorers import DETECTORS, PAPER_DETECTORS
+
+    assert (*PAPER_DETECTORS, "distclassipy") == DETECTORS
+    assert LABELS["distclassipy"] == "DistClassiPy"
+    X, labels = _blobs()
+    names = tuple(f"f{i}" for i in range(6))
+    detector = make_detector("distclassipy", "All", names, get_configuration("ours"), 1, 0)
+    detector.fit(X, labels, (X[:10], labels[:10]))
+    scores = detector.score(np.vstack([X[:50], np.full((1, 6), 30.0)]))
+    assert scores[-1] > scores[:50].max()  # higher = more anomalous

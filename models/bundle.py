@@ -1,5 +1,8 @@
 """Model bundles: one directory per (survey, top-level class, scorer) holding ``manifest.json``
-and the weights in ``model.safetensors``.
+and the weights in ``model.safetensors`` - or, for the Rubin tutorial's detectors (``iforest``,
+``distclassipy``, :mod:`models.estimators`), the fitted estimator pickled in ``model.pkl.xz``, whose
+SHA-256 is verified before it is unpickled. An unrouted bundle (top class ``All``,
+:data:`models.taxonomy.UNROUTED`) is trained on every class.
 
 The manifest carries everything needed to score without the training data: format version,
 ordered feature names, fitted preprocessing, latent size, MCDSVDD centres and their subclasses,
@@ -16,7 +19,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,17 +29,30 @@ from models.configurations import ConfigurationName
 from models.exceptions import BundleError
 from models.networks import HIDDEN, AnomalyNet
 from models.preprocessing import Preprocessor
-from models.scorers import MULTI_CENTRE_KINDS, ScorerKind, check_scorer
+from models.scorers import ESTIMATOR_KINDS, MULTI_CENTRE_KINDS, ScorerKind, check_scorer
 from models.training import CALIBRATION_LEVELS, TrainedModel, TrainingConfig
+
+if TYPE_CHECKING:
+    from models.estimators import Estimator
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
+ESTIMATOR_FILE = "model.pkl.xz"  # models.estimators.ESTIMATOR_FILE (kept torch- and sklearn-free)
 # The paper's best scorer per top-level class (Table 1): the default routing of the service.
 SIMULATED_DATA_NOTICE = (
     "Trained on SIMULATED ZTF data (alert-anomaly simulate). Retrain on the ALeRCE labeled set "
     "before using scores for science."
 )
+SIMULATED_LSST_NOTICE = (
+    "Trained on SIMULATED Rubin/LSST data (alert-anomaly simulate --survey lsst). Retrain on real "
+    "labeled Rubin alerts before using scores for science."
+)
+
+
+def simulated_notice(survey: str) -> str:
+    """The manifest notice of a bundle trained on the simulator's data for ``survey``."""
+    return SIMULATED_LSST_NOTICE if survey == "lsst" else SIMULATED_DATA_NOTICE
 
 
 class Calibration(BaseModel):
@@ -69,6 +85,7 @@ class Manifest(BaseModel):
     centre_subclasses: list[str] = Field(default_factory=list)
     calibration: Calibration
     training: dict[str, Any]
+    estimator: dict[str, Any] = Field(default_factory=dict)  # iforest, distclassipy: their state
     created_at: str
     notice: str = ""
     weights: Weights
@@ -85,9 +102,18 @@ def file_sha256(path: Path) -> str:
 class Bundle:
     """A loaded (or freshly trained) bundle: manifest, preprocessing and network, on the CPU."""
 
-    def __init__(self, manifest: Manifest, net: AnomalyNet, preprocessor: Preprocessor) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        net: AnomalyNet | None,
+        preprocessor: Preprocessor,
+        estimator: Estimator | None = None,
+    ) -> None:
+        if (net is None) == (estimator is None):
+            raise BundleError("a bundle holds either a network or an estimator")
         self.manifest = manifest
-        self.net = net.eval()
+        self.net = net.eval() if net is not None else None
+        self.estimator = estimator
         self.preprocessor = preprocessor.eval()
 
     @property
@@ -118,7 +144,10 @@ class Bundle:
         model_version: str,
         notice: str = SIMULATED_DATA_NOTICE,
     ) -> Bundle:
-        centres = trained.net.centres.tolist() if config.scorer in MULTI_CENTRE_KINDS else []
+        net = trained.net
+        centres = (
+            net.centres.tolist() if net is not None and config.scorer in MULTI_CENTRE_KINDS else []
+        )
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             model_version=model_version,
@@ -129,7 +158,7 @@ class Bundle:
             feature_names=list(feature_names),
             preprocessing=trained.preprocessor.to_manifest(),
             latent_dim=config.resolved_latent,
-            hidden=list(HIDDEN),
+            hidden=list(HIDDEN) if net is not None else [],
             centres=centres,
             centre_subclasses=list(trained.centre_subclasses),
             calibration=Calibration(
@@ -142,18 +171,26 @@ class Bundle:
             },
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             notice=notice,
-            weights=Weights(sha256=""),  # set by save()
+            estimator=trained.estimator.state() if trained.estimator is not None else {},
+            weights=Weights(
+                file=WEIGHTS if net is not None else ESTIMATOR_FILE, sha256=""
+            ),  # sha256 set by save()
         )
-        return cls(manifest, trained.net, trained.preprocessor)
+        return cls(manifest, net, trained.preprocessor, trained.estimator)
 
     def save(self, directory: Path) -> Path:
         """Write the bundle to ``directory`` (created); returns the directory."""
         directory.mkdir(parents=True, exist_ok=True)
-        weights = directory / WEIGHTS
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(weights), metadata={"format_version": str(FORMAT_VERSION)})
+        if self.estimator is not None:
+            weights = directory / ESTIMATOR_FILE
+            weights.write_bytes(self.estimator.dumps())
+        else:
+            assert self.net is not None
+            weights = directory / WEIGHTS
+            state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+            save_file(state, str(weights), metadata={"format_version": str(FORMAT_VERSION)})
         weights.chmod(0o644)
-        self.manifest.weights = Weights(file=WEIGHTS, sha256=file_sha256(weights))
+        self.manifest.weights = Weights(file=weights.name, sha256=file_sha256(weights))
         text = json.dumps(self.manifest.model_dump(), indent=1)
         (directory / MANIFEST).write_text(text + "\n")
         return directory
@@ -200,12 +237,20 @@ def load_bundle(directory: Path) -> Bundle:
     weights = directory / manifest.weights.file
     if not weights.is_file():
         raise BundleError(f"model bundle {directory} has no weights file {manifest.weights.file}")
-    digest = file_sha256(weights)
+    # An estimator is unpickled from the very bytes whose checksum was verified.
+    data = weights.read_bytes() if scorer in ESTIMATOR_KINDS else None
+    digest = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(weights)
     if digest != manifest.weights.sha256:
         raise BundleError(
             f"{weights}: SHA-256 {digest[:12]}... does not match the manifest's "
             f"{manifest.weights.sha256[:12]}... (corrupted or replaced weights)"
         )
+    if data is not None:
+        from models.estimators import load_estimator
+
+        estimator = load_estimator(scorer, data, manifest.estimator)
+        preprocessor = Preprocessor.from_manifest(manifest.preprocessing)
+        return Bundle(manifest, None, preprocessor, estimator)
     n_centres = max(len(manifest.centre_subclasses), 1)
     try:
         state = load_file(str(weights))

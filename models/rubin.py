@@ -429,3 +429,24 @@ def validate(alert: Mapping[str, Any], version: str | None = None) -> None:
         fastavro.validation.validate(dict(alert), alert_schema(version), raise_errors=True)
     except fastavro.validation.ValidationError as exc:
         raise DataError(f"invalid Rubin alert packet: {str(exc)[:300]}") from exc
+
+
+# --- feature sets of LSST models -------------------------------------------------------------
+FEATURE_SETS: Final[tuple[str, ...]] = ("diaobject", "diaobject-latest", "diaobject+lightcurve")
+DEFAULT_FEATURE_SET: Final = "diaobject"
+
+
+def feature_set(name: str = DEFAULT_FEATURE_SET) -> tuple[str, ...]:
+    """The features of an LSST model: ``diaobject``, the per-band diaObject fields every schema
+    version carries (so that alerts of every version are scored); ``diaobject-latest``, every
+    per-band field of the latest version; ``diaobject+lightcurve``, the first plus the
+    light-curve features of the packet's history."""
+    if name == "diaobject":
+        return common_diaobject_fields()
+    if name == "diaobject-latest":
+        return diaobject_fields(latest_version())
+    if name == "diaobject+lightcurve":
+        return common_diaobject_fields() + lightcurve_feature_names()
+    raise ConfigurationError(
+        f"unknown LSST feature set {name!r} (known: {', '.join(FEATURE_SETS)})"
+    )

@@ -8,8 +8,11 @@ from typing import Final, Literal, get_args
 
 from models.exceptions import BundleError
 
-ScorerKind = Literal["mcdsvdd", "ae", "deepsvdd", "vae", "mcdsvdd-nn"]
+ScorerKind = Literal["mcdsvdd", "ae", "deepsvdd", "vae", "mcdsvdd-nn", "iforest", "distclassipy"]
 SCORER_KINDS: Final[tuple[str, ...]] = get_args(ScorerKind)
+# The Rubin tutorial's detectors (models.estimators): scikit-learn-style estimators, not networks.
+ESTIMATOR_KINDS: Final[tuple[str, ...]] = ("iforest", "distclassipy")
+NETWORK_KINDS: Final[tuple[str, ...]] = tuple(k for k in SCORER_KINDS if k not in ESTIMATOR_KINDS)
 SVDD_KINDS: Final[tuple[str, ...]] = ("mcdsvdd", "deepsvdd", "mcdsvdd-nn")  # trained to centres
 MULTI_CENTRE_KINDS: Final[tuple[str, ...]] = ("mcdsvdd", "mcdsvdd-nn")  # a centre per subclass
 
@@ -23,8 +26,10 @@ DEFAULT_SCORERS: Final[dict[str, ScorerKind]] = {
 
 
 # The detectors of the paper's Table 1, in its order ...
-DETECTORS: Final[tuple[str, ...]] = ("iforest", "ocsvm", "ae", "vae", "deepsvdd", "mcdsvdd")
-# ... and ours, not in the table: evaluated on request (--detectors), reported after the six.
+PAPER_DETECTORS: Final[tuple[str, ...]] = ("iforest", "ocsvm", "ae", "vae", "deepsvdd", "mcdsvdd")
+# ... the seven of `alert-anomaly evaluate`: those and the Rubin tutorial's DistClassiPy ...
+DETECTORS: Final[tuple[str, ...]] = (*PAPER_DETECTORS, "distclassipy")
+# ... and ours, not in the table: evaluated on request (--detectors), reported after them.
 VARIANTS: Final[tuple[str, ...]] = ("mcdsvdd-nn",)
 
 

@@ -7,6 +7,11 @@ independent of batch composition: BatchNorm uses its running statistics, and the
 runs on fixed-shape chunks of ``CHUNK_ROWS`` rows (the last one zero-padded), because matrix
 kernels pick different blockings - and so round differently - for different batch sizes. This is
 what lets the live service, replay and offline scoring agree exactly whatever their batching.
+
+The Rubin tutorial's detectors (``iforest``, ``distclassipy``, :mod:`models.estimators`) run on
+the CPU whatever the device: the preprocessing on the same 128-row chunks, then the estimator
+on float64 rows; both compute every row on its own, so their scores do not depend on the batch
+either.
 """
 
 from __future__ import annotations
@@ -47,7 +52,10 @@ class Scorer:
     def __init__(self, bundle: Bundle, device: torch.device | str = "auto") -> None:
         self.bundle = bundle
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.net = bundle.net.to(self.device).eval()
+        self.estimator = bundle.estimator
+        if self.estimator is not None:
+            self.device = torch.device("cpu")  # scikit-learn and DistClassiPy run on the CPU
+        self.net = bundle.net.to(self.device).eval() if bundle.net is not None else None
         self.preprocessor = bundle.preprocessor.to(self.device).eval()
         calibration = bundle.manifest.calibration
         self._levels = np.asarray(calibration.levels, dtype=np.float64)
@@ -84,11 +92,18 @@ class Scorer:
         padded[:n] = features
         with torch.inference_mode():
             x = self.preprocessor(self._to_device(padded))
-            raws, nearests = zip(
-                *(self.net.score(chunk) for chunk in x.split(CHUNK_ROWS)), strict=True
-            )
-            raw = torch.cat(raws)[:n].float().cpu().numpy()
-            nearest_idx = torch.cat(nearests)[:n].cpu().numpy()
+            if self.estimator is not None:
+                inputs = x.cpu().numpy()[:n].astype(np.float64)
+                raw64, nearest_idx = self.estimator.score(inputs)
+                raw = raw64.astype(np.float32)
+            else:
+                assert self.net is not None
+                net = self.net
+                raws, nearests = zip(
+                    *(net.score(chunk) for chunk in x.split(CHUNK_ROWS)), strict=True
+                )
+                raw = torch.cat(raws)[:n].float().cpu().numpy()
+                nearest_idx = torch.cat(nearests)[:n].cpu().numpy()
         if self._subclasses:
             nearest: tuple[str | None, ...] = tuple(self._subclasses[i] for i in nearest_idx)
         else:

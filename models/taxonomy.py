@@ -66,7 +66,10 @@ def check_model_class(name: str) -> str:
     """Return ``name`` if a model can be trained for it (a top-level class or UNROUTED);
     raise ConfigurationError otherwise."""
     if name not in MODEL_CLASSES:
-        raise ConfigurationError(f"unknown model class {name!r}; known: {', '.join(MODEL_CLASSES)}")
+        raise ConfigurationError(
+            f"unknown top-level class {name!r}; known classes: {', '.join(TOP_CLASSES)} "
+            f"(or {UNROUTED}: an unrouted model of every class)"
+        )
     return name
 
 

@@ -16,7 +16,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
@@ -34,9 +34,18 @@ from models.exceptions import ConfigurationError, DataError
 from models.features import paper_features
 from models.networks import AnomalyNet, init_normal, squared_distances
 from models.preprocessing import Preprocessor, fit_scaling, paper_scaling
-from models.scorers import MULTI_CENTRE_KINDS, SVDD_KINDS, ScorerKind, check_scorer
+from models.scorers import (
+    ESTIMATOR_KINDS,
+    MULTI_CENTRE_KINDS,
+    SVDD_KINDS,
+    ScorerKind,
+    check_scorer,
+)
 from models.table import AlertTable
-from models.taxonomy import check_top_class
+from models.taxonomy import check_model_class
+
+if TYPE_CHECKING:
+    from models.estimators import Estimator
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +84,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         check_scorer(self.scorer)
-        check_top_class(self.top_class)
+        check_model_class(self.top_class)
         get_configuration(self.configuration)
         for name in ("batch_size", "max_epochs", "patience"):
             if getattr(self, name) <= 0:
@@ -104,6 +113,8 @@ class TrainingConfig:
 
     @property
     def resolved_latent(self) -> int:
+        if self.scorer in ESTIMATOR_KINDS:
+            return 0  # no network
         return self.latent if self.latent is not None else self._paper_settings[1]
 
     @property
@@ -120,6 +131,18 @@ class TrainingConfig:
         return self.resolved_lr
 
     def as_dict(self) -> dict[str, Any]:
+        if self.scorer in ESTIMATOR_KINDS:
+            from models.estimators import DISTCLASSIPY_SETTINGS, IFOREST_SETTINGS
+
+            settings = IFOREST_SETTINGS if self.scorer == "iforest" else DISTCLASSIPY_SETTINGS
+            return {
+                "configuration": self.configuration,
+                "scorer": self.scorer,
+                "top_class": self.top_class,
+                "preprocessing": self.method.preprocessing,
+                "settings": dict(settings),
+                "known_classes": "subclasses" if self.scorer == "distclassipy" else None,
+            }
         out: dict[str, Any] = {
             "configuration": self.configuration,
             "scorer": self.scorer,
@@ -148,13 +171,14 @@ class TrainingConfig:
 
 @dataclass
 class TrainedModel:
-    net: AnomalyNet
+    net: AnomalyNet | None  # None for the estimator kinds
     preprocessor: Preprocessor
     centre_subclasses: tuple[str, ...]
     calibration_scores: tuple[
         float, ...
     ]  # score quantiles of training inliers at CALIBRATION_LEVELS
     metrics: dict[str, Any] = field(default_factory=dict)
+    estimator: Estimator | None = None  # iforest, distclassipy (models.estimators)
 
 
 def paper_columns(table: AlertTable) -> tuple[NDArray[np.float64], tuple[str, ...]]:
@@ -167,6 +191,26 @@ def paper_columns(table: AlertTable) -> tuple[NDArray[np.float64], tuple[str, ..
             f"the table lacks {len(missing)} of the paper's {len(names)} features: "
             f"{', '.join(missing)}"
         )
+    return table.columns(names), names
+
+
+def model_columns(table: AlertTable) -> tuple[NDArray[np.float64], tuple[str, ...]]:
+    """The features a model of the table's survey uses, in order: ZTF, the paper's
+    (:func:`paper_columns`); LSST, the diaObject fields every Rubin alert schema version carries
+    (the table's ``feature_sets['diaobject']`` metadata, else :func:`models.rubin.feature_set`).
+    DataError naming the ones the table lacks."""
+    if table.metadata.get("survey") != "lsst":
+        return paper_columns(table)
+    saved = table.metadata.get("feature_sets", {}).get("diaobject")
+    if saved:
+        names = tuple(str(n) for n in saved)
+    else:
+        from models.rubin import feature_set
+
+        names = feature_set()
+    missing = [n for n in names if n not in table.feature_names]
+    if missing:
+        raise DataError(f"the table lacks {len(missing)} of the LSST model's features: {missing}")
     return table.columns(names), names
 
 
@@ -439,6 +483,45 @@ def _inlier_scores(net: AnomalyNet, data: _Data) -> tuple[NDArray[np.float64], N
         return train, net.score(data.x_val)[0].cpu().double().numpy()
 
 
+def preprocess(preprocessor: Preprocessor, features: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Network inputs of raw features (NaN = undefined) as float64, computed on the CPU in
+    float32 chunks of 128 rows (the scoring path's layout, models.scoring)."""
+    n = features.shape[0]
+    padded = np.zeros((-(-n // 128) * 128, features.shape[1]), np.float32)
+    padded[:n] = features
+    with torch.inference_mode():
+        x = preprocessor(torch.from_numpy(padded))
+    return np.asarray(x.numpy()[:n], dtype=np.float64)
+
+
+def _train_estimator(
+    preprocessor: Preprocessor,
+    fit: tuple[NDArray[np.float64], NDArray[np.str_]],
+    held: tuple[NDArray[np.float64], NDArray[np.str_]],
+    config: TrainingConfig,
+    names: tuple[str, ...],
+    started: float,
+) -> TrainedModel:
+    """Fit the tutorial's detector on the preprocessed fitted rows; calibrate on their scores."""
+    from models.estimators import fit_estimator
+
+    x_fit, y_fit = preprocess(preprocessor, fit[0]), fit[1]
+    estimator = fit_estimator(config.scorer, x_fit, y_fit)
+    train_scores = estimator.score(x_fit)[0].astype(np.float32).astype(np.float64)
+    val_scores = estimator.score(preprocess(preprocessor, held[0]))[0].astype(np.float32)
+    calibration = tuple(float(v) for v in np.percentile(train_scores, CALIBRATION_LEVELS))
+    metrics: dict[str, Any] = {
+        "n_train": int(x_fit.shape[0]),
+        "n_validation": int(held[0].shape[0]),
+        "subclass_counts": {s: int((y_fit == s).sum()) for s in names},
+        "validation_score_median": float(np.median(val_scores)),
+        "train_score_median": float(np.median(train_scores)),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    centre_names: tuple[str, ...] = tuple(getattr(estimator, "classes", ()))
+    return TrainedModel(None, preprocessor, centre_names, calibration, metrics, estimator)
+
+
 def train_model(
     features: NDArray[np.float64],
     subclasses: NDArray[np.str_],
@@ -476,6 +559,10 @@ def train_model(
     else:
         scaling = fit_scaling(x_fit, feature_names)
     preprocessor = Preprocessor(scaling)
+    if config.scorer in ESTIMATOR_KINDS:
+        return _train_estimator(
+            preprocessor, (x_fit, y_fit), (x_held, y_held), config, names, started
+        )
     device = torch.device(config.device)
 
     def inputs(x: NDArray[np.float64], y: NDArray[np.str_]) -> tuple[torch.Tensor, torch.Tensor]:

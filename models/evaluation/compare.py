@@ -16,7 +16,7 @@ from models.evaluation.protocol import CELLS_DIR, CONFIG_FILE
 from models.exceptions import ConfigurationError, DataError
 from models.features import paper_family, paper_subset
 from models.paper import FAMILY_SCALES
-from models.scorers import DETECTORS, VARIANTS
+from models.scorers import DETECTORS, PAPER_DETECTORS, VARIANTS
 from models.table import read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
 
@@ -102,9 +102,13 @@ def side_by_side(runs: dict[str, Results]) -> str:
                 texts = []
                 for (_, outlier), cell in zip(columns, cells, strict=True):
                     text = _mean_std(cell)
-                    six = [by.get((d, top, outlier)) for d in DETECTORS]
+                    six = [by.get((d, top, outlier)) for d in PAPER_DETECTORS]
                     best = max((c["auroc_mean"] for c in six if c is not None), default=None)
-                    if cell is not None and detector in DETECTORS and cell["auroc_mean"] == best:
+                    if (
+                        cell is not None
+                        and detector in PAPER_DETECTORS
+                        and cell["auroc_mean"] == best
+                    ):
                         text = f"**{text}**"
                     texts.append(text)
                 out.append(f"| {LABELS[detector]} | {name} | " + " | ".join(texts) + " |")
@@ -117,8 +121,8 @@ def class_summary(results: Results, top: str) -> dict[str, tuple[float, int, int
     reports, its rank among the six, and how many of those columns it wins."""
     by = _index(results)
     outliers = [s for s in SUBCLASSES[top] if s not in NOT_IN_TABLE1]
-    means, wins = {}, dict.fromkeys(DETECTORS, 0)
-    for detector in DETECTORS:
+    means, wins = {}, dict.fromkeys(PAPER_DETECTORS, 0)
+    for detector in PAPER_DETECTORS:
         values = [
             by[(detector, top, s)]["auroc_mean"] for s in outliers if (detector, top, s) in by
         ]
@@ -133,7 +137,7 @@ def class_summary(results: Results, top: str) -> dict[str, tuple[float, int, int
 
 
 def _spearman(a: dict[str, float], b: dict[str, float]) -> float:
-    common = [d for d in DETECTORS if d in a and d in b]
+    common = [d for d in PAPER_DETECTORS if d in a and d in b]
     ra = np.argsort(np.argsort([-a[d] for d in common]))
     rb = np.argsort(np.argsort([-b[d] for d in common]))
     return float(np.corrcoef(ra, rb)[0, 1])
@@ -161,7 +165,7 @@ def ranking(runs: dict[str, Results]) -> str:
         text = f"{entry[0]:.3f} (#{entry[1]}, {entry[2]})"
         return f"**{text}**" if entry[1] == 1 else text
 
-    for detector in DETECTORS:
+    for detector in PAPER_DETECTORS:
         row = f"| {LABELS[detector]} |"
         for top in TOP_CLASSES:
             row += f" {fmt(table1[top][detector])} |"
@@ -173,7 +177,11 @@ def ranking(runs: dict[str, Results]) -> str:
         row += " |"
         for name in runs:
             means = {d: v[0] for d, v in summaries[(top, name)].items()}
-            row += f" {_spearman(paper, means):.2f} |" if len(means) == len(DETECTORS) else " - |"
+            row += (
+                f" {_spearman(paper, means):.2f} |"
+                if len(means) == len(PAPER_DETECTORS)
+                else " - |"
+            )
     lines.append(row)
     return "\n".join(lines) + "\n"
 

@@ -1,8 +1,8 @@
-"""The six detectors of the paper's Table 1 behind one interface: fit on inliers (the neural ones
-stop early on validation inliers), then score (higher = more anomalous). Every detector uses the
-preprocessing, and the neural ones the training method, of the evaluated configuration
-(models.configurations): ``paper`` the reference's fixed scales, ``ours`` scales fitted on the
-training rows."""
+"""The six detectors of the paper's Table 1 and the Rubin tutorial's DistClassiPy behind one
+interface: fit on inliers (the neural ones stop early on validation inliers), then score (higher =
+more anomalous). Every detector uses the preprocessing, and the neural ones the training method,
+of the evaluated configuration (models.configurations): ``paper`` the reference's fixed scales,
+``ours`` scales fitted on the training rows."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ LABELS: Final[dict[str, str]] = {
     "vae": "VAE",
     "deepsvdd": "Deep SVDD",
     "mcdsvdd": "MCDSVDD",
+    "distclassipy": "DistClassiPy",
     "mcdsvdd-nn": "MCDSVDD-NN",
 }
 
@@ -42,7 +43,8 @@ class Detector(Protocol):
 
 
 class _Sklearn:
-    """Isolation Forest or one-class SVM on the preprocessed features."""
+    """Isolation Forest, one-class SVM or DistClassiPy's DistanceAnomaly (the tutorial's settings,
+    fitted with the inliers' subclasses as the known classes) on the preprocessed features."""
 
     def __init__(self, kind: str, names: tuple[str, ...], method: Configuration, seed: int) -> None:
         self.kind, self.names, self.method, self.seed = kind, names, method, seed
@@ -67,7 +69,11 @@ class _Sklearn:
             scaling = fit_scaling(features, self.names)
         self._preprocessor = Preprocessor(scaling)
         x = self._transform(features)
-        if self.kind == "iforest":
+        if self.kind == "distclassipy":
+            from models.estimators import fit_estimator
+
+            self._model = fit_estimator("distclassipy", x, subclasses)
+        elif self.kind == "iforest":
             self._model = IsolationForest(
                 n_estimators=self.method.iforest_trees,
                 max_samples=self.method.iforest_max_samples,
@@ -79,6 +85,8 @@ class _Sklearn:
     def score(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         x = self._transform(features)
         model = self._model
+        if self.kind == "distclassipy":  # higher = more anomalous already
+            return model.score(x)[0]  # type: ignore[attr-defined,no-any-return]
         # scikit-learn: higher = more normal; negate so that higher = more anomalous
         if self.kind == "iforest":
             return -np.asarray(model.score_samples(x))  # type: ignore[attr-defined]
@@ -131,7 +139,7 @@ def make_detector(
     epochs: int,
     seed: int,
 ) -> Detector:
-    if kind in ("iforest", "ocsvm"):
+    if kind in ("iforest", "ocsvm", "distclassipy"):
         return _Sklearn(kind, names, method, seed)
     if kind in ("ae", "vae", "deepsvdd", "mcdsvdd", "mcdsvdd-nn"):
         return _Neural(kind, top_class, names, method, epochs, seed)

@@ -8,7 +8,8 @@ paper's code does); every model scores the same test set, the 20% part's objects
 (inliers and the outlier subclass). AUROC and AUPRC (outlier = positive, scikit-learn's exact
 values) are reported as mean and standard deviation over the folds; each fold's AUROC as the
 reference code computes it (on a threshold grid, :func:`reference_grid_auroc`) is kept beside.
-Only the features the paper uses are read (models.training.paper_columns); the named
+Only the features the paper uses are read (models.training.model_columns: for an LSST table
+the diaObject fields every Rubin schema version carries); the named
 configuration (models.configurations) sets the preprocessing and training method of every
 detector.
 
@@ -36,7 +37,7 @@ from models.exceptions import ConfigurationError, DataError
 from models.scorers import DETECTORS, VARIANTS
 from models.table import AlertTable, read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
-from models.training import paper_columns, stratified_split
+from models.training import model_columns, stratified_split
 
 CELLS_DIR = "cells"
 CONFIG_FILE = "config.json"
@@ -154,7 +155,7 @@ def run_cell(config: EvaluationConfig, cell: Cell) -> dict[str, Any]:
     labels = (test.subclass == cell.outlier).astype(int)
     if labels.sum() == 0 or labels.sum() == labels.size:
         raise DataError(f"the test set of {cell.top_class} cannot separate {cell.outlier}")
-    (x, names), y, (x_test, _) = paper_columns(inliers), inliers.subclass, paper_columns(test)
+    (x, names), y, (x_test, _) = model_columns(inliers), inliers.subclass, model_columns(test)
     method = get_configuration(config.configuration)
     folds = stratified_folds(y, config.folds, np.random.default_rng(config.seed))
     aurocs, auprcs, grid, roc = [], [], [], None
@@ -198,6 +199,12 @@ def _check_or_write_config(out: Path, config: EvaluationConfig) -> None:
     }
     if path.is_file():
         saved = json.loads(path.read_text())
+        same_but_more = {**saved, "detectors": current["detectors"]} == current and set(
+            saved.get("detectors", [])
+        ) < set(current["detectors"])
+        if same_but_more:  # more detectors on the same data and settings: their cells join
+            path.write_text(json.dumps(current, indent=1) + "\n")
+            return
         if saved != current:
             changed = sorted(k for k in current if saved.get(k) != current[k])
             raise ConfigurationError(

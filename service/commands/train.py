@@ -6,16 +6,28 @@ import argparse
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
 from models.exceptions import ConfigurationError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from models.table import AlertTable
 from models.resources import bundle_dirname
-from models.scorers import DEFAULT_SCORERS, SCORER_KINDS
-from models.taxonomy import TOP_CLASSES, check_top_class
+from models.scorers import DEFAULT_SCORERS, ESTIMATOR_KINDS, SCORER_KINDS
+from models.taxonomy import MODEL_CLASSES, TOP_CLASSES, UNROUTED, check_model_class
 from service.commands.args import examples, non_negative_int, positive_int
 
 # The paper's two scorers and our variant, whose bundles the service can be set to use.
 ALL_SCORERS = ("mcdsvdd", "ae", "mcdsvdd-nn")
+# LSST: unrouted models for raw Rubin alerts (the tutorial's two detectors and the AE) and the
+# paper's two scorers per top-level class for alerts with classifier probabilities.
+LSST_UNROUTED_SCORERS = ("iforest", "distclassipy", "ae")
+LSST_ROUTED_SCORERS = ("mcdsvdd", "ae")
+LSST_FEATURE_SETS = ("diaobject", "diaobject-latest", "diaobject+lightcurve")  # models.rubin
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,23 +37,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "alert-anomaly train --data objects.parquet --all --out my-bundles --config paper",
             "alert-anomaly train --data objects.parquet --top-class Periodic --scorer mcdsvdd "
             "--out periodic-mcdsvdd",
+            "alert-anomaly train --data lsst.parquet --survey lsst --top-class All --scorer "
+            "iforest --out my-bundles/lsst/all-iforest",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="train MCDSVDD / autoencoder bundles from a labeled feature table",
+        help="train anomaly-model bundles (MCDSVDD, AE, Isolation Forest, DistClassiPy...)",
         description=(
             "Train one bundle (--top-class and --scorer; --out is the bundle directory) or, with "
-            "--all, nine bundles (every top-level class x {mcdsvdd, ae, mcdsvdd-nn}; --out is the "
-            "bundle root, e.g. models/bundles). Inliers of a class are the table's objects whose "
-            "true top_class is that class; the features are those the paper's models use "
-            "(models.features.paper_features: a table lacking one is refused)."
+            "--all, every shipped bundle (--out is the bundle root, e.g. models/bundles): for ZTF "
+            "every top-level class x {mcdsvdd, ae, mcdsvdd-nn}; for LSST the unrouted All x "
+            "{iforest, distclassipy, ae} and every top-level class x {mcdsvdd, ae}. Inliers of a "
+            "class are the table's objects whose true top_class is that class (every object for "
+            "All, an unrouted model). ZTF features are those the paper's models use "
+            "(models.features.paper_features), LSST features the --features set of the "
+            "alert's diaObject (models.rubin.feature_set); a table lacking one is refused. "
+            "iforest and distclassipy use the Rubin tutorial's settings; distclassipy needs the "
+            "'distclassipy' extra (GPL-3.0)."
         ),
     )
     p.add_argument("--data", type=Path, required=True, help="feature table (Parquet)")
-    p.add_argument("--survey", default="ztf", help="survey the bundle is for (default ztf)")
-    p.add_argument("--top-class", choices=TOP_CLASSES, help="top-level class to train")
-    p.add_argument("--scorer", choices=SCORER_KINDS, help="anomaly scorer to train")
     p.add_argument(
-        "--all", action="store_true", help="train every class's mcdsvdd, ae and mcdsvdd-nn"
+        "--survey",
+        choices=("ztf", "lsst"),
+        help="survey the bundle is for (default: the table's, else ztf)",
+    )
+    p.add_argument(
+        "--top-class",
+        choices=MODEL_CLASSES,
+        help=f"top-level class to train, or {UNROUTED} for an unrouted model of every class",
+    )
+    p.add_argument("--scorer", choices=SCORER_KINDS, help="anomaly scorer to train")
+    p.add_argument("--all", action="store_true", help="train every bundle the survey ships")
+    p.add_argument(
+        "--features",
+        choices=LSST_FEATURE_SETS,
+        default="diaobject",
+        help="LSST features: the diaObject fields of every schema version (diaobject, the "
+        "default), of the latest version, or the first plus light-curve features",
     )
     p.add_argument(
         "--config",
@@ -70,36 +102,62 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=run)
 
 
-def _jobs(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
+def _jobs(args: argparse.Namespace, survey: str) -> list[tuple[str, str, Path]]:
     if args.all:
         if args.top_class or args.scorer:
             raise ConfigurationError(
                 "--all trains every class and scorer: drop --top-class/--scorer"
             )
-        return [
-            (top, scorer, args.out / bundle_dirname(args.survey, top, scorer))
-            for top in TOP_CLASSES
-            for scorer in ALL_SCORERS
-        ]
+        if survey == "lsst":
+            pairs = [(UNROUTED, s) for s in LSST_UNROUTED_SCORERS]
+            pairs += [(top, s) for top in TOP_CLASSES for s in LSST_ROUTED_SCORERS]
+        else:
+            pairs = [(top, s) for top in TOP_CLASSES for s in ALL_SCORERS]
+        return [(top, s, args.out / bundle_dirname(survey, top, s)) for top, s in pairs]
     if not (args.top_class and args.scorer):
         raise ConfigurationError("give --top-class and --scorer, or --all")
     return [(args.top_class, args.scorer, args.out)]
 
 
-def run(args: argparse.Namespace) -> int:
-    from models.bundle import Bundle, file_sha256
-    from models.table import read_table
-    from models.training import TrainingConfig, paper_columns, train_model
+def _columns(
+    table: AlertTable, survey: str, features: str
+) -> tuple[NDArray[np.float64], tuple[str, ...]]:
+    """The model's features of ``table`` and their names; DataError naming absent ones."""
+    from models.training import paper_columns
 
-    jobs = _jobs(args)
+    if survey != "lsst":
+        return paper_columns(table)
+    from models.rubin import feature_set
+
+    names = feature_set(features)
+    missing = [n for n in names if n not in table.feature_names]
+    if missing:
+        raise DataError(
+            f"the table lacks {len(missing)} of the {len(names)} LSST '{features}' features: "
+            f"{', '.join(missing[:8])}{'...' if len(missing) > 8 else ''}"
+        )
+    return table.columns(names), names
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.bundle import Bundle, file_sha256, simulated_notice
+    from models.table import read_table
+    from models.training import TrainingConfig, train_model
+
     table = read_table(args.data)
-    paper_columns(table)  # a table lacking one of the paper's features fails before training
+    survey = args.survey or str(table.metadata.get("survey", "ztf"))
+    jobs = _jobs(args, survey)
+    if any(scorer == "distclassipy" for _, scorer, _ in jobs):
+        from models.estimators import distance_anomaly_class
+
+        distance_anomaly_class()  # the extra's one-line error before anything is trained
+    _columns(table, survey, args.features)  # a table lacking a feature fails before training
     started = time.monotonic()
     data_sha = file_sha256(args.data)
     version = args.model_version or f"{datetime.now(UTC):%Y.%m.%d}+{data_sha[:8]}"
     for top, scorer, out in jobs:
-        check_top_class(top)
-        inliers = table.take(table.top_class == top)
+        check_model_class(top)
+        inliers = table if top == UNROUTED else table.take(table.top_class == top)
         if len(inliers) == 0:
             raise DataError(f"{args.data} has no objects of top-level class {top}")
         config = TrainingConfig(
@@ -114,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             configuration=args.config,
         )
-        features, names = paper_columns(inliers)
+        features, names = _columns(inliers, survey, args.features)
         trained = train_model(features, inliers.subclass, names, config, not args.no_progress)
         description = {
             "file": args.data.name,
@@ -123,14 +181,23 @@ def run(args: argparse.Namespace) -> int:
             "source": table.metadata.get("generator", "unknown"),
             "generator_version": table.metadata.get("generator_version"),
             "seed": table.metadata.get("seed"),
+            "features": args.features if survey == "lsst" else "paper",
         }
-        bundle = Bundle.from_training(trained, config, args.survey, names, description, version)
+        bundle = Bundle.from_training(
+            trained, config, survey, names, description, version, simulated_notice(survey)
+        )
         bundle.save(out)
         default = " (default)" if DEFAULT_SCORERS.get(top) == scorer else ""
-        metrics = trained.metrics["train"]
+        if scorer in ESTIMATOR_KINDS:
+            what = f"fitted on {trained.metrics['n_train']} objects"
+        else:
+            metrics = trained.metrics["train"]
+            what = (
+                f"{metrics['epochs']} epochs, best validation loss "
+                f"{metrics['best_val_loss']:.4g} at epoch {metrics['best_epoch']}"
+            )
         print(
-            f"{bundle.name}{default} ({args.config}): {metrics['epochs']} epochs, best "
-            f"validation loss {metrics['best_val_loss']:.4g} at epoch {metrics['best_epoch']}, "
+            f"{bundle.name}{default} ({args.config}): {what}, "
             f"{trained.metrics['seconds']:.0f} s -> {out}"
         )
     print(f"trained {len(jobs)} bundles in {time.monotonic() - started:.0f} s")

@@ -116,3 +116,41 @@ def test_missing_data_file_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"alert-anomaly train: error: feature table {missing} does not exist"
     ]
+
+
+def test_train_all_for_lsst_writes_unrouted_and_routed_bundles(tmp_path: Path) -> None:
+    from models.resources import bundles_dir
+
+    lsst = bundles_dir().parent / "data" / "lsst-sim-sample" / "objects.parquet"
+    quick = ["--epochs", "2", "--pretrain-epochs", "1", "--no-progress"]
+    result = run("train", "--data", str(lsst), "--all", "--out", str(tmp_path), *quick)
+    assert result.returncode == 0, result.stderr  # the survey comes from the table
+    dirs = sorted(str(p.parent.relative_to(tmp_path)) for p in tmp_path.rglob("manifest.json"))
+    assert dirs == sorted(
+        ["lsst/all-iforest", "lsst/all-distclassipy", "lsst/all-ae"]
+        + [
+            f"lsst/{top}-{s}"
+            for top in ("transient", "stochastic", "periodic")
+            for s in ("mcdsvdd", "ae")
+        ]
+    )
+    assert "lsst/all-iforest (ours): fitted on" in result.stdout
+    table = read_table(lsst)
+    for name in ("all-iforest", "all-distclassipy", "periodic-mcdsvdd"):
+        bundle = load_bundle(tmp_path / "lsst" / name)
+        assert "SIMULATED Rubin/LSST" in bundle.manifest.notice
+        assert bundle.manifest.training["data"]["features"] == "diaobject"
+        rows = table if name.startswith("all") else table.take(table.top_class == "Periodic")
+        assert bundle.manifest.training["data"]["n_objects"] == len(rows)
+        scores = Scorer(bundle, "cpu").score(
+            rows.columns(bundle.feature_names)[:40].astype(np.float32)
+        )
+        assert np.all(np.isfinite(scores.raw))
+    ztf = run("train", "--data", str(SAMPLE), "--top-class", "All", "--scorer", "iforest",
+              "--out", str(tmp_path / "ztf-all"), "--no-progress")  # fmt: skip
+    assert ztf.returncode == 0, ztf.stderr
+    assert load_bundle(tmp_path / "ztf-all").feature_names == paper_features()
+    wrong = run("train", "--data", str(lsst), "--top-class", "Everything", "--scorer", "ae",
+                "--out", str(tmp_path / "x"))  # fmt: skip
+    assert wrong.returncode == 2
+    assert "invalid choice: 'Everything'" in wrong.stderr

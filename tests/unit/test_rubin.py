@@ -133,3 +133,30 @@ def test_validate_names_the_problem() -> None:
     rubin.validate(alert)
     with pytest.raises(DataError, match="invalid Rubin alert packet"):
         rubin.validate({**alert, "diaSourceId": "not a long"})
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_sample_alert_is_scored_by_the_shipped_lsst_bundles(version: str) -> None:
+    from models.bundle import load_bundle
+    from models.resources import bundles_dir
+    from models.scoring import Scorer
+
+    (alert,) = rubin.sample_alerts(version)
+    features = rubin.diaobject_features(alert)
+    for path in sorted((bundles_dir() / "lsst").iterdir()):
+        if path.name == "all-distclassipy":
+            pytest.importorskip("distclassipy")
+        bundle = load_bundle(path)
+        assert set(bundle.feature_names) <= features.keys()  # coverage 1.0 in every version
+        row = [np.nan if features[n] is None else features[n] for n in bundle.feature_names]
+        scores = Scorer(bundle, "cpu").score(np.array([row], dtype=np.float32))
+        assert np.isfinite(scores.raw).all(), path.name
+
+
+def test_feature_sets_match_the_train_command() -> None:
+    from service.commands.train import LSST_FEATURE_SETS
+
+    assert LSST_FEATURE_SETS == rubin.FEATURE_SETS
+    assert rubin.feature_set() == rubin.common_diaobject_fields()
+    assert rubin.feature_set("diaobject-latest") == rubin.diaobject_fields()
+    assert rubin.feature_set("diaobject+lightcurve")[-1].startswith("lc_y_")

@@ -23,6 +23,12 @@ DEFAULT_SCORERS: Final[dict[str, ScorerKind]] = {
     "Stochastic": "ae",
     "Periodic": "mcdsvdd",
 }
+# Per survey: LSST adds its unrouted model (All) for Rubin's alert packets, which carry no
+# classifier probabilities - the Rubin tutorial's Isolation Forest.
+SURVEY_DEFAULT_SCORERS: Final[dict[str, dict[str, ScorerKind]]] = {
+    "ztf": DEFAULT_SCORERS,
+    "lsst": {**DEFAULT_SCORERS, "All": "iforest"},
+}
 
 
 # The detectors of the paper's Table 1, in its order ...

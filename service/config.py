@@ -28,7 +28,7 @@ from pydantic_settings import (
 from pydantic_settings import SettingsError as SourceError
 
 from models.resources import bundles_dir
-from models.scorers import DEFAULT_SCORERS, ScorerKind
+from models.scorers import DEFAULT_SCORERS, SURVEY_DEFAULT_SCORERS, ScorerKind
 from service.exceptions import SettingsError
 
 ENV_PREFIX = "ALERT_ANOMALY_"
@@ -127,7 +127,8 @@ class InputSettings(_Section):
     format: InputFormat = Field(
         "schemaless",
         description="schemaless Avro (ALeRCE's producers), container (Avro object container, "
-        "schema embedded), confluent (magic byte + schema id) or json",
+        "schema embedded), confluent (magic byte + schema id; the default for lsst, as Rubin's "
+        "stream) or json",
     )
     schema_version: str | None = Field(
         None,
@@ -190,7 +191,9 @@ class ModelSettings(_Section):
     )
     scorers: dict[str, ScorerKind] = Field(
         default_factory=lambda: dict(DEFAULT_SCORERS),
-        description="top-level class -> scorer (mcdsvdd, ae, deepsvdd, vae, mcdsvdd-nn)",
+        description="top-level class (or All, the unrouted model) -> scorer (mcdsvdd, ae, "
+        "deepsvdd, vae, mcdsvdd-nn, iforest, distclassipy); default: the paper's best per class, "
+        "and for lsst also All -> iforest",
     )
     min_feature_coverage: float = Field(
         0.9,
@@ -212,6 +215,15 @@ class ModelSettings(_Section):
         description="where the networks run: a worker process of their own (process), the "
         "service's thread (inline), or process when the service may use 2+ CPU cores (auto)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _survey_default_scorers(cls, data: Any) -> Any:
+        """Without model.scorers, the survey's defaults (LSST's include its unrouted model)."""
+        if isinstance(data, dict) and "scorers" not in data:
+            survey = data.get("survey", "ztf")
+            return {**data, "scorers": dict(SURVEY_DEFAULT_SCORERS.get(survey, DEFAULT_SCORERS))}
+        return data
 
 
 class BatchSettings(_Section):
@@ -250,6 +262,20 @@ class Settings(BaseSettings):
     stop_after_idle_s: float | None = Field(
         None, gt=0, description="exit after this long without input (batch jobs); default never"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _survey_input_format(cls, data: Any) -> Any:
+        """Rubin's alert stream is in the Confluent wire format: LSST's default input format."""
+        if not isinstance(data, dict):
+            return data
+        model, given = data.get("model"), data.get("input")
+        survey = model.get("survey") if isinstance(model, dict) else None
+        if survey == "lsst" and (given is None or isinstance(given, dict)):
+            given = given or {}
+            if "format" not in given:
+                return {**data, "input": {**given, "format": "confluent"}}
+        return data
 
     @model_validator(mode="after")
     def _confluent_needs_schemas(self) -> Settings:

@@ -1,5 +1,6 @@
-"""The end-to-end demo: embedded broker, the committed sample alerts in the input format (plus a
-few bad messages), the service scoring them until all are done, and a report.
+"""The end-to-end demo: embedded broker, sample alerts in the survey's input format (plus a few
+bad messages), the service scoring them until all are done, and a report. ZTF: the committed
+sample as ALeRCE classifier records; LSST: simulated Rubin alert packets in Rubin's wire format.
 
 The helpers that publish input messages and read scores back are also what tests and the
 replay tooling use to talk to topics.
@@ -32,6 +33,9 @@ from service.live import ScoringService
 from service.metrics import Health, Metrics, MetricsServer
 
 INPUT_TOPIC = "ztf-lc-classifier"
+LSST_INPUT_TOPIC = "rubin-alerts"
+LSST_DEMO_OBJECTS = 1000  # simulated packets published by default (about 6 s to simulate)
+LSST_DEMO_SEED = 20261129
 OUTPUT_TOPIC = "anomaly-scores"
 DEAD_LETTER_TOPIC = "anomaly-scores-dlq"
 
@@ -165,16 +169,59 @@ def read_topic(
 
 
 @dataclass
+class DemoInput:
+    """What the demo publishes: the good messages (their objects' true subclasses) and the bad."""
+
+    topic: str
+    messages: list[tuple[bytes, bytes]]
+    poison: list[tuple[bytes, bytes, str]]
+    truth: dict[str, str]
+    settings: dict[str, Any]
+
+
+def ztf_demo_input(n: int | None) -> DemoInput:
+    table = read_table(sample_dir() / "objects.parquet")
+    truth = dict(zip(table.oid.tolist(), table.subclass.tolist(), strict=True))
+    return DemoInput(INPUT_TOPIC, list(sample_messages(n)), poison_messages(), truth, {})
+
+
+def lsst_demo_input(n: int | None) -> DemoInput:
+    """Simulated Rubin alert packets (latest schema, Rubin's Confluent framing) and packets that
+    cannot be scored: bytes that are not a packet, a packet without diaObject (a solar-system
+    source), a schema id that Rubin's registry does not have."""
+    from models import rubin
+    from models.simulate.lsst_dataset import packet_bytes, simulate_packets
+
+    labeled = simulate_packets(n or LSST_DEMO_OBJECTS, LSST_DEMO_SEED)
+    packets = [packet for _, packet in labeled]
+    truth = {str(p["diaObject"]["diaObjectId"]): subclass for subclass, p in labeled}
+    no_object = {**packets[0], "diaObject": None}
+    framed = rubin.confluent_bytes(packets[0])
+    unknown_id = framed[:1] + (99999).to_bytes(4, "big") + framed[5:]
+    poison = [
+        (b"poison-bytes", b"this is not an alert packet", "undecodable"),
+        (b"poison-no-object", rubin.confluent_bytes(no_object), "no_object"),
+        (b"poison-schema-id", unknown_id, "unknown_schema"),
+    ]
+    settings = {"model": {"survey": "lsst"}}
+    return DemoInput(LSST_INPUT_TOPIC, list(packet_bytes(iter(packets))), poison, truth, settings)
+
+
+@dataclass
 class DemoResult:
     stats: Stats
     scores: list[dict[str, Any]]
     dead_letters: list[Any]
     seconds: float
     metrics_url: str | None
+    truth: dict[str, str]
 
 
-def run_demo(n: int | None, settings_overrides: dict[str, Any] | None = None) -> DemoResult:
+def run_demo(
+    n: int | None, settings_overrides: dict[str, Any] | None = None, survey: str = "ztf"
+) -> DemoResult:
     """Everything `alert-anomaly demo` does, without printing."""
+    demo = lsst_demo_input(n) if survey == "lsst" else ztf_demo_input(n)
     with EmbeddedBroker() as broker:
         settings: Settings = load_settings(
             None,
@@ -183,18 +230,18 @@ def run_demo(n: int | None, settings_overrides: dict[str, Any] | None = None) ->
                     "bootstrap_servers": broker.bootstrap_servers,
                     "consumer": {"session.timeout.ms": "6000"},
                 },
-                "input": {"topics": [INPUT_TOPIC], "group_id": "alert-anomaly-demo"},
+                "input": {"topics": [demo.topic], "group_id": "alert-anomaly-demo"},
                 "output": {"topic": OUTPUT_TOPIC, "dead_letter_topic": DEAD_LETTER_TOPIC},
                 "metrics_port": 0,
+                **demo.settings,
                 **(settings_overrides or {}),
             },
         )
-        create_topics(settings.kafka, [INPUT_TOPIC], partitions=2)
+        create_topics(settings.kafka, [demo.topic], partitions=2)
         create_topics(settings.kafka, [OUTPUT_TOPIC, DEAD_LETTER_TOPIC])
-        poison = poison_messages()
-        messages = list(sample_messages(n))
+        poison, messages = demo.poison, demo.messages
         placed = publish(
-            broker.bootstrap_servers, INPUT_TOPIC, [*messages, *(p[:2] for p in poison)]
+            broker.bootstrap_servers, demo.topic, [*messages, *(p[:2] for p in poison)]
         )
         total = len(placed)
 
@@ -225,4 +272,4 @@ def run_demo(n: int | None, settings_overrides: dict[str, Any] | None = None) ->
         outputs = read_topic(broker.bootstrap_servers, OUTPUT_TOPIC, len(messages))
         dead = read_topic(broker.bootstrap_servers, DEAD_LETTER_TOPIC, len(poison))
         scores = [decode_output(m.value()) for m in outputs]
-        return DemoResult(service.stats, scores, dead, seconds, url)
+        return DemoResult(service.stats, scores, dead, seconds, url, demo.truth)

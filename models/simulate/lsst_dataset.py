@@ -244,11 +244,11 @@ def packet_bytes(
 
 def simulate_packets(
     n_objects: int, seed: int, classes: tuple[str, ...] | None = None
-) -> list[dict[str, Any]]:
-    """Alert packets of ``n_objects`` simulated objects, subclasses dealt in turn (shuffled by
-    the seed), without features or classifier: raw Rubin alerts for demos and tests.
-    Deterministic for (n_objects, seed); the object of index i is the one :func:`simulate_lsst`
-    would draw for the same subclass, seed and index."""
+) -> list[tuple[str, dict[str, Any]]]:
+    """(true subclass, alert packet) of ``n_objects`` simulated objects, subclasses dealt in
+    turn (shuffled by the seed), without features or classifier: raw Rubin alerts for demos and
+    tests. Deterministic for (n_objects, seed); the object of index i is the one
+    :func:`simulate_lsst` would draw for the same subclass, seed and index."""
     from models.taxonomy import ALL_SUBCLASSES
 
     names = classes or ALL_SUBCLASSES
@@ -259,5 +259,5 @@ def simulate_packets(
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
         curve, source = simulate_lightcurve(subclass, rng, MIN_DETECTIONS)
         ra, dec = sky_position(rng, source.context)
-        packets.append(alert_packet(curve, dia_object_id(seed, index), ra, dec))
+        packets.append((subclass, alert_packet(curve, dia_object_id(seed, index), ra, dec)))
     return packets

@@ -11,30 +11,43 @@ from service.commands.args import examples, positive_int
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "demo",
-        epilog=examples("alert-anomaly demo", "alert-anomaly demo --n 500 --top 3"),
+        epilog=examples(
+            "alert-anomaly demo",
+            "alert-anomaly demo --n 500 --top 3",
+            "alert-anomaly demo --survey lsst",
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="score the sample alerts on an embedded broker and show the top anomalies",
         description=(
             "Start an embedded Kafka-protocol broker (tansu), publish the committed synthetic "
-            "sample as ZTF classifier records (plus four bad messages), run the service until "
-            "every message is scored or dead-lettered, print the top anomalies per class and "
-            "the throughput, then exit."
+            "sample as ZTF classifier records (--survey lsst: simulated Rubin alert packets in "
+            "Rubin's wire format) plus a few bad messages, run the service until every message "
+            "is scored or dead-lettered, print the top anomalies per class and the throughput, "
+            "then exit."
         ),
     )
-    p.add_argument("--n", type=positive_int, help="publish only the first N sample alerts")
+    p.add_argument(
+        "--survey",
+        choices=("ztf", "lsst"),
+        default="ztf",
+        help="ztf: ALeRCE classifier records of the committed sample; lsst: Rubin alert packets",
+    )
+    p.add_argument(
+        "--n",
+        type=positive_int,
+        help="publish only the first N sample alerts (lsst: simulate N packets, default 1000)",
+    )
     p.add_argument("--top", type=positive_int, default=5, help="anomalies shown per class")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.resources import sample_dir
-    from models.table import read_table
     from service.demo import run_demo
 
-    print("starting an embedded broker and publishing the sample alerts...", flush=True)
-    result = run_demo(args.n)
-    table = read_table(sample_dir() / "objects.parquet")
-    truth = dict(zip(table.oid.tolist(), table.subclass.tolist(), strict=True))
+    what = "simulating Rubin alert packets, " if args.survey == "lsst" else ""
+    print(f"{what}starting an embedded broker and publishing the sample alerts...", flush=True)
+    result = run_demo(args.n, survey=args.survey)
+    truth = result.truth
     by_class: dict[str, list[dict[str, object]]] = defaultdict(list)
     for score in result.scores:
         by_class[str(score["top_class"])].append(score)
@@ -43,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
         rows = sorted(by_class[top], key=lambda s: -float(s["score"]))  # type: ignore[arg-type]
         scorer = rows[0]["scorer"]
         print(f"Top {args.top} anomalies among {len(rows)} {top} alerts ({scorer}):")
-        print(f"  {'oid':16s} {'true class':15s} {'nearest':15s} {'score':>10s} {'pct':>6s}")
+        print(f"  {'oid':20s} {'true class':15s} {'nearest':15s} {'score':>10s} {'pct':>6s}")
         for s in rows[: args.top]:
             nearest = s["nearest_subclass"] or "-"
             print(
-                f"  {s['oid']!s:16s} {truth.get(str(s['oid']), '?'):15s} {nearest!s:15s} "
+                f"  {s['oid']!s:20s} {truth.get(str(s['oid']), '?'):15s} {nearest!s:15s} "
                 f"{float(s['score']):10.4g} {float(s['percentile']):6.2f}"  # type: ignore[arg-type]
             )
         print()

@@ -34,7 +34,7 @@ from models.simulate.lsst_dataset import (
     write_lsst_lightcurves,
 )
 from models.table import read_table
-from models.taxonomy import SUBCLASSES
+from models.taxonomy import ALL_SUBCLASSES, SUBCLASSES
 
 SAMPLE = Path(__file__).resolve().parents[2] / "models" / "data" / "lsst-sim-sample"
 
@@ -127,9 +127,11 @@ def test_dataset_light_curves_round_trip_to_the_same_packets(tmp_path: Path) -> 
             assert (value is None) == (fb[key] is None)
             if value is not None:
                 assert fb[key] == pytest.approx(value, rel=1e-5, abs=1e-3)
-    raw = simulate_packets(6, 4)
+    labeled = simulate_packets(6, 4)
+    raw = [packet for _, packet in labeled]
     assert [p["diaObject"]["diaObjectId"] for p in raw] == [dia_object_id(4, i) for i in range(6)]
-    assert raw == simulate_packets(6, 4)
+    assert labeled == simulate_packets(6, 4)
+    assert {subclass for subclass, _ in labeled} <= set(ALL_SUBCLASSES)
     for packet in raw:
         rubin.validate(packet)
 

@@ -163,3 +163,29 @@ def test_confluent_framing_is_rubins() -> None:
     framed = rubin.confluent_bytes(alert, "7.1")
     assert framed[:5] == struct.pack(">bI", 0, 701)
     assert fastavro.schemaless_reader(io.BytesIO(framed[5:]), rubin.alert_schema("7.1"), None)
+
+
+def test_the_defaults_score_rubin_packets_with_the_shipped_lsst_bundles() -> None:
+    """model.survey = "lsst" alone: the shipped unrouted Isolation Forest scores packets of every
+    version, and the routed models stay for records that carry probabilities."""
+    settings = load_settings(None, {"model": {"survey": "lsst"}})
+    assert settings.input.format == "confluent"  # Rubin's stream
+    assert settings.model.scorers == {
+        "Transient": "mcdsvdd",
+        "Stochastic": "ae",
+        "Periodic": "mcdsvdd",
+        UNROUTED: "iforest",
+    }
+    assert load_settings(None, {}).model.scorers == {  # ZTF has no unrouted model
+        "Transient": "mcdsvdd",
+        "Stochastic": "ae",
+        "Periodic": "mcdsvdd",
+    }
+    p = AlertProcessor(settings)
+    alerts = [(rubin.sample_alerts(v)[0], v) for v in VERSIONS]
+    results = rows_of(p, [rubin.confluent_bytes(a, v) for a, v in alerts])
+    for result in results:
+        assert not isinstance(result, InputError), result
+        [(top, row)] = result
+        assert top == UNROUTED
+        assert row.coverage == 1.0

@@ -2,7 +2,8 @@
 measured side by side in one run (ratios, because shared machines are noisy).
 
     python -m benchmarks [--n 100000] [--partitions 4] [--loads 1000,5000] [--device auto]
-        [--rows passthrough,naive,peer,service,instances,latency,stages]
+        [--rows passthrough,naive,peer,service,instances,latency,bursts,stages]
+        [--bursts 10000,40000] [--burst-surveys ztf,lsst]
 
 On the embedded broker (tansu), or on ``KAFKA_BOOTSTRAP_SERVERS`` when set, it pre-loads N alerts
 in ALeRCE's input format (``benchmarks.workload``: 209 features each) and measures:
@@ -15,6 +16,10 @@ in ALeRCE's input format (``benchmarks.workload``: 209 features each) and measur
 * the service at saturation (alerts/s from the first message consumed to the last output
   acknowledged) and its latency (input timestamp to output acknowledgement) at fixed offered
   loads, produced by a separate process (``benchmarks.load``);
+* bursts - N alerts produced at once (a Rubin visit: 10,000 typical, 40,000 at most) into a
+  joined, idle service: the time from the first alert's timestamp to the last output
+  acknowledged, for ZTF classifier records and for Rubin alert packets (``model.survey lsst``,
+  the unrouted model, packets with their history);
 * a stage breakdown per alert (decode, route + assemble, score, encode, produce).
 
 It prints a table and writes every number, with the machine, versions and configuration, to a
@@ -94,6 +99,19 @@ class Latency:
 
 
 @dataclass
+class Burst:
+    survey: str
+    alerts: int
+    seconds: float  # first input timestamp -> last output acknowledged
+    produce_seconds: float  # how long the producer took to send the burst
+    bytes_per_alert: float
+
+    @property
+    def per_second(self) -> float:
+        return self.alerts / self.seconds
+
+
+@dataclass
 class Report:
     machine: str
     versions: dict[str, str]
@@ -102,6 +120,7 @@ class Report:
     first_to_last: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     latency: list[Latency] = field(default_factory=list)
+    bursts: list[Burst] = field(default_factory=list)
     stages_us_per_alert: dict[str, float] = field(default_factory=dict)
     decode_paths: dict[str, int] = field(default_factory=dict)
     cpu_us_per_alert: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -123,7 +142,7 @@ class Target:
         return self.measured >= self.bound if self.at_least else self.measured <= self.bound
 
 
-ROWS = ("passthrough", "naive", "peer", "service", "instances", "latency", "stages")
+ROWS = ("passthrough", "naive", "peer", "service", "instances", "latency", "bursts", "stages")
 # p99 latency bounds by offered load (alerts/s)
 LATENCY_BOUNDS_MS = {1000.0: 100.0, 5000.0: 50.0}
 
@@ -194,7 +213,9 @@ def broker() -> Iterator[Broker]:
         )
 
 
-def settings_values(kafka: Broker, topic: str, args: argparse.Namespace) -> dict[str, Any]:
+def settings_values(
+    kafka: Broker, topic: str, args: argparse.Namespace, survey: str = "ztf"
+) -> dict[str, Any]:
     """Service settings for one phase: fresh group and output topics named after ``topic``."""
     return {
         "kafka": {
@@ -204,13 +225,15 @@ def settings_values(kafka: Broker, topic: str, args: argparse.Namespace) -> dict
         "input": {"topics": [topic], "group_id": f"{topic}-{uuid.uuid4().hex[:6]}"},
         "output": {"topic": f"{topic}-out", "dead_letter_topic": f"{topic}-dlq"},
         "batch": {"max_rows": args.batch_rows, "max_delay_ms": args.max_delay_ms},
-        "model": {"device": args.device},
+        "model": {"device": args.device, "survey": survey},
         "metrics_port": None,
     }
 
 
-def settings_for(kafka: Broker, topic: str, args: argparse.Namespace) -> Settings:
-    return load_settings(None, settings_values(kafka, topic, args))
+def settings_for(
+    kafka: Broker, topic: str, args: argparse.Namespace, survey: str = "ztf"
+) -> Settings:
+    return load_settings(None, settings_values(kafka, topic, args, survey))
 
 
 def new_topics(settings: Settings, partitions: int) -> None:
@@ -326,11 +349,17 @@ class LatencyMetrics(Metrics):
     def __init__(self) -> None:
         super().__init__()
         self.latencies_ms: list[float] = []
+        self.first_input_ms = float("inf")  # the earliest input timestamp of an output
+        self.last_ack_ms = 0.0
 
     def record_delivered(self, topic: str, source_timestamps_ms: Sequence[int | None]) -> None:
         super().record_delivered(topic, source_timestamps_ms)
         now_ms = time.time() * 1000
-        self.latencies_ms.extend(now_ms - t for t in source_timestamps_ms if t)
+        stamps = [t for t in source_timestamps_ms if t]
+        self.latencies_ms.extend(now_ms - t for t in stamps)
+        if stamps:
+            self.first_input_ms = min(self.first_input_ms, min(stamps))
+        self.last_ack_ms = now_ms
 
 
 class Running:
@@ -492,15 +521,18 @@ def scaling(values: dict[str, Any], instances: int, n: int) -> Throughput:
     return Throughput(acknowledged, ended - started, progress.per_second())
 
 
-def latency(settings: Settings, args: argparse.Namespace, rate: float) -> Latency:
-    """Latency percentiles of the service under a fixed offered load from another process."""
-    new_topics(settings, args.partitions)
+def offered(
+    settings: Settings, partitions: int, load: list[str], survey: str = "ztf"
+) -> tuple[LatencyMetrics, dict[str, float]]:
+    """The service, joined and idle on new topics, under a load produced by another process
+    (``benchmarks.load`` with ``load``'s arguments); returns once every alert sent is scored."""
+    new_topics(settings, partitions)
     metrics = LatencyMetrics()
     with running(settings, metrics) as run:
         if not run.ready.wait(60):
             raise RuntimeError("the service got no partitions within 60 s")
         time.sleep(1.0)  # let the fetchers settle on the (empty) partitions
-        load = subprocess.run(
+        produced = subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -509,28 +541,43 @@ def latency(settings: Settings, args: argparse.Namespace, rate: float) -> Latenc
                 settings.kafka.bootstrap_servers,
                 "--topic",
                 settings.input.topics[0],
-                "--rate",
-                str(rate),
-                "--seconds",
-                str(args.load_seconds),
+                "--survey",
+                survey,
+                *load,
             ],
             check=True,
             capture_output=True,
             text=True,
         )
-        offered = json.loads(load.stdout)
-        run.wait_until(lambda s: s.stats.acknowledged >= offered["sent"], 60)
+        sent = json.loads(produced.stdout)
+        if not run.wait_until(lambda s: s.stats.acknowledged >= sent["sent"], 300):
+            raise RuntimeError(f"the service did not score the {sent['sent']:.0f} alerts sent")
+    return metrics, sent
+
+
+def latency(settings: Settings, args: argparse.Namespace, rate: float) -> Latency:
+    """Latency percentiles of the service under a fixed offered load from another process."""
+    load = ["--rate", str(rate), "--seconds", str(args.load_seconds)]
+    metrics, sent = offered(settings, args.partitions, load)
     values = np.asarray(metrics.latencies_ms)
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
     return Latency(
         rate,
-        offered["rate"],
+        sent["rate"],
         len(values),
         float(p50),
         float(p95),
         float(p99),
         float(values.max()),
     )
+
+
+def burst(settings: Settings, args: argparse.Namespace, survey: str, n: int) -> Burst:
+    """The time to score ``n`` alerts produced at once into the joined, idle service."""
+    metrics, sent = offered(settings, args.partitions, ["--burst", str(n)], survey)
+    size = float(np.mean([len(v) for _, v in workload.encoded_for(survey)]))
+    seconds = (metrics.last_ack_ms - metrics.first_input_ms) / 1000
+    return Burst(survey, int(sent["sent"]), seconds, sent["seconds"], size)
 
 
 # -- stages --------------------------------------------------------------------------------
@@ -650,6 +697,15 @@ def print_report(report: Report) -> None:
             f"{lat.max_ms:.1f}  ({lat.alerts} alerts)"
         )
     print()
+    if report.bursts:
+        print(f"{'burst (first input timestamp -> last ack)':42s} {'seconds':>8s} {'alerts/s':>9s}")
+        for b in report.bursts:
+            label = f"{b.alerts:,} {b.survey} alerts ({b.bytes_per_alert / 1024:.1f} KiB each)"
+            print(
+                f"{label:42s} {b.seconds:8.2f} {b.per_second:9,.0f}  "
+                f"(sent in {b.produce_seconds:.2f} s)"
+            )
+        print()
     print(f"{'stage':42s} {'us/alert':>10s}")
     for name, us in report.stages_us_per_alert.items():
         print(f"{name:42s} {us:10.1f}")
@@ -674,6 +730,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-delay-ms", type=float, default=20.0)
     parser.add_argument("--loads", default="1000,5000", help="offered loads (alerts/s)")
     parser.add_argument("--load-seconds", type=float, default=10.0)
+    parser.add_argument("--bursts", default="10000,40000", help="burst sizes (alerts)")
+    parser.add_argument(
+        "--burst-surveys", default="ztf,lsst", help="workloads of the bursts: ztf, lsst"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     parser.add_argument(
         "--instances",
@@ -754,10 +814,16 @@ def main(argv: list[str] | None = None) -> None:
         report.cpu_us_per_alert = {
             k: r.cpu_us_per_alert for k, r in rates.items() if r.cpu_us_per_alert
         }
-        for offered in (float(x) for x in args.loads.split(",") if x and "latency" in rows):
-            print(f"latency at {offered:,.0f} alerts/s ...", flush=True)
+        for rate in (float(x) for x in args.loads.split(",") if x and "latency" in rows):
+            print(f"latency at {rate:,.0f} alerts/s ...", flush=True)
             load_topic = f"bench-load-{uuid.uuid4().hex[:8]}"
-            report.latency.append(latency(settings_for(kafka, load_topic, args), args, offered))
+            report.latency.append(latency(settings_for(kafka, load_topic, args), args, rate))
+        for survey in args.burst_surveys.split(",") if "bursts" in rows else []:
+            for size in (int(x) for x in args.bursts.split(",") if x):
+                print(f"a burst of {size:,} {survey} alerts ...", flush=True)
+                burst_topic = f"bench-burst-{uuid.uuid4().hex[:8]}"
+                settings = settings_for(kafka, burst_topic, args, survey)
+                report.bursts.append(burst(settings, args, survey, size))
         if "stages" in rows:
             print("stages ...", flush=True)
             report.stages_us_per_alert = stages(base, min(args.n, 20000))

@@ -1,6 +1,7 @@
 """The benchmark's input: the committed sample's classifier records in ALeRCE's current input
 format (schemaless Avro, ``schemas/ztf-lc-classifier/3``): all 209 of ALeRCE's ZTF features per
-object (the bundles use the paper's 129), keys in ALeRCE's order.
+object (the bundles use the paper's 129), keys in ALeRCE's order; or, for LSST, simulated Rubin
+alert packets (latest schema, with their light-curve history) in Rubin's Confluent framing.
 """
 
 from __future__ import annotations
@@ -35,8 +36,25 @@ def encoded() -> tuple[tuple[bytes, bytes], ...]:
     return tuple(out)
 
 
-def messages(n: int) -> Iterator[tuple[bytes, bytes]]:
-    """``n`` input messages: the records repeated in order."""
-    sample = encoded()
+LSST_PACKETS = 200  # distinct simulated packets (about 1.5 s to simulate), repeated
+LSST_SEED = 20261129
+
+
+@cache
+def lsst_encoded() -> tuple[tuple[bytes, bytes], ...]:
+    """(key, value) of simulated Rubin alert packets in Rubin's wire format."""
+    from models.simulate.lsst_dataset import packet_bytes, simulate_packets
+
+    packets = (packet for _, packet in simulate_packets(LSST_PACKETS, LSST_SEED))
+    return tuple(packet_bytes(packets))
+
+
+def encoded_for(survey: str) -> tuple[tuple[bytes, bytes], ...]:
+    return lsst_encoded() if survey == "lsst" else encoded()
+
+
+def messages(n: int, survey: str = "ztf") -> Iterator[tuple[bytes, bytes]]:
+    """``n`` input messages of the survey's workload, repeated in order."""
+    sample = encoded_for(survey)
     for i in range(n):
         yield sample[i % len(sample)]

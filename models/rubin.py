@@ -194,8 +194,15 @@ def canonical_diaobject_name(name: str) -> str:
     return name
 
 
+@cache
+def _band_field(name: str) -> str | None:
+    """Today's name of a per-band diaObject field; None for any other field."""
+    canonical = canonical_diaobject_name(name)
+    return canonical if _BAND_FIELD.match(canonical) else None
+
+
 def _is_band_field(name: str) -> bool:
-    return _BAND_FIELD.match(canonical_diaobject_name(name)) is not None
+    return _band_field(name) is not None
 
 
 @cache
@@ -239,7 +246,8 @@ def diaobject_features(
     obj = alert.get("diaObject")
     if not isinstance(obj, Mapping):
         return dict.fromkeys(diaobject_fields(version)) if version else {}
-    values = {canonical_diaobject_name(k): v for k, v in obj.items() if _is_band_field(k)}
+    band_fields = ((_band_field(k), v) for k, v in obj.items())
+    values = {name: v for name, v in band_fields if name is not None}
     names = diaobject_fields(version) if version else tuple(values)
     return {name: _number(values.get(name)) for name in names}
 

@@ -37,6 +37,7 @@ def confluent_header(schema_id: int) -> bytes:
 
 Decoder = Callable[[bytes | None], list[Any]]  # None or b"": an empty message (an error)
 _Inner = Callable[[bytes], list[Any]]
+Projection = Callable[[Schema], Schema | None]  # writer schema -> reader schema (None: all)
 Encoder = Callable[[Mapping[str, Any]], bytes]
 # records of a batch by field: a list holds one value per record, anything else is the value of
 # every record of the batch
@@ -71,10 +72,10 @@ def output_schema() -> Schema:
     return load_schema(schemas_dir() / OUTPUT_SCHEMA_PATH)
 
 
-def _schemaless(schema: Schema) -> _Inner:
+def _schemaless(schema: Schema, reader: Schema | None = None) -> _Inner:
     def decode(value: bytes) -> list[Any]:
         buffer = io.BytesIO(value)
-        record = fastavro.schemaless_reader(buffer, schema, None)
+        record = fastavro.schemaless_reader(buffer, schema, reader)
         if buffer.tell() != len(value):
             raise InputError(
                 "undecodable",
@@ -93,30 +94,41 @@ def _json(value: bytes) -> list[Any]:
     return [json.loads(value)]
 
 
-def _confluent(schemas: Mapping[int, Schema]) -> _Inner:
+def _confluent(schemas: Mapping[int, Schema], project: Projection) -> _Inner:
+    by_id = {i: _schemaless(schema, project(schema)) for i, schema in schemas.items()}
+
     def decode(value: bytes) -> list[Any]:
         if len(value) < _CONFLUENT_HEADER.size or value[0] != CONFLUENT_MAGIC:
             raise InputError("undecodable", "not in Confluent wire format (magic byte 0 + id)")
         _, schema_id = _CONFLUENT_HEADER.unpack_from(value)
-        schema = schemas.get(schema_id)
-        if schema is None:
+        inner = by_id.get(schema_id)
+        if inner is None:
             raise InputError("unknown_schema", f"schema id {schema_id} is not configured")
-        return _schemaless(schema)(value[_CONFLUENT_HEADER.size :])
+        return inner(value[_CONFLUENT_HEADER.size :])
 
     return decode
 
 
+def _whole(schema: Schema) -> None:
+    return None
+
+
 def make_decoder(
-    fmt: InputFormat, schema: Schema | None = None, confluent: Mapping[int, Schema] | None = None
+    fmt: InputFormat,
+    schema: Schema | None = None,
+    confluent: Mapping[int, Schema] | None = None,
+    project: Projection = _whole,
 ) -> Decoder:
-    """A decoder for the configured format; every failure becomes an InputError."""
+    """A decoder for the configured format; every failure becomes an InputError.
+    ``project``: the reader schema of a writer schema (None: read all of it), so that fields
+    nobody uses are skipped rather than built."""
     inner: _Inner
     if fmt == "schemaless":
         if schema is None:
             raise SettingsError("format schemaless needs a schema")
-        inner = _schemaless(schema)
+        inner = _schemaless(schema, project(schema))
     elif fmt == "confluent":
-        inner = _confluent(confluent or {})
+        inner = _confluent(confluent or {}, project)
     elif fmt == "container":
         inner = _container
     else:

@@ -76,6 +76,7 @@ class MessageDecoder:
             settings.format,
             parse_schema(generic_schema) if generic_schema is not None else None,
             confluent if settings.format == "confluent" else None,
+            survey.projection(lightcurves),
         )
         self.schemas = schemas
         self.learners: dict[bytes, LayoutLearner] = {}

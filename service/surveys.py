@@ -25,6 +25,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastavro
+
 from models import rubin
 from models.exceptions import AlertAnomalyError
 from models.features import canonical_name
@@ -101,6 +103,13 @@ class Survey:
 
         return parse
 
+    def projection(self, lightcurves: bool) -> Callable[[Any], Any]:
+        """Writer schema -> the reader schema of what parsing needs (None: all of it): without
+        light-curve features, an alert packet's history and cutouts are skipped, not built."""
+        if not self.alert_packets or lightcurves:
+            return _whole
+        return _packet_without_history
+
     def parse(self, record: Any) -> Alert:
         """Extract an :class:`Alert`; an InputError says what is wrong with the record."""
         if not isinstance(record, Mapping):
@@ -138,6 +147,26 @@ def _packet_alert(packet: Mapping[str, Any], lightcurves: bool) -> Alert:
     if lightcurves:
         features |= rubin.lightcurve_features(packet)
     return Alert(str(oid), features, {})
+
+
+# The top-level fields of a Rubin alert packet that parsing reads without light-curve features.
+PACKET_FIELDS = frozenset({"alertId", "diaSourceId", "diaSource", "diaObject"})
+
+
+def _whole(schema: Any) -> None:
+    return None
+
+
+def _packet_without_history(schema: Any) -> Any:
+    """The reader schema of a Rubin alert packet without its history and cutouts (fastavro
+    skips what the reader schema leaves out); None for any other schema."""
+    fields = schema.get("fields") if isinstance(schema, Mapping) else None
+    names = {f["name"] for f in fields or ()}
+    if "diaObject" not in names or names <= PACKET_FIELDS:
+        return None
+    reader = {k: v for k, v in schema.items() if not k.startswith("__")}
+    reader["fields"] = [f for f in fields if f["name"] in PACKET_FIELDS]
+    return fastavro.parse_schema(reader)
 
 
 def _rubin(function: Callable[..., Any], *args: Any) -> Any:

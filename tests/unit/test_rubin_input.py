@@ -189,3 +189,22 @@ def test_the_defaults_score_rubin_packets_with_the_shipped_lsst_bundles() -> Non
         [(top, row)] = result
         assert top == UNROUTED
         assert row.coverage == 1.0
+
+
+@pytest.mark.parametrize("version", [VERSIONS[0], VERSIONS[-1]])
+def test_without_light_curve_features_the_history_is_skipped(version: str) -> None:
+    from service.surveys import PACKET_FIELDS, get_survey
+
+    lsst = get_survey("lsst")
+    schema = fastavro.parse_schema(rubin.alert_schema(version))
+    reader = lsst.projection(lightcurves=False)(schema)
+    assert {f["name"] for f in reader["fields"]} == PACKET_FIELDS & {
+        f["name"] for f in schema["fields"]
+    }
+    assert lsst.projection(lightcurves=True)(schema) is None  # the history is needed then
+    assert get_survey("ztf").projection(lightcurves=False)(schema) is None
+    (alert,) = rubin.sample_alerts(version)
+    value = rubin.serialize(alert, version)
+    skipped = fastavro.schemaless_reader(io.BytesIO(value), schema, reader)
+    assert "prvDiaSources" not in skipped
+    assert rubin.diaobject_features(skipped) == rubin.diaobject_features(alert)

@@ -161,7 +161,9 @@ def _packet_without_history(schema: Any) -> Any:
     """The reader schema of a Rubin alert packet without its history and cutouts (fastavro
     skips what the reader schema leaves out); None for any other schema."""
     fields = schema.get("fields") if isinstance(schema, Mapping) else None
-    names = {f["name"] for f in fields or ()}
+    if not fields:
+        return None
+    names = {f["name"] for f in fields}
     if "diaObject" not in names or names <= PACKET_FIELDS:
         return None
     reader = {k: v for k, v in schema.items() if not k.startswith("__")}

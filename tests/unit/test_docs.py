@@ -12,3 +12,25 @@ def test_readme_configuration_reference_is_up_to_date() -> None:
     end = readme.index("<!-- end of generated reference -->")
     generated = readme[readme.index("\n", start) + 1 : end]
     assert generated == reference_markdown(), "regenerate it with service.config.reference_markdown"
+
+
+def test_readme_performance_numbers_come_from_the_committed_benchmark_json() -> None:
+    """The Performance section quotes the committed run: its rates, ratios, latencies and
+    bursts, as the JSON has them."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Performance") :]
+    run = json.loads((REPO / "benchmarks" / "results" / "e2e-cpu-2core.json").read_text())
+    assert run["config"]["features_per_alert"] == 209  # ALeRCE's current layout
+    assert run["config"]["partitions"] == 4
+    for name, rate in run["throughput"].items():
+        assert f"{rate:,.0f}" in section, name
+    for name, ratio in run["ratios"].items():
+        assert f"{ratio:.2f}x" in section or f"{ratio:.1f}x" in section, name
+    for latency in run["latency"]:
+        assert f"{latency['p99_ms']:.1f} ms" in section
+    for burst in run["bursts"]:
+        assert f"| {burst['seconds']:.2f} | {burst['alerts'] / burst['seconds']:,.0f} |" in section
+    for process, us in run["cpu_us_per_alert"]["service"].items():
+        assert f"{process} {us:.1f}" in section

@@ -283,21 +283,27 @@ def scale_coverage(data: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generated_section(paper_dir: Path, ours_dir: Path) -> str:
-    """The page's generated part from two evaluation directories of the same data."""
+def generated_section(paper_dir: Path, ours_dir: Path | None) -> str:
+    """The page's generated part from the evaluation directories of the same data: the paper
+    configuration's and, when it has been run (``ours_dir`` holds an evaluation), ours."""
     paper_config, paper = load_run(paper_dir)
-    ours_config, ours = load_run(ours_dir)
-    for directory, config, name in (
-        (paper_dir, paper_config, "paper"),
-        (ours_dir, ours_config, "ours"),
-    ):
+    loaded = [(paper_dir, paper_config, "paper")]
+    runs = {"paper": paper}
+    if ours_dir is not None and (ours_dir / CONFIG_FILE).is_file():
+        ours_config, runs["ours"] = load_run(ours_dir)
+        loaded.append((ours_dir, ours_config, "ours"))
+    for directory, config, name in loaded:
         if config.get("configuration") != name:
             raise ConfigurationError(
                 f"{directory} is not an evaluation of the {name} configuration"
             )
-    if paper_config["data_sha256"] != ours_config["data_sha256"]:
-        raise ConfigurationError(f"{paper_dir} and {ours_dir} evaluated different data")
-    runs = {"paper": paper, "ours": ours}
+        if config["data_sha256"] != paper_config["data_sha256"]:
+            raise ConfigurationError(f"{paper_dir} and {directory} evaluated different data")
+    shown = (
+        "Configurations: paper and ours."
+        if "ours" in runs
+        else "Configurations: paper only (no `ours` evaluation of these data yet)."
+    )
     settings = ", ".join(
         f"{k} {paper_config[k]}" for k in ("folds", "epochs", "seed", "test_fraction")
     )
@@ -305,7 +311,7 @@ def generated_section(paper_dir: Path, ours_dir: Path) -> str:
         [
             BEGIN,
             f"Data: `{paper_config['data']}` (SHA-256 {paper_config['data_sha256'][:12]}...); "
-            f"{settings}.",
+            f"{settings}. {shown}",
             "",
             "### AUROC per configuration (mean ± std over folds; best of the six per column and "
             "configuration in bold)",

@@ -23,12 +23,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--config ours) and write the comparison: AUROC per configuration, the ranking of "
             "the six detectors per class against the paper's Table 1, the MCDSVDD-NN variant "
             "against the paper configuration's MCDSVDD, exact against threshold-grid AUROC, and "
-            "the paper's fixed feature scales on the data. With --page, it replaces the page's "
-            "generated part; otherwise it prints it."
+            "the paper's fixed feature scales on the data (the paper configuration alone while "
+            "--ours holds no evaluation yet). With --page, it replaces the page's generated "
+            "part; otherwise it prints it."
         ),
     )
     p.add_argument("--paper", type=Path, required=True, help="evaluation of --config paper")
-    p.add_argument("--ours", type=Path, required=True, help="evaluation of --config ours")
+    p.add_argument("--ours", type=Path, help="evaluation of --config ours (when run)")
     p.add_argument("--page", type=Path, help="Markdown page to update (e.g. docs/results.md)")
     p.set_defaults(handler=run)
 

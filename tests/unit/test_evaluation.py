@@ -33,6 +33,7 @@ from models.evaluation.report import best_per_column, markdown_table, write_csv
 from models.evaluation.top import robust_z
 from models.exceptions import ConfigurationError
 from models.resources import sample_dir
+from models.scorers import DETECTORS, VARIANTS
 from tests.conftest import REPO
 
 
@@ -220,14 +221,21 @@ def test_grid_effect_and_page_update(tmp_path: Path) -> None:
 
 def test_the_results_page_shows_the_committed_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/results.md's tables are what `alert-anomaly compare` makes of the committed cells,
-    which evaluated the committed sample with both configurations."""
+    which evaluated the committed sample: the paper configuration with all seven detectors and
+    the variant, and ours when it is committed."""
     monkeypatch.chdir(REPO)  # the runs name their data relative to the repository
     results = REPO / "docs" / "results"
-    for name in ("paper", "ours"):
+    committed = [n for n in ("paper", "ours") if (results / n / "config.json").is_file()]
+    assert "paper" in committed
+    for name in committed:
         config = json.loads((results / name / "config.json").read_text())
         assert config["configuration"] == name
         assert config["data_sha256"] == file_digest(sample_dir() / "objects.parquet")
         assert config["folds"] == 5
+        cells = list((results / name / CELLS_DIR).glob("*.json"))
+        assert len(cells) == 15 * len(config["detectors"])  # every subclass of every detector
+    paper = json.loads((results / "paper" / "config.json").read_text())
+    assert set(paper["detectors"]) == {*DETECTORS, *VARIANTS}
     section = generated_section(results / "paper", results / "ours")
     assert section in (REPO / "docs" / "results.md").read_text()
 

@@ -17,6 +17,19 @@ def examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
+def add_configuration_arg(parser: argparse.ArgumentParser) -> None:
+    """--config: the method that trains the models (models.configurations)."""
+    from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
+
+    parser.add_argument(
+        "--config",
+        choices=CONFIGURATION_NAMES,
+        default=DEFAULT_CONFIGURATION,
+        help="paper: the reference code's method; ours: this project's choices "
+        f"(default {DEFAULT_CONFIGURATION})",
+    )
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -8,10 +8,16 @@ import sys
 import time
 from pathlib import Path
 
-from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
 from models.scorers import DETECTORS, VARIANTS
 from models.taxonomy import TOP_CLASSES
-from service.commands.args import comma_list, default_jobs, examples, non_negative_int, positive_int
+from service.commands.args import (
+    add_configuration_arg,
+    comma_list,
+    default_jobs,
+    examples,
+    non_negative_int,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,13 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--data", type=Path, required=True, help="labeled feature table (Parquet)")
     p.add_argument("--out", type=Path, required=True, help="results directory")
-    p.add_argument(
-        "--config",
-        choices=CONFIGURATION_NAMES,
-        default=DEFAULT_CONFIGURATION,
-        help="paper: the reference code's method; ours: this project's choices "
-        f"(default {DEFAULT_CONFIGURATION})",
-    )
+    add_configuration_arg(p)
     p.add_argument("--folds", type=positive_int, default=5, help="folds, 2 or more (default 5)")
     p.add_argument("--epochs", type=positive_int, default=100, help="max epochs (default 100)")
     p.add_argument(

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
 from models.exceptions import ConfigurationError, DataError
 
 if TYPE_CHECKING:
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 from models.resources import bundle_dirname
 from models.scorers import DEFAULT_SCORERS, ESTIMATOR_KINDS, SCORER_KINDS
 from models.taxonomy import MODEL_CLASSES, TOP_CLASSES, UNROUTED, check_model_class
-from service.commands.args import examples, non_negative_int, positive_int
+from service.commands.args import add_configuration_arg, examples, non_negative_int, positive_int
 
 # The paper's two scorers and our variant, whose bundles the service can be set to use.
 ALL_SCORERS = ("mcdsvdd", "ae", "mcdsvdd-nn")
@@ -75,13 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="LSST features: the diaObject fields of every schema version (diaobject, the "
         "default), of the latest version, or the first plus light-curve features",
     )
-    p.add_argument(
-        "--config",
-        choices=CONFIGURATION_NAMES,
-        default=DEFAULT_CONFIGURATION,
-        help="paper: the reference code's method; ours: this project's choices "
-        f"(default {DEFAULT_CONFIGURATION})",
-    )
+    add_configuration_arg(p)
     p.add_argument("--out", type=Path, required=True, help="bundle directory (root with --all)")
     p.add_argument(
         "--epochs", type=positive_int, default=1000, help="maximum epochs (default 1000)"

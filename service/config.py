@@ -127,8 +127,8 @@ class InputSettings(_Section):
     format: InputFormat = Field(
         "schemaless",
         description="schemaless Avro (ALeRCE's producers), container (Avro object container, "
-        "schema embedded), confluent (magic byte + schema id; the default for lsst, as Rubin's "
-        "stream) or json",
+        "schema embedded), confluent (magic byte + schema id; the default for lsst without "
+        "input.schema_version, as Rubin's stream) or json",
     )
     schema_version: str | None = Field(
         None,
@@ -266,14 +266,16 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _survey_input_format(cls, data: Any) -> Any:
-        """Rubin's alert stream is in the Confluent wire format: LSST's default input format."""
+        """Rubin's alert stream is in the Confluent wire format: LSST's default input format,
+        unless a record version is chosen (``schema_version``: the classifier record, or
+        unframed packets of one version)."""
         if not isinstance(data, dict):
             return data
         model, given = data.get("model"), data.get("input")
         survey = model.get("survey") if isinstance(model, dict) else None
         if survey == "lsst" and (given is None or isinstance(given, dict)):
             given = given or {}
-            if "format" not in given:
+            if "format" not in given and "schema_version" not in given:
                 return {**data, "input": {**given, "format": "confluent"}}
         return data
 

@@ -170,6 +170,8 @@ def test_the_defaults_score_rubin_packets_with_the_shipped_lsst_bundles() -> Non
     version, and the routed models stay for records that carry probabilities."""
     settings = load_settings(None, {"model": {"survey": "lsst"}})
     assert settings.input.format == "confluent"  # Rubin's stream
+    chosen = load_settings(None, {"model": {"survey": "lsst"}, "input": {"schema_version": "1.0"}})
+    assert chosen.input.format == "schemaless"  # a record version chosen: unframed records
     assert settings.model.scorers == {
         "Transient": "mcdsvdd",
         "Stochastic": "ae",

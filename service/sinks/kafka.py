@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
@@ -93,6 +94,8 @@ class KafkaSink:
         self._in_flight = 0
         self._retries: deque[_Output] = deque()
         self._latencies: defaultdict[str, list[int | None]] = defaultdict(list)
+        # at debug level, every acknowledged output is logged with its input (for tracing)
+        self._trace = log.bind().is_enabled_for(logging.DEBUG)
 
     def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
         started = time.perf_counter()
@@ -138,6 +141,9 @@ class KafkaSink:
         self.last_acknowledged_at = time.monotonic()
         self.brokers.answered()
         self._latencies[output.topic].append(output.source.timestamp_ms)
+        if self._trace:
+            s = output.source
+            log.debug("output_acknowledged", input=f"{s.topic}[{s.partition}]@{s.offset}")
         self.on_written(output.source)
 
     def _failed(self, output: _Output, error: KafkaError) -> None:

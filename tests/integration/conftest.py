@@ -23,11 +23,13 @@ TEST_CONSUMER = json.dumps({"session.timeout.ms": "6000", "heartbeat.interval.ms
 class ServiceProcess:
     """`alert-anomaly run` in a subprocess; its JSON log events are collected as they come."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, log_level: str = "info"
+    ) -> None:
         self.events: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self.process = subprocess.Popen(
-            [*CLI, "run", *args],
+            [*CLI, "--log-level", log_level, "run", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -107,8 +109,10 @@ def service_process() -> Iterator[Callable[..., ServiceProcess]]:
     """Factory of service processes; any still running at the end is killed."""
     started: list[ServiceProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> ServiceProcess:
-        proc = ServiceProcess(list(args), env)
+    def start(
+        *args: str, env: dict[str, str] | None = None, log_level: str = "info"
+    ) -> ServiceProcess:
+        proc = ServiceProcess(list(args), env, log_level)
         started.append(proc)
         return proc
 

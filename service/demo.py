@@ -23,7 +23,7 @@ from models.records import input_records, input_schema
 from models.resources import sample_dir
 from models.table import read_table
 from service.availability import Brokers
-from service.codec import decode_output
+from service.codec import CONFLUENT_HEADER_SIZE, confluent_header, decode_output
 from service.config import ClientConfig, Settings, load_settings
 from service.embedded import EmbeddedBroker
 from service.engine import Stats
@@ -197,7 +197,7 @@ def lsst_demo_input(n: int | None) -> DemoInput:
     truth = {str(p["diaObject"]["diaObjectId"]): subclass for subclass, p in labeled}
     no_object = {**packets[0], "diaObject": None}
     framed = rubin.confluent_bytes(packets[0])
-    unknown_id = framed[:1] + (99999).to_bytes(4, "big") + framed[5:]
+    unknown_id = confluent_header(99999) + framed[CONFLUENT_HEADER_SIZE:]
     poison = [
         (b"poison-bytes", b"this is not an alert packet", "undecodable"),
         (b"poison-no-object", rubin.confluent_bytes(no_object), "no_object"),

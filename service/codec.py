@@ -109,15 +109,15 @@ def _confluent(schemas: Mapping[int, Schema], project: Projection) -> _Inner:
     return decode
 
 
-def _whole(schema: Schema) -> None:
-    return None
+def read_all(schema: Schema) -> None:
+    """The projection that reads every field of the writer schema (no reader schema)."""
 
 
 def make_decoder(
     fmt: InputFormat,
     schema: Schema | None = None,
     confluent: Mapping[int, Schema] | None = None,
-    project: Projection = _whole,
+    project: Projection = read_all,
 ) -> Decoder:
     """A decoder for the configured format; every failure becomes an InputError.
     ``project``: the reader schema of a writer schema (None: read all of it), so that fields

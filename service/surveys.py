@@ -31,6 +31,7 @@ from models import rubin
 from models.exceptions import AlertAnomalyError
 from models.features import canonical_name
 from models.resources import schemas_dir
+from service.codec import Projection, read_all
 from service.exceptions import InputError, SettingsError
 
 RecordParser = Callable[[Any], "Alert"]
@@ -103,11 +104,11 @@ class Survey:
 
         return parse
 
-    def projection(self, lightcurves: bool) -> Callable[[Any], Any]:
+    def projection(self, lightcurves: bool) -> Projection:
         """Writer schema -> the reader schema of what parsing needs (None: all of it): without
         light-curve features, an alert packet's history and cutouts are skipped, not built."""
         if not self.alert_packets or lightcurves:
-            return _whole
+            return read_all
         return _packet_without_history
 
     def parse(self, record: Any) -> Alert:
@@ -151,10 +152,6 @@ def _packet_alert(packet: Mapping[str, Any], lightcurves: bool) -> Alert:
 
 # The top-level fields of a Rubin alert packet that parsing reads without light-curve features.
 PACKET_FIELDS = frozenset({"alertId", "diaSourceId", "diaSource", "diaObject"})
-
-
-def _whole(schema: Any) -> None:
-    return None
 
 
 def _packet_without_history(schema: Any) -> Any:

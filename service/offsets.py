@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from service.routing import Source
 
@@ -25,26 +26,26 @@ class OffsetTracker:
         self.written_outputs = 0
         self.last_written_at: float | None = None  # time.monotonic()
 
-    def written(self, source: Source) -> None:
-        """An output of the input at ``source`` is written (what sinks call)."""
-        self.written_outputs += 1
+    def written(self, sources: Sequence[Source]) -> None:
+        """An output of each input at ``sources`` is written (what sinks call, a batch at once)."""
+        self.written_outputs += len(sources)
         self.last_written_at = time.monotonic()
-        self.acknowledge((source.topic, source.partition), source.offset)
+        touched: set[TopicPartition] = set()
+        for topic, partition, offset, _ in sources:
+            tp = (topic, partition)
+            pending = self._pending.get(tp)
+            if pending is None or offset not in pending:
+                continue  # partition revoked meanwhile: its new owner reprocesses the message
+            pending[offset] -= 1
+            touched.add(tp)
+        for tp in touched:
+            self._advance(tp)
 
     def register(self, tp: TopicPartition, offset: int, outputs: int = 1) -> None:
         """A consumed message awaiting ``outputs`` acknowledgements (0: nothing to wait for)."""
         pending = self._pending.setdefault(tp, OrderedDict())
         pending[offset] = outputs
         if outputs == 0:
-            self._advance(tp)
-
-    def acknowledge(self, tp: TopicPartition, offset: int) -> None:
-        """One output of a message was acknowledged by the broker."""
-        pending = self._pending.get(tp)
-        if pending is None or offset not in pending:
-            return  # partition revoked meanwhile: its new owner reprocesses the message
-        pending[offset] -= 1
-        if pending[offset] <= 0:
             self._advance(tp)
 
     def _advance(self, tp: TopicPartition) -> None:

@@ -4,7 +4,7 @@ when an output of an input is safely written: only then may the input's position
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from service import __version__
@@ -13,8 +13,8 @@ from service.processing import ScoredBatch
 from service.routing import Row, Source
 from service.sources import Headers, Input
 
-# an output of the input at this source position is written (its message timestamp for latency)
-Written = Callable[[Source], None]
+# an output of each input at these source positions is written (a batch's at once)
+Written = Callable[[Sequence[Source]], None]
 
 HEADER_PREFIX = "alert_anomaly."
 

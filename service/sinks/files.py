@@ -128,8 +128,7 @@ class ParquetSink:
             self._write_part("_dead-letters", pa.Table.from_pylist(self._dead, DEAD_LETTER_COLUMNS))
         self._scores, self._dead = [], []
         pending, self._pending = self._pending, []
-        for source in pending:
-            self.on_written(source)
+        self.on_written(pending)
 
     def _write_part(self, prefix: str, table: pa.Table) -> None:
         name = f"{prefix}-{len(self.parts):05d}.parquet"
@@ -171,12 +170,11 @@ class CollectingSink:
 
     def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
         self.records += records_of(batch.columns, len(rows))
-        for row in rows:
-            self.on_written(row.source)
+        self.on_written([row.source for row in rows])
 
     def dead_letter(self, item: Input, error: InputError) -> None:
         self.dead.append(_dead_letter_row(item, error))
-        self.on_written(item.source)
+        self.on_written((item.source,))
 
     def poll(self, timeout_s: float) -> None:
         """Written at once."""

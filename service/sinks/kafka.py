@@ -1,8 +1,10 @@
 """Scores and dead letters to Kafka topics, written at least once.
 
-Every output is produced with a delivery callback; an acknowledged one is reported to the engine
-(``on_written``), which commits an input's offset only when all its outputs are. Failures are
-told apart:
+Every output is produced with a delivery callback; acknowledged ones are reported to the engine
+(``on_written``), which commits an input's offset only when all its outputs are. A batch's scores
+are reported together when the last of them is acknowledged (one call per batch, not per score:
+the service's throughput depends on it); a score that fails leaves its batch and is handled on its
+own. Failures are told apart:
 
 * transient (the broker is down or slow, a leader moves, a timeout): the output is produced again
   with backoff, for as long as it takes - a broker outage loses nothing;
@@ -20,7 +22,9 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -68,6 +72,38 @@ class _Output:
     not_before: float = 0.0
 
 
+class _ScoreBatch:
+    """The scores of one batch until all are acknowledged; ``delivered(i, ...)`` is the delivery
+    callback of score ``i``."""
+
+    __slots__ = ("left", "sink", "sources")
+
+    def __init__(self, sink: KafkaSink, sources: list[Source | None]) -> None:
+        self.sink = sink
+        self.sources = sources  # None: produced on its own after a failure
+        self.left = len(sources)
+
+    def delivered(self, index: int, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.sink._in_flight -= 1
+            self.detach(index, message.key(), message.value(), error)
+            return
+        self.left -= 1
+        if not self.left:
+            self.sink._written_scores(self)
+
+    def detach(self, index: int, key: bytes | None, value: bytes | None, error: KafkaError) -> None:
+        """Score ``index`` failed: it is retried (or replaced) on its own, outside the batch."""
+        source = self.sources[index]
+        assert source is not None  # a score fails once in its batch
+        self.sources[index] = None
+        self.left -= 1
+        sink = self.sink
+        sink._failed(_Output(sink.topic, key, value, None, source, "score"), error)
+        if not self.left:
+            sink._written_scores(self)
+
+
 class KafkaSink:
     """The score topic and the dead-letter topic, through one idempotent producer."""
 
@@ -102,8 +138,12 @@ class KafkaSink:
         encoded = self.encode(batch.columns, len(rows))
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
-        for row, value in zip(rows, encoded, strict=True):
-            self._produce(_Output(self.topic, row.oid.encode(), value, None, row.source, "score"))
+        scores = _ScoreBatch(self, [row.source for row in rows])
+        for i, (row, value) in enumerate(zip(rows, encoded, strict=True)):
+            key = row.oid.encode()
+            refused = self._send(self.topic, key, value, None, partial(scores.delivered, i))
+            if refused is not None:
+                scores.detach(i, key, value, refused)
         self.metrics.record_stage("produce", time.perf_counter() - started)
 
     def dead_letter(self, item: Input, error: InputError) -> None:
@@ -116,35 +156,59 @@ class KafkaSink:
 
     def _produce(self, output: _Output) -> None:
         def delivered(error: KafkaError | None, _: Message) -> None:
-            self._in_flight -= 1
             if error is None:
                 self._written(output)
             else:
+                self._in_flight -= 1
                 self._failed(output, error)
 
         o = output
+        refused = self._send(o.topic, o.key, o.value, o.headers, delivered)
+        if refused is not None:
+            self._failed(o, refused)
+
+    def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None,
+        delivered: Callable[[KafkaError | None, Message], None],
+    ) -> KafkaError | None:
+        """Queue one message (waiting while the local queue is full); the error if the producer
+        refuses it before it is queued (size, arguments)."""
         while True:
             try:
                 self.producer.produce(
-                    o.topic, value=o.value, key=o.key, headers=o.headers, on_delivery=delivered
+                    topic, value=value, key=key, headers=headers, on_delivery=delivered
                 )
                 self._in_flight += 1
-                return
+                return None
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self.producer.poll(0.1)
-            except KafkaException as exc:  # refused before it was queued (size, arguments)
-                self._failed(o, exc.args[0])
-                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                return error
 
     def _written(self, output: _Output) -> None:
-        self.acknowledged += 1
+        self._in_flight -= 1
+        self._acknowledged(output.topic, (output.source,))
+
+    def _written_scores(self, batch: _ScoreBatch) -> None:
+        sources = [s for s in batch.sources if s is not None]
+        if sources:
+            self._in_flight -= len(sources)
+            self._acknowledged(self.topic, sources)
+
+    def _acknowledged(self, topic: str, sources: Sequence[Source]) -> None:
+        self.acknowledged += len(sources)
         self.last_acknowledged_at = time.monotonic()
         self.brokers.answered()
-        self._latencies[output.topic].append(output.source.timestamp_ms)
+        self._latencies[topic].extend(s.timestamp_ms for s in sources)
         if self._trace:
-            s = output.source
-            log.debug("output_acknowledged", input=f"{s.topic}[{s.partition}]@{s.offset}")
-        self.on_written(output.source)
+            for s in sources:
+                log.debug("output_acknowledged", input=f"{s.topic}[{s.partition}]@{s.offset}")
+        self.on_written(sources)
 
     def _failed(self, output: _Output, error: KafkaError) -> None:
         code = error.code()

@@ -3,7 +3,8 @@
 1. Quality: for every top-level class and scorer (mcdsvdd, ae), each subclass in turn is left
    out of training (80/20 stratified split of the data set; the left-out subclass is removed from
    the training part) and the AUROC of separating it from held-out inliers is printed.
-2. Speed: rows/s of a shipped bundle scoring 4096-row batches on the CPU.
+2. Speed: rows/s of each shipped ZTF bundle (our mcdsvdd-ens too) scoring 4096-row batches on
+   the CPU.
 
     python benchmarks/bench_bundles.py [--data models/data/ztf-sim-sample/objects.parquet]
         [--epochs 1000] [--classes Periodic,...]
@@ -65,7 +66,7 @@ def speed(rows: int = 4096, repeats: int = 50) -> None:
     rng = np.random.default_rng(0)
     table = read_table(sample_dir() / "objects.parquet")
     for top in TOP_CLASSES:
-        for scorer in ("mcdsvdd", "ae"):
+        for scorer in ("mcdsvdd", "ae", "mcdsvdd-ens"):
             path = bundles_dir() / bundle_dirname("ztf", top, scorer)
             if not path.is_dir():
                 continue

@@ -420,7 +420,7 @@ SERVICE_THREAD_STAGES = {
     "InlineInference.submit": "score (inline)",
     "AlertProcessor.scored_batch": "score records (columns)",
     "RecordWriter.batch": "encode",
-    "KafkaSink._produce": "produce",
+    "KafkaSink.write": "produce",
     "KafkaSink.poll": "delivery reports",
     "Engine._commit": "commit",
     "Engine._flush_metrics": "metrics",

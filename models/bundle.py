@@ -27,9 +27,15 @@ from safetensors.torch import load_file, save_file
 
 from models.configurations import ConfigurationName
 from models.exceptions import BundleError
-from models.networks import HIDDEN, AnomalyNet
+from models.networks import HIDDEN, AnomalyNet, Ensemble, Network
 from models.preprocessing import Preprocessor
-from models.scorers import ESTIMATOR_KINDS, MULTI_CENTRE_KINDS, ScorerKind, check_scorer
+from models.scorers import (
+    ENSEMBLE_KINDS,
+    ESTIMATOR_KINDS,
+    MULTI_CENTRE_KINDS,
+    ScorerKind,
+    check_scorer,
+)
 from models.training import CALIBRATION_LEVELS, TrainedModel, TrainingConfig
 
 if TYPE_CHECKING:
@@ -105,7 +111,7 @@ class Bundle:
     def __init__(
         self,
         manifest: Manifest,
-        net: AnomalyNet | None,
+        net: Network | None,
         preprocessor: Preprocessor,
         estimator: Estimator | None = None,
     ) -> None:
@@ -145,9 +151,8 @@ class Bundle:
         notice: str = SIMULATED_DATA_NOTICE,
     ) -> Bundle:
         net = trained.net
-        centres = (
-            net.centres.tolist() if net is not None and config.scorer in MULTI_CENTRE_KINDS else []
-        )
+        multi_centre = isinstance(net, AnomalyNet) and net.kind in MULTI_CENTRE_KINDS
+        centres = net.centres.tolist() if isinstance(net, AnomalyNet) and multi_centre else []
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             model_version=model_version,
@@ -254,16 +259,39 @@ def load_bundle(directory: Path) -> Bundle:
     n_centres = max(len(manifest.centre_subclasses), 1)
     try:
         state = load_file(str(weights))
-        n_references = state["references"].shape[0] if "references" in state else 0
-        net = AnomalyNet(scorer, n_features, manifest.latent_dim, n_centres, n_references)
+        net = _network(scorer, state, n_features, manifest.latent_dim, n_centres)
         net.load_state_dict(state, strict=True)
     except (RuntimeError, OSError, ValueError) as exc:
         raise BundleError(
             f"{weights} does not fit a {scorer} with {n_features} features and latent size "
             f"{manifest.latent_dim}: {str(exc).splitlines()[0]}"
         ) from exc
-    if scorer in MULTI_CENTRE_KINDS:
+    if isinstance(net, AnomalyNet) and scorer in MULTI_CENTRE_KINDS:
         saved = torch.tensor(manifest.centres, dtype=torch.float32)
         if saved.shape != net.centres.shape or not torch.allclose(saved, net.centres):
             raise BundleError(f"{directory}: manifest centres differ from the saved weights")
     return Bundle(manifest, net, Preprocessor.from_manifest(manifest.preprocessing))
+
+
+def _network(
+    scorer: ScorerKind,
+    state: dict[str, torch.Tensor],
+    n_features: int,
+    latent: int,
+    n_centres: int,
+) -> Network:
+    """The untrained network whose shapes the saved ``state`` has (references, members)."""
+
+    def references(prefix: str) -> int:
+        key = f"{prefix}references"
+        return state[key].shape[0] if key in state else 0
+
+    if scorer in ENSEMBLE_KINDS:
+        n_members = len({k.split(".")[1] for k in state if k.startswith("members.")})
+        return Ensemble(
+            [
+                AnomalyNet("mcdsvdd-nn", n_features, latent, n_centres, references(f"members.{i}."))
+                for i in range(n_members)
+            ]
+        )
+    return AnomalyNet(scorer, n_features, latent, n_centres, references(""))

@@ -11,12 +11,16 @@ Scores (higher = more anomalous):
 - ``mcdsvdd``: squared distance to the nearest subclass centre (and which subclass that is);
 - ``mcdsvdd-nn``: the MCDSVDD network, scored by the squared distance to the nearest training
   inlier's latent instead of the nearest centre (and that inlier's subclass): every known object
-  is a centre, so a subclass spread over several clumps is no longer summarised by one mean.
+  is a centre, so a subclass spread over several clumps is no longer summarised by one mean;
+- ``mcdsvdd-ens``: K mcdsvdd-nn networks, each trained on K-1 folds of the training inliers and
+  stopped early on the remaining one (the paper's folds, models.training.train_ensemble): the sum
+  of their scores, and the subclass of the training inlier nearest over all of them.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import Final
 
 import torch
 from torch import nn
@@ -125,6 +129,38 @@ class AnomalyNet(nn.Module):
             return distance, self.reference_subclass[nearest]
         distance, nearest = self.distances(x).min(dim=1)
         return distance, nearest
+
+
+class Ensemble(nn.Module):
+    """mcdsvdd-ens: mcdsvdd-nn members whose references are the same training inliers in the
+    same order (so that their distances can be added reference by reference)."""
+
+    kind: Final = "mcdsvdd-ens"
+
+    def __init__(self, members: list[AnomalyNet]) -> None:
+        super().__init__()
+        if not members or any(m.kind != "mcdsvdd-nn" for m in members):
+            raise BundleError("an ensemble holds one or more mcdsvdd-nn networks")
+        self.members = nn.ModuleList(members)
+
+    def _nets(self) -> list[AnomalyNet]:
+        return [m for m in self.members if isinstance(m, AnomalyNet)]
+
+    def member_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member's score of every row: (members, n)."""
+        return torch.stack([m.score(x)[0] for m in self._nets()])
+
+    def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The members' scores added, and the subclass of the reference with the least summed
+        distance."""
+        nets = self._nets()
+        distances = [squared_distances(m.embed(x), m.references) for m in nets]
+        raw = torch.stack([d.min(dim=1).values for d in distances]).sum(dim=0)
+        nearest = sum(distances[1:], distances[0]).argmin(dim=1)
+        return raw, nets[0].reference_subclass[nearest]
+
+
+Network = AnomalyNet | Ensemble
 
 
 def squared_distances(z: torch.Tensor, references: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,18 @@ from typing import Final, Literal, get_args
 
 from models.exceptions import BundleError
 
-ScorerKind = Literal["mcdsvdd", "ae", "deepsvdd", "vae", "mcdsvdd-nn", "iforest", "distclassipy"]
+ScorerKind = Literal[
+    "mcdsvdd", "ae", "deepsvdd", "vae", "mcdsvdd-nn", "mcdsvdd-ens", "iforest", "distclassipy"
+]
 SCORER_KINDS: Final[tuple[str, ...]] = get_args(ScorerKind)
 # The Rubin tutorial's detectors (models.estimators): scikit-learn-style estimators, not networks.
 ESTIMATOR_KINDS: Final[tuple[str, ...]] = ("iforest", "distclassipy")
 NETWORK_KINDS: Final[tuple[str, ...]] = tuple(k for k in SCORER_KINDS if k not in ESTIMATOR_KINDS)
-SVDD_KINDS: Final[tuple[str, ...]] = ("mcdsvdd", "deepsvdd", "mcdsvdd-nn")  # trained to centres
-MULTI_CENTRE_KINDS: Final[tuple[str, ...]] = ("mcdsvdd", "mcdsvdd-nn")  # a centre per subclass
+SVDD_KINDS: Final[tuple[str, ...]] = ("mcdsvdd", "deepsvdd", "mcdsvdd-nn", "mcdsvdd-ens")
+# trained to centres (above), with a centre per subclass (below)
+MULTI_CENTRE_KINDS: Final[tuple[str, ...]] = ("mcdsvdd", "mcdsvdd-nn")
+# Ensembles of K mcdsvdd-nn networks, one per fold of the training inliers (models.training).
+ENSEMBLE_KINDS: Final[tuple[str, ...]] = ("mcdsvdd-ens",)
 
 # The paper's best model per class (its Table 1): MCDSVDD for Transient and Periodic, AE for
 # Stochastic.
@@ -36,7 +41,7 @@ PAPER_DETECTORS: Final[tuple[str, ...]] = ("iforest", "ocsvm", "ae", "vae", "dee
 # ... the seven of `alert-anomaly evaluate`: those and the Rubin tutorial's DistClassiPy ...
 DETECTORS: Final[tuple[str, ...]] = (*PAPER_DETECTORS, "distclassipy")
 # ... and ours, not in the table: evaluated on request (--detectors), reported after them.
-VARIANTS: Final[tuple[str, ...]] = ("mcdsvdd-nn",)
+VARIANTS: Final[tuple[str, ...]] = ("mcdsvdd-nn", "mcdsvdd-ens")
 
 
 def check_scorer(kind: str) -> ScorerKind:

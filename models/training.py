@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,9 +32,10 @@ from models.configurations import (
 )
 from models.exceptions import ConfigurationError, DataError
 from models.features import paper_features
-from models.networks import AnomalyNet, init_normal, squared_distances
-from models.preprocessing import Preprocessor, fit_scaling, paper_scaling
+from models.networks import AnomalyNet, Ensemble, Network, init_normal, squared_distances
+from models.preprocessing import FeatureScaling, Preprocessor, fit_scaling, paper_scaling
 from models.scorers import (
+    ENSEMBLE_KINDS,
     ESTIMATOR_KINDS,
     MULTI_CENTRE_KINDS,
     SVDD_KINDS,
@@ -51,6 +52,7 @@ log = structlog.get_logger(__name__)
 
 CENTRE_EPS = 0.01
 MAX_REFERENCES = 20_000  # training inliers kept as mcdsvdd-nn references (a random subset beyond)
+ENSEMBLE_MEMBERS = 5  # the paper's K folds
 CALIBRATION_LEVELS = tuple(float(q) for q in np.linspace(0.0, 100.0, 1001))
 
 # (top-level class, scorer) -> (learning rate, latent size), from the paper's Table of settings.
@@ -81,11 +83,14 @@ class TrainingConfig:
     seed: int = 0
     device: str = "cpu"
     configuration: ConfigurationName = DEFAULT_CONFIGURATION
+    members: int = ENSEMBLE_MEMBERS  # mcdsvdd-ens: networks, one per fold of the inliers
 
     def __post_init__(self) -> None:
         check_scorer(self.scorer)
         check_model_class(self.top_class)
         get_configuration(self.configuration)
+        if self.members < 2:
+            raise ConfigurationError(f"an ensemble needs 2 or more members, got {self.members}")
         for name in ("batch_size", "max_epochs", "patience"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
@@ -104,7 +109,8 @@ class TrainingConfig:
 
     @property
     def _paper_settings(self) -> tuple[float, int]:
-        kind = "mcdsvdd" if self.scorer == "mcdsvdd-nn" else self.scorer  # the same network
+        same_network = self.scorer in ("mcdsvdd-nn", "mcdsvdd-ens")
+        kind = "mcdsvdd" if same_network else self.scorer
         return PAPER_SETTINGS.get((self.top_class, kind), (5e-4, 64))
 
     @property
@@ -166,12 +172,14 @@ class TrainingConfig:
                 "max_epochs": self.resolved_pretrain_epochs,
             }
             out["centres"] = "recomputed" if self.method.recompute_centres else "pretrained"
+        if self.scorer in ENSEMBLE_KINDS:
+            out["members"] = self.members
         return out
 
 
 @dataclass
 class TrainedModel:
-    net: AnomalyNet | None  # None for the estimator kinds
+    net: Network | None  # None for the estimator kinds
     preprocessor: Preprocessor
     centre_subclasses: tuple[str, ...]
     calibration_scores: tuple[
@@ -227,6 +235,16 @@ def stratified_split(
         held.append(idx[:k])
         train.append(idx[k:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
+
+
+def stratified_folds(
+    labels: NDArray[np.str_], k: int, rng: np.random.Generator
+) -> list[NDArray[np.intp]]:
+    """K disjoint folds covering every row, each label's rows dealt evenly among them."""
+    order = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == lab)) for lab in sorted(set(labels.tolist()))]
+    )
+    return [np.sort(order[j::k]) for j in range(k)]
 
 
 class _BalancedBatches:
@@ -483,6 +501,13 @@ def _inlier_scores(net: AnomalyNet, data: _Data) -> tuple[NDArray[np.float64], N
         return train, net.score(data.x_val)[0].cpu().double().numpy()
 
 
+def _scaling(
+    x: NDArray[np.float64], names: tuple[str, ...], config: TrainingConfig
+) -> tuple[FeatureScaling, ...]:
+    """The configuration's preprocessing: the paper's fixed scales, or ours fitted on ``x``."""
+    return paper_scaling(names) if config.method.preprocessing == "paper" else fit_scaling(x, names)
+
+
 def preprocess(preprocessor: Preprocessor, features: NDArray[np.float64]) -> NDArray[np.float64]:
     """Network inputs of raw features (NaN = undefined) as float64, computed on the CPU in
     float32 chunks of 128 rows (the scoring path's layout, models.scoring)."""
@@ -529,16 +554,21 @@ def train_model(
     config: TrainingConfig,
     progress: bool = True,
     validation: tuple[NDArray[np.float64], NDArray[np.str_]] | None = None,
+    scaling: tuple[FeatureScaling, ...] | None = None,
 ) -> TrainedModel:
     """Train one scorer on the inliers ``features`` (raw, NaN = undefined) of one class.
 
     Early stopping uses ``validation`` (features, subclasses) when given, e.g. the held-out fold
     of the evaluation; otherwise a stratified ``val_fraction`` of the rows, which are not fitted.
+    ``scaling`` fixes the preprocessing (default: the configuration's). An ensemble
+    (``mcdsvdd-ens``) makes its own folds: see :func:`train_ensemble`.
     """
     if features.shape[0] != subclasses.shape[0]:
         raise DataError("features and labels have different lengths")
     if features.shape[0] < 8:
         raise DataError(f"{features.shape[0]} objects are too few to train a {config.scorer}")
+    if config.scorer in ENSEMBLE_KINDS:
+        return train_ensemble(features, subclasses, feature_names, config, progress)
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     if validation is None:
@@ -553,12 +583,7 @@ def train_model(
     unknown = sorted(set(y_held.tolist()) - set(names))
     if unknown:
         raise DataError(f"validation subclasses {unknown} have no training rows")
-    method = config.method
-    if method.preprocessing == "paper":
-        scaling = paper_scaling(feature_names)
-    else:
-        scaling = fit_scaling(x_fit, feature_names)
-    preprocessor = Preprocessor(scaling)
+    preprocessor = Preprocessor(scaling or _scaling(x_fit, feature_names, config))
     if config.scorer in ESTIMATOR_KINDS:
         return _train_estimator(
             preprocessor, (x_fit, y_fit), (x_held, y_held), config, names, started
@@ -596,3 +621,63 @@ def train_model(
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     centre_names = names if config.scorer in MULTI_CENTRE_KINDS else ()
     return TrainedModel(net.cpu(), preprocessor, centre_names, calibration, metrics)
+
+
+def train_ensemble(
+    features: NDArray[np.float64],
+    subclasses: NDArray[np.str_],
+    feature_names: tuple[str, ...],
+    config: TrainingConfig,
+    progress: bool = True,
+) -> TrainedModel:
+    """mcdsvdd-ens: the inliers are split in ``config.members`` folds stratified by subclass (as
+    the evaluation splits them); member k is an mcdsvdd-nn fitted on the other folds, stopped
+    early on fold k, with seed ``config.seed + k``. One preprocessing for all (fitted on every
+    inlier for ``ours``). Every member's references are then the same inliers in the same order
+    (all of them, or one random subset beyond MAX_REFERENCES), and the calibration scores are the
+    members' leave-one-out scores added."""
+    started = time.perf_counter()
+    scaling = _scaling(features, feature_names, config)
+    folds = stratified_folds(subclasses, config.members, np.random.default_rng(config.seed))
+    member_config = replace(config, scorer="mcdsvdd-nn")
+    members: list[TrainedModel] = []
+    for k, held in enumerate(folds):
+        fit = np.setdiff1d(np.arange(features.shape[0]), held)
+        member = train_model(
+            features[fit], subclasses[fit], feature_names,
+            replace(member_config, seed=config.seed + k), progress,
+            validation=(features[held], subclasses[held]), scaling=scaling,
+        )  # fmt: skip
+        members.append(member)
+    names = members[0].centre_subclasses
+    if any(m.centre_subclasses != names for m in members):
+        raise DataError("every subclass needs a row in every fold: too few rows for an ensemble")
+    keep = np.arange(features.shape[0])
+    if keep.size > MAX_REFERENCES:
+        order = torch.randperm(keep.size, generator=torch.Generator().manual_seed(config.seed))
+        keep = np.sort(order[:MAX_REFERENCES].numpy())
+    preprocessor = Preprocessor(scaling)
+    with torch.no_grad():
+        x = preprocessor(torch.as_tensor(features[keep], dtype=torch.float32))
+    groups = torch.as_tensor([names.index(s) for s in subclasses[keep].tolist()])
+    nets: list[AnomalyNet] = []
+    loo = torch.zeros(keep.size, dtype=torch.float64)
+    for member in members:
+        net = member.net
+        assert isinstance(net, AnomalyNet)
+        net.eval()
+        with torch.no_grad():
+            net.references = net.embed(x)
+        net.reference_subclass = groups.clone()  # saved once per member
+        loo += _leave_one_out_scores(net.references).double()
+        nets.append(net)
+    scores = loo.numpy()
+    metrics: dict[str, Any] = {
+        "n_train": int(features.shape[0]),
+        "n_references": int(keep.size),
+        "members": [m.metrics for m in members],
+        "train_score_median": float(np.median(scores)),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    calibration = tuple(float(v) for v in np.percentile(scores, CALIBRATION_LEVELS))
+    return TrainedModel(Ensemble(nets), preprocessor, names, calibration, metrics)

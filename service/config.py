@@ -192,7 +192,8 @@ class ModelSettings(_Section):
     scorers: dict[str, ScorerKind] = Field(
         default_factory=lambda: dict(DEFAULT_SCORERS),
         description="top-level class (or All, the unrouted model) -> scorer (mcdsvdd, ae, "
-        "deepsvdd, vae, mcdsvdd-nn, iforest, distclassipy); default: the paper's best per class, "
+        "deepsvdd, vae, mcdsvdd-nn, mcdsvdd-ens, iforest, distclassipy); default: the paper's "
+        "best per class (mcdsvdd-ens, our variant, scores better: docs/results.md), "
         "and for lsst also All -> iforest",
     )
     min_feature_coverage: float = Field(

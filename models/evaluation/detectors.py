@@ -15,10 +15,11 @@ from numpy.typing import NDArray
 from models.bundle import Bundle
 from models.configurations import Configuration
 from models.exceptions import ConfigurationError
+from models.networks import Ensemble
 from models.preprocessing import Preprocessor, fit_scaling, paper_scaling
 from models.scorers import DETECTORS, VARIANTS
 from models.scoring import Scorer
-from models.training import TrainingConfig, train_model
+from models.training import ENSEMBLE_MEMBERS, TrainingConfig, train_model
 
 Validation = tuple[NDArray[np.float64], NDArray[np.str_]]
 
@@ -31,6 +32,7 @@ LABELS: Final[dict[str, str]] = {
     "mcdsvdd": "MCDSVDD",
     "distclassipy": "DistClassiPy",
     "mcdsvdd-nn": "MCDSVDD-NN",
+    "mcdsvdd-ens": "MCDSVDD-NN ensemble",
 }
 
 
@@ -93,8 +95,12 @@ class _Sklearn:
         return -np.asarray(model.decision_function(x))  # type: ignore[attr-defined]
 
 
-class _Neural:
-    """AE, VAE, Deep SVDD or MCDSVDD trained by models.training."""
+NEURAL: Final[tuple[str, ...]] = ("ae", "vae", "deepsvdd", "mcdsvdd", *VARIANTS)
+
+
+class NeuralDetector:
+    """AE, VAE, Deep SVDD, MCDSVDD or our variants, trained by models.training; ``members``:
+    the networks of an ensemble (models.scorers.ENSEMBLE_KINDS)."""
 
     def __init__(
         self,
@@ -104,6 +110,7 @@ class _Neural:
         method: Configuration,
         epochs: int,
         seed: int,
+        members: int,
     ) -> None:
         self.names = names
         self.config = TrainingConfig(
@@ -114,6 +121,7 @@ class _Neural:
             patience=method.evaluation_patience(epochs),
             seed=seed,
             configuration=method.name,
+            members=members,
         )
         self._scorer: Scorer | None = None
 
@@ -130,6 +138,17 @@ class _Neural:
         assert self._scorer is not None
         return self._scorer.score(features.astype(np.float32)).raw.astype(np.float64)
 
+    def member_scores(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        """An ensemble's scores by member: (members, n)."""
+        assert self._scorer is not None
+        net, preprocessor = self._scorer.net, self._scorer.preprocessor
+        if not isinstance(net, Ensemble):
+            raise ConfigurationError(f"{self.config.scorer} is not an ensemble")
+        with torch.inference_mode():
+            x = preprocessor(torch.as_tensor(features, dtype=torch.float32))
+            parts = [net.member_scores(chunk) for chunk in x.split(1024)]
+        return torch.cat(parts, dim=1).double().numpy()
+
 
 def make_detector(
     kind: str,
@@ -141,7 +160,7 @@ def make_detector(
 ) -> Detector:
     if kind in ("iforest", "ocsvm", "distclassipy"):
         return _Sklearn(kind, names, method, seed)
-    if kind in ("ae", "vae", "deepsvdd", "mcdsvdd", "mcdsvdd-nn"):
-        return _Neural(kind, top_class, names, method, epochs, seed)
+    if kind in NEURAL:
+        return NeuralDetector(kind, top_class, names, method, epochs, seed, ENSEMBLE_MEMBERS)
     known = ", ".join(DETECTORS + VARIANTS)
     raise ConfigurationError(f"unknown detector {kind!r} (known: {known})")

@@ -32,12 +32,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.configurations import DEFAULT_CONFIGURATION, get_configuration
-from models.evaluation.detectors import make_detector
+from models.evaluation.detectors import NeuralDetector, make_detector
 from models.exceptions import ConfigurationError, DataError
-from models.scorers import DETECTORS, VARIANTS
+from models.scorers import DETECTORS, ENSEMBLE_KINDS, VARIANTS
 from models.table import AlertTable, read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
-from models.training import model_columns, stratified_split
+from models.training import model_columns, stratified_folds, stratified_split
 
 CELLS_DIR = "cells"
 CONFIG_FILE = "config.json"
@@ -103,16 +103,6 @@ def _split(config: EvaluationConfig, table: AlertTable) -> tuple[AlertTable, Ale
     return table.take(train), table.take(test)
 
 
-def stratified_folds(
-    labels: NDArray[np.str_], k: int, rng: np.random.Generator
-) -> list[NDArray[np.intp]]:
-    """K disjoint folds covering every row, each label's rows dealt evenly among them."""
-    order = np.concatenate(
-        [rng.permutation(np.flatnonzero(labels == lab)) for lab in sorted(set(labels.tolist()))]
-    )
-    return [np.sort(order[j::k]) for j in range(k)]
-
-
 def reference_grid_auroc(labels: NDArray[np.int_], scores: NDArray[np.float64]) -> float:
     """AUROC as the reference code computes it (src/evaluate.py): TPR and FPR (denominators
     + 1e-5) at 100,000 thresholds stepping down from the highest score, the lowest score itself
@@ -142,6 +132,37 @@ def _roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
     return {"fpr": grid.round(4).tolist(), "tpr": np.interp(grid, fpr, tpr).round(4).tolist()}
 
 
+def _fold_scores(
+    config: EvaluationConfig,
+    cell: Cell,
+    training: tuple[NDArray[np.float64], NDArray[np.str_], tuple[str, ...]],
+    x_test: NDArray[np.float64],
+) -> list[NDArray[np.float64]]:
+    """The test set's scores by fold: of the model fitted on the other K-1 folds and stopped
+    early on this one; for an ensemble, whose K members are exactly those models, of the
+    ensemble without this fold's member (K-1 members: a spread, and a conservative one)."""
+    x, y, names = training
+    method = get_configuration(config.configuration)
+    if cell.detector in ENSEMBLE_KINDS:
+        ensemble = NeuralDetector(
+            cell.detector, cell.top_class, names, method, config.epochs, config.seed, config.folds
+        )
+        ensemble.fit(x, y, (x[:0], y[:0]))
+        members = ensemble.member_scores(x_test)
+        keep = ~np.eye(config.folds, dtype=bool)
+        return [members[keep[k]].sum(axis=0) for k in range(config.folds)]
+    out = []
+    folds = stratified_folds(y, config.folds, np.random.default_rng(config.seed))
+    for k, held in enumerate(folds):
+        fit = np.setdiff1d(np.arange(len(y)), held)
+        detector = make_detector(
+            cell.detector, cell.top_class, names, method, config.epochs, config.seed + k
+        )
+        detector.fit(x[fit], y[fit], (x[held], y[held]))
+        out.append(detector.score(x_test))
+    return out
+
+
 def run_cell(config: EvaluationConfig, cell: Cell) -> dict[str, Any]:
     """Train K models for one cell and score the test set; returns the cell's results."""
     import torch
@@ -156,16 +177,8 @@ def run_cell(config: EvaluationConfig, cell: Cell) -> dict[str, Any]:
     if labels.sum() == 0 or labels.sum() == labels.size:
         raise DataError(f"the test set of {cell.top_class} cannot separate {cell.outlier}")
     (x, names), y, (x_test, _) = model_columns(inliers), inliers.subclass, model_columns(test)
-    method = get_configuration(config.configuration)
-    folds = stratified_folds(y, config.folds, np.random.default_rng(config.seed))
     aurocs, auprcs, grid, roc = [], [], [], None
-    for k, held in enumerate(folds):
-        fit = np.setdiff1d(np.arange(len(inliers)), held)
-        detector = make_detector(
-            cell.detector, cell.top_class, names, method, config.epochs, config.seed + k
-        )
-        detector.fit(x[fit], y[fit], (x[held], y[held]))
-        scores = detector.score(x_test)
+    for scores in _fold_scores(config, cell, (x, y, names), x_test):
         aurocs.append(float(roc_auc_score(labels, scores)))
         if cell.detector in ("iforest", "ocsvm"):  # the reference scores normality, then 1 - AUROC
             grid.append(1.0 - reference_grid_auroc(labels, -scores))

@@ -67,12 +67,23 @@ def test_quick_evaluation_table_and_resumption(tmp_path: Path) -> None:
 def test_quick_paper_evaluation_with_the_variant(tmp_path: Path) -> None:
     out = tmp_path / "paper"
     quick = ["--classes", "Transient", "--folds", "2", "--epochs", "4", "--no-progress"]
-    args = ["--data", SAMPLE, "--out", str(out), *quick, "--detectors", "ocsvm,mcdsvdd-nn"]
+    detectors = ["--detectors", "ocsvm,mcdsvdd-nn,mcdsvdd-ens"]
+    args = ["--data", SAMPLE, "--out", str(out), *quick, *detectors]
     result = cli("evaluate", "--config", "paper", *args)
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "config.json").read_text())["configuration"] == "paper"
     table = (out / "table.md").read_text().splitlines()
-    assert [line.split(" |")[0] for line in table[4:6]] == ["| One-class SVM", "| MCDSVDD-NN"]
+    assert [line.split(" |")[0] for line in table[4:7]] == [
+        "| One-class SVM",
+        "| MCDSVDD-NN",
+        "| MCDSVDD-NN ensemble",
+    ]
+    # The ensemble's members are MCDSVDD-NN's fold networks: with two folds, the ensemble
+    # without fold k's member is the other fold's network.
+    for cell in (out / "cells").glob("*__mcdsvdd-nn.json"):
+        single = json.loads(cell.read_text())["auroc"]
+        ensemble = json.loads(cell.with_name(cell.name.replace("-nn", "-ens")).read_text())
+        assert ensemble["auroc"] == single[::-1]
     other = cli("evaluate", "--config", "ours", *args)
     assert other.returncode == 2
     assert "(configuration differ)" in other.stderr

@@ -13,6 +13,7 @@ import pytest
 
 from models.bundle import load_bundle
 from models.features import paper_features
+from models.networks import Ensemble
 from models.resources import sample_dir
 from models.scoring import Scorer
 from models.table import read_table, write_table
@@ -25,7 +26,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
 
 
-def test_train_all_writes_nine_loadable_bundles(tmp_path: Path) -> None:
+def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
     quick = ["--epochs", "3", "--pretrain-epochs", "2", "--no-progress"]
     result = run("train", "--data", str(SAMPLE), "--all", "--out", str(tmp_path), *quick)
     assert result.returncode == 0, result.stderr
@@ -33,7 +34,7 @@ def test_train_all_writes_nine_loadable_bundles(tmp_path: Path) -> None:
     assert [str(d) for d in dirs] == [
         f"ztf/{top}-{scorer}"
         for top in ("periodic", "stochastic", "transient")
-        for scorer in ("ae", "mcdsvdd", "mcdsvdd-nn")
+        for scorer in ("ae", "mcdsvdd")
     ]
     assert "ztf/periodic-mcdsvdd (default)" in result.stdout
     assert "ztf/stochastic-ae (default)" in result.stdout
@@ -47,6 +48,22 @@ def test_train_all_writes_nine_loadable_bundles(tmp_path: Path) -> None:
     assert bundle.manifest.training["data"]["n_objects"] == len(periodic)
     features = periodic.columns(bundle.feature_names)[:50].astype(np.float32)
     assert np.all(np.isfinite(Scorer(bundle, "cpu").score(features).raw))
+
+
+def test_train_an_ensemble_in_the_paper_configuration(tmp_path: Path) -> None:
+    quick = ["--epochs", "3", "--pretrain-epochs", "2", "--no-progress"]
+    args = ["--top-class", "Periodic", "--scorer", "mcdsvdd-ens", "--config", "paper"]
+    result = run("train", "--data", str(SAMPLE), *args, "--out", str(tmp_path / "b"), *quick)
+    assert result.returncode == 0, result.stderr
+    assert "5 networks, one per fold" in result.stdout
+    ensemble = load_bundle(tmp_path / "b")
+    assert ensemble.manifest.configuration == "paper"
+    assert isinstance(ensemble.net, Ensemble)
+    assert len(ensemble.net.members) == 5
+    table = read_table(SAMPLE)
+    periodic = table.take(table.top_class == "Periodic")
+    features = periodic.columns(ensemble.feature_names)[:50].astype(np.float32)
+    assert np.all(np.isfinite(Scorer(ensemble, "cpu").score(features).raw))
 
 
 def test_epochs_are_debug_lines_with_rounded_losses(tmp_path: Path) -> None:

@@ -28,11 +28,11 @@ def _blobs(n: int = 240) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A briefly trained MCDSVDD, its nearest-inlier variant and an autoencoder, saved."""
+    """A briefly trained MCDSVDD, our two variants and an autoencoder, saved."""
     X, labels = _blobs()
     names = tuple(f"feat_{i}" for i in range(5))
     saved = {}
-    for scorer in ("mcdsvdd", "ae", "mcdsvdd-nn"):
+    for scorer in ("mcdsvdd", "ae", "mcdsvdd-nn", "mcdsvdd-ens"):
         config = TrainingConfig(
             scorer=scorer,  # type: ignore[arg-type]
             top_class="Transient",
@@ -46,7 +46,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return saved
 
 
-@pytest.fixture(params=["mcdsvdd", "ae", "mcdsvdd-nn"])
+@pytest.fixture(params=["mcdsvdd", "ae", "mcdsvdd-nn", "mcdsvdd-ens"])
 def saved(request: pytest.FixtureRequest, bundles: dict[str, Path]) -> Path:
     return bundles[request.param]
 

@@ -9,7 +9,7 @@ import torch
 from models.bundle import Bundle
 from models.exceptions import DataError
 from models.features import paper_features
-from models.networks import AnomalyNet
+from models.networks import AnomalyNet, Ensemble, Network
 from models.preprocessing import NAN_VALUE, FeatureScaling, Preprocessor, fit_scaling
 from models.scoring import Scorer
 from models.table import AlertTable
@@ -18,6 +18,7 @@ from models.training import (
     TrainedModel,
     TrainingConfig,
     paper_columns,
+    stratified_folds,
     stratified_split,
     train_model,
 )
@@ -79,10 +80,12 @@ def identity_preprocessor(n: int) -> Preprocessor:
     return Preprocessor(tuple(FeatureScaling(f"f{i}", "linear", 0.0, -0.5, 0.5) for i in range(n)))
 
 
-def bundle_for(net: AnomalyNet, subclasses: tuple[str, ...] = ()) -> Bundle:
+def bundle_for(net: Network, subclasses: tuple[str, ...] = ()) -> Bundle:
     from models.bundle import Calibration, Manifest, Weights
 
-    n = net.encoder.net[0].in_features
+    first = net.members[0] if isinstance(net, Ensemble) else net
+    assert isinstance(first, AnomalyNet)
+    n = first.encoder.net[0].in_features
     manifest = Manifest(
         format_version=1,
         model_version="test",
@@ -91,9 +94,9 @@ def bundle_for(net: AnomalyNet, subclasses: tuple[str, ...] = ()) -> Bundle:
         scorer=net.kind,
         feature_names=[f"f{i}" for i in range(n)],
         preprocessing=identity_preprocessor(n).to_manifest(),
-        latent_dim=net.latent,
+        latent_dim=first.latent,
         hidden=[512, 256, 128],
-        centres=net.centres.tolist(),
+        centres=first.centres.tolist() if isinstance(net, AnomalyNet) else [],
         centre_subclasses=list(subclasses),
         calibration=Calibration(levels=[0.0, 50.0, 100.0], scores=[0.0, 1.0, 3.0]),
         training={},
@@ -152,6 +155,60 @@ def test_mcdsvdd_nn_scores_are_the_distance_to_the_nearest_reference(device: str
     scores = Scorer(bundle_for(net, ("RRL", "CEP")), device).score(x)
     np.testing.assert_allclose(scores.raw, dist.min(axis=1), rtol=1e-4, atol=1e-6)
     assert scores.nearest == tuple(("RRL", "CEP")[[1, 0, 1, 0][i]] for i in dist.argmin(axis=1))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_an_ensemble_adds_its_members_scores_and_names_the_consensus_subclass(device: str) -> None:
+    members = []
+    for seed, shift in ((1, 0.0), (2, 0.3)):
+        net = tiny_net("mcdsvdd-nn")
+        torch.manual_seed(seed)
+        net.apply(
+            lambda m: torch.nn.init.normal_(m.weight) if isinstance(m, torch.nn.Linear) else None
+        )
+        net.references = torch.tensor([[0.2, -0.1], [-0.3, 0.4], [1.0, 1.0], [0.0, 0.05]]) + shift
+        net.reference_subclass = torch.tensor([1, 0, 1, 0])
+        members.append(net.eval())
+    x = np.array([[0.1, -0.2, 0.3], [0.5, 0.0, -0.4], [-0.9, 0.8, 0.05]], dtype=np.float32)
+    distances = []
+    for net in members:
+        z = reference_forward(net, np.tanh(x.astype(np.float64)))
+        refs = net.references.double().numpy()
+        distances.append(((z[:, None, :] - refs[None]) ** 2).sum(-1))
+    scores = Scorer(bundle_for(Ensemble(members), ("RRL", "CEP")), device).score(x)
+    expected = sum(d.min(axis=1) for d in distances)
+    np.testing.assert_allclose(scores.raw, expected, rtol=1e-4, atol=1e-6)
+    consensus = (distances[0] + distances[1]).argmin(axis=1)
+    assert scores.nearest == tuple(("RRL", "CEP")[[1, 0, 1, 0][i]] for i in consensus)
+
+
+def test_an_ensemble_is_the_evaluation_folds_networks_on_shared_references() -> None:
+    X, labels = blobs(150)
+    names = tuple(f"f{i}" for i in range(6))
+    common = {"top_class": "Periodic", "max_epochs": 6, "pretrain_epochs": 3, "latent": 4}
+    config = TrainingConfig(scorer="mcdsvdd-ens", members=3, seed=5, **common)  # type: ignore[arg-type]
+    ensemble = train_model(X, labels, names, config, progress=False)
+    assert isinstance(ensemble.net, Ensemble)
+    folds = stratified_folds(labels, 3, np.random.default_rng(5))
+    inputs = ensemble.preprocessor(torch.tensor(X, dtype=torch.float32))
+    scaling = fit_scaling(X, names)  # one preprocessing, fitted on every inlier
+    loo = np.zeros(150)
+    for k, (held, member) in enumerate(zip(folds, ensemble.net.members, strict=True)):
+        fit = np.setdiff1d(np.arange(150), held)
+        alone = TrainingConfig(scorer="mcdsvdd-nn", seed=5 + k, **common)  # type: ignore[arg-type]
+        validation = (X[held], labels[held])
+        expected = train_model(X[fit], labels[fit], names, alone, False, validation, scaling)
+        assert expected.net is not None
+        for key, value in expected.net.encoder.state_dict().items():
+            torch.testing.assert_close(member.encoder.state_dict()[key], value, rtol=0, atol=0)
+        references = member.references.double().numpy()  # every row, in the table's order
+        np.testing.assert_allclose(references, reference_forward(member, inputs.numpy()), atol=1e-4)
+        assert member.reference_subclass.tolist() == [("A", "B", "C").index(s) for s in labels]
+        distances = ((references[:, None, :] - references[None]) ** 2).sum(-1)
+        np.fill_diagonal(distances, np.inf)
+        loo += distances.min(axis=1)
+    assert ensemble.calibration_scores[0] == pytest.approx(loo.min(), abs=1e-6)
+    assert ensemble.calibration_scores[-1] == pytest.approx(loo.max(), rel=1e-4)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -438,11 +438,13 @@ class Account:
 
 
 def saturation(
-    settings: Settings, n: int, broker_pid: int | None = None
+    settings: Settings, n: int, broker_pid: int | None = None, profile: bool = False
 ) -> tuple[Throughput, dict[str, int], Account | None]:
-    """The service on the pre-loaded topic; also how many alerts took each decode path and
-    where the service process's CPU time went. CPU time counts from the first message consumed
-    (start-up and the group join left out)."""
+    """The service on the pre-loaded topic; also how many alerts took each decode path and,
+    with ``profile``, where the service process's CPU time went (the sampling profiler takes the
+    GIL a thousand times a second and costs the service throughput: the throughput is measured
+    in a run without it). CPU time counts from the first message consumed (start-up and the
+    group join left out)."""
     progress = Progress(n)
     with running(settings) as run:
         run.wait_until(lambda s: s.stats.first_consumed_at is not None, SATURATION_TIMEOUT_S)
@@ -452,10 +454,13 @@ def saturation(
         )
         thread = run.worker
         thread_cpu = thread_cpu_seconds(thread.native_id or 0)
-        sampler = StackSampler(thread.ident or 0, SERVICE_THREAD_STAGES).start()
+        sampler = StackSampler(thread.ident or 0, SERVICE_THREAD_STAGES)
+        if profile:
+            sampler.start()
         if not run.wait_until(lambda s: s.stats.acknowledged >= n, SATURATION_TIMEOUT_S, progress):
             raise RuntimeError(f"the service did not score {n} alerts in {SATURATION_TIMEOUT_S} s")
-        sampler.stop()
+        if profile:
+            sampler.stop()
         meter.stop()
         thread_after = thread_cpu_seconds(thread.native_id or 0)
     service = run.service
@@ -464,7 +469,7 @@ def saturation(
     cpu = meter.us_per_alert(stats.acknowledged)
     rate = Throughput(stats.acknowledged, seconds, progress.per_second(), cpu)
     account = None
-    if thread_cpu is not None and thread_after is not None and "service process" in cpu:
+    if profile and thread_cpu is not None and thread_after is not None and "service process" in cpu:
         per_alert = (thread_after - thread_cpu) / max(stats.acknowledged, 1) * 1e6
         account = Account(
             per_alert,
@@ -800,8 +805,12 @@ def main(argv: list[str] | None = None) -> None:
             rates["peer"] = peer(settings_for(kafka, topic, args), n_peer, kafka.pid)
         if "service" in rows:
             print("service ...", flush=True)
-            rates["service"], report.decode_paths, report.account = saturation(
+            rates["service"], report.decode_paths, _ = saturation(
                 settings_for(kafka, topic, args), args.n, kafka.pid
+            )
+            print("service, profiled (where its CPU time goes) ...", flush=True)
+            _, _, report.account = saturation(
+                settings_for(kafka, topic, args), args.n, kafka.pid, profile=True
             )
         if "instances" in rows and args.instances > 1:
             print(f"service, {args.instances} instances ...", flush=True)

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from service.layouts import Hole, Layout, LayoutLearner, Lit, Part, Shape, ValueType
 
 MIN_BATCH = 4  # below this many messages fastavro is as fast
-CHUNK = 256  # messages decoded at once: their bytes stay in the cache, scratch stays small
+CHUNK = 1024  # messages decoded at once (a consumed batch): 1024 took 15% less CPU than 256
 _MAX_SHORT = 63  # strings up to this length have a one-byte length
 _LOW32 = np.uint64(0xFFFFFFFF)
 # what a feature's union branch byte is: not decodable here, null, float, double, boolean, int or
@@ -209,21 +209,27 @@ class _Program:
         accepted = np.flatnonzero(ok)  # ids that are not UTF-8 were turned down
         if not len(accepted):
             return None, ok
-        raw = words[branch_at[:, accepted] + 1]
+        # (features, m): the 8 bytes after each branch
+        raw = np.ascontiguousarray(words[branch_at[:, accepted] + 1])
         taken = kinds[:, accepted]
-        numbers = raw.view(np.float64).copy()
-        floats = taken == _F4
-        if floats.any():
-            numbers[floats] = (raw[floats] & _LOW32).astype(np.uint32).view(np.float32)
-        numbers[taken == _NULL] = np.nan
+        table = np.empty((len(accepted), n_features + 1), dtype=np.float64)
+        table[:, n_features] = np.nan
+        numbers = table[:, :n_features].T  # written in place, (features, m)
+        doubles = taken == _F8
+        if doubles.all():
+            numbers[...] = raw.view("<f8")
+        else:  # floats: the low 4 bytes (little-endian), widened exactly (the bytes of nulls,
+            # booleans and integers, replaced below, may be signalling NaNs: no warning)
+            with np.errstate(invalid="ignore"):
+                numbers[...] = raw.view("<f4")[:, ::2]
+            if doubles.any():
+                np.copyto(numbers, raw.view("<f8"), where=doubles)
+        np.copyto(numbers, np.nan, where=taken == _NULL)
         if others is not None:  # booleans and small integers, as fastavro gives them
             which = small[:, accepted]
             byte = others[:, accepted][which].astype(np.int64)
             boolean = taken[which] == _BOOLEAN
             numbers[which] = np.where(boolean, byte, (byte >> 1) ^ -(byte & 1))
-        table = np.empty((len(accepted), n_features + 1), dtype=np.float64)
-        table[:, :n_features] = numbers.T
-        table[:, n_features] = np.nan
         ids = [oids[i] for i in accepted.tolist()]
         return DecodedBatch(self.layout, accepted, ids, top[accepted], table), ok
 

@@ -43,7 +43,9 @@ class OffsetTracker:
 
     def register(self, tp: TopicPartition, offset: int, outputs: int = 1) -> None:
         """A consumed message awaiting ``outputs`` acknowledgements (0: nothing to wait for)."""
-        pending = self._pending.setdefault(tp, OrderedDict())
+        pending = self._pending.get(tp)
+        if pending is None:
+            pending = self._pending[tp] = OrderedDict()
         pending[offset] = outputs
         if outputs == 0:
             self._advance(tp)

@@ -141,10 +141,18 @@ class Router:
                 self._take(group, k, top, chosen, sources, rows, errors, seen)
             seen += len(group.ids)
         self._report_once()
-        return [
-            errors[i] if i in errors else [(t, r) for _, t, r in sorted(rows.get(i, []))]
-            for i in range(len(sources))
-        ]
+        out: list[Routed] = []
+        for i in range(len(sources)):
+            found = rows.get(i)
+            if i in errors:
+                out.append(errors[i])
+            elif found is None:
+                out.append([])
+            elif len(found) == 1:  # one record per message: the common case
+                out.append([found[0][1:]])
+            else:
+                out.append([(t, r) for _, t, r in sorted(found)])
+        return out
 
     def _split(self, group: Alerts) -> list[tuple[int, str, NDArray[np.intp], ErrorOf | None]]:
         """The group's alerts by routed class (k, name, alerts), with the error of those that
@@ -195,6 +203,7 @@ class Router:
         inputs = group.inputs[chosen].tolist()
         bad_rows = set(np.flatnonzero(infinite.any(axis=1)).tolist())
         names = self.routes[top].feature_names
+        coverage = match.coverage
         for j, (at, i) in enumerate(zip(inputs, chosen.tolist(), strict=True)):
             if j in bad_rows:
                 name = names[int(np.argmax(infinite[j]))]
@@ -203,8 +212,16 @@ class Router:
                     at, InputError("non_finite_feature", f"feature {name!r} is {value}")
                 )
                 continue
-            row = Row(sources[at], group.ids[i], probabilities[j], features[j], match.coverage)
-            rows.setdefault(at, []).append((seen + i, top, row))
+            entry = (
+                seen + i,
+                top,
+                Row(sources[at], group.ids[i], probabilities[j], features[j], coverage),
+            )
+            found = rows.get(at)
+            if found is None:
+                rows[at] = [entry]
+            else:
+                found.append(entry)
 
     def _count(self, top: str, match: _Match, n: int) -> None:
         for stats in (self.pending, self._totals):

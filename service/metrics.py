@@ -179,7 +179,8 @@ class Metrics:
         )
         self.latency = BulkHistogram(
             "alert_anomaly_end_to_end_latency_seconds",
-            "Input message timestamp to broker acknowledgement of its score",
+            "Input message timestamp to broker acknowledgement of its score (of the last score "
+            "of its micro-batch: a batch is acknowledged at once)",
             [],
             LATENCY_BUCKETS,
             r,

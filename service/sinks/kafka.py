@@ -7,7 +7,10 @@ the service's throughput depends on it); a score that fails leaves its batch and
 own. Failures are told apart:
 
 * transient (the broker is down or slow, a leader moves, a timeout): the output is produced again
-  with backoff, for as long as it takes - a broker outage loses nothing;
+  with backoff, for as long as it takes - a broker outage loses nothing. The first failure of a
+  kind (topic and error) is logged with its input; the others are counted and summarised every
+  :data:`SUMMARY_EVERY_S` (an outage fails every output in flight: one line each would be
+  thousands);
 * permanent for this message (too large for the producer or the topic, a record or policy the
   broker rejects): retrying cannot help, and an input must not stop the service. The output is
   replaced by a small dead letter that refers to it - reason ``oversized`` or ``rejected``, the
@@ -29,7 +32,7 @@ from functools import partial
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from service.availability import Brokers
+from service.availability import SUMMARY_EVERY_S, Brokers
 from service.codec import BatchEncoder, make_batch_encoder
 from service.config import Settings
 from service.exceptions import InputError
@@ -129,6 +132,8 @@ class KafkaSink:
         self.last_acknowledged_at: float | None = None  # time.monotonic()
         self._in_flight = 0
         self._retries: deque[_Output] = deque()
+        self._failing: dict[tuple[str, str], int] = {}  # (topic, error) -> failures since a line
+        self._last_failure_summary = time.monotonic()
         self._latencies: defaultdict[str, list[int | None]] = defaultdict(list)
         # at debug level, every acknowledged output is logged with its input (for tracing)
         self._trace = log.bind().is_enabled_for(logging.DEBUG)
@@ -218,16 +223,23 @@ class KafkaSink:
         backoff = RETRY_BACKOFF_S[min(output.attempt, len(RETRY_BACKOFF_S) - 1)]
         self.failures += 1
         self.metrics.record_delivery_failure(output.topic)
-        log.warning(
-            "delivery_failed",
-            error=str(error),
-            topic=output.topic,
-            source_topic=output.source.topic,
-            source_partition=output.source.partition,
-            source_offset=output.source.offset,
-            retry_in_s=backoff,
-            attempt=output.attempt + 1,
-        )
+        kind = (output.topic, error.name())
+        if kind not in self._failing:
+            if not self._failing:
+                self._last_failure_summary = time.monotonic()
+            self._failing[kind] = 0
+            log.warning(
+                "delivery_failed",
+                error=str(error),
+                topic=output.topic,
+                source_topic=output.source.topic,
+                source_partition=output.source.partition,
+                source_offset=output.source.offset,
+                retry_in_s=backoff,
+                attempt=output.attempt + 1,
+                more="further failures of this kind are counted in delivery_failures lines",
+            )
+        self._failing[kind] += 1
         self._retries.append(
             replace(output, attempt=output.attempt + 1, not_before=time.monotonic() + backoff)
         )
@@ -283,6 +295,15 @@ class KafkaSink:
     def poll(self, timeout_s: float) -> None:
         self.producer.poll(timeout_s)
         now = time.monotonic()
+        if self._failing and now - self._last_failure_summary >= SUMMARY_EVERY_S:
+            log.warning(
+                "delivery_failures",
+                failures={f"{topic}: {error}": n for (topic, error), n in self._failing.items()},
+                retrying=len(self._retries),
+                in_flight=self._in_flight,
+            )
+            self._failing.clear()
+            self._last_failure_summary = now
         for _ in range(len(self._retries)):
             retry = self._retries.popleft()
             if retry.not_before > now:

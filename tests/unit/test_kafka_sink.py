@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+import structlog
 from confluent_kafka import KafkaError, Message
 
 from service.availability import Brokers
 from service.config import load_settings
 from service.metrics import Metrics
 from service.routing import Source
+from service.sinks import kafka as kafka_sink
 from service.sinks.kafka import KafkaSink, _ScoreBatch
 
 UNUSED = "127.0.0.1:1"
@@ -64,4 +67,30 @@ def test_a_batch_whose_every_score_failed_reports_nothing() -> None:
     batch.delivered(0, too_large, report(b"a", too_large))
     assert written == []
     assert sink.replaced == 1  # a permanent error: a reference dead letter stands for it
+    sink.close(0)
+
+
+def test_an_outage_is_one_line_per_kind_of_failure_then_a_summary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every output in flight fails in an outage: the first failure of a kind is logged with its
+    input, the others are counted into a periodic summary line."""
+    settings = load_settings(
+        None, {"kafka": {"bootstrap_servers": UNUSED}, "output": {"topic": "scores"}}
+    )
+    sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+    batch = _ScoreBatch(sink, [Source("alerts", 0, offset, None) for offset in range(3)])
+    sink._in_flight = 3
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+    with structlog.testing.capture_logs() as logs:
+        for i, key in enumerate((b"a", b"b", b"c")):
+            batch.delivered(i, timed_out, report(key, timed_out))
+        sink.poll(0)  # within the summary interval: nothing more
+        monkeypatch.setattr(kafka_sink, "SUMMARY_EVERY_S", 0.0)
+        sink.poll(0)
+    events = [e for e in logs if e["event"].startswith("delivery_failed")]
+    assert [(e["event"], e["source_offset"]) for e in events] == [("delivery_failed", 0)]
+    [summary] = [e for e in logs if e["event"] == "delivery_failures"]
+    assert summary["failures"] == {"scores: _MSG_TIMED_OUT": 3}
+    assert summary["retrying"] == 3
     sink.close(0)

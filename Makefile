@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test faults install install-dev lint typecheck unit integration bench bench-gpu sample bundles lsst-sample lsst-bundles lsst-report results clean
+.PHONY: demo test slow faults install install-dev lint typecheck unit integration bench bench-gpu sample bundles lsst-sample lsst-bundles lsst-report results clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ demo: install
 
 ## Install, lint, type-check and run every test but the fault suite.
 test: install-dev lint typecheck
-	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not faults and not slow" $(PYTEST_ARGS)
+
+## Tests of a minute or more (the benchmark harness end to end; CI runs them after test).
+slow: install-dev
+	$(BIN)/pytest -m "slow and not faults" $(PYTEST_ARGS)
 
 ## The fault suite: hostile input, kills, a frozen and a restarted broker (CI runs it after test).
 faults: install-dev

@@ -1,5 +1,6 @@
 """`python -m benchmarks` runs end to end on a small load and writes every number it prints (the
-numbers themselves are the benchmark's business, not the test's)."""
+numbers themselves are the benchmark's business, not the test's). About a minute - a consumer-group
+join per phase - so it is `slow`: `make slow`, which CI runs after `make test`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_end_to_end_benchmark_runs_and_writes_its_json(

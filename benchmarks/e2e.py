@@ -96,6 +96,10 @@ class Latency:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    flush_when_idle: bool = True  # batch.flush_when_idle (shipped: on)
+    # CPU time per alert while the load ran, by process (the load's producer not included)
+    cpu_us_per_alert: dict[str, float] = field(default_factory=dict)
+    batches: dict[str, int] = field(default_factory=dict)  # micro-batches released, by why
 
 
 @dataclass
@@ -169,7 +173,7 @@ def targets(report: Report) -> list[Target]:
             False,
         )
         for lat in report.latency
-        if lat.offered_per_second in LATENCY_BOUNDS_MS
+        if lat.offered_per_second in LATENCY_BOUNDS_MS and lat.flush_when_idle  # as shipped
     ]
     return out
 
@@ -351,6 +355,11 @@ class LatencyMetrics(Metrics):
         self.latencies_ms: list[float] = []
         self.first_input_ms = float("inf")  # the earliest input timestamp of an output
         self.last_ack_ms = 0.0
+        self.released: dict[str, int] = {}  # micro-batches, by why they were released
+
+    def record_released(self, reason: str) -> None:
+        super().record_released(reason)
+        self.released[reason] = self.released.get(reason, 0) + 1
 
     def record_delivered(self, topic: str, source_timestamps_ms: Sequence[int | None]) -> None:
         super().record_delivered(topic, source_timestamps_ms)
@@ -527,16 +536,28 @@ def scaling(values: dict[str, Any], instances: int, n: int) -> Throughput:
 
 
 def offered(
-    settings: Settings, partitions: int, load: list[str], survey: str = "ztf"
-) -> tuple[LatencyMetrics, dict[str, float]]:
+    settings: Settings,
+    partitions: int,
+    load: list[str],
+    survey: str = "ztf",
+    broker_pid: int | None = None,
+) -> tuple[LatencyMetrics, dict[str, float], dict[str, float]]:
     """The service, joined and idle on new topics, under a load produced by another process
-    (``benchmarks.load`` with ``load``'s arguments); returns once every alert sent is scored."""
+    (``benchmarks.load`` with ``load``'s arguments); returns once every alert sent is scored,
+    with the CPU time per alert of the service, its inference worker and the broker."""
     new_topics(settings, partitions)
     metrics = LatencyMetrics()
     with running(settings, metrics) as run:
         if not run.ready.wait(60):
             raise RuntimeError("the service got no partitions within 60 s")
         time.sleep(1.0)  # let the fetchers settle on the (empty) partitions
+        meter = CpuMeter(
+            {
+                "service process": os.getpid(),
+                "inference worker": run.service.inference_pid,
+                "broker": broker_pid,
+            }
+        )
         produced = subprocess.run(
             [
                 sys.executable,
@@ -557,13 +578,16 @@ def offered(
         sent = json.loads(produced.stdout)
         if not run.wait_until(lambda s: s.stats.acknowledged >= sent["sent"], 300):
             raise RuntimeError(f"the service did not score the {sent['sent']:.0f} alerts sent")
-    return metrics, sent
+        meter.stop()
+    return metrics, sent, meter.us_per_alert(int(sent["sent"]))
 
 
-def latency(settings: Settings, args: argparse.Namespace, rate: float) -> Latency:
+def latency(
+    settings: Settings, args: argparse.Namespace, rate: float, broker_pid: int | None
+) -> Latency:
     """Latency percentiles of the service under a fixed offered load from another process."""
     load = ["--rate", str(rate), "--seconds", str(args.load_seconds)]
-    metrics, sent = offered(settings, args.partitions, load)
+    metrics, sent, cpu = offered(settings, args.partitions, load, broker_pid=broker_pid)
     values = np.asarray(metrics.latencies_ms)
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
     return Latency(
@@ -574,12 +598,15 @@ def latency(settings: Settings, args: argparse.Namespace, rate: float) -> Latenc
         float(p95),
         float(p99),
         float(values.max()),
+        settings.batch.flush_when_idle,
+        cpu,
+        dict(metrics.released),
     )
 
 
 def burst(settings: Settings, args: argparse.Namespace, survey: str, n: int) -> Burst:
     """The time to score ``n`` alerts produced at once into the joined, idle service."""
-    metrics, sent = offered(settings, args.partitions, ["--burst", str(n)], survey)
+    metrics, sent, _ = offered(settings, args.partitions, ["--burst", str(n)], survey)
     size = float(np.mean([len(v) for _, v in workload.encoded_for(survey)]))
     seconds = (metrics.last_ack_ms - metrics.first_input_ms) / 1000
     return Burst(survey, int(sent["sent"]), seconds, sent["seconds"], size)
@@ -696,11 +723,16 @@ def print_report(report: Report) -> None:
         print()
     print(f"{'latency (input timestamp -> output ack)':42s} p50 / p95 / p99 / max ms")
     for lat in report.latency:
-        label = f"offered {lat.offered_per_second:,.0f}/s (sent {lat.achieved_per_second:,.0f}/s)"
+        label = (
+            f"offered {lat.offered_per_second:,.0f}/s (sent {lat.achieved_per_second:,.0f}/s)"
+            f"{'' if lat.flush_when_idle else ', no idle flush'}"
+        )
         print(
             f"{label:42s} {lat.p50_ms:.1f} / {lat.p95_ms:.1f} / {lat.p99_ms:.1f} / "
             f"{lat.max_ms:.1f}  ({lat.alerts} alerts)"
         )
+        cpu = ", ".join(f"{k} {v:.1f}" for k, v in lat.cpu_us_per_alert.items())
+        print(f"{'':42s} CPU us/alert: {cpu}; batches released: {lat.batches}")
     print()
     if report.bursts:
         print(f"{'burst (first input timestamp -> last ack)':42s} {'seconds':>8s} {'alerts/s':>9s}")
@@ -735,6 +767,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-delay-ms", type=float, default=20.0)
     parser.add_argument("--loads", default="1000,5000", help="offered loads (alerts/s)")
     parser.add_argument("--load-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--flush-when-idle",
+        choices=("shipped", "both"),
+        default="both",
+        help="latency rows with batch.flush_when_idle as shipped (on), or also with it off",
+    )
     parser.add_argument("--bursts", default="10000,40000", help="burst sizes (alerts)")
     parser.add_argument(
         "--burst-surveys", default="ztf,lsst", help="workloads of the bursts: ztf, lsst"
@@ -777,6 +815,7 @@ def main(argv: list[str] | None = None) -> None:
                 "partitions": args.partitions,
                 "batch_rows": args.batch_rows,
                 "max_delay_ms": args.max_delay_ms,
+                "flush_when_idle": f"on (as shipped); latency rows: {args.flush_when_idle}",
                 "device": device,
                 "cores": cores(),
                 "instances": args.instances,
@@ -826,7 +865,12 @@ def main(argv: list[str] | None = None) -> None:
         for rate in (float(x) for x in args.loads.split(",") if x and "latency" in rows):
             print(f"latency at {rate:,.0f} alerts/s ...", flush=True)
             load_topic = f"bench-load-{uuid.uuid4().hex[:8]}"
-            report.latency.append(latency(settings_for(kafka, load_topic, args), args, rate))
+            for idle in (True, False) if args.flush_when_idle == "both" else (True,):
+                settings = settings_for(kafka, f"{load_topic}-{'on' if idle else 'off'}", args)
+                settings = settings.model_copy(
+                    update={"batch": settings.batch.model_copy(update={"flush_when_idle": idle})}
+                )
+                report.latency.append(latency(settings, args, rate, kafka.pid))
         for survey in args.burst_surveys.split(",") if "bursts" in rows else []:
             for size in (int(x) for x in args.bursts.split(",") if x):
                 print(f"a burst of {size:,} {survey} alerts ...", flush=True)

@@ -228,11 +228,18 @@ class ModelSettings(_Section):
 
 
 class BatchSettings(_Section):
-    """Micro-batching: a batch is scored when full or when its oldest alert is this old."""
+    """Micro-batching: a batch is scored when full, when its oldest alert is ``max_delay_ms``
+    old, or - ``flush_when_idle`` - as soon as the input is quiet and the model idle."""
 
     max_rows: int = Field(1024, ge=1, le=65536, description="rows per micro-batch")
     max_delay_ms: float = Field(
         20.0, gt=0, le=60000, description="deadline of a micro-batch after its first alert"
+    )
+    flush_when_idle: bool = Field(
+        True,
+        description="score open batches before their deadline when a read finds no new input "
+        "and no batch is being scored (waiting would only add latency; costs one padded "
+        "128-row chunk per class at each quiet moment)",
     )
 
 

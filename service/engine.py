@@ -6,7 +6,8 @@ One thread drives everything (librdkafka and the inference worker do their work 
 
 * inputs are read in batches, decoded and routed by the processor (:mod:`service.processing`);
   every input is registered with the number of outputs it will have;
-* rows wait in a :class:`MicroBatcher` per class until it is full or its deadline passes, then
+* rows wait in a :class:`MicroBatcher` per class until it is full or its deadline passes - or,
+  with ``flush_when_idle``, until a read finds nothing new while no batch is being scored - then
   go to inference; scored batches go to the sink, and so do dead letters;
 * the sink reports every written output to the :class:`OffsetTracker`, and only positions whose
   outputs (and all earlier ones in the partition) are written get committed, every
@@ -51,6 +52,8 @@ class Options:
     max_delay_s: float
     commit_interval_s: float
     drain_timeout_s: float
+    # release open batches when a read finds nothing new and inference is idle (live service)
+    flush_when_idle: bool = False
     stop_after_idle_s: float | None = None
     checkpoint_every: int | None = None  # bounded sources: inputs between checkpoints
 
@@ -135,7 +138,11 @@ class Engine:
                     self._handle(inputs)
                     since_checkpoint += len(inputs)
                 for top, rows in self.batcher.due():
-                    self._score(top, rows)
+                    self._score(top, rows, "deadline")
+                if not inputs and o.flush_when_idle and not self.inference.pending():
+                    # the input is quiet and the model idle: waiting would only add latency
+                    for top, rows in self.batcher.drain():
+                        self._score(top, rows, "idle")
                 self._publish_scored()
                 self.sink.poll(0)
                 self._flush_metrics()
@@ -160,12 +167,17 @@ class Engine:
 
     def _wait_s(self) -> float:
         """How long a read may wait: not past the oldest open batch's deadline, and only
-        briefly while outputs await their acknowledgements or batches their scores."""
+        briefly while outputs await their acknowledgements, batches their scores or (flushing
+        when idle) open batches a quiet input."""
         waits = [IDLE_WAIT_S]
         deadline = self.batcher.seconds_to_deadline()
         if deadline is not None:
             waits.append(deadline)
-        if self.tracker.in_flight() or self.inference.pending():
+        if (
+            self.tracker.in_flight()
+            or self.inference.pending()
+            or (deadline is not None and self.options.flush_when_idle)
+        ):
             waits.append(BUSY_POLL_S)
         return min(waits)
 
@@ -205,7 +217,7 @@ class Engine:
         if deadline is None:
             deadline = time.monotonic() + self.options.drain_timeout_s
         for top, rows in self.batcher.drain():
-            self._score(top, rows)
+            self._score(top, rows, "drain")
         while self.inference.pending() and time.monotonic() < deadline:
             self._publish_scored(0.1)
         self.sink.flush(0)  # file sinks write their parts now
@@ -299,7 +311,7 @@ class Engine:
             for top, row in result:
                 full = add(top, row)
                 if full is not None:
-                    self._score(top, full)
+                    self._score(top, full, "full")
 
     def _dead_letter(self, item: Input, error: InputError) -> None:
         source = item.source
@@ -317,8 +329,9 @@ class Engine:
 
     # -- scoring and writing ---------------------------------------------------------------
 
-    def _score(self, top: str, rows: list[Row]) -> None:
-        """Hand a full or due micro-batch to inference, and write what it has finished."""
+    def _score(self, top: str, rows: list[Row], reason: str) -> None:
+        """Hand a released micro-batch to inference, and write what it has finished."""
+        self.metrics.record_released(reason)
         self.inference.submit(top, [row.features for row in rows], rows)
         self._publish_scored()
 

@@ -28,6 +28,7 @@ def engine_options(settings: Settings) -> Options:
     return Options(
         max_rows=settings.batch.max_rows,
         max_delay_s=settings.batch.max_delay_ms / 1000,
+        flush_when_idle=settings.batch.flush_when_idle,
         commit_interval_s=settings.commit_interval_ms / 1000,
         drain_timeout_s=settings.drain_timeout_s,
         stop_after_idle_s=settings.stop_after_idle_s,

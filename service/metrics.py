@@ -163,6 +163,14 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.released = Counter(
+            "alert_anomaly_batches_released",
+            "Micro-batches sent to scoring, by why: full, deadline (batch.max_delay_ms), idle "
+            "(batch.flush_when_idle: nothing new to read and no batch being scored) or drain "
+            "(stop, rebalance, checkpoint)",
+            ["reason"],
+            registry=r,
+        )
         self.inference_seconds = Histogram(
             "alert_anomaly_inference_seconds",
             "Model inference time per micro-batch",
@@ -286,6 +294,10 @@ class Metrics:
         self.scored.labels(survey, top_class, scorer).inc(n)
         self.score.observe_many(scores, survey, top_class, scorer)
         self.percentile.observe_many(percentiles, survey, top_class, scorer)
+
+    @_never_raises
+    def record_released(self, reason: str) -> None:
+        self.released.labels(reason).inc()
 
     @_never_raises
     def record_delivered(self, topic: str, source_timestamps_ms: Sequence[int | None]) -> None:

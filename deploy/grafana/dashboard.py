@@ -98,6 +98,11 @@ def panels() -> list[Any]:
                     f"(rate(alert_anomaly_inference_seconds_bucket{{{JOB}}}[{RATE}]))) * 1000",
                     "p99 inference ms ({{device}})",
                 ),
+                (
+                    "sum by (reason) "
+                    f"(rate(alert_anomaly_batches_released_total{{{JOB}}}[{RATE}]))",
+                    "batches/s released: {{reason}}",
+                ),
             ],
             (12, 8, 12, 8),
         ),

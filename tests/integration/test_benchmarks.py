@@ -75,9 +75,14 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "service/peer",
         "instances/service",
     }
-    [latency] = report["latency"]
-    assert latency["alerts"] == 300
-    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    shipped, off = report["latency"]  # batch.flush_when_idle as shipped (on), then off
+    assert (shipped["flush_when_idle"], off["flush_when_idle"]) == (True, False)
+    for latency in (shipped, off):
+        assert latency["alerts"] == 300
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+        assert "service process" in latency["cpu_us_per_alert"]
+        assert sum(latency["batches"].values()) > 0
+    assert "idle" not in off["batches"]
     [burst] = report["bursts"]  # Rubin alert packets with their history
     assert (burst["survey"], burst["alerts"]) == ("lsst", 200)
     assert burst["seconds"] > 0

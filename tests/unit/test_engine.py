@@ -1,0 +1,164 @@
+"""When the engine releases micro-batches: a scripted source and an inference that can be held
+busy, with the shipped models and a deadline that never passes during a test (no clocks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.config import Settings, load_settings
+from service.demo import sample_messages
+from service.engine import Engine, Options
+from service.inference import InlineInference
+from service.metrics import Metrics
+from service.offsets import OffsetTracker
+from service.processing import AlertProcessor
+from service.routing import Row, Source
+from service.sinks.files import CollectingSink
+from service.sources import Input, Position
+
+NEVER_S = 3600.0  # a batch deadline no test reaches
+
+
+class ScriptedSource:
+    """Returns the scripted reads in order (a list of inputs each; [] = nothing arrived), then
+    None (exhausted); counts the reads."""
+
+    def __init__(self, reads: list[list[Input]]) -> None:
+        self.reads = reads
+        self.count = 0
+
+    def start(self, listener: Any) -> None:
+        """Nothing to open."""
+
+    def read(self, max_inputs: int, timeout_s: float) -> list[Input] | None:
+        self.count += 1
+        return self.reads.pop(0) if self.reads else None
+
+    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
+        """Nothing to commit to."""
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def total(self) -> int | None:
+        return None
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Nothing to release."""
+
+
+class HeldInference(InlineInference[list[Row]]):
+    """Inline scoring that reports a batch as being scored while ``busy``; logs every release
+    as (reads so far, class, rows)."""
+
+    def __init__(self, processor: AlertProcessor, source: ScriptedSource) -> None:
+        super().__init__({top: r.scorer for top, r in processor.routes.items()})
+        self.source = source
+        self.busy = False
+        self.released: list[tuple[int, str, int]] = []
+
+    def submit(self, top: str, features: Any, tag: list[Row]) -> None:
+        self.released.append((self.source.count, top, len(features)))
+        super().submit(top, features, tag)
+
+    def pending(self) -> int:
+        return super().pending() + int(self.busy)
+
+
+class Reasons(Metrics):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: list[str] = []
+
+    def record_released(self, reason: str) -> None:
+        super().record_released(reason)
+        self.reasons.append(reason)
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings(None, {"model": {"inference": "inline"}, "metrics_port": None})
+
+
+@pytest.fixture(scope="module")
+def processor(settings: Settings) -> AlertProcessor:
+    return AlertProcessor(settings)
+
+
+def inputs(first: int, n: int) -> list[Input]:
+    messages = list(sample_messages(first + n))[first:]
+    return [Input(Source("in", 0, first + i, None), k, v) for i, (k, v) in enumerate(messages)]
+
+
+def run(
+    processor: AlertProcessor, reads: list[list[Input]], flush_when_idle: bool, busy: bool = False
+) -> tuple[HeldInference, Reasons, CollectingSink]:
+    source = ScriptedSource(reads)
+    inference = HeldInference(processor, source)
+    inference.busy = busy
+    metrics, tracker = Reasons(), OffsetTracker()
+    sink = CollectingSink(tracker.written)
+    options = Options(
+        max_rows=1024,
+        max_delay_s=NEVER_S,
+        commit_interval_s=NEVER_S,
+        drain_timeout_s=1.0,
+        flush_when_idle=flush_when_idle,
+    )
+    Engine(processor, inference, source, sink, tracker, options, metrics).run()
+    return inference, metrics, sink
+
+
+def test_a_quiet_read_releases_the_open_batches(processor: AlertProcessor) -> None:
+    # 40 alerts in two reads, a quiet read, 30 more, a quiet read
+    reads = [inputs(0, 20), inputs(20, 20), [], inputs(40, 30), []]
+    inference, metrics, sink = run(processor, reads, flush_when_idle=True)
+    assert len(sink.records) == 70
+    first = [(top, n) for at, top, n in inference.released if at == 3]
+    second = [(top, n) for at, top, n in inference.released if at == 5]
+    assert sum(n for _, n in first) == 40  # both reads' alerts, released by the quiet read
+    assert sum(n for _, n in second) == 30
+    assert len(first) == len({top for top, _ in first}) > 1  # one batch per class
+    assert len(inference.released) == len(first) + len(second)  # nothing left to drain
+    assert set(metrics.reasons) == {"idle"}
+
+
+def test_without_flush_when_idle_batches_wait_for_their_deadline(
+    processor: AlertProcessor,
+) -> None:
+    reads = [inputs(0, 20), [], inputs(20, 30), []]
+    inference, metrics, sink = run(processor, reads, flush_when_idle=False)
+    assert len(sink.records) == 50
+    # nothing before the end of the input (the deadline is an hour away): drained at the stop
+    assert {at for at, _, _ in inference.released} == {5}
+    assert set(metrics.reasons) == {"drain"}
+
+
+def test_batches_keep_filling_while_a_batch_is_being_scored(processor: AlertProcessor) -> None:
+    reads = [inputs(0, 20), [], inputs(20, 30), []]
+    inference, metrics, sink = run(processor, reads, flush_when_idle=True, busy=True)
+    assert len(sink.records) == 50
+    assert {at for at, _, _ in inference.released} == {5}  # at the end of the input
+    assert set(metrics.reasons) == {"drain"}
+
+
+def test_full_batches_go_at_once(processor: AlertProcessor) -> None:
+    source = ScriptedSource([inputs(0, 600)])
+    inference = HeldInference(processor, source)
+    metrics, tracker = Reasons(), OffsetTracker()
+    options = Options(
+        max_rows=50, max_delay_s=NEVER_S, commit_interval_s=NEVER_S, drain_timeout_s=1.0
+    )
+    sink = CollectingSink(tracker.written)
+    Engine(processor, inference, source, sink, tracker, options, metrics).run()
+    assert len(sink.records) == 600
+    released = list(zip(metrics.reasons, inference.released, strict=True))
+    assert all(at == 1 and n == 50 for why, (at, _, n) in released if why == "full")
+    assert all(n < 50 for why, (_, _, n) in released if why == "drain")  # the rest, at the end
+    assert metrics.reasons.count("full") >= 600 // 50 - 2  # at most one partial batch per class
+    assert set(metrics.reasons) == {"full", "drain"}

@@ -121,8 +121,8 @@ def paper_scaling(names: tuple[str, ...]) -> tuple[FeatureScaling, ...]:
 class Preprocessor(torch.nn.Module):
     """The fitted transform as a torch module: raw float32 features -> network inputs."""
 
-    is_log: torch.Tensor
-    is_asinh: torch.Tensor
+    log_columns: torch.Tensor
+    asinh_columns: torch.Tensor
     floor: torch.Tensor
     scale: torch.Tensor
     low: torch.Tensor
@@ -134,17 +134,18 @@ class Preprocessor(torch.nn.Module):
         self.scaling = scaling
         kinds = [s.kind for s in scaling]
 
-        def mask(kind: str) -> torch.Tensor:
-            return torch.tensor([k == kind for k in kinds], dtype=torch.bool)
+        def columns(kind: str) -> torch.Tensor:
+            return torch.tensor([i for i, k in enumerate(kinds) if k == kind], dtype=torch.long)
 
-        def values(attr: str) -> torch.Tensor:
-            return torch.tensor([getattr(s, attr) for s in scaling], dtype=torch.float32)
+        def values(attr: str, kind: str | None = None) -> torch.Tensor:
+            chosen = [s for s in scaling if kind is None or s.kind == kind]
+            return torch.tensor([getattr(s, attr) for s in chosen], dtype=torch.float32)
 
-        self.register_buffer("is_log", mask("log"))
-        self.register_buffer("is_asinh", mask("asinh"))
-        params = values("param")
-        self.register_buffer("floor", torch.where(mask("log"), params, torch.ones_like(params)))
-        self.register_buffer("scale", torch.where(mask("asinh"), params, torch.ones_like(params)))
+        # the transforms run on their own columns only (the logarithms are most of the cost)
+        self.register_buffer("log_columns", columns("log"))
+        self.register_buffer("asinh_columns", columns("asinh"))
+        self.register_buffer("floor", values("param", "log"))
+        self.register_buffer("scale", values("param", "asinh"))
         self.register_buffer("low", values("low"))
         self.register_buffer("span", values("high") - values("low"))
         self.register_buffer("missing", values("missing"))
@@ -154,10 +155,17 @@ class Preprocessor(torch.nn.Module):
         return len(self.scaling)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Undefined (non-finite) values -> 0 for the transforms, then their ``missing`` value;
+        log: log10(max(x, floor)); asinh: asinh(x / scale); then every column
+        tanh((x - low) / span - 0.5)."""
         missing = ~torch.isfinite(x)
-        x = torch.where(missing, torch.zeros_like(x), x)
-        x = torch.where(self.is_log, torch.log10(torch.maximum(x, self.floor)), x)
-        x = torch.where(self.is_asinh, torch.asinh(x / self.scale), x)
+        x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        if len(self.log_columns):
+            logs = torch.maximum(x.index_select(1, self.log_columns), self.floor)
+            x.index_copy_(1, self.log_columns, torch.log10(logs))
+        if len(self.asinh_columns):
+            scaled = x.index_select(1, self.asinh_columns) / self.scale
+            x.index_copy_(1, self.asinh_columns, torch.asinh(scaled))
         x = torch.tanh((x - self.low) / self.span - 0.5)
         return torch.where(missing, self.missing.expand_as(x), x)
 

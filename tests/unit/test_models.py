@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.bundle import Bundle
+from models.bundle import Bundle, load_bundle
 from models.exceptions import DataError
 from models.features import paper_features
 from models.networks import AnomalyNet, Ensemble, Network
 from models.preprocessing import NAN_VALUE, FeatureScaling, Preprocessor, fit_scaling
+from models.resources import bundles_dir
 from models.scoring import Scorer
 from models.table import AlertTable
 from models.training import (
@@ -275,6 +276,43 @@ def test_preprocessing_by_hand() -> None:
         ]
     )
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+
+
+def whole_matrix_preprocessing(pre: Preprocessor, x: torch.Tensor) -> torch.Tensor:
+    """The transform written over every column at once (what the bundles were calibrated with
+    before the transforms ran on their own columns only)."""
+    kinds = [s.kind for s in pre.scaling]
+    is_log = torch.tensor([k == "log" for k in kinds])
+    is_asinh = torch.tensor([k == "asinh" for k in kinds])
+    param = torch.tensor([s.param for s in pre.scaling], dtype=torch.float32)
+    low = torch.tensor([s.low for s in pre.scaling], dtype=torch.float32)
+    span = torch.tensor([s.high for s in pre.scaling], dtype=torch.float32) - low
+    missing = ~torch.isfinite(x)
+    x = torch.where(missing, torch.zeros_like(x), x)
+    x = torch.where(is_log, torch.log10(torch.maximum(x, torch.where(is_log, param, 1.0))), x)
+    x = torch.where(is_asinh, torch.asinh(x / torch.where(is_asinh, param, 1.0)), x)
+    x = torch.tanh((x - low) / span - 0.5)
+    missing_values = torch.tensor([s.missing for s in pre.scaling], dtype=torch.float32)
+    return torch.where(missing, missing_values.expand_as(x), x)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 128, 1000])
+def test_preprocessing_is_bitwise_the_whole_matrix_transform(rows: int) -> None:
+    rng = np.random.default_rng(rows)
+    manifests = sorted(bundles_dir().glob("*/*/manifest.json"))
+    assert len(manifests) >= 15  # every shipped bundle, ZTF and LSST
+    for path in manifests:
+        pre = load_bundle(path.parent).preprocessor
+        n = pre.n_features
+        x = (rng.standard_normal((rows, n)) * 10.0 ** rng.uniform(-8, 8, (rows, n))).astype(
+            np.float32
+        )
+        for value, share in ((np.nan, 0.1), (np.inf, 0.01), (-np.inf, 0.01), (0.0, 0.05)):
+            x[rng.random((rows, n)) < share] = value
+        with torch.inference_mode():
+            ours = pre(torch.from_numpy(x.copy())).numpy()
+            theirs = whole_matrix_preprocessing(pre, torch.from_numpy(x.copy())).numpy()
+        np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32), path.parent.name)
 
 
 def test_fit_scaling_picks_a_transform_per_column_from_its_own_values() -> None:

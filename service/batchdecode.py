@@ -10,19 +10,20 @@ over all messages of a consumed batch at once:
 * every fixed byte of the layout (keys, block counts, union branches, map ends) is compared with
   the layout's own bytes in one gather of unaligned 64-bit words under masks, and each message
   must end exactly where its layout does;
-* the numbers are gathered in one go as float64 (floats widened exactly), nulls become NaN.
+* the numbers are gathered in one go as float64 (floats widened exactly), nulls become NaN -
+  those of the features the caller wants (the models' features), whatever the record carries.
 
 A message that does not fit - another layout, an integer feature beyond -64..63, an id or class
 string of 64 bytes or more, bytes that are not a record of the schema - is left out, and the
 caller decodes it generically (fastavro), which decodes it or reports its error. What this path
-accepts it decodes exactly as fastavro does (``tests/unit/test_batchdecode.py``). A chunk has a
+accepts it decodes exactly as fastavro does (``tests/unit/test_decoding.py``). A chunk has a
 fixed cost of a few hundred microseconds (the per-feature steps), so it pays from a few messages
 on (:data:`MIN_BATCH`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -50,7 +51,8 @@ class DecodedBatch(NamedTuple):
     inputs: NDArray[np.intp]  # position of each decoded message in the input
     oids: list[str]
     top: NDArray[np.float32]  # (m, top classes) in ``layout.top_classes`` order
-    values: NDArray[np.float64]  # (m, features + 1): layout order, NaN for null, then NaN
+    columns: NDArray[np.intp]  # the layout's features gathered (indices into its feature order)
+    values: NDArray[np.float64]  # (m, columns + 1): NaN for null, then a NaN column
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,11 @@ def _runs(parts: Sequence[Part]) -> list[_Run]:
 class _Program:
     """One layout compiled to array operations (see the module docstring)."""
 
-    def __init__(self, layout: Layout, shape: Shape, header: bytes) -> None:
+    def __init__(
+        self, layout: Layout, shape: Shape, header: bytes, columns: NDArray[np.intp]
+    ) -> None:
         self.layout = layout
+        self.columns = columns
         self.id_is_string = shape.id_is_string
         self.header = _Run.of([Lit(header)])
         head = _runs(layout.head_parts)  # before feature 0, between features, after the last
@@ -209,12 +214,14 @@ class _Program:
         accepted = np.flatnonzero(ok)  # ids that are not UTF-8 were turned down
         if not len(accepted):
             return None, ok
-        # (features, m): the 8 bytes after each branch
-        raw = np.ascontiguousarray(words[branch_at[:, accepted] + 1])
-        taken = kinds[:, accepted]
-        table = np.empty((len(accepted), n_features + 1), dtype=np.float64)
-        table[:, n_features] = np.nan
-        numbers = table[:, :n_features].T  # written in place, (features, m)
+        # (columns, m): the 8 bytes after each wanted feature's branch
+        cells = np.ix_(self.columns, accepted)
+        raw = np.ascontiguousarray(words[branch_at[cells] + 1])
+        taken = kinds[cells]
+        width = len(self.columns)
+        table = np.empty((len(accepted), width + 1), dtype=np.float64)
+        table[:, width] = np.nan
+        numbers = table[:, :width].T  # written in place, (columns, m)
         doubles = taken == _F8
         if doubles.all():
             numbers[...] = raw.view("<f8")
@@ -226,12 +233,12 @@ class _Program:
                 np.copyto(numbers, raw.view("<f8"), where=doubles)
         np.copyto(numbers, np.nan, where=taken == _NULL)
         if others is not None:  # booleans and small integers, as fastavro gives them
-            which = small[:, accepted]
-            byte = others[:, accepted][which].astype(np.int64)
+            which = small[cells]
+            byte = others[cells][which].astype(np.int64)
             boolean = taken[which] == _BOOLEAN
             numbers[which] = np.where(boolean, byte, (byte >> 1) ^ -(byte & 1))
         ids = [oids[i] for i in accepted.tolist()]
-        return DecodedBatch(self.layout, accepted, ids, top[accepted], table), ok
+        return DecodedBatch(self.layout, accepted, ids, top[accepted], self.columns, table), ok
 
     def _read_id(
         self, buf: NDArray[np.uint8], at: NDArray[np.int64], ok: NDArray[np.bool_]
@@ -309,11 +316,18 @@ def _read_varint(value: bytes, pos: int) -> int:
 
 
 class BatchDecoder:
-    """The layouts a :class:`LayoutLearner` has learned, compiled for batches (lazily)."""
+    """The layouts a :class:`LayoutLearner` has learned, compiled for batches (lazily);
+    ``columns(layout)`` names the features to gather (default: all)."""
 
-    def __init__(self, decoder: LayoutLearner, header: bytes) -> None:
+    def __init__(
+        self,
+        decoder: LayoutLearner,
+        header: bytes,
+        columns: Callable[[Layout], NDArray[np.intp]] | None = None,
+    ) -> None:
         self.decoder = decoder
         self.header = header
+        self.columns = columns or (lambda layout: np.arange(len(layout.feature_names)))
         self._programs: dict[int, _Program] = {}
 
     def decode(self, values: Sequence[bytes]) -> list[DecodedBatch]:
@@ -330,7 +344,9 @@ class BatchDecoder:
         for i, layout in enumerate(self.decoder.layouts):
             program = self._programs.get(i)
             if program is None:
-                program = self._programs[i] = _Program(layout, self.decoder.shape, self.header)
+                program = self._programs[i] = _Program(
+                    layout, self.decoder.shape, self.header, self.columns(layout)
+                )
             subset = [values[j] for j in remaining.tolist()] if i else values
             batch, ok = program.decode(subset)
             if batch is not None:

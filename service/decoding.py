@@ -25,7 +25,7 @@ from service.batchdecode import MIN_BATCH, BatchDecoder
 from service.codec import CONFLUENT_HEADER_SIZE, confluent_header, load_schema, make_decoder
 from service.config import InputSettings
 from service.exceptions import InputError
-from service.layouts import LayoutLearner
+from service.layouts import Layout, LayoutLearner
 from service.surveys import Survey
 
 log = structlog.get_logger(__name__)
@@ -64,9 +64,18 @@ class _Pending(NamedTuple):
 class MessageDecoder:
     """Decodes messages of the configured input format and record version."""
 
-    def __init__(self, settings: InputSettings, survey: Survey, lightcurves: bool = False) -> None:
-        """``lightcurves``: compute light-curve features of alert packets (a model uses them)."""
+    def __init__(
+        self,
+        settings: InputSettings,
+        survey: Survey,
+        lightcurves: bool = False,
+        wanted: frozenset[str] | None = None,
+    ) -> None:
+        """``lightcurves``: compute light-curve features of alert packets (a model uses them);
+        ``wanted``: the features (today's names) the batch decoder gathers (default: all; the
+        generic path decodes every feature a record carries)."""
         self.survey = survey
+        self.wanted = wanted
         self._parse_record = survey.parser(lightcurves)
         schemas = _schemas(settings, survey)
         generic_schema = schemas.get(b"")
@@ -84,9 +93,12 @@ class MessageDecoder:
             learner = LayoutLearner.for_schema(schema, survey.id_fields)
             if learner is not None:
                 self.learners[header] = learner
-        self._batch = {h: BatchDecoder(learner, h) for h, learner in self.learners.items()}
+        self._batch = {
+            h: BatchDecoder(learner, h, self._columns) for h, learner in self.learners.items()
+        }
         self._header_size = CONFLUENT_HEADER_SIZE if settings.format == "confluent" else 0
         self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._gathered: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._generic_note: set[str] = set()
         self.force_generic = settings.decoder == "generic"
         if settings.format in ("container", "json"):
@@ -181,10 +193,26 @@ class MessageDecoder:
                     decoded.oids,
                     decoded.layout.top_classes,
                     decoded.top.astype(np.float64),
-                    self.canonical(decoded.layout.feature_names),
+                    self._gathered_names(decoded.layout.feature_names, decoded.columns),
                     decoded.values,
                 )
             )
+
+    def _columns(self, layout: Layout) -> NDArray[np.intp]:
+        """The features of ``layout`` that the batch decoder gathers: the wanted ones."""
+        names = self.canonical(layout.feature_names)
+        return np.array(
+            [j for j, name in enumerate(names) if self.wanted is None or name in self.wanted],
+            dtype=np.intp,
+        )
+
+    def _gathered_names(self, names: tuple[str, ...], columns: NDArray[np.intp]) -> tuple[str, ...]:
+        """Today's names of the gathered columns (cached per layout)."""
+        found = self._gathered.get(names)
+        if found is None:
+            canonical = self.canonical(names)
+            found = self._gathered[names] = tuple(canonical[j] for j in columns.tolist())
+        return found
 
     def _note(self, cause: str, why: str, **details: Any) -> None:
         """Say once per cause why messages are decoded generically (fastavro)."""

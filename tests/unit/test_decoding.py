@@ -52,6 +52,16 @@ def by_message(decoded: Decoded, n: int) -> list[Any]:
     return out
 
 
+def only(messages: list[Any], wanted: frozenset[str]) -> list[Any]:
+    """:func:`by_message` with the wanted features only."""
+    return [
+        m
+        if isinstance(m, str)
+        else [(oid, top, {k: v for k, v in f.items() if k in wanted}) for oid, top, f in m]
+        for m in messages
+    ]
+
+
 def fuzzed_values(survey: str, version: str, n: int = 300) -> list[bytes | None]:
     """Fuzzed records (hypothesis), a fifth of them with mutated bytes (a seeded generator:
     hypothesis's own random numbers lean towards small values)."""
@@ -75,7 +85,12 @@ def test_batches_decode_like_fastavro_on_fuzzed_records_and_bytes(
 ) -> None:
     values = fuzzed_values(survey, version)
     batched, generic = decoder(survey, version), decoder(survey, version, decoder="generic")
-    taken = 0
+    # a decoder that gathers a third of the features only (the models' features, in the service)
+    base = encode(survey, version, base_record(survey, version))
+    [[(_, _, features)]] = by_message(generic.decode([base]), 1)
+    wanted = frozenset(sorted(features)[::3])
+    some = MessageDecoder(InputSettings(schema_version=version), SURVEYS[survey], wanted=wanted)
+    taken = taken_some = 0
     for begin in range(0, len(values), 45):  # consumed batches of 45 messages
         chunk = values[begin : begin + 45]
         fast = batched.decode(chunk)
@@ -83,8 +98,19 @@ def test_batches_decode_like_fastavro_on_fuzzed_records_and_bytes(
         assert by_message(fast, len(chunk)) == by_message(slow, len(chunk))
         assert slow.paths == {"batch": 0, "generic": len(chunk)}
         taken += fast.paths["batch"]
+        partial = some.decode(chunk)
+        assert only(by_message(partial, len(chunk)), wanted) == only(
+            by_message(slow, len(chunk)), wanted
+        )
+        taken_some += partial.paths["batch"]
     assert batched.learners, "this version's schema has no layouts"
     assert taken > len(values) / 4, "the batch path took too little to prove anything"
+    assert taken_some == taken
+    again = some.decode([base] * MIN_BATCH)
+    assert again.paths["batch"] == MIN_BATCH
+    [group] = again.groups  # the batch path gathers the wanted columns only
+    assert set(group.names) == wanted
+    assert group.values.shape == (MIN_BATCH, len(wanted) + 1)
 
 
 @pytest.mark.parametrize(("survey", "version"), VERSIONS, ids=lambda v: str(v))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -106,47 +106,49 @@ def cpu_seconds_of(stat: Path) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class StackSampler:
-    """Where one thread spends its CPU time: every ``interval_s`` its Python stack is sampled and
-    the CPU time the thread used since the previous sample is charged to the stage of the
-    innermost frame whose function ``stages`` names (qualified names, e.g. ``"KafkaSink.write"``);
-    time in no named function is ``other``, and the thread's waiting (no CPU) is left out. A
-    sampling profiler: no instrumentation of the code (Linux: per-thread CPU clocks)."""
+class StageTimer:
+    """Where one thread spends its CPU time, exactly: while the timer is on, the named methods
+    (``(class, method name)`` -> stage) are wrapped, and the CPU time of that thread (its own
+    CPU clock) from entering one to leaving it is charged to its stage, less the time spent in
+    named methods it calls. Calls from other threads pass through. Name per-batch methods only:
+    the wrapper costs about a microsecond per call."""
 
-    def __init__(self, thread_id: int, stages: dict[str, str], interval_s: float = 0.001) -> None:
-        self.thread_id, self.stages, self.interval_s = thread_id, stages, interval_s
+    def __init__(self, thread_id: int, stages: dict[tuple[type, str], str]) -> None:
+        self.thread_id, self.stages = thread_id, stages
         self.cpu_seconds: dict[str, float] = {}
-        self._clock = time.pthread_getcpuclockid(thread_id)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._nested: list[float] = []  # CPU time of named calls inside each open one
+        self._originals: dict[tuple[type, str], Any] = {}
 
-    def start(self) -> StackSampler:
-        self._thread.start()
+    def start(self) -> StageTimer:
+        for (cls, name), stage in self.stages.items():
+            original = self._originals[(cls, name)] = cls.__dict__[name]
+            setattr(cls, name, self._wrap(original, stage))
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        for (cls, name), original in self._originals.items():
+            setattr(cls, name, original)
+        self._originals.clear()
 
-    def _stage(self) -> str:
-        frame = sys._current_frames().get(self.thread_id)
-        while frame is not None:
-            found = self.stages.get(frame.f_code.co_qualname)
-            if found is not None:
-                return found
-            frame = frame.f_back
-        return "other"
+    def _wrap(self, method: Any, stage: str) -> Any:
+        timer, thread_id = self, self.thread_id
 
-    def _run(self) -> None:
-        last = time.clock_gettime(self._clock)
-        while not self._stop.wait(self.interval_s):
+        @functools.wraps(method)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != thread_id:
+                return method(*args, **kwargs)
+            started = time.thread_time()
+            timer._nested.append(0.0)
             try:
-                now = time.clock_gettime(self._clock)
-            except OSError:  # the thread ended
-                return
-            stage = self._stage()
-            self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + now - last
-            last = now
+                return method(*args, **kwargs)
+            finally:
+                elapsed = time.thread_time() - started
+                inner = timer._nested.pop()
+                timer.cpu_seconds[stage] = timer.cpu_seconds.get(stage, 0.0) + elapsed - inner
+                if timer._nested:
+                    timer._nested[-1] += elapsed
+
+        return timed
 
     def us_per_alert(self, alerts: int) -> dict[str, float]:
         """CPU microseconds per alert by stage, largest first."""

@@ -59,7 +59,7 @@ from benchmarks.common import (
     STEADY,
     CpuMeter,
     Progress,
-    StackSampler,
+    StageTimer,
     Throughput,
     cores,
     machine,
@@ -74,13 +74,17 @@ from service.codec import make_batch_encoder, make_encoder
 from service.config import Settings, load_settings
 from service.demo import publish
 from service.embedded import EmbeddedBroker
+from service.engine import Engine
 from service.exceptions import InputError
+from service.inference import InlineInference, ProcessInference
 from service.kafka import consumer_config, create_topics, producer_config
 from service.live import ScoringService
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.processing import AlertProcessor, ScoredBatch
 from service.routing import Row, Source
+from service.sinks.kafka import KafkaSink
+from service.sources.kafka import KafkaSource
 
 RESULTS_DIR = Path(__file__).parent / "results"
 SATURATION_TIMEOUT_S = 600.0  # the service must have scored the pre-loaded alerts by then
@@ -416,24 +420,24 @@ def running(settings: Settings, metrics: Metrics | None = None) -> Iterator[Runn
         run.worker.join(120)
 
 
-# What the service thread does, by the innermost of these functions on its stack (a sampling
-# profiler: benchmarks.common.StackSampler).
-SERVICE_THREAD_STAGES = {
-    "KafkaSource.read": "consume (librdkafka messages -> inputs)",
-    "AlertProcessor.rows_many": "decode + route + assemble",
-    "MicroBatcher.add": "micro-batching",
-    "OffsetTracker.register": "offset bookkeeping",
-    "OffsetTracker.written": "offset bookkeeping",
-    "ProcessInference.submit": "inference hand-over (shared memory)",
-    "ProcessInference.completed": "inference hand-over (shared memory)",
-    "InlineInference.submit": "score (inline)",
-    "AlertProcessor.scored_batch": "score records (columns)",
-    "RecordWriter.batch": "encode",
-    "KafkaSink.write": "produce",
-    "KafkaSink.poll": "delivery reports",
-    "Engine._commit": "commit",
-    "Engine._flush_metrics": "metrics",
-    "Metrics.record_batch": "metrics",
+# What the service thread does, by the innermost of these methods it is in (an exact stage
+# timer: benchmarks.common.StageTimer). Per-alert methods (MicroBatcher.add,
+# OffsetTracker.register) are not wrapped: they are part of Engine._handle's own time.
+SERVICE_THREAD_STAGES: dict[tuple[type, str], str] = {
+    (KafkaSource, "read"): "consume (librdkafka messages -> inputs)",
+    (AlertProcessor, "rows_many"): "decode + route + assemble",
+    (Engine, "_handle"): "micro-batching and offset registration (per alert)",
+    (KafkaSink, "_acknowledged"): "acknowledged outputs (offsets, latencies)",
+    (ProcessInference, "submit"): "inference hand-over (shared memory)",
+    (ProcessInference, "completed"): "inference hand-over (shared memory)",
+    (InlineInference, "submit"): "score (inline)",
+    (Engine, "_publish_scored"): "scored batches to the sink (bookkeeping)",
+    (AlertProcessor, "scored_batch"): "score records (columns)",
+    (KafkaSink, "write"): "encode + produce",
+    (KafkaSink, "poll"): "delivery reports",
+    (Engine, "_commit"): "commit",
+    (Engine, "_flush_metrics"): "metrics",
+    (Metrics, "record_batch"): "metrics",
 }
 
 
@@ -442,18 +446,17 @@ class Account:
     """Where the service's CPU time per alert goes, in the saturation run."""
 
     thread_us_per_alert: float  # the service thread (the engine loop)
-    other_threads_us_per_alert: float  # librdkafka's threads and the benchmark's samplers
-    stages_us_per_alert: dict[str, float]  # the service thread's CPU time by stage (sampled)
+    other_threads_us_per_alert: float  # librdkafka's threads and the benchmark's own
+    stages_us_per_alert: dict[str, float]  # the service thread's CPU time by stage (timed)
 
 
 def saturation(
     settings: Settings, n: int, broker_pid: int | None = None, profile: bool = False
 ) -> tuple[Throughput, dict[str, int], Account | None]:
     """The service on the pre-loaded topic; also how many alerts took each decode path and,
-    with ``profile``, where the service process's CPU time went (the sampling profiler takes the
-    GIL a thousand times a second and costs the service throughput: the throughput is measured
-    in a run without it). CPU time counts from the first message consumed (start-up and the
-    group join left out)."""
+    with ``profile``, where the service thread's CPU time went (the stage timer's wrappers cost
+    a little: the throughput is measured in a run without them). CPU time counts from the first
+    message consumed (start-up and the group join left out)."""
     progress = Progress(n)
     with running(settings) as run:
         run.wait_until(lambda s: s.stats.first_consumed_at is not None, SATURATION_TIMEOUT_S)
@@ -463,13 +466,13 @@ def saturation(
         )
         thread = run.worker
         thread_cpu = thread_cpu_seconds(thread.native_id or 0)
-        sampler = StackSampler(thread.ident or 0, SERVICE_THREAD_STAGES)
+        timer = StageTimer(thread.ident or 0, SERVICE_THREAD_STAGES)
         if profile:
-            sampler.start()
+            timer.start()
         if not run.wait_until(lambda s: s.stats.acknowledged >= n, SATURATION_TIMEOUT_S, progress):
             raise RuntimeError(f"the service did not score {n} alerts in {SATURATION_TIMEOUT_S} s")
         if profile:
-            sampler.stop()
+            timer.stop()
         meter.stop()
         thread_after = thread_cpu_seconds(thread.native_id or 0)
     service = run.service
@@ -480,11 +483,9 @@ def saturation(
     account = None
     if profile and thread_cpu is not None and thread_after is not None and "service process" in cpu:
         per_alert = (thread_after - thread_cpu) / max(stats.acknowledged, 1) * 1e6
-        account = Account(
-            per_alert,
-            cpu["service process"] - per_alert,
-            sampler.us_per_alert(stats.acknowledged),
-        )
+        stages = timer.us_per_alert(stats.acknowledged)
+        stages["the loop itself (other)"] = max(0.0, per_alert - sum(stages.values()))
+        account = Account(per_alert, cpu["service process"] - per_alert, stages)
     return rate, service.processor.decode_paths(), account
 
 
@@ -716,7 +717,7 @@ def print_report(report: Report) -> None:
         print(
             f"service process, by thread and stage (us/alert): the service thread "
             f"{a.thread_us_per_alert:.1f}, librdkafka's and other threads "
-            f"{a.other_threads_us_per_alert:.1f}; the service thread by stage (sampled):"
+            f"{a.other_threads_us_per_alert:.1f}; the service thread by stage (timed):"
         )
         for stage, us in a.stages_us_per_alert.items():
             print(f"  {stage:44s} {us:6.1f}")

@@ -144,11 +144,17 @@ class KafkaSink:
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
         scores = _ScoreBatch(self, [row.source for row in rows])
+        produce, topic, delivered = self.producer.produce, self.topic, scores.delivered
         for i, (row, value) in enumerate(zip(rows, encoded, strict=True)):
             key = row.oid.encode()
-            refused = self._send(self.topic, key, value, None, partial(scores.delivered, i))
-            if refused is not None:
-                scores.detach(i, key, value, refused)
+            try:  # the common case inline; a full queue or a refusal takes _send's way
+                produce(topic, value, key, on_delivery=partial(delivered, i))
+            except (BufferError, KafkaException):
+                refused = self._send(topic, key, value, None, partial(delivered, i))
+                if refused is not None:
+                    scores.detach(i, key, value, refused)
+                continue
+            self._in_flight += 1
         self.metrics.record_stage("produce", time.perf_counter() - started)
 
     def dead_letter(self, item: Input, error: InputError) -> None:

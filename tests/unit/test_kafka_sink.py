@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 import structlog
 from confluent_kafka import KafkaError, Message
@@ -13,7 +14,8 @@ from confluent_kafka import KafkaError, Message
 from service.availability import Brokers
 from service.config import load_settings
 from service.metrics import Metrics
-from service.routing import Source
+from service.processing import ScoredBatch
+from service.routing import Row, Source
 from service.sinks import kafka as kafka_sink
 from service.sinks.kafka import KafkaSink, _ScoreBatch
 
@@ -93,4 +95,66 @@ def test_an_outage_is_one_line_per_kind_of_failure_then_a_summary(
     [summary] = [e for e in logs if e["event"] == "delivery_failures"]
     assert summary["failures"] == {"scores: _MSG_TIMED_OUT": 3}
     assert summary["retrying"] == 3
+    sink.close(0)
+
+
+def scored(n: int, size: int) -> tuple[ScoredBatch, list[Row]]:
+    """A batch of ``n`` scores whose encoded values are about ``size`` bytes."""
+    rows = [
+        Row(Source("alerts", 0, i, None), f"ZTF{i:04d}" + "x" * size, 1.0, np.zeros(1), 1.0)
+        for i in range(n)
+    ]
+    columns = {
+        "oid": [r.oid for r in rows],
+        "survey": "ztf",
+        "top_class": "Transient",
+        "top_class_probability": [1.0] * n,
+        "scorer": "mcdsvdd",
+        "score": [0.5] * n,
+        "percentile": [50.0] * n,
+        "nearest_subclass": None,
+        "model_version": "1",
+        "model_checksum": "c",
+        "scored_at": 0,
+        "source_topic": "alerts",
+        "source_partition": [0] * n,
+        "source_offset": list(range(n)),
+        "source_timestamp": [None] * n,
+        "service_version": "0",
+        "feature_coverage": [1.0] * n,
+    }
+    return ScoredBatch(columns, np.zeros(n, np.float32), np.zeros(n, np.float32), 0.0), rows
+
+
+def test_a_full_local_queue_waits_and_a_refused_score_is_replaced() -> None:
+    settings = load_settings(
+        None,
+        {
+            "kafka": {
+                "bootstrap_servers": UNUSED,
+                # two messages fit the local queue; what is queued times out after 0.3 s
+                "producer": {"queue.buffering.max.messages": "2", "message.timeout.ms": "300"},
+            },
+            "output": {"topic": "scores"},
+        },
+    )
+    sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+    batch, rows = scored(5, 10)
+    sink.write(batch, rows)  # returns once every score is queued or failed
+    assert sink.in_flight() == 5  # none lost on the way: queued, or failed and to be retried
+    assert len(sink._retries) >= 3  # the queue had room for two: the others waited for timeouts
+    sink.close(0)
+
+    small = load_settings(
+        None,
+        {
+            "kafka": {"bootstrap_servers": UNUSED, "producer": {"message.max.bytes": "1000"}},
+            "output": {"topic": "scores"},
+        },
+    )
+    sink = KafkaSink(small, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+    batch, rows = scored(3, 2000)  # larger than the producer takes: refused at once
+    sink.write(batch, rows)
+    assert sink.replaced == 3  # each stands as a reference dead letter
+    assert sink.in_flight() == 3  # the references, queued
     sink.close(0)

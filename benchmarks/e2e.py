@@ -124,7 +124,8 @@ class Report:
     machine: str
     versions: dict[str, str]
     config: dict[str, Any]
-    throughput: dict[str, float] = field(default_factory=dict)  # steady state
+    throughput: dict[str, float] = field(default_factory=dict)  # steady state, median run
+    runs: dict[str, list[float]] = field(default_factory=dict)  # every run's steady rate
     first_to_last: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     latency: list[Latency] = field(default_factory=list)
@@ -450,6 +451,12 @@ class Account:
     stages_us_per_alert: dict[str, float]  # the service thread's CPU time by stage (timed)
 
 
+def median_run(runs: list[Throughput]) -> Throughput:
+    """The run with the median steady rate (of an even number: the slower of the middle two)."""
+    ordered = sorted(runs, key=lambda r: r.steady_per_second or r.per_second)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def saturation(
     settings: Settings, n: int, broker_pid: int | None = None, profile: bool = False
 ) -> tuple[Throughput, dict[str, int], Account | None]:
@@ -705,8 +712,13 @@ def print_report(report: Report) -> None:
         ratio = f"{rate / t['passthrough']:14.2f}" if "passthrough" in t else f"{'-':>14s}"
         print(f"{name:42s} {rate:10,.0f} {ratio} {first_to_last:14,.0f}")
     print(", ".join(f"{name}: {value:.2f} x" for name, value in r.items()))
+    several = {name: rates for name, rates in report.runs.items() if len(rates) > 1}
+    if several:
+        print("every run's steady rate (the median run counts):")
+        for name, rates in several.items():
+            print(f"  {name:40s} {', '.join(f'{x:,.0f}' for x in rates)}")
     print()
-    print("CPU time per alert (us), from the first message on:")
+    print("CPU time per alert (us), from the first message on (the median run's):")
     for phase, processes in report.cpu_us_per_alert.items():
         total = sum(processes.values())
         parts = ", ".join(f"{name} {us:.1f}" for name, us in processes.items())
@@ -763,6 +775,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=100000, help="alerts pre-loaded")
     parser.add_argument("--naive-n", type=int, default=2000, help="alerts for the naive loop")
     parser.add_argument("--peer-n", type=int, default=20000, help="alerts for the peer's loop")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of passthrough, peer and service, in turn; each row's median run counts",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-rows", type=int, default=1024)
     parser.add_argument("--max-delay-ms", type=float, default=20.0)
@@ -809,6 +827,7 @@ def main(argv: list[str] | None = None) -> None:
                 "broker": kafka.description,
                 "consumer_overrides": kafka.consumer,
                 "alerts": args.n,
+                "repeat": args.repeat,
                 "steady_state": list(STEADY),
                 "naive_alerts": args.naive_n,
                 "peer_alerts": min(args.peer_n, args.n),
@@ -830,24 +849,35 @@ def main(argv: list[str] | None = None) -> None:
         publish(kafka.bootstrap_servers, topic, workload.messages(args.n))
         payload = make_encoder("schemaless")(sample_output(base))
 
-        rates: dict[str, Throughput] = {}
-        if "passthrough" in rows:
-            print("passthrough ...", flush=True)
-            rates["passthrough"] = passthrough(
-                settings_for(kafka, topic, args), args.n, payload, kafka.pid
-            )
-        if "naive" in rows:
-            print("naive ...", flush=True)
-            rates["naive"] = naive(settings_for(kafka, topic, args), args.naive_n)
-        if "peer" in rows:
-            print("peer (ALeRCE's anomaly step's loop) ...", flush=True)
-            n_peer = min(args.peer_n, args.n)
-            rates["peer"] = peer(settings_for(kafka, topic, args), n_peer, kafka.pid)
+        # passthrough, peer and service in turn, --repeat times: each row's median run counts
+        runs: dict[str, list[Throughput]] = {}
+        for turn in range(1, args.repeat + 1):
+            of = f" (run {turn} of {args.repeat})" if args.repeat > 1 else ""
+            if "passthrough" in rows:
+                print(f"passthrough{of} ...", flush=True)
+                runs.setdefault("passthrough", []).append(
+                    passthrough(settings_for(kafka, topic, args), args.n, payload, kafka.pid)
+                )
+            if "naive" in rows and turn == 1:
+                print("naive ...", flush=True)
+                runs["naive"] = [naive(settings_for(kafka, topic, args), args.naive_n)]
+            if "peer" in rows:
+                print(f"peer (ALeRCE's anomaly step's loop){of} ...", flush=True)
+                n_peer = min(args.peer_n, args.n)
+                runs.setdefault("peer", []).append(
+                    peer(settings_for(kafka, topic, args), n_peer, kafka.pid)
+                )
+            if "service" in rows:
+                print(f"service{of} ...", flush=True)
+                rate, report.decode_paths, _ = saturation(
+                    settings_for(kafka, topic, args), args.n, kafka.pid
+                )
+                runs.setdefault("service", []).append(rate)
+        rates = {name: median_run(each) for name, each in runs.items()}
+        report.runs = {
+            name: [r.steady_per_second or r.per_second for r in each] for name, each in runs.items()
+        }
         if "service" in rows:
-            print("service ...", flush=True)
-            rates["service"], report.decode_paths, _ = saturation(
-                settings_for(kafka, topic, args), args.n, kafka.pid
-            )
             print("service, profiled (where its CPU time goes) ...", flush=True)
             _, _, report.account = saturation(
                 settings_for(kafka, topic, args), args.n, kafka.pid, profile=True

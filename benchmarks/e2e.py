@@ -53,6 +53,7 @@ import fastavro
 import numpy as np
 import torch
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 
 from benchmarks import workload
 from benchmarks.common import (
@@ -247,6 +248,19 @@ def settings_for(
 
 def new_topics(settings: Settings, partitions: int) -> None:
     create_topics(settings.kafka, settings.input.topics, partitions=partitions)
+
+
+def drop_topics(settings: Settings, inputs: bool = False) -> None:
+    """Delete what a phase wrote (its outputs; with ``inputs``, its input topics too), so that
+    every phase finds the broker as the first did: tansu keeps every message in memory and
+    slows down as that grows (its later phases measured slower without this)."""
+    names = [settings.output.topic, settings.output.dead_letter_topic]
+    names += settings.input.topics if inputs else []
+    admin = AdminClient(settings.kafka.librdkafka())
+    existing = admin.list_topics(timeout=30).topics
+    gone = [name for name in names if name in existing]
+    for future in admin.delete_topics(gone, operation_timeout=30).values() if gone else []:
+        future.result()
     create_topics(settings.kafka, [settings.output.topic, settings.output.dead_letter_topic])
 
 
@@ -360,11 +374,11 @@ class LatencyMetrics(Metrics):
         self.latencies_ms: list[float] = []
         self.first_input_ms = float("inf")  # the earliest input timestamp of an output
         self.last_ack_ms = 0.0
-        self.released: dict[str, int] = {}  # micro-batches, by why they were released
+        self.by_reason: dict[str, int] = {}  # micro-batches, by why they were released
 
     def record_released(self, reason: str) -> None:
         super().record_released(reason)
-        self.released[reason] = self.released.get(reason, 0) + 1
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
 
     def record_delivered(self, topic: str, source_timestamps_ms: Sequence[int | None]) -> None:
         super().record_delivered(topic, source_timestamps_ms)
@@ -608,7 +622,7 @@ def latency(
         float(values.max()),
         settings.batch.flush_when_idle,
         cpu,
-        dict(metrics.released),
+        dict(metrics.by_reason),
     )
 
 
@@ -858,21 +872,25 @@ def main(argv: list[str] | None = None) -> None:
                 runs.setdefault("passthrough", []).append(
                     passthrough(settings_for(kafka, topic, args), args.n, payload, kafka.pid)
                 )
+                drop_topics(base)
             if "naive" in rows and turn == 1:
                 print("naive ...", flush=True)
                 runs["naive"] = [naive(settings_for(kafka, topic, args), args.naive_n)]
+                drop_topics(base)
             if "peer" in rows:
                 print(f"peer (ALeRCE's anomaly step's loop){of} ...", flush=True)
                 n_peer = min(args.peer_n, args.n)
                 runs.setdefault("peer", []).append(
                     peer(settings_for(kafka, topic, args), n_peer, kafka.pid)
                 )
+                drop_topics(base)
             if "service" in rows:
                 print(f"service{of} ...", flush=True)
                 rate, report.decode_paths, _ = saturation(
                     settings_for(kafka, topic, args), args.n, kafka.pid
                 )
                 runs.setdefault("service", []).append(rate)
+                drop_topics(base)
         rates = {name: median_run(each) for name, each in runs.items()}
         report.runs = {
             name: [r.steady_per_second or r.per_second for r in each] for name, each in runs.items()
@@ -882,11 +900,13 @@ def main(argv: list[str] | None = None) -> None:
             _, _, report.account = saturation(
                 settings_for(kafka, topic, args), args.n, kafka.pid, profile=True
             )
+            drop_topics(base)
         if "instances" in rows and args.instances > 1:
             print(f"service, {args.instances} instances ...", flush=True)
             rates[f"service x{args.instances} instances"] = scaling(
                 settings_values(kafka, topic, args), args.instances, args.n
             )
+            drop_topics(base)
         # a run too short for a steady state (both marks passed at once): first to last
         report.throughput = {k: r.steady_per_second or r.per_second for k, r in rates.items()}
         report.first_to_last = {k: r.per_second for k, r in rates.items()}
@@ -902,12 +922,14 @@ def main(argv: list[str] | None = None) -> None:
                     update={"batch": settings.batch.model_copy(update={"flush_when_idle": idle})}
                 )
                 report.latency.append(latency(settings, args, rate, kafka.pid))
+                drop_topics(settings, inputs=True)
         for survey in args.burst_surveys.split(",") if "bursts" in rows else []:
             for size in (int(x) for x in args.bursts.split(",") if x):
                 print(f"a burst of {size:,} {survey} alerts ...", flush=True)
                 burst_topic = f"bench-burst-{uuid.uuid4().hex[:8]}"
                 settings = settings_for(kafka, burst_topic, args, survey)
                 report.bursts.append(burst(settings, args, survey, size))
+                drop_topics(settings, inputs=True)
         if "stages" in rows:
             print("stages ...", flush=True)
             report.stages_us_per_alert = stages(base, min(args.n, 20000))

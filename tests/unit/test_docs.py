@@ -26,6 +26,9 @@ def test_readme_performance_numbers_come_from_the_committed_benchmark_json() -> 
     assert run["config"]["partitions"] == 4
     for name, rate in run["throughput"].items():
         assert f"{rate:,.0f}" in section, name
+    for name, rates in run["runs"].items():  # every run of the repeated rows
+        if len(rates) > 1:
+            assert " / ".join(f"{r:,.0f}" for r in rates) in section, name
     for name, ratio in run["ratios"].items():
         assert f"{ratio:.2f}x" in section or f"{ratio:.1f}x" in section, name
     for latency in run["latency"]:

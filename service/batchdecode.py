@@ -1,24 +1,23 @@
-"""Layouts (:mod:`service.layouts`) run with numpy over a whole batch of messages.
+"""Layouts (:mod:`service.layouts`) run over a batch of messages by one compiled loop.
 
-Per message, matching a layout costs as much as stepping through its ~3 KB one value at a time.
-But the messages of one layout differ only in their values, in which features are null and in two
-strings (the object id and the predicted class), so the check can be made with array operations
-over all messages of a consumed batch at once:
+Generic Avro decoding walks the schema for every value, about 1 us per feature. But the messages
+of one layout differ only in their values, in which features are null and in two strings (the
+object id and the predicted class), so a message can be read in one pass that compares the rest
+with the layout's own bytes. That pass is a loop over bytes, compiled to machine code by numba
+(once, then cached on disk): per message it
 
-* one Python step per feature (three numpy calls over all messages) reads the feature's union
-  branch and moves each message's position past the value;
-* every fixed byte of the layout (keys, block counts, union branches, map ends) is compared with
-  the layout's own bytes in one gather of unaligned 64-bit words under masks, and each message
-  must end exactly where its layout does;
-* the numbers are gathered in one go as float64 (floats widened exactly), nulls become NaN -
-  those of the features the caller wants (the models' features), whatever the record carries.
+* compares every fixed byte of the layout (keys, block counts, union branches, map ends) with the
+  message, run by run, and requires the message to end exactly where its layout does;
+* reads each feature's union branch and value - floats widened exactly to float64, nulls as NaN,
+  booleans and integers of one byte (-64..63) as fastavro gives them - keeping those the caller
+  wants (the models' features), whatever the record carries; and the 'top' probabilities;
+* finds the object id (a string of 1 to 63 bytes, or a long) and the predicted class (a string
+  of at most 63 bytes).
 
 A message that does not fit - another layout, an integer feature beyond -64..63, an id or class
-string of 64 bytes or more, bytes that are not a record of the schema - is left out, and the
-caller decodes it generically (fastavro), which decodes it or reports its error. What this path
-accepts it decodes exactly as fastavro does (``tests/unit/test_decoding.py``). A chunk has a
-fixed cost of a few hundred microseconds (the per-feature steps), so it pays from a few messages
-on (:data:`MIN_BATCH`).
+string of 64 bytes or more or not UTF-8, bytes that are not a record of the schema - is left out,
+and the caller decodes it generically (fastavro), which decodes it or reports its error. What
+this path accepts it decodes exactly as fastavro does (``tests/unit/test_decoding.py``).
 """
 
 from __future__ import annotations
@@ -27,15 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from service.layouts import Hole, Layout, LayoutLearner, Lit, Part, Shape, ValueType
 
-MIN_BATCH = 4  # below this many messages fastavro is as fast
-CHUNK = 512  # messages decoded at once: 512 beat 256 and 1024 (memory pressure) on this machine
-_MAX_SHORT = 63  # strings up to this length have a one-byte length
-_LOW32 = np.uint64(0xFFFFFFFF)
 # what a feature's union branch byte is: not decodable here, null, float, double, boolean, int or
 # long (only those of one byte here: -64 to 63; longer ones are decoded generically)
 _OTHER, _NULL, _F4, _F8, _BOOLEAN, _SMALL_INT = 0, 1, 2, 3, 4, 5
@@ -53,6 +49,20 @@ class DecodedBatch(NamedTuple):
     top: NDArray[np.float32]  # (m, top classes) in ``layout.top_classes`` order
     columns: NDArray[np.intp]  # the layout's features gathered (indices into its feature order)
     values: NDArray[np.float64]  # (m, columns + 1): NaN for null, then a NaN column
+
+
+def _inline(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A helper of :func:`_walk`, compiled into it."""
+    return numba.njit(inline="always")(function)
+
+
+def _compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` compiled by numba, its machine code cached next to this file or in the
+    user's cache directory; where neither can be written, compiled once per process."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # no writable cache location
+        return numba.njit(nogil=True)(function)
 
 
 @dataclass(frozen=True)
@@ -84,26 +94,10 @@ class _Run:
         return cls(len(data), tuple(words), tuple(keep))
 
 
-class _Scratch:
-    """Arrays reused from batch to batch: fresh large temporaries would cost more in page
-    faults than the work done in them."""
-
-    def __init__(self) -> None:
-        self._arrays: dict[str, NDArray[Any]] = {}
-
-    def view(self, name: str, rows: int, n: int, dtype: type) -> NDArray[Any]:
-        """A C-contiguous (rows, n) array; its contents are undefined."""
-        array = self._arrays.get(name)
-        if array is None or array.size < rows * n:
-            array = self._arrays[name] = np.empty(rows * max(n, CHUNK), dtype=dtype)
-        return array[: rows * n].reshape(rows, n)
-
-
-def _tables(value_type: ValueType) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+def _tables(value_type: ValueType) -> tuple[list[int], list[int]]:
     """What each first byte of a value of this union is (its branch, zig-zag encoded: 2 x the
     branch index) and how many bytes follow it."""
-    kind = np.full(256, _OTHER, dtype=np.uint8)
-    size = np.zeros(256, dtype=np.int64)
+    kind, size = [_OTHER] * 256, [0] * 256
     for branch, name in enumerate(value_type.kinds):
         kind[branch << 1], size[branch << 1] = _KIND[name], _SIZE[name]
     return kind, size
@@ -120,8 +114,152 @@ def _runs(parts: Sequence[Part]) -> list[_Run]:
     return [_Run.of(r) for r in runs]
 
 
+# Positions only grow and every step reads at most a run, a value or a short string past
+# where it starts, so the loop checks bounds once per step and the buffer ends in padding.
+# Indices are made unsigned where the loop is hot: numba then drops its check for negative
+# indices, and LLVM turns the byte-by-byte words of _little into single loads.
+
+
+@_inline
+def _little(buf, at, size):  # type: ignore[no-untyped-def]
+    """The ``size`` bytes at ``at`` as a little-endian unsigned integer."""
+    start = np.uint64(at)
+    word = np.uint64(0)
+    for k in range(size):
+        word |= np.uint64(buf[start + np.uint64(k)]) << np.uint64(8 * k)
+    return word
+
+
+@_inline
+def _differ(buf, at, run, words, run_words):  # type: ignore[no-untyped-def]
+    """Nonzero unless the bytes at ``at`` are fixed run ``run`` (``words``: offset, expected
+    value and mask of each 8-byte word of the runs)."""
+    differ = np.uint64(0)
+    for w in range(run_words[run], run_words[run + 1]):
+        differ |= (_little(buf, np.uint64(at) + words[0, w], 8) & words[2, w]) ^ words[1, w]
+    return differ
+
+
+@_inline
+def _long(buf, at, end):  # type: ignore[no-untyped-def]
+    """(value, position after it) of the zig-zag varint at ``at`` (at most 64 bits), or
+    (0, a position past ``end``)."""
+    word = np.uint64(0)
+    for k in range(min(10, end - at)):
+        byte = np.uint64(buf[np.uint64(at + k)])
+        if k == 9 and byte > 1:  # the 10th byte may add only the 64th bit
+            break
+        word |= (byte & np.uint64(0x7F)) << np.uint64(7 * k)
+        if byte < 0x80:
+            value = np.int64(word >> np.uint64(1)) ^ -np.int64(word & np.uint64(1))
+            return value, at + k + 1
+    return np.int64(0), end + 1
+
+
+@_compiled
+def _walk(  # type: ignore[no-untyped-def]
+    buf,
+    starts,
+    ends,
+    words,
+    run_words,
+    run_length,
+    types,
+    kinds,
+    sizes,
+    column,
+    keep,
+    id_is_string,
+    accepted,
+    spans,
+    long_ids,
+    ascii_class,
+    top,
+    values,
+    value_bits,
+    f32,
+    u32,
+):
+    """Decode every message ``buf[starts[i]:ends[i]]`` that fits the layout (runs: header,
+    before the first feature, after each feature, then the tail); the accepted ones fill the
+    outputs' first rows in order. Returns how many were accepted."""
+    last = len(run_length) - 1
+    width = values.shape[1] - 1
+    count = 0
+    for i in range(len(starts)):
+        at, end = starts[i], ends[i]
+        differ = _differ(buf, at, 0, words, run_words)
+        at += run_length[0]
+        if at >= end:
+            continue
+        id_begin = at
+        if id_is_string:  # a one-byte length of 1 to 63 bytes, then the text
+            header = buf[np.uint64(at)]
+            if header >= 0x80 or header & 1 or header == 0:
+                continue
+            at += 1 + (header >> 1)
+        else:
+            long_ids[count], at = _long(buf, at, end)
+        if at > end:
+            continue
+        id_end = at
+        differ |= _differ(buf, at, 1, words, run_words)
+        at += run_length[1]
+        bad = False  # a value this loop does not read
+        for j in range(len(types)):
+            if at > end or bad:
+                break
+            branch = buf[np.uint64(at)]
+            kind, size = kinds[types[j], branch], sizes[types[j], branch]
+            c = column[j]
+            if kind == _F8:
+                if c >= 0:
+                    value_bits[count, c] = _little(buf, at + 1, 8)
+            elif kind == _F4:
+                if c >= 0:
+                    u32[0] = np.uint32(_little(buf, at + 1, 4))
+                    values[count, c] = f32[0]
+            elif kind == _NULL:
+                if c >= 0:
+                    values[count, c] = np.nan
+            elif kind == _OTHER:
+                bad = True
+            else:
+                byte = np.int64(buf[np.uint64(at + 1)])
+                bad = bool(byte >= (2 if kind == _BOOLEAN else 0x80))
+                if c >= 0:
+                    values[count, c] = byte if kind == _BOOLEAN else (byte >> 1) ^ -(byte & 1)
+            at += 1 + size
+            differ |= _differ(buf, at, j + 2, words, run_words)
+            at += run_length[j + 2]
+        if bad or differ or at >= end:
+            continue
+        header = buf[np.uint64(at)]  # the predicted class: a one-byte length, then the text
+        if header >= 0x80 or header & 1:
+            continue
+        class_begin = at + 1
+        at = class_begin + (header >> 1)
+        if at > end or _differ(buf, at, last, words, run_words):
+            continue
+        if at + run_length[last] != end:
+            continue
+        ascii = True
+        for k in range(class_begin, at):
+            if buf[np.uint64(k)] >= 0x80:
+                ascii = False
+        for k in range(len(keep)):
+            top[count, k] = np.uint32(_little(buf, at + keep[k], 4))
+        values[count, width] = np.nan
+        accepted[count] = i
+        spans[count, 0], spans[count, 1] = id_begin, id_end
+        spans[count, 2], spans[count, 3] = class_begin, at
+        ascii_class[count] = ascii
+        count += 1
+    return count
+
+
 class _Program:
-    """One layout compiled to array operations (see the module docstring)."""
+    """One layout compiled to the tables of :func:`_walk`."""
 
     def __init__(
         self, layout: Layout, shape: Shape, header: bytes, columns: NDArray[np.intp]
@@ -129,190 +267,81 @@ class _Program:
         self.layout = layout
         self.columns = columns
         self.id_is_string = shape.id_is_string
-        self.header = _Run.of([Lit(header)])
-        head = _runs(layout.head_parts)  # before feature 0, between features, after the last
-        self.first, self.between, self.after = head[0], head[1:-1], head[-1]
-        [self.tail] = _runs(layout.tail_parts)
-        types = layout.feature_types
-        tables = {t: _tables(t) for t in set(types)}
-        # one kind table for all features (a map's values), or one per feature (a record's)
-        self.kind: NDArray[np.uint8] = (
-            tables[types[0]][0] if len(tables) == 1 else np.stack([tables[t][0] for t in types])
-        )
-        # a feature's branch byte to the next feature's branch byte (or the class string)
-        nexts = [r.length for r in self.between] + [self.after.length]
-        self.steps = [1 + tables[t][1] + n for t, n in zip(types, nexts, strict=True)]
-        self.between_lengths = np.array([r.length for r in self.between], dtype=np.intp)[:, None]
-        self._scratch = _Scratch()
-        runs = [self.header, self.first, *self.between, self.after, self.tail]
-        words = [(i, *w) for i, run in enumerate(runs) for w in run.words]
-        self.word_run = np.array([w[0] for w in words], dtype=np.intp)
-        self.word_offset = np.array([w[1] for w in words], dtype=np.int64)[:, None]
-        self.word_expected = np.array([w[2] for w in words], dtype=np.uint64)[:, None]
-        self.word_mask = np.array([w[3] for w in words], dtype=np.uint64)[:, None]
-        # the most any message can move a position: reads stay inside the padded buffer
-        longest = sum(r.length for r in runs) + 9 * len(layout.feature_names)
-        self.padding = bytes(longest + 2 * (_MAX_SHORT + 1) + 16)
+        runs = [_Run.of([Lit(header)]), *_runs(layout.head_parts), *_runs(layout.tail_parts)]
+        found = [(offset, *w) for run in runs for offset, *w in run.words]
+        self.words = np.array(found, dtype=np.uint64).reshape(-1, 3).T.copy()
+        self.run_words = np.cumsum([0, *(len(r.words) for r in runs)], dtype=np.int64)
+        self.run_length = np.array([r.length for r in runs], dtype=np.int64)
+        # what a step may read past the end of the last message: a run (in words), a value
+        # or a string of up to 64 bytes
+        self.padding = bytes(int(self.run_length.max()) + 80)
+        self.keep = np.array(runs[-1].keep, dtype=np.int64)
+        kinds = sorted(set(layout.feature_types))
+        tables = [_tables(t) for t in kinds]
+        self.kinds = np.array([k for k, _ in tables], dtype=np.uint8).reshape(-1, 256)
+        self.sizes = np.array([s for _, s in tables], dtype=np.int64).reshape(-1, 256)
+        self.types = np.array([kinds.index(t) for t in layout.feature_types], dtype=np.int64)
+        self.column = np.full(len(self.types), -1, dtype=np.int64)
+        self.column[columns] = np.arange(len(columns))
+        self._f32 = np.zeros(1, dtype=np.float32)
 
     def decode(self, values: Sequence[bytes]) -> tuple[DecodedBatch | None, NDArray[np.bool_]]:
         """The decoded messages, and which of ``values`` they are."""
         n = len(values)
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
         ends = np.cumsum(lengths)
-        starts = ends - lengths
         data = b"".join([*values, self.padding])
-        buf = np.frombuffer(data, dtype=np.uint8)
-        # every 8 bytes from every offset, as one little-endian word (unaligned, no copy)
-        words = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=data, strides=(1,))
-        scratch = self._scratch.view
-        n_features = len(self.layout.feature_names)
-
-        ok = np.ones(n, dtype=bool)
-        id_start = starts + self.header.length
-        first = self._read_id(buf, id_start, ok)
-        # the features: one step per feature over every message
-        branches = scratch("branches", n_features, n, np.uint8)
-        branch_at = scratch("branch_at", n_features, n, np.intp)
-        position = first + self.first.length
-        for j, step in enumerate(self.steps):
-            row = branches[j]
-            branch_at[j] = position
-            np.take(buf, position, out=row)
-            position += step[row]
-        # where each fixed run starts: the message, after the id, between features, ...
-        anchors = scratch("anchors", n_features + 3, n, np.intp)
-        anchors[0] = starts
-        anchors[1] = first
-        np.subtract(branch_at[1:], self.between_lengths, out=anchors[2 : n_features + 1])
-        anchors[n_features + 1] = position - self.after.length
-        class_end = anchors[n_features + 2]
-        class_end[:] = self._skip_class(data, buf, position, ok)
-        ok &= class_end + self.tail.length == ends
-        # every fixed byte, eight at a time (fancy indexing: np.take would copy ``words``)
-        index = scratch("index", len(self.word_run), n, np.intp)
-        np.take(anchors, self.word_run, axis=0, out=index)
-        index += self.word_offset
-        checked = words[index]
-        checked &= self.word_mask
-        ok &= (checked == self.word_expected).all(axis=0)
-        kinds = scratch("kinds", n_features, n, np.uint8)
-        if self.kind.ndim == 1:
-            np.take(self.kind, branches, out=kinds)
-        else:
-            kinds[...] = self.kind[np.arange(n_features)[:, None], branches]
-        ok &= (kinds != _OTHER).all(axis=0)
-        small = kinds >= _BOOLEAN
-        others = None  # the byte after the branch of booleans and small integers
-        if small.any():
-            others = buf[branch_at + 1]
-            ok &= ~(small & (others >= np.where(kinds == _BOOLEAN, 2, 0x80))).any(axis=0)
+        accepted = np.empty(n, dtype=np.intp)
+        spans = np.empty((n, 4), dtype=np.int64)  # id begin, end; class begin, end
+        long_ids = np.empty(n, dtype=np.int64)
+        ascii_class = np.empty(n, dtype=np.bool_)
+        top = np.empty((n, len(self.keep)), dtype=np.uint32)
+        table = np.empty((n, len(self.columns) + 1), dtype=np.float64)
+        m = _walk(
+            np.frombuffer(data, dtype=np.uint8), ends - lengths, ends,
+            self.words, self.run_words, self.run_length,
+            self.types, self.kinds, self.sizes, self.column, self.keep, self.id_is_string,
+            accepted, spans, long_ids, ascii_class, top, table, table.view(np.uint64),
+            self._f32, self._f32.view(np.uint32),
+        )  # fmt: skip
+        oids = self._oids(data, spans[:m], long_ids[:m])
+        good = np.array([oid is not None for oid in oids], dtype=bool)
+        for r in np.flatnonzero(~ascii_class[:m]).tolist():  # rare: checked one by one
+            begin, end = spans[r, 2:].tolist()
+            try:
+                data[begin:end].decode()
+            except UnicodeDecodeError:
+                good[r] = False
+        chosen: slice | NDArray[np.intp] = slice(0, m) if good.all() else np.flatnonzero(good)
+        ok = np.zeros(n, dtype=bool)
+        ok[accepted[chosen]] = True
         if not ok.any():
             return None, ok
-        top_at = class_end[:, None] + np.array(self.tail.keep, dtype=np.int64)
-        top = (words[top_at] & _LOW32).astype(np.uint32).view(np.float32)
-        oids = self._oids(values, starts, id_start, first, ok)
-        accepted = np.flatnonzero(ok)  # ids that are not UTF-8 were turned down
-        if not len(accepted):
-            return None, ok
-        # (columns, m): the 8 bytes after each wanted feature's branch
-        cells = np.ix_(self.columns, accepted)
-        raw = np.ascontiguousarray(words[branch_at[cells] + 1])
-        taken = kinds[cells]
-        width = len(self.columns)
-        table = np.empty((len(accepted), width + 1), dtype=np.float64)
-        table[:, width] = np.nan
-        numbers = table[:, :width].T  # written in place, (columns, m)
-        doubles = taken == _F8
-        if doubles.all():
-            numbers[...] = raw.view("<f8")
-        else:  # floats: the low 4 bytes (little-endian), widened exactly (the bytes of nulls,
-            # booleans and integers, replaced below, may be signalling NaNs: no warning)
-            with np.errstate(invalid="ignore"):
-                numbers[...] = raw.view("<f4")[:, ::2]
-            if doubles.any():
-                np.copyto(numbers, raw.view("<f8"), where=doubles)
-        np.copyto(numbers, np.nan, where=taken == _NULL)
-        if others is not None:  # booleans and small integers, as fastavro gives them
-            which = small[cells]
-            byte = others[cells][which].astype(np.int64)
-            boolean = taken[which] == _BOOLEAN
-            numbers[which] = np.where(boolean, byte, (byte >> 1) ^ -(byte & 1))
-        ids = [oids[i] for i in accepted.tolist()]
-        return DecodedBatch(self.layout, accepted, ids, top[accepted], self.columns, table), ok
-
-    def _read_id(
-        self, buf: NDArray[np.uint8], at: NDArray[np.int64], ok: NDArray[np.bool_]
-    ) -> NDArray[np.int64]:
-        """Where each message's id ends (strings: a one-byte length, then 1 to 63 bytes; longs:
-        a varint of at most 64 bits)."""
-        if self.id_is_string:
-            header = buf[at].astype(np.int64)
-            ok &= (header < 0x80) & (header % 2 == 0) & (header > 0)
-            size = np.where(ok, header >> 1, 0)
-            return at + 1 + size
-        raw = buf[at[:, None] + np.arange(10)]
-        last = raw < 0x80
-        ok &= last.any(axis=1)
-        size = np.argmax(last, axis=1) + 1
-        # the 10th byte may add only the 64th bit
-        ok &= (size < 10) | (raw[:, 9] <= 1)
-        end: NDArray[np.int64] = at + size
-        return end
-
-    @staticmethod
-    def _skip_class(
-        data: bytes, buf: NDArray[np.uint8], at: NDArray[np.int64], ok: NDArray[np.bool_]
-    ) -> NDArray[np.int64]:
-        """Past the predicted class string (a one-byte length, then UTF-8)."""
-        header = buf[at].astype(np.int64)
-        ok &= (header < 0x80) & (header % 2 == 0)
-        size = np.where(ok, header >> 1, 0)
-        longest = int(size.max()) if len(size) else 0
-        if longest:
-            text = buf[at[:, None] + 1 + np.arange(longest)]
-            beyond_ascii = ((text >= 0x80) & (np.arange(longest) < size[:, None])).any(axis=1)
-            for i in np.flatnonzero(beyond_ascii & ok).tolist():  # rare: checked one by one
-                try:
-                    data[at[i] + 1 : at[i] + 1 + size[i]].decode()
-                except UnicodeDecodeError:
-                    ok[i] = False
-        end: NDArray[np.int64] = at + 1 + size
-        return end
+        ids = [oid for oid in oids if oid is not None]
+        top_floats = top[chosen].view(np.float32)
+        batch = DecodedBatch(
+            self.layout, accepted[chosen], ids, top_floats, self.columns, table[chosen]
+        )
+        return batch, ok
 
     def _oids(
-        self,
-        values: Sequence[bytes],
-        starts: NDArray[np.int64],
-        id_start: NDArray[np.int64],
-        id_end: NDArray[np.int64],
-        ok: NDArray[np.bool_],
-    ) -> dict[int, str]:
-        """The ids of the accepted messages; one that is not UTF-8 is no longer accepted."""
-        out: dict[int, str] = {}
-        index = np.flatnonzero(ok)
-        begins = (id_start - starts)[index].tolist()
-        stops = (id_end - starts)[index].tolist()
-        for i, begin, stop in zip(index.tolist(), begins, stops, strict=True):
-            if not self.id_is_string:
-                out[i] = str(_read_varint(values[i], begin))
-                continue
+        self, data: bytes, spans: NDArray[np.int64], long_ids: NDArray[np.int64]
+    ) -> list[str | None]:
+        """The ids of the accepted messages (None: not UTF-8)."""
+        if not self.id_is_string:
+            return [str(i) for i in long_ids.tolist()]
+        bounds = spans[:, :2].tolist()
+        try:
+            return [data[begin + 1 : end].decode() for begin, end in bounds]
+        except UnicodeDecodeError:
+            pass
+        out: list[str | None] = []
+        for begin, end in bounds:
             try:
-                out[i] = values[i][begin + 1 : stop].decode()
+                out.append(data[begin + 1 : end].decode())
             except UnicodeDecodeError:
-                ok[i] = False
+                out.append(None)
         return out
-
-
-def _read_varint(value: bytes, pos: int) -> int:
-    """The zigzag-encoded long at ``pos`` (already checked to be complete and within 64 bits)."""
-    result = shift = 0
-    while True:
-        byte = value[pos]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (result >> 1) ^ -(result & 1)
-        pos += 1
-        shift += 7
 
 
 class BatchDecoder:
@@ -332,13 +361,6 @@ class BatchDecoder:
 
     def decode(self, values: Sequence[bytes]) -> list[DecodedBatch]:
         """Decode what the learned layouts can; the rest is left to the generic decoder."""
-        out: list[DecodedBatch] = []
-        for begin in range(0, len(values), CHUNK):
-            chunk = values[begin : begin + CHUNK]
-            out += [b._replace(inputs=b.inputs + begin) for b in self._decode(chunk)]
-        return out
-
-    def _decode(self, values: Sequence[bytes]) -> list[DecodedBatch]:
         out: list[DecodedBatch] = []
         remaining = np.arange(len(values))
         for i, layout in enumerate(self.decoder.layouts):

@@ -147,8 +147,8 @@ class InputSettings(_Section):
     )
     decoder: Literal["auto", "generic"] = Field(
         "auto",
-        description="auto: batches of the stream's learned layouts decoded with numpy, the rest "
-        "with fastavro; generic: fastavro only",
+        description="auto: the stream's learned layouts decoded by a compiled loop over each "
+        "consumed batch, the rest with fastavro; generic: fastavro only",
     )
     group_id: str = Field("alert-anomaly", description="consumer group id")
     auto_offset_reset: Literal["earliest", "latest"] = Field(

@@ -1,8 +1,8 @@
 """Message bytes -> decoded alerts as columns (:class:`Decoded`), whatever decodes them.
 
 Two paths give the same columns: the layouts of the stream (:mod:`service.layouts`) run over a
-batch with numpy (:mod:`service.batchdecode`), and fastavro (or JSON) record by record, for
-everything else - small batches, another key order, messages the layouts turn down, bad bytes.
+batch by a compiled loop (:mod:`service.batchdecode`), and fastavro (or JSON) record by record,
+for everything else - another key order, messages the layouts turn down, bad bytes.
 Every record the generic path decodes teaches the layouts. Alerts are grouped by the feature
 names their records carry (today's names: a survey maps older ones), so that routing and feature
 assembly run on whole groups.
@@ -21,7 +21,7 @@ import structlog
 from fastavro import parse_schema
 from numpy.typing import NDArray
 
-from service.batchdecode import MIN_BATCH, BatchDecoder
+from service.batchdecode import BatchDecoder
 from service.codec import CONFLUENT_HEADER_SIZE, confluent_header, load_schema, make_decoder
 from service.config import InputSettings
 from service.exceptions import InputError
@@ -116,8 +116,6 @@ class MessageDecoder:
         done = np.zeros(len(values), dtype=bool)
         if self.force_generic:
             self._note("forced", "input.decoder is 'generic'")
-        elif len(values) < MIN_BATCH:
-            self._note("small_batch", f"batches of fewer than {MIN_BATCH} messages")
         else:
             for header, batch in self._batch.items():
                 self._decode_batch(values, header, batch, out, done)

@@ -128,7 +128,7 @@ class Metrics:
         )
         self.decoded = Counter(
             "alert_anomaly_messages_decoded",
-            "Input messages by decoder path: batch (learned layouts, numpy) or generic (fastavro)",
+            "Input messages by decoder path: batch (learned layouts) or generic (fastavro)",
             ["path"],
             registry=r,
         )

@@ -1,4 +1,4 @@
-"""Decoding into columns (service.decoding): the batch path (learned layouts run with numpy) gives
+"""Decoding into columns (service.decoding): the batch path (learned layouts run by a compiled loop) gives
 exactly what the generic path (fastavro) gives, for every stored record version - ALeRCE's three
 ZTF versions (record-typed features with float/double fields, map-typed features, probabilities
 as a one-branch union) and the LSST record - on fuzzed records and fuzzed bytes; the generic
@@ -6,7 +6,10 @@ path gives fastavro's values under today's feature names."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,6 @@ import structlog
 from hypothesis import given, settings
 
 from models.features import canonical_name
-from service.batchdecode import CHUNK, MIN_BATCH
 from service.codec import confluent_header
 from service.config import InputSettings
 from service.decoding import Decoded, MessageDecoder
@@ -106,11 +108,11 @@ def test_batches_decode_like_fastavro_on_fuzzed_records_and_bytes(
     assert batched.learners, "this version's schema has no layouts"
     assert taken > len(values) / 4, "the batch path took too little to prove anything"
     assert taken_some == taken
-    again = some.decode([base] * MIN_BATCH)
-    assert again.paths["batch"] == MIN_BATCH
+    again = some.decode([base] * 3)
+    assert again.paths["batch"] == 3
     [group] = again.groups  # the batch path gathers the wanted columns only
     assert set(group.names) == wanted
-    assert group.values.shape == (MIN_BATCH, len(wanted) + 1)
+    assert group.values.shape == (3, len(wanted) + 1)
 
 
 @pytest.mark.parametrize(("survey", "version"), VERSIONS, ids=lambda v: str(v))
@@ -131,17 +133,12 @@ def test_the_generic_path_gives_fastavros_values_by_todays_names(survey: str, ve
         assert features == want
 
 
-def test_a_batch_spanning_chunks_is_decoded_whole() -> None:
-    values = [encode("ztf", "3", base_record("ztf", "3", seed=s)) for s in range(2 * CHUNK + 5)]
-    fast = decoder("ztf", "3").decode(values)
-    assert fast.paths == {"batch": len(values), "generic": 0}
-    slow = decoder("ztf", "3", decoder="generic").decode(values)
-    assert by_message(fast, len(values)) == by_message(slow, len(values))
-
-
-def test_batches_smaller_than_min_batch_are_decoded_generically() -> None:
-    values = [encode("ztf", "3", base_record("ztf", "3", seed=s)) for s in range(MIN_BATCH - 1)]
-    assert decoder("ztf", "3").decode(values).paths == {"batch": 0, "generic": MIN_BATCH - 1}
+def test_one_message_takes_the_batch_path_once_the_layout_is_known() -> None:
+    values = [encode("ztf", "3", base_record("ztf", "3", seed=s)) for s in range(3)]
+    fast, slow = decoder("ztf", "3"), decoder("ztf", "3", decoder="generic")
+    for value in values:  # the first teaches the layout, and is decoded by it too
+        assert fast.decode([value]).paths == {"batch": 1, "generic": 0}
+    assert by_message(fast.decode(values), 3) == by_message(slow.decode(values), 3)
 
 
 def test_confluent_input_is_decoded_per_schema_id_and_version(tmp_path: Path) -> None:
@@ -174,10 +171,59 @@ def test_the_reason_for_generic_decoding_is_logged_once_per_cause() -> None:
         d.decode([*values, encode("ztf", "3", other)] * 2)
         d.decode([*values, encode("ztf", "3", other)])
     causes = [e["cause"] for e in logs if e["event"] == "generic_decoding"]
-    assert causes == ["small_batch", "layout_mismatch"]
+    assert causes == ["layout_mismatch"]
     learned = [e for e in logs if e["event"] == "decoder_layout_learned"]
     assert len(learned) == 2  # the stream's order, then the other one
     with structlog.testing.capture_logs() as logs:
         decoder("ztf", "3", decoder="generic").decode(values)
         decoder("ztf", "3", format="json")
     assert [e["cause"] for e in logs if e["event"] == "generic_decoding"] == ["forced", "format"]
+
+
+_CUT_AND_GROWN = """
+import random
+from tests.unit.alerce_records import VERSIONS, base_record, encode
+from tests.unit.test_decoding import decoder
+rng = random.Random(3)
+for survey, version in VERSIONS:
+    d = decoder(survey, version)
+    whole = encode(survey, version, base_record(survey, version))
+    for size in range(len(whole) + 1):  # every cut and a grown tail, last in their batch
+        grown = whole[:size] + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+        d.decode([whole, whole[:size]])
+        d.decode([whole, grown])
+    assert d.learners and d.decode([whole]).paths["batch"] == 1
+print("ok")
+"""
+
+
+def test_the_compiled_decoder_never_reads_outside_its_buffer(tmp_path: Path) -> None:
+    """With numba's bounds checks on (a fresh compilation), every cut and every grown message
+    of every version, placed last in its batch, is decoded or turned down - no read leaves the
+    buffer (its padding included)."""
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _CUT_AND_GROWN], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == "ok"  # (the log goes to stdout too)
+
+
+_NOWHERE_TO_CACHE = """
+from numba.core import caching
+caching.CacheImpl._locator_classes = []  # as where no directory can be written
+from tests.unit.alerce_records import base_record, encode
+from tests.unit.test_decoding import decoder
+value = encode("ztf", "3", base_record("ztf", "3"))
+print(decoder("ztf", "3").decode([value, value]).paths)
+"""
+
+
+def test_the_decoder_is_compiled_where_nothing_can_be_cached() -> None:
+    """A read-only install without a writable home (a hardened container) compiles the loop
+    in each process instead of failing at import."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NOWHERE_TO_CACHE], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == "{'batch': 2, 'generic': 0}"

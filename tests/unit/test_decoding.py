@@ -1,8 +1,9 @@
-"""Decoding into columns (service.decoding): the batch path (learned layouts run by a compiled loop) gives
-exactly what the generic path (fastavro) gives, for every stored record version - ALeRCE's three
-ZTF versions (record-typed features with float/double fields, map-typed features, probabilities
-as a one-branch union) and the LSST record - on fuzzed records and fuzzed bytes; the generic
-path gives fastavro's values under today's feature names."""
+"""Decoding into columns (service.decoding): the batch path (learned layouts run by a compiled
+loop) gives exactly what the generic path (fastavro) gives, for every stored record version -
+ALeRCE's three ZTF versions (record-typed features with float/double fields, map-typed features,
+probabilities as a one-branch union) and the LSST record - on fuzzed records and fuzzed bytes;
+the generic path gives fastavro's values under today's feature names; the compiled loop never
+reads outside its buffer."""
 
 from __future__ import annotations
 

@@ -258,6 +258,22 @@ def _walk(  # type: ignore[no-untyped-def]
     return count
 
 
+def compile_loop() -> None:
+    """Compile :func:`_walk` (or load it from the cache) now, with the argument types of every
+    later call, rather than when the first batch - and its alerts' latency - arrives."""
+    none, two = np.zeros(0, dtype=np.int64), np.zeros(2, dtype=np.int64)
+    table = np.zeros((0, 1), dtype=np.float64)
+    f32 = np.zeros(1, dtype=np.float32)
+    _walk(
+        np.frombuffer(bytes(1), dtype=np.uint8), none, none,  # read-only, as message bytes are
+        np.zeros((3, 0), dtype=np.uint64), two, two,
+        none, np.zeros((1, 256), dtype=np.uint8), np.zeros((1, 256), dtype=np.int64), none, none,
+        True, np.zeros(0, dtype=np.intp), np.zeros((0, 4), dtype=np.int64), none,
+        np.zeros(0, dtype=np.bool_), np.zeros((0, 0), dtype=np.uint32), table,
+        table.view(np.uint64), f32, f32.view(np.uint32),
+    )  # fmt: skip
+
+
 class _Program:
     """One layout compiled to the tables of :func:`_walk`."""
 

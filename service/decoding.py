@@ -21,7 +21,7 @@ import structlog
 from fastavro import parse_schema
 from numpy.typing import NDArray
 
-from service.batchdecode import BatchDecoder
+from service.batchdecode import BatchDecoder, compile_loop
 from service.codec import CONFLUENT_HEADER_SIZE, confluent_header, load_schema, make_decoder
 from service.config import InputSettings
 from service.exceptions import InputError
@@ -96,6 +96,8 @@ class MessageDecoder:
         self._batch = {
             h: BatchDecoder(learner, h, self._columns) for h, learner in self.learners.items()
         }
+        if self._batch and settings.decoder == "auto":
+            compile_loop()
         self._header_size = CONFLUENT_HEADER_SIZE if settings.format == "confluent" else 0
         self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._gathered: dict[tuple[str, ...], tuple[str, ...]] = {}

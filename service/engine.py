@@ -130,7 +130,7 @@ class Engine:
             while not self._stopping:
                 if heartbeat is not None:
                     heartbeat()
-                inputs = self.source.read(o.max_rows, self._wait_s())
+                inputs = self._read()
                 if inputs is None:
                     break  # a bounded source is exhausted
                 if inputs:
@@ -164,6 +164,19 @@ class Engine:
         finally:
             self._shutdown()
         return self.stats
+
+    def _read(self) -> list[Input] | None:
+        """The next inputs (None: a bounded source is exhausted). While inference has batches
+        and nothing is waiting to be read, the loop waits for their scores rather than for
+        input: they are written, and the open batches released, as soon as they are back."""
+        wait = self._wait_s()
+        if not self.inference.pending():
+            return self.source.read(self.options.max_rows, wait)
+        inputs = self.source.read(self.options.max_rows, 0.0)
+        if inputs == []:
+            self._publish_scored(wait)
+            inputs = self.source.read(self.options.max_rows, 0.0)
+        return inputs
 
     def _wait_s(self) -> float:
         """How long a read may wait: not past the oldest open batch's deadline, and only

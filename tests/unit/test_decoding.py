@@ -20,6 +20,7 @@ import structlog
 from hypothesis import given, settings
 
 from models.features import canonical_name
+from service.batchdecode import _walk
 from service.codec import confluent_header
 from service.config import InputSettings
 from service.decoding import Decoded, MessageDecoder
@@ -228,3 +229,15 @@ def test_the_decoder_is_compiled_where_nothing_can_be_cached() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[-1] == "{'batch': 2, 'generic': 0}"
+
+
+def test_the_loop_is_compiled_once_at_start_for_every_later_batch() -> None:
+    """The decoder compiles its loop when it is made (not at the first batch, whose latency
+    would pay for it), for the argument types of every batch after."""
+    d = decoder("ztf", "3")
+    assert len(_walk.signatures) == 1
+    values = [encode("ztf", "3", base_record("ztf", "3", seed=s)) for s in range(3)]
+    assert d.decode(values).paths == {"batch": 3, "generic": 0}
+    long_ids = decoder("lsst", sorted(SURVEYS["lsst"].versions)[-1])
+    assert long_ids.learners
+    assert len(_walk.signatures) == 1

@@ -162,3 +162,57 @@ def test_full_batches_go_at_once(processor: AlertProcessor) -> None:
     assert all(n < 50 for why, (_, _, n) in released if why == "drain")  # the rest, at the end
     assert metrics.reasons.count("full") >= 600 // 50 - 2  # at most one partial batch per class
     assert set(metrics.reasons) == {"full", "drain"}
+
+
+class WaitingSource(ScriptedSource):
+    """A scripted source that records each read's timeout and how many outputs the sink
+    had written by then."""
+
+    def __init__(self, reads: list[list[Input]], sink: CollectingSink) -> None:
+        super().__init__(reads)
+        self.sink = sink
+        self.seen: list[tuple[float, int]] = []  # (timeout, outputs written)
+
+    def read(self, max_inputs: int, timeout_s: float) -> list[Input] | None:
+        self.seen.append((timeout_s, len(self.sink.records)))
+        return super().read(max_inputs, timeout_s)
+
+
+class DeferredInference(InlineInference[list[Row]]):
+    """Scores when submitted but hands the scores back only to a caller that waits for them
+    (as a worker process does); records those waits."""
+
+    def __init__(self, processor: AlertProcessor) -> None:
+        super().__init__({top: r.scorer for top, r in processor.routes.items()})
+        self.waits: list[float] = []
+
+    def completed(self, wait_s: float = 0.0) -> list[Any]:
+        if wait_s <= 0:
+            return []
+        self.waits.append(wait_s)
+        return super().completed(wait_s)
+
+
+def test_with_batches_in_inference_the_loop_waits_for_their_scores_not_for_input(
+    processor: AlertProcessor,
+) -> None:
+    tracker = OffsetTracker()
+    sink = CollectingSink(tracker.written)
+    source = WaitingSource([inputs(0, 20), [], [], []], sink)
+    inference = DeferredInference(processor)
+    options = Options(
+        max_rows=1024,
+        max_delay_s=NEVER_S,
+        commit_interval_s=NEVER_S,
+        drain_timeout_s=1.0,
+        flush_when_idle=True,
+    )
+    Engine(processor, inference, source, sink, tracker, options, Reasons()).run()
+    # read 2 found nothing: the batches went to inference; read 3 (nothing waiting) did not
+    # wait for input: the loop waited for the scores and wrote them before read 4
+    (_, none_yet), (_, released), (not_waiting, before), (_, after), *_ = source.seen
+    assert none_yet == released == before == 0
+    assert not_waiting == 0.0
+    assert inference.waits
+    assert inference.waits[0] > 0
+    assert after == 20

@@ -3,10 +3,16 @@ calibrated percentiles and (MCDSVDD) the nearest known subclass.
 
 Runs in eval mode under ``torch.inference_mode`` on the CPU or a CUDA device; on CUDA the batch
 is staged in pinned memory and copied asynchronously. Scoring is deterministic and bitwise
-independent of batch composition: BatchNorm uses its running statistics, and the network always
-runs on fixed-shape chunks of ``CHUNK_ROWS`` rows (the last one zero-padded), because matrix
-kernels pick different blockings - and so round differently - for different batch sizes. This is
-what lets the live service, replay and offline scoring agree exactly whatever their batching.
+independent of batch composition: BatchNorm uses its running statistics, and the network runs on
+fixed-shape chunks of ``CHUNK_ROWS`` rows (zero-padded), because matrix kernels may pick
+different blockings - and so round differently - for different batch sizes. The rows after the
+last full chunk (all of a small batch) run in chunks of ``SMALL_CHUNK_ROWS`` instead, padded four
+times less, but only where the device's kernels give bitwise the same scores for both shapes:
+each scorer checks that once, on a probe of ``CHUNK_ROWS`` rows through its preprocessing and
+network, when it is made (a kernel's path depends on the shapes, not on the values; both shapes
+are whole multiples of the vector loops' widths, so elementwise operations have no remainder
+either). This is what lets the live service, replay and offline scoring agree exactly whatever
+their batching.
 
 The Rubin tutorial's detectors (``iforest``, ``distclassipy``, :mod:`models.estimators`) run on
 the CPU whatever the device: the preprocessing on the same 128-row chunks, then the estimator
@@ -26,6 +32,7 @@ from models.bundle import Bundle
 from models.exceptions import DataError
 
 CHUNK_ROWS = 128  # within 6% of the fastest chunk for full batches, and pads half as much
+SMALL_CHUNK_ROWS = 32  # the rest of a batch, where bitwise the same (see the docstring)
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,25 @@ class Scorer:
         self._levels = np.asarray(calibration.levels, dtype=np.float64)
         self._quantiles = np.asarray(calibration.scores, dtype=np.float64)
         self._subclasses = tuple(bundle.manifest.centre_subclasses)
+        self.small_chunks = self._small_chunks_agree()
+
+    def _small_chunks_agree(self) -> bool:
+        """Whether a probe scores bitwise the same in chunks of ``SMALL_CHUNK_ROWS`` as in one
+        of ``CHUNK_ROWS`` on this device (estimators score row by row: always)."""
+        if self.net is None:
+            return True
+        probe = torch.Generator().manual_seed(0)
+        rows = torch.randn(CHUNK_ROWS, len(self.feature_names), generator=probe) * 3
+        with torch.inference_mode():
+            x = self.preprocessor(rows.to(self.device))
+            raw, nearest = self.net.score(x)
+            parts = [self.net.score(chunk) for chunk in x.split(SMALL_CHUNK_ROWS)]
+            small_raw = torch.cat([r for r, _ in parts])
+            small_nearest = torch.cat([n for _, n in parts])
+        return bool(
+            raw.cpu().numpy().tobytes() == small_raw.cpu().numpy().tobytes()
+            and torch.equal(nearest, small_nearest)
+        )
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -88,7 +114,9 @@ class Scorer:
             empty = np.empty(0, dtype=np.float32)
             return Scores(empty, empty, (), np.empty(0, dtype=np.int64))
         n = features.shape[0]
-        padded = np.zeros((-(-n // CHUNK_ROWS) * CHUNK_ROWS, features.shape[1]), np.float32)
+        full = n // CHUNK_ROWS * CHUNK_ROWS  # rows in full chunks; the rest in small ones
+        step = SMALL_CHUNK_ROWS if self.small_chunks else CHUNK_ROWS
+        padded = np.zeros((full + -(-(n - full) // step) * step, features.shape[1]), np.float32)
         padded[:n] = features
         with torch.inference_mode():
             x = self.preprocessor(self._to_device(padded))
@@ -99,9 +127,9 @@ class Scorer:
             else:
                 assert self.net is not None
                 net = self.net
-                raws, nearests = zip(
-                    *(net.score(chunk) for chunk in x.split(CHUNK_ROWS)), strict=True
-                )
+                chunks = [*x[:full].split(CHUNK_ROWS)] if full else []
+                chunks += x[full:].split(step) if len(x) > full else []
+                raws, nearests = zip(*(net.score(chunk) for chunk in chunks), strict=True)
                 raw = torch.cat(raws)[:n].float().cpu().numpy()
                 nearest_idx = torch.cat(nearests)[:n].cpu().numpy()
         if self._subclasses:

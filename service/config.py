@@ -239,7 +239,7 @@ class BatchSettings(_Section):
         True,
         description="score open batches before their deadline when a read finds no new input "
         "and no batch is being scored (waiting would only add latency; costs one padded "
-        "128-row chunk per class at each quiet moment)",
+        "32-row chunk per class at each quiet moment)",
     )
 
 

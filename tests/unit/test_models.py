@@ -246,6 +246,59 @@ def test_scores_do_not_depend_on_batch_composition() -> None:
     np.testing.assert_array_equal(whole, scorer.score(rows).raw)
 
 
+def test_every_shipped_bundle_scores_bitwise_alike_whatever_the_batching() -> None:
+    """300 rows (two full chunks and a rest in small ones) scored at once, in pieces of 1, 7,
+    33 and 130 rows: the same bits, on every shipped bundle (features over 16 decades, some
+    undefined)."""
+    rng = np.random.default_rng(5)
+    manifests = sorted(bundles_dir().glob("*/*/manifest.json"))
+    for path in manifests:
+        scorer = Scorer(load_bundle(path.parent), "cpu")
+        assert scorer.small_chunks, path.parent.name  # on this machine's CPU: checked below
+        n = len(scorer.feature_names)
+        x = (rng.standard_normal((300, n)) * 10.0 ** rng.uniform(-8, 8, (300, n))).astype(
+            np.float32
+        )
+        x[rng.random((300, n)) < 0.1] = np.nan
+        whole = scorer.score(x)
+        for size in (1, 7, 33, 130):
+            parts = [scorer.score(x[i : i + size]) for i in range(0, 300, size)]
+            raw = np.concatenate([p.raw for p in parts])
+            np.testing.assert_array_equal(raw.view(np.int32), whole.raw.view(np.int32))
+            assert sum((p.nearest for p in parts), ()) == whole.nearest
+
+
+class ChunkLog:
+    """A network that records the rows of every chunk it scores; with ``drift``, its scores
+    depend on the chunk's size (as a kernel that blocks differently would)."""
+
+    def __init__(self, net: Network, drift: bool = False) -> None:
+        self.net, self.drift, self.rows = net, drift, []
+
+    def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.rows.append(len(x))
+        raw, nearest = self.net.score(x)
+        return (raw + len(x) * 1e-3 if self.drift else raw), nearest
+
+
+def test_small_batches_run_in_small_chunks_only_where_that_is_bitwise_the_same() -> None:
+    scorer = Scorer(bundle_for(tiny_net("mcdsvdd"), ("A", "B")), "cpu")
+    assert scorer.small_chunks
+    rows = np.random.default_rng(1).normal(size=(300, 3)).astype(np.float32)
+    log = ChunkLog(scorer.net)  # type: ignore[arg-type]
+    scorer.net = log  # type: ignore[assignment]
+    scorer.score(rows[:5])
+    scorer.score(rows)
+    assert log.rows == [32, 128, 128, 32, 32]  # 5 rows; 300 = 2 x 128 + 44 (in 2 x 32)
+    drifting = ChunkLog(log.net, drift=True)
+    scorer.net = drifting  # type: ignore[assignment]
+    assert not scorer._small_chunks_agree()
+    scorer.small_chunks = False
+    drifting.rows.clear()
+    scorer.score(rows[:5])
+    assert drifting.rows == [128]
+
+
 def test_scorer_rejects_a_matrix_of_the_wrong_width() -> None:
     from models.exceptions import DataError
 

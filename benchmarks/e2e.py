@@ -793,7 +793,8 @@ def main(argv: list[str] | None = None) -> None:
         "--repeat",
         type=int,
         default=3,
-        help="runs of passthrough, peer and service, in turn; each row's median run counts",
+        help="runs of passthrough, peer, service and the instances, in turn; each row's median run "
+        "counts",
     )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-rows", type=int, default=1024)
@@ -863,7 +864,8 @@ def main(argv: list[str] | None = None) -> None:
         publish(kafka.bootstrap_servers, topic, workload.messages(args.n))
         payload = make_encoder("schemaless")(sample_output(base))
 
-        # passthrough, peer and service in turn, --repeat times: each row's median run counts
+        # passthrough, peer, service and the instances in turn, --repeat times: each row's
+        # median run counts
         runs: dict[str, list[Throughput]] = {}
         for turn in range(1, args.repeat + 1):
             of = f" (run {turn} of {args.repeat})" if args.repeat > 1 else ""
@@ -891,6 +893,12 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 runs.setdefault("service", []).append(rate)
                 drop_topics(base)
+            if "instances" in rows and args.instances > 1:
+                print(f"service, {args.instances} instances{of} ...", flush=True)
+                runs.setdefault(f"service x{args.instances} instances", []).append(
+                    scaling(settings_values(kafka, topic, args), args.instances, args.n)
+                )
+                drop_topics(base)
         rates = {name: median_run(each) for name, each in runs.items()}
         report.runs = {
             name: [r.steady_per_second or r.per_second for r in each] for name, each in runs.items()
@@ -899,12 +907,6 @@ def main(argv: list[str] | None = None) -> None:
             print("service, profiled (where its CPU time goes) ...", flush=True)
             _, _, report.account = saturation(
                 settings_for(kafka, topic, args), args.n, kafka.pid, profile=True
-            )
-            drop_topics(base)
-        if "instances" in rows and args.instances > 1:
-            print(f"service, {args.instances} instances ...", flush=True)
-            rates[f"service x{args.instances} instances"] = scaling(
-                settings_values(kafka, topic, args), args.instances, args.n
             )
             drop_topics(base)
         # a run too short for a steady state (both marks passed at once): first to last

@@ -63,14 +63,16 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "service x2 instances",
     }
     assert all(rate > 0 for rate in report["throughput"].values())  # steady state
-    runs = report["runs"]  # passthrough, peer and service twice each; the slower one counts
+    # passthrough, peer, service and the instances twice each; the slower one counts
+    runs = report["runs"]
     assert {name: len(rates) for name, rates in runs.items()} == {
         "passthrough": 2,
         "naive": 1,
         "peer": 2,
         "service": 2,
+        "service x2 instances": 2,
     }
-    for name in ("passthrough", "peer", "service"):
+    for name in ("passthrough", "peer", "service", "service x2 instances"):
         assert report["throughput"][name] == min(runs[name])
     assert set(report["first_to_last"]) == set(report["throughput"])
     assert all(rate > 0 for rate in report["first_to_last"].values())

@@ -95,6 +95,17 @@ def inputs(first: int, n: int) -> list[Input]:
     return [Input(Source("in", 0, first + i, None), k, v) for i, (k, v) in enumerate(messages)]
 
 
+def idle_options(flush_when_idle: bool) -> Options:
+    """Batches of up to 1024 rows whose deadline no test reaches."""
+    return Options(
+        max_rows=1024,
+        max_delay_s=NEVER_S,
+        commit_interval_s=NEVER_S,
+        drain_timeout_s=1.0,
+        flush_when_idle=flush_when_idle,
+    )
+
+
 def run(
     processor: AlertProcessor, reads: list[list[Input]], flush_when_idle: bool, busy: bool = False
 ) -> tuple[HeldInference, Reasons, CollectingSink]:
@@ -103,14 +114,9 @@ def run(
     inference.busy = busy
     metrics, tracker = Reasons(), OffsetTracker()
     sink = CollectingSink(tracker.written)
-    options = Options(
-        max_rows=1024,
-        max_delay_s=NEVER_S,
-        commit_interval_s=NEVER_S,
-        drain_timeout_s=1.0,
-        flush_when_idle=flush_when_idle,
-    )
-    Engine(processor, inference, source, sink, tracker, options, metrics).run()
+    Engine(
+        processor, inference, source, sink, tracker, idle_options(flush_when_idle), metrics
+    ).run()
     return inference, metrics, sink
 
 
@@ -200,14 +206,7 @@ def test_with_batches_in_inference_the_loop_waits_for_their_scores_not_for_input
     sink = CollectingSink(tracker.written)
     source = WaitingSource([inputs(0, 20), [], [], []], sink)
     inference = DeferredInference(processor)
-    options = Options(
-        max_rows=1024,
-        max_delay_s=NEVER_S,
-        commit_interval_s=NEVER_S,
-        drain_timeout_s=1.0,
-        flush_when_idle=True,
-    )
-    Engine(processor, inference, source, sink, tracker, options, Reasons()).run()
+    Engine(processor, inference, source, sink, tracker, idle_options(True), Reasons()).run()
     # read 2 found nothing: the batches went to inference; read 3 (nothing waiting) did not
     # wait for input: the loop waited for the scores and wrote them before read 4
     (_, none_yet), (_, released), (not_waiting, before), (_, after), *_ = source.seen

@@ -7,7 +7,6 @@ one-alert Avro files (ZTF archive style) and from a Parquet table, all to a Parq
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import tempfile
 import time
@@ -19,13 +18,14 @@ from common import cores, machine
 from models.records import input_records, input_schema
 from models.resources import sample_dir
 from models.table import read_table
-from service.config import KafkaSettings, load_settings
+from service.config import KafkaSettings, Settings, load_settings
 from service.demo import publish, sample_messages
 from service.embedded import EmbeddedBroker
+from service.inference import choose_mode
 from service.kafka import create_topics
 from service.logs import configure_logging
 from service.offsets import OffsetTracker
-from service.processing import AlertProcessor, Inference, start_inference
+from service.processing import AlertProcessor, start_inference
 from service.replay import replay
 from service.sinks.files import ParquetSink
 from service.sources import InputSource
@@ -34,8 +34,11 @@ from service.sources.topic_range import TopicRange
 
 
 def timed(
-    processor: AlertProcessor, inference: Inference, source: InputSource, out: Path
+    processor: AlertProcessor, settings: Settings, source: InputSource, out: Path
 ) -> tuple[int, float]:
+    """Messages scored and seconds taken by one replay (its inference started beforehand,
+    untimed: a replay closes it at its end)."""
+    inference = start_inference(settings, processor.routes)
     tracker = OffsetTracker()
     sink = ParquetSink(out, source.describe(), False, tracker.written)
     started = time.perf_counter()
@@ -52,16 +55,16 @@ def main() -> None:
     settings = load_settings(None)
     processor = AlertProcessor(settings)
     files = AlertProcessor(load_settings(None, {"input": {"format": "container"}}))
-    inference = start_inference(settings, processor.routes)
-    print(f"inference: {type(inference).__name__} (model.inference = {settings.model.inference})")
-    with contextlib.closing(inference), tempfile.TemporaryDirectory() as tmp_name:
+    mode = settings.model.inference
+    print(f"inference: {choose_mode(mode)} (model.inference = {mode})")
+    with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         with EmbeddedBroker() as broker:
             create_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers), ["b"], 2)
             sample = list(sample_messages())
             publish(broker.bootstrap_servers, "b", (sample[i % len(sample)] for i in range(args.n)))
             client = KafkaSettings(bootstrap_servers=broker.bootstrap_servers).librdkafka()
-            n, seconds = timed(processor, inference, TopicRange(client, "b"), tmp / "topic")
+            n, seconds = timed(processor, settings, TopicRange(client, "b"), tmp / "topic")
             print(f"topic, 2 partitions:      {n:6d} messages {n / seconds:10,.0f} messages/s")
         alerts = tmp / "alerts"
         alerts.mkdir()
@@ -69,10 +72,10 @@ def main() -> None:
             buffer = io.BytesIO()
             fastavro.writer(buffer, input_schema(), [record])
             (alerts / f"{record['oid']}.avro").write_bytes(buffer.getvalue())
-        n, seconds = timed(files, inference, FileSource([alerts]), tmp / "files")
+        n, seconds = timed(files, settings, FileSource([alerts]), tmp / "files")
         print(f"one-alert Avro files:     {n:6d} messages {n / seconds:10,.0f} messages/s")
         table = sample_dir() / "objects.parquet"
-        n, seconds = timed(processor, inference, FileSource([table]), tmp / "table")
+        n, seconds = timed(processor, settings, FileSource([table]), tmp / "table")
         print(f"Parquet table rows:       {n:6d} messages {n / seconds:10,.0f} messages/s")
 
 

@@ -1,6 +1,7 @@
 """`python -m benchmarks` runs end to end on a small load and writes every number it prints (the
-numbers themselves are the benchmark's business, not the test's). About a minute - a consumer-group
-join per phase - so it is `slow`: `make slow`, which CI runs after `make test`."""
+numbers themselves are the benchmark's business, not the test's), and the replay benchmark runs
+every source. About a minute and a half - a consumer-group join per phase - so it is `slow`:
+`make slow`, which CI runs after `make test`."""
 
 from __future__ import annotations
 
@@ -116,3 +117,23 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "instances / service",
     ]
     assert "service / naive" in run.stdout
+
+
+def test_the_replay_benchmark_runs_every_source() -> None:
+    """`python benchmarks/bench_replay.py`: a topic, one-alert files and a table, each replayed
+    to Parquet with an inference of its own (a replay closes the one it was given)."""
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_replay.py"), "--n", "2000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [line for line in run.stdout.splitlines() if "messages/s" in line]
+    assert [line.split(":")[0] for line in lines] == [
+        "topic, 2 partitions",
+        "one-alert Avro files",
+        "Parquet table rows",
+    ]
+    assert lines[0].split()[3] == "2000"  # every message of the topic replayed

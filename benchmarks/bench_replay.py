@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import fastavro
-from common import cores, machine
+from common import TANSU_CONSUMER, cores, machine
 
 from models.records import input_records, input_schema
 from models.resources import sample_dir
@@ -63,7 +63,10 @@ def main() -> None:
             create_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers), ["b"], 2)
             sample = list(sample_messages())
             publish(broker.bootstrap_servers, "b", (sample[i % len(sample)] for i in range(args.n)))
-            client = KafkaSettings(bootstrap_servers=broker.bootstrap_servers).librdkafka()
+            client = {
+                **KafkaSettings(bootstrap_servers=broker.bootstrap_servers).librdkafka(),
+                **TANSU_CONSUMER,
+            }
             n, seconds = timed(processor, settings, TopicRange(client, "b"), tmp / "topic")
             print(f"topic, 2 partitions:      {n:6d} messages {n / seconds:10,.0f} messages/s")
         alerts = tmp / "alerts"

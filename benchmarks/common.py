@@ -14,6 +14,11 @@ from typing import Any
 from service import __version__
 from service.routing import Route
 
+# tansu answers a fetch only when fetch.wait.max.ms has passed, even when data arrives earlier
+# (Kafka answers as soon as fetch.min.bytes are there): with librdkafka's default of 500 ms that
+# alone adds 0-500 ms to every alert. Every consumer of the benchmarks gets this on tansu.
+TANSU_CONSUMER = {"fetch.wait.max.ms": "10"}
+
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))

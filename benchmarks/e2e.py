@@ -58,6 +58,7 @@ from confluent_kafka.admin import AdminClient
 from benchmarks import workload
 from benchmarks.common import (
     STEADY,
+    TANSU_CONSUMER,
     CpuMeter,
     Progress,
     StageTimer,
@@ -194,12 +195,6 @@ def versions() -> dict[str, str]:
         "confluent_kafka": importlib.metadata.version("confluent-kafka"),
         "librdkafka": confluent_kafka.libversion()[0],
     }
-
-
-# tansu answers a fetch only when fetch.wait.max.ms has passed, even when data arrives earlier
-# (Kafka answers as soon as fetch.min.bytes are there): with librdkafka's default of 500 ms that
-# alone adds 0-500 ms to every alert. Every consumer of the benchmark gets this on tansu.
-TANSU_CONSUMER = {"fetch.wait.max.ms": "10"}
 
 
 @dataclass(frozen=True)

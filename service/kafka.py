@@ -20,6 +20,12 @@ STATISTICS_INTERVAL_MS = 5000
 METADATA_REFRESH_MS = 10_000
 
 
+# Once a consumer's prefetch queue is full (queued.max.messages.kbytes: 64 MB, ~15,000 ALeRCE
+# records), librdkafka's default waits 1 s before fetching again: a consumer that scores slower
+# than it fetches runs dry for a fraction of every such second.
+FETCH_QUEUE_BACKOFF_MS = "50"
+
+
 def consumer_config(kafka: KafkaSettings, group_id: str, auto_offset_reset: str) -> ClientConfig:
     """At-least-once consumer: offsets are stored and committed explicitly by the pipeline."""
     return {
@@ -31,10 +37,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str, auto_offset_reset: str)
         "auto.offset.reset": auto_offset_reset,
         "enable.partition.eof": "false",
         "statistics.interval.ms": str(STATISTICS_INTERVAL_MS),
-        # Once the prefetch queue is full (queued.max.messages.kbytes: 64 MB, ~25,000 alerts),
-        # librdkafka's default waits 1 s before fetching again: a consumer that scores slower
-        # than it fetches runs dry for a fraction of every such second.
-        "fetch.queue.backoff.ms": "50",
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         # A topic created after start that matches a pattern subscription (ALeRCE writes one
         # topic a day) is found at the next metadata refresh: librdkafka's default is 5 min.
         "topic.metadata.refresh.interval.ms": str(METADATA_REFRESH_MS),

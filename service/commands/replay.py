@@ -140,7 +140,7 @@ def run_replay(args: argparse.Namespace) -> int:
     source: InputSource
     if args.topic:
         source = TopicRange(
-            settings.kafka.librdkafka(),
+            {**settings.kafka.librdkafka(), **settings.kafka.consumer},
             settings.input.topics[0],
             _partitions(args.partitions),
             parse_time_ms(args.since) if args.since else None,

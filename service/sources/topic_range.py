@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from service.availability import Brokers
 from service.config import ClientConfig
 from service.exceptions import KafkaServiceError
-from service.kafka import bounded
+from service.kafka import FETCH_QUEUE_BACKOFF_MS, bounded
 from service.sources import Input, Position
 from service.sources.kafka import Rebalancing, list_topics, new_client, to_input
 
@@ -44,6 +44,7 @@ class TopicRange:
         self._consumer = new_client(
             Consumer,
             {
+                "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
                 **client,
                 "group.id": f"alert-anomaly-replay-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,

@@ -117,6 +117,9 @@ def test_unknown_topics_bad_partitions_and_offsets(
         cli([*replay, "--start-offset", "0-5"]), "--start-offset expects PARTITION:OFFSET"
     )
     one_line_error(cli([*replay, "--since", "yesterday"]), "cannot read 'yesterday' as a time")
+    # kafka.consumer reaches the replay's consumer too
+    bad = {"ALERT_ANOMALY_KAFKA__CONSUMER": json.dumps({"fetch.wait.max.ms": "soon"})}
+    one_line_error(cli(replay, bad), "invalid Kafka client property")
 
 
 def test_a_property_librdkafka_rejects_is_one_line_and_check_finds_it() -> None:

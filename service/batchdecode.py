@@ -57,8 +57,9 @@ def _inline(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _compiled(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``function`` compiled by numba, its machine code cached next to this file or in the
-    user's cache directory; where neither can be written, compiled once per process."""
+    """``function`` compiled by numba, its machine code cached under ``NUMBA_CACHE_DIR``, next
+    to this file or in the user's cache directory (the first writable); where none can be
+    written, compiled once per process."""
     try:
         return numba.njit(cache=True, nogil=True)(function)
     except RuntimeError:  # no writable cache location

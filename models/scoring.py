@@ -15,7 +15,7 @@ either). This is what lets the live service, replay and offline scoring agree ex
 their batching.
 
 The Rubin tutorial's detectors (``iforest``, ``distclassipy``, :mod:`models.estimators`) run on
-the CPU whatever the device: the preprocessing on the same 128-row chunks, then the estimator
+the CPU whatever the device: the preprocessing on the same padded rows, then the estimator
 on float64 rows; both compute every row on its own, so their scores do not depend on the batch
 either.
 """

@@ -156,6 +156,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.outputs_dropped = Counter(
+            "alert_anomaly_outputs_dropped",
+            "Outputs the broker refused for good even as a small reference dead letter: "
+            "their inputs are committed without an output (see the output_dropped log event)",
+            ["topic", "reason"],
+            registry=r,
+        )
         self.batch_rows = Histogram(
             "alert_anomaly_batch_rows",
             "Rows per scored micro-batch",
@@ -329,6 +336,10 @@ class Metrics:
     @_never_raises
     def record_delivery_failure(self, topic: str) -> None:
         self.delivery_failures.labels(topic).inc()
+
+    @_never_raises
+    def record_output_dropped(self, topic: str, reason: str) -> None:
+        self.outputs_dropped.labels(topic, reason).inc()
 
     @_never_raises
     def record_rebalance(self, event: str) -> None:

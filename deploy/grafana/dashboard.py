@@ -122,6 +122,11 @@ def panels() -> list[Any]:
                     f"sum(rate(alert_anomaly_commit_failures_total{{{JOB}}}[{RATE}]))",
                     "commit failures",
                 ),
+                (
+                    "sum by (reason) "
+                    f"(rate(alert_anomaly_outputs_dropped_total{{{JOB}}}[{RATE}]))",
+                    "outputs dropped: {{reason}}",
+                ),
             ],
             (0, 16, 12, 8),
             "ops",

@@ -14,8 +14,13 @@ own. Failures are told apart:
 * permanent for this message (too large for the producer or the topic, a record or policy the
   broker rejects): retrying cannot help, and an input must not stop the service. The output is
   replaced by a small dead letter that refers to it - reason ``oversized`` or ``rejected``, the
-  original's size and SHA-256 and what it was (a dead letter and its reason, or a score) in
-  headers, and a JSON reference to the input as value - and that one is written instead.
+  headers every dead letter carries, the original's size and SHA-256 and what it was (a dead
+  letter and its reason, or a score), the input's key and headers within bounds
+  (:func:`service.sinks.bounded_key`, :func:`service.sinks.bounded_headers`) and a JSON reference
+  to the input as value - and that one is written instead. Should the reference too be refused
+  for good (a topic limit below a few kilobytes), the output is dropped: logged
+  (``output_dropped``), counted (``alert_anomaly_outputs_dropped_total``) and its input committed,
+  so that no input can block its partition.
 """
 
 from __future__ import annotations
@@ -35,12 +40,18 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from service.availability import SUMMARY_EVERY_S, Brokers
 from service.codec import BatchEncoder, make_batch_encoder
 from service.config import Settings
-from service.exceptions import InputError
+from service.exceptions import DeadLetterReason, InputError
 from service.kafka import producer_config
 from service.metrics import Metrics
 from service.processing import ScoredBatch
 from service.routing import Row, Source
-from service.sinks import HEADER_PREFIX, Written, dead_letter_headers
+from service.sinks import (
+    HEADER_PREFIX,
+    Written,
+    bounded_headers,
+    bounded_key,
+    dead_letter_headers,
+)
 from service.sources import Headers, Input
 from service.sources.kafka import new_client
 
@@ -70,6 +81,7 @@ class _Output:
     headers: Headers | None
     source: Source
     what: str  # "score", or the reason of a dead letter
+    input_headers: Headers | None = None  # the input's own (a reference keeps them)
     replacement: bool = False  # the reference that stands for an unwritable output
     attempt: int = 0
     not_before: float = 0.0
@@ -161,7 +173,13 @@ class KafkaSink:
         headers = dead_letter_headers(item.source, error, item.headers)
         # the original value, a tombstone (None) included
         output = _Output(
-            self.dead_letter_topic, item.key, item.value, headers, item.source, error.reason
+            self.dead_letter_topic,
+            item.key,
+            item.value,
+            headers,
+            item.source,
+            error.reason,
+            input_headers=item.headers,
         )
         self._produce(output)
 
@@ -223,8 +241,11 @@ class KafkaSink:
 
     def _failed(self, output: _Output, error: KafkaError) -> None:
         code = error.code()
-        if (code in OVERSIZED or code in REJECTED) and not output.replacement:
-            self._replace(output, error)
+        if code in OVERSIZED or code in REJECTED:
+            if output.replacement:
+                self._drop(output, error)
+            else:
+                self._replace(output, error)
             return
         backoff = RETRY_BACKOFF_S[min(output.attempt, len(RETRY_BACKOFF_S) - 1)]
         self.failures += 1
@@ -252,25 +273,21 @@ class KafkaSink:
 
     def _replace(self, output: _Output, error: KafkaError) -> None:
         """A dead letter that refers to an output no retry can write (see the docstring)."""
-        reason = "oversized" if error.code() in OVERSIZED else "rejected"
+        reason: DeadLetterReason = "oversized" if error.code() in OVERSIZED else "rejected"
         value = output.value or b""
         source = output.source
         p = HEADER_PREFIX
+        key, key_headers = bounded_key(output.key)
+        why = InputError(reason, f"the {output.what} output could not be written: {error}")
         headers: Headers = [
-            (f"{p}error", reason.encode()),
-            (
-                f"{p}error_message",
-                f"the {output.what} output could not be written: {error}".encode(),
-            ),
+            *dead_letter_headers(source, why, None),
             (f"{p}original_output", b"score" if output.what == "score" else b"dead_letter"),
             (f"{p}original_error", output.what.encode()),
             (f"{p}original_topic", output.topic.encode()),
             (f"{p}original_size", str(len(value)).encode()),
             (f"{p}original_sha256", hashlib.sha256(value).hexdigest().encode()),
-            (f"{p}source_topic", source.topic.encode()),
-            (f"{p}source_partition", str(source.partition).encode()),
-            (f"{p}source_offset", str(source.offset).encode()),
-            (f"{p}source_timestamp", str(source.timestamp_ms or "").encode()),
+            *key_headers,
+            *bounded_headers(output.input_headers),
         ]
         reference = {
             "alert_anomaly": f"{output.what} output not written: {reason}",
@@ -287,16 +304,34 @@ class KafkaSink:
             error=str(error),
             original=output.what,
             original_size=len(value),
+            original_key_size=len(output.key or b""),
             source_topic=source.topic,
             source_partition=source.partition,
             source_offset=source.offset,
         )
         body = json.dumps(reference).encode()
         self._produce(
-            _Output(
-                self.dead_letter_topic, output.key, body, headers, source, reason, replacement=True
-            )
+            _Output(self.dead_letter_topic, key, body, headers, source, reason, replacement=True)
         )
+
+    def _drop(self, reference: _Output, error: KafkaError) -> None:
+        """A reference refused for good: nothing of its input can be written, and retrying
+        would block the partition behind it forever. Logged, counted, and its input committed."""
+        source = reference.source
+        self.metrics.record_output_dropped(reference.topic, reference.what)
+        log.error(
+            "output_dropped",
+            reason=reference.what,
+            error=str(error),
+            topic=reference.topic,
+            size=len(reference.value or b"") + len(reference.key or b""),
+            source_topic=source.topic,
+            source_partition=source.partition,
+            source_offset=source.offset,
+            more="neither the output nor the dead letter that refers to it could be written; "
+            "the input is committed without an output",
+        )
+        self.on_written((source,))
 
     def poll(self, timeout_s: float) -> None:
         self.producer.poll(timeout_s)

@@ -4,6 +4,8 @@ a broker)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,13 +13,22 @@ import pytest
 import structlog
 from confluent_kafka import KafkaError, Message
 
+from service import __version__
 from service.availability import Brokers
 from service.config import load_settings
+from service.exceptions import InputError
 from service.metrics import Metrics
 from service.processing import ScoredBatch
 from service.routing import Row, Source
+from service.sinks import (
+    HEADERS_BYTES_LIMIT,
+    HEADERS_COUNT_LIMIT,
+    bounded_headers,
+    dead_letter_headers,
+)
 from service.sinks import kafka as kafka_sink
 from service.sinks.kafka import KafkaSink, _ScoreBatch
+from service.sources import Headers, Input
 
 UNUSED = "127.0.0.1:1"
 
@@ -158,3 +169,92 @@ def test_a_full_local_queue_waits_and_a_refused_score_is_replaced() -> None:
     assert sink.replaced == 3  # each stands as a reference dead letter
     assert sink.in_flight() == 3  # the references, queued
     sink.close(0)
+
+
+def sent_by(sink: KafkaSink, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """What the sink hands the producer (topic, key, value, headers), recorded."""
+    sent: list[tuple] = []
+    send = sink._send
+
+    def recording(topic, key, value, headers, delivered):  # type: ignore[no-untyped-def]
+        sent.append((topic, key, value, headers))
+        return send(topic, key, value, headers, delivered)
+
+    monkeypatch.setattr(sink, "_send", recording)
+    return sent
+
+
+def test_a_reference_bounds_the_key_and_headers_and_carries_every_dead_letter_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings(None, {"kafka": {"bootstrap_servers": UNUSED}})
+    sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+    sent = sent_by(sink, monkeypatch)
+    key = b"k" * 5_000_000  # larger than the producer takes (message.max.bytes 1,000,000)
+    many = [(f"h{i}", b"x" * 100) for i in range(5000)]
+    source = Source("alerts", 3, 17, 1234)
+    sink.dead_letter(Input(source, key, b"value", many), InputError("undecodable", "bad bytes"))
+    (_, first_key, _, first_headers), (topic, ref_key, value, headers) = sent
+    assert first_key == key
+    assert first_headers[-5000:] == many
+    assert topic == settings.output.dead_letter_topic
+    assert ref_key == f"sha256:{hashlib.sha256(key).hexdigest()}".encode()
+    named = dict(headers)
+    assert named["alert_anomaly.original_key_size"] == b"5000000"
+    assert named["alert_anomaly.original_key_sha256"] == hashlib.sha256(key).hexdigest().encode()
+    # every header the other dead letters carry, with the reason of the reference
+    ordinary = dict(dead_letter_headers(source, InputError("oversized", "x"), None))
+    assert set(ordinary) <= set(named)
+    assert named["alert_anomaly.error"] == b"oversized"
+    assert named["alert_anomaly.service_version"] == __version__.encode()
+    assert named["alert_anomaly.source_offset"] == b"17"
+    assert named["alert_anomaly.original_error"] == b"undecodable"
+    # the input's headers within bounds, and what was left out
+    kept = [(n, v) for n, v in headers if n.startswith("h")]
+    assert kept == many[: len(kept)]
+    assert 0 < len(kept) <= HEADERS_COUNT_LIMIT
+    assert sum(len(n) + len(v) for n, v in kept) <= HEADERS_BYTES_LIMIT
+    assert named["alert_anomaly.original_headers_count"] == b"5000"
+    assert int(named["alert_anomaly.original_headers_dropped"]) == 5000 - len(kept)
+    assert json.loads(value)["source_offset"] == 17
+    assert sink.in_flight() == 1  # the reference, queued
+    sink.close(0)
+
+
+def test_a_reference_refused_for_good_is_dropped_and_its_input_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No retry can write it: counted, logged and its input let through (committed), instead of
+    being retried forever with its partition blocked behind it."""
+    settings = load_settings(
+        None, {"kafka": {"bootstrap_servers": UNUSED, "producer": {"message.max.bytes": "1000"}}}
+    )
+    written: list[Source] = []
+    metrics = Metrics()
+    sink = KafkaSink(settings, metrics, written.extend, Brokers(UNUSED, 60.0))
+    source = Source("alerts", 0, 5, None)
+    headers = [(f"h{i}", b"x" * 200) for i in range(40)]  # kept in the reference: over 1000 B
+    with structlog.testing.capture_logs() as logs:
+        sink.dead_letter(Input(source, b"k", b"v" * 2000, headers), InputError("undecodable", "b"))
+    assert written == [source]
+    assert sink.in_flight() == 0
+    assert not sink._retries
+    [dropped] = [e for e in logs if e["event"] == "output_dropped"]
+    assert dropped["source_offset"] == 5
+    count = metrics.registry.get_sample_value(
+        "alert_anomaly_outputs_dropped_total",
+        {"topic": settings.output.dead_letter_topic, "reason": "oversized"},
+    )
+    assert count == 1.0
+    sink.close(0)
+
+
+def test_bounded_headers_keep_small_sets_whole() -> None:
+    few: Headers = [("a", b"1"), ("b", None), ("c", "text")]
+    assert bounded_headers(few) == few
+    assert bounded_headers(None) == []
+    big: Headers = [("big", b"x" * (HEADERS_BYTES_LIMIT + 1)), ("small", b"1")]
+    named = dict(bounded_headers(big))
+    assert "big" not in named
+    assert "small" not in named
+    assert named["alert_anomaly.original_headers_dropped"] == b"2"

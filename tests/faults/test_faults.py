@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from service import __version__
 from service.codec import write_long
 from service.config import KafkaSettings
 from service.demo import publish, sample_messages
 from service.embedded import EmbeddedBroker, free_port
 from service.kafka import create_topics
+from service.sinks import HEADERS_COUNT_LIMIT, KEY_LIMIT
 from tests.faults.conftest import audit, audit_when_complete, read_all
 from tests.integration.conftest import ServiceProcess
 from tests.integration.test_service import committed, service_args
@@ -45,10 +47,19 @@ def peak_rss_mb(pid: int) -> float:
     raise AssertionError(f"no VmHWM for {pid}")
 
 
-def hostile_messages(
-    good: list[bytes], n: int, seed: int
-) -> list[tuple[bytes | None, bytes | None]]:
-    """``n`` bad messages of ten kinds, in a seeded order."""
+Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]  # key, value, headers
+
+
+def with_oid(good: bytes, oid: bytes) -> bytes:
+    """A sample record (schemaless, its object id first and shorter than 64 bytes) with another
+    object id: valid, and scored."""
+    assert good[0] < 0x80
+    return write_long(len(oid)) + oid + good[1 + good[0] // 2 :]
+
+
+def hostile_messages(good: list[bytes], n: int, seed: int) -> list[Message]:
+    """``n`` bad messages of ten kinds in a seeded order, then the poison kinds: outputs too
+    large for any broker because of their key or headers (``POISON``)."""
     rng = random.Random(seed)
 
     def flipped(value: bytes) -> bytes:
@@ -71,15 +82,28 @@ def hostile_messages(
         lambda: (b"tombstone", None),
         lambda: (None, flipped(rng.choice(good))),  # no key
     ]
-    out = [rng.choice(kinds)() for _ in range(n - 3)]
-    out += [(b"five-megabytes", rng.randbytes(5_000_000)) for _ in range(3)]
+    out: list[Message] = [(*rng.choice(kinds)(), None) for _ in range(n - len(POISON) * 2 - 3)]
+    out += [(b"five-megabytes", rng.randbytes(5_000_000), None) for _ in range(3)]
+    for _ in range(2):
+        # a valid record whose object id (the score's key) is 2 MB: the score cannot be written
+        out.append((b"huge-oid", with_oid(rng.choice(good), b"Z" * 2_000_000), None))
+        # a bad message with a 2 MB key: its dead letter (the original key) cannot be written
+        out.append((b"k" * 2_000_000, rng.randbytes(100), None))
+        # ... with a 2 MB header, and with 10,000 headers (60 kB: that dead letter fits)
+        out.append((b"huge-header", rng.randbytes(100), [("big", b"h" * 2_000_000)]))
+        out.append((b"many-headers", rng.randbytes(100), [(f"h{i}", b"v") for i in range(10_000)]))
+        # a valid record with many headers: scored (scores do not carry the input's headers)
+        out.append(
+            (b"good-many-headers", rng.choice(good), [(f"h{i}", b"v") for i in range(10_000)])
+        )
     rng.shuffle(out)
     return out
 
 
-def produce_all(
-    bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]
-) -> set[tuple[int, int]]:
+POISON = ("huge-oid", "huge-key", "huge-header", "many-headers", "good-many-headers")
+
+
+def produce_all(bootstrap: str, topic: str, messages: list[Message]) -> set[tuple[int, int]]:
     """Publish (large messages too); the (partition, offset) of each."""
     producer = Producer(
         {"bootstrap.servers": bootstrap, "message.max.bytes": 10_000_000, "linger.ms": 20}
@@ -93,10 +117,12 @@ def produce_all(
         else:
             placed.add((message.partition(), message.offset()))  # type: ignore[attr-defined]
 
-    for key, value in messages:
+    for key, value, headers in messages:
         while True:
             try:
-                producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=delivered
+                )
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -110,9 +136,7 @@ def test_hostile_input_never_stops_the_service(
 ) -> None:
     names = topics(kafka_bootstrap, topic_prefix, partitions=2)
     good = [value for _, value in sample_messages(3000)]
-    messages: list[tuple[bytes | None, bytes | None]] = [
-        (b"good", good[i % len(good)]) for i in range(4000)
-    ]
+    messages: list[Message] = [(b"good", good[i % len(good)], None) for i in range(4000)]
     messages += hostile_messages(good, 1000, seed=15)
     random.Random(16).shuffle(messages)
     placed = produce_all(kafka_bootstrap, names[0], messages)
@@ -124,15 +148,33 @@ def test_hostile_input_never_stops_the_service(
         rss["inference worker"] = peak_rss_mb(started["inference_pid"])
     assert service.process.poll() is None, "the service stopped"
     # bit flips may leave a record decodable (then it is scored); every other kind is bad
-    certainly_bad = sum(1 for key, _ in messages if key not in (b"good", b"flipped", None))
+    scored = (b"good", b"flipped", None, b"huge-oid", b"good-many-headers")
+    certainly_bad = sum(1 for key, _, _ in messages if key not in scored)
     assert service.metric("alert_anomaly_dead_letters_total") >= certainly_bad
     assert service.terminate() == 0
+    stopped = service.event("service_stopped")
+    assert stopped["left_in_flight"] == 0  # drained: nothing was left retrying
     result = audit(kafka_bootstrap, names, placed)
     print(result.line("hostile input (4,000 good, 1,000 bad)"), "peak RSS MB", rss)
     assert not result.lost, sorted(result.lost)[:5]
     assert all(mb < RSS_LIMIT_MB for mb in rss.values()), rss
+    # the 5 MB values, the 2 MB object ids, keys and headers: each output stands as a reference
     replaced = [e for e in service.events if e.get("event") == "output_replaced"]
-    assert len(replaced) == 3  # the 5 MB dead letters are references
+    too_large = (b"five-megabytes", b"huge-oid", b"huge-header")
+    expected = sum(1 for k, _, _ in messages if k in too_large or (k or b"").startswith(b"kk"))
+    assert len(replaced) == expected == 3 + 2 * 3
+    assert not [e for e in service.events if e.get("event") == "output_dropped"]
+    references = [
+        m
+        for m in read_all(kafka_bootstrap, names[2])
+        if dict(m.headers).get("alert_anomaly.error") == b"oversized"
+    ]
+    assert len(references) == expected
+    for m in references:
+        headers = dict(m.headers)
+        assert len(m.key or b"") <= KEY_LIMIT + 100
+        assert headers["alert_anomaly.service_version"] == __version__.encode()
+        assert len(m.headers) <= HEADERS_COUNT_LIMIT + 20
 
 
 def test_sigkill_during_catch_up_redoes_at_most_a_commit_interval(
@@ -198,21 +240,29 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 def test_sigterm_with_the_broker_frozen_stops_in_time(
     own_broker: EmbeddedBroker, service_process: Start
 ) -> None:
+    """The broker freezes while outputs await their acknowledgement (checked: the in-flight
+    gauge, read after the freeze, is above 0 when SIGTERM comes): the stop waits for them at
+    most drain_timeout_s, commits nothing unacknowledged, and a restart loses nothing."""
     bootstrap, drain_s = own_broker.bootstrap_servers, 5.0
     names = topics(bootstrap, "frozen", partitions=2)
-    placed = set(publish(bootstrap, names[0], sample_messages(3000)))
+    sample = list(sample_messages())
+    backlog = (sample[i % len(sample)] for i in range(20_000))  # still consumed at the freeze
+    placed = set(publish(bootstrap, names[0], backlog))
     one_by_one = ("--batch-rows", "1", "--batch-delay-ms", "5")
     env = {"ALERT_ANOMALY_DRAIN_TIMEOUT_S": str(drain_s)}
     service = service_process(*service_args(bootstrap, names, "frozen", *one_by_one), env=env)
     service.wait_for_metric("alert_anomaly_messages_produced_total", 200, timeout=120)
     os.kill(own_broker.pid or 0, signal.SIGSTOP)
+    # prefetched inputs are scored after the freeze: their outputs cannot be acknowledged
+    unacknowledged = service.wait_for_metric("alert_anomaly_in_flight_messages", 1, timeout=60)
     started = time.monotonic()
     service.process.send_signal(signal.SIGTERM)
     code = service.process.wait(120)
     seconds = time.monotonic() - started
     os.kill(own_broker.pid or 0, signal.SIGCONT)
     print(
-        f"\nSIGTERM with the broker frozen: exit {code} after {seconds:.1f} s (drain {drain_s} s)"
+        f"\nSIGTERM with the broker frozen and {unacknowledged:.0f} inputs unacknowledged: "
+        f"exit {code} after {seconds:.1f} s (drain {drain_s} s)"
     )
     assert code == 0
     assert seconds <= drain_s + 3 * 2.0 + 10.0  # drain, commit and two closes, and start-up slack

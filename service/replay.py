@@ -67,6 +67,8 @@ def replay(
     def count(n: int) -> None:
         nonlocal read
         read += n
+        if bar.total is not None and read > bar.total:
+            bar.total = read  # the estimate was short (watermarks, a growing topic)
         bar.update(n)
 
     bar = tqdm(total=source.total(), unit="msg", disable=progress is None, desc=progress)
@@ -74,6 +76,8 @@ def replay(
     started = time.monotonic()
     try:
         stats: Stats = engine.run()
+        bar.total = read  # the range's true size, now known: the bar ends full
+        bar.refresh()
     finally:
         bar.close()
     if tracker.in_flight():

@@ -308,3 +308,45 @@ def test_the_shipped_ensemble_is_a_setting_away(tmp_path: Path) -> None:
     assert {r["scorer"] for r in rows} == {"mcdsvdd-ens"}
     assert all(np.isfinite(r["score"]) and 0 <= r["percentile"] <= 100 for r in rows)
     assert all(r["nearest_subclass"] in SUBCLASSES[r["top_class"]] for r in rows)
+
+
+class MisjudgedSource(FileSource):
+    """A source whose size estimate is wrong (as watermarks can be)."""
+
+    def __init__(self, paths: list[Path], estimate: int) -> None:
+        super().__init__(paths)
+        self.estimate = estimate
+
+    def total(self) -> int | None:
+        return self.estimate
+
+
+@pytest.mark.parametrize("estimate", [10, 100_000])
+def test_the_progress_bar_ends_at_what_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimate: int
+) -> None:
+    """The bar's total is an estimate (watermarks); it never ends below or above the count."""
+    import service.replay as replay_module
+
+    bars: list[Any] = []
+
+    class Recorded(replay_module.tqdm):  # type: ignore[misc, name-defined]
+        def close(self) -> None:
+            bars.append((self.n, self.total))
+            super().close()
+
+    monkeypatch.setattr(replay_module, "tqdm", Recorded)
+    table = sample_dir() / "objects.parquet"
+    settings = load_settings(None, {"model": {"inference": "inline"}})
+    processor = AlertProcessor(settings)
+    tracker = OffsetTracker()
+    sink = ParquetSink(tmp_path / "out", {"t": 1}, False, tracker.written)
+    inference = start_inference(settings, processor.routes, 256)
+    try:
+        summary = replay(
+            processor, inference, MisjudgedSource([table], estimate), sink, tracker, 256
+        )
+    finally:
+        inference.close()
+    assert bars == [(3000, 3000)]
+    assert summary.read == 3000

@@ -37,3 +37,14 @@ def test_readme_performance_numbers_come_from_the_committed_benchmark_json() -> 
         assert f"| {burst['seconds']:.2f} | {burst['alerts'] / burst['seconds']:,.0f} |" in section
     for process, us in run["cpu_us_per_alert"]["service"].items():
         assert f"{process} {us:.1f}" in section
+
+
+def test_results_page_states_the_sample_feature_counts() -> None:
+    """docs/results.md quotes how many of the sample's features the paper's selection keeps."""
+    from models.features import paper_subset
+    from models.resources import sample_dir
+    from models.table import read_table
+
+    names = tuple(read_table(sample_dir() / "objects.parquet").feature_names)
+    quoted = f"{len(paper_subset(names))} of the current sample's {len(names)})"
+    assert quoted in (REPO / "docs" / "results.md").read_text()

@@ -123,8 +123,7 @@ def panels() -> list[Any]:
                     "commit failures",
                 ),
                 (
-                    "sum by (reason) "
-                    f"(rate(alert_anomaly_outputs_dropped_total{{{JOB}}}[{RATE}]))",
+                    f"sum by (reason) (rate(alert_anomaly_outputs_dropped_total{{{JOB}}}[{RATE}]))",
                     "outputs dropped: {{reason}}",
                 ),
             ],

@@ -1,56 +1,90 @@
 # The README's two commands are `make demo` and `make test`; everything else here supports them.
+# `make help` (or `make`) lists the targets with the `##` comment above each.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
+# What `make demo` installs: the extras every demo of the README needs (`demo` the embedded
+# broker, `demo --survey lsst` also Rubin's packets and the Isolation Forest). tests/install reads
+# this line and runs the demos in a fresh venv of exactly this set.
+DEMO_EXTRAS := embedded,rubin
 
-.PHONY: demo test slow faults install install-dev lint typecheck unit integration bench bench-gpu sample bundles lsst-sample lsst-bundles lsst-report results clean
+.DEFAULT_GOAL := help
+.PHONY: help demo test install-matrix slow faults install install-dev lint typecheck unit integration bench bench-gpu sample bundles lsst-sample lsst-bundles lsst-report results clean
+
+## List the targets and what they do.
+help:
+	@awk 'function show(name, text,   n, i, w, line) { \
+	         n = split(text, w, " "); line = ""; \
+	         for (i = 1; i <= n; i++) { \
+	           if (line != "" && length(line) + length(w[i]) > 76) { \
+	             printf "  %-16s %s\n", name, line; name = ""; line = "" } \
+	           line = line (line == "" ? "" : " ") w[i] } \
+	         printf "  %-16s %s\n", name, line } \
+	       /^## / { doc = doc (doc == "" ? "" : " ") substr($$0, 4); next } \
+	       /^[a-z][a-z0-9-]*:([^=]|$$)/ { if (doc != "") { sub(/:.*/, ""); show($$0, doc) } \
+	         doc = ""; next } \
+	       /^$$/ { doc = "" }' $(firstword $(MAKEFILE_LIST))
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
 # Stamps re-run the install whenever pyproject.toml changes.
-$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[embedded]"
+$(VENV)/.installed-demo: pyproject.toml Makefile | $(BIN)/python
+	$(PIP) install -q -e ".[$(DEMO_EXTRAS)]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e ".[dev]"
 	touch $@
 
+## Create .venv with the project and what the demos need (the embedded and rubin extras).
 install: $(VENV)/.installed-demo
+## Create .venv with the project and every extra, the tools and the test dependencies.
 install-dev: $(VENV)/.installed-dev
 
-## Install and run the demo on an embedded broker.
+## Install and run the demo on an embedded broker (`.venv/bin/alert-anomaly demo --survey lsst`:
+## the Rubin demo).
 demo: install
 	$(BIN)/alert-anomaly demo
 
-## Install, lint, type-check and run every test but the fault suite.
+## Install, lint, type-check and run every test but the install matrix, the slow tests and the
+## fault suite.
 test: install-dev lint typecheck
-	$(BIN)/pytest -m "not faults and not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not faults and not slow and not install" $(PYTEST_ARGS)
+
+## The install matrix: the wheel with each documented install (base, each extra alone, the image's
+## requirement set, make demo's) in a fresh venv, running the README's commands for it (CI runs
+## it after test; a few minutes, most of it the demos).
+install-matrix: install-dev
+	$(BIN)/pytest -m install tests/install $(PYTEST_ARGS)
 
 ## Tests of a minute or more (the benchmark harness end to end; CI runs them after test).
 slow: install-dev
-	$(BIN)/pytest -m "slow and not faults" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "slow and not faults and not install" $(PYTEST_ARGS)
 
 ## The fault suite: hostile input, kills, a frozen and a restarted broker (CI runs it after test).
 faults: install-dev
 	$(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
 
+## ruff: lint and formatting.
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## mypy (strict) on service and models.
 typecheck: install-dev
 	$(BIN)/mypy
 
+## Only the tests without I/O.
 unit: install-dev
-	$(BIN)/pytest -m "not integration and not faults" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not integration and not faults and not install" $(PYTEST_ARGS)
 
+## Only the tests with brokers, processes and files (no fault suite, no install matrix).
 integration: install-dev
-	$(BIN)/pytest -m "integration and not faults" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "integration and not faults and not install" $(PYTEST_ARGS)
 
 ## Print the benchmarks' numbers (not part of `make test`): the end-to-end comparison, then the rest.
 bench: install-dev
@@ -80,17 +114,20 @@ bundles: install-dev
 			--config paper --out models/bundles/ztf/$$(echo $$class | tr A-Z a-z)-mcdsvdd-ens --model-version $(BUNDLE_VERSION) || exit 1; \
 	done
 
-## The committed simulated LSST sample (Rubin alert packets' diaObject and light-curve features),
-## its unrouted (All x iforest, distclassipy, ae) and routed (3 classes x mcdsvdd, ae) bundles,
-## and the tutorial's report on it (docs/lsst/). Deterministic for the seed.
+# The LSST sample, its bundles and the tutorial's report on it, each deterministic for the seed.
+## Regenerate the committed simulated LSST sample (Rubin alert packets' diaObject and light-curve
+## features).
 LSST_SAMPLE := models/data/lsst-sim-sample/objects.parquet
 LSST_SEED := 20261129
 lsst-sample: install-dev
 	$(BIN)/alert-anomaly simulate --survey lsst --n 2000 --seed $(LSST_SEED) --out $(LSST_SAMPLE)
 
+## Retrain the shipped LSST bundles from the LSST sample: unrouted (All x iforest, distclassipy,
+## ae) and routed (3 classes x mcdsvdd, ae).
 lsst-bundles: install-dev
 	OMP_NUM_THREADS=1 $(BIN)/alert-anomaly train --data $(LSST_SAMPLE) --survey lsst --all --out models/bundles --model-version 1.0.0+lsstsim$(LSST_SEED)
 
+## The tutorial's report on the LSST sample (docs/lsst/).
 lsst-report: install-dev
 	$(BIN)/alert-anomaly simulate --survey lsst --n 2000 --seed $(LSST_SEED) --out out/lsst/objects.parquet --lightcurves out/lsst/lightcurves.parquet
 	$(BIN)/alert-anomaly top --survey lsst --data $(LSST_SAMPLE) --scorer iforest --lightcurves out/lsst/lightcurves.parquet --report docs/lsst/iforest
@@ -104,5 +141,6 @@ results: install-dev
 	$(EVALUATE) --config ours --out docs/results/ours --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-ens
 	$(BIN)/alert-anomaly compare --paper docs/results/paper --ours docs/results/ours --page docs/results.md
 
+## Remove .venv and the tools' caches.
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

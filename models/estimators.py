@@ -35,9 +35,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.exceptions import BundleError, ConfigurationError
+from models.extras import DISTCLASSIPY, RUBIN, available, require
 
 ESTIMATOR_FILE: Final = "model.pkl.xz"
-DISTCLASSIPY_EXTRA: Final = "distclassipy"
+DISTCLASSIPY_EXTRA: Final = DISTCLASSIPY
+# scikit-learn, which the Isolation Forest needs, comes with the 'rubin' extra (the iforest is
+# the default LSST scorer), and with 'sim' and 'distclassipy'.
+IFOREST_EXTRA: Final = RUBIN
 # The tutorial's settings: IsolationForest(max_samples=500, random_state=RandomState(42)) (the
 # seed is recorded here as 42) and
 # DistanceAnomaly(cluster_agg="min", metric_agg="median", normalize_scores=True); everything else
@@ -67,23 +71,19 @@ class Estimator(Protocol):
 
 
 def distance_anomaly_class() -> Any:
-    """DistClassiPy's DistanceAnomaly, or a ConfigurationError naming the extra."""
-    try:
-        from distclassipy.anomaly import DistanceAnomaly
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"the distclassipy scorer needs the '{DISTCLASSIPY_EXTRA}' extra (pip install "
-            f"'alert-anomaly[{DISTCLASSIPY_EXTRA}]', GPL-3.0): {exc}"
-        ) from None
-    return DistanceAnomaly
+    """DistClassiPy's DistanceAnomaly, or a MissingExtraError naming the extra (GPL-3.0)."""
+    anomaly = require("distclassipy.anomaly", DISTCLASSIPY_EXTRA, "the distclassipy scorer")
+    return anomaly.DistanceAnomaly
 
 
 def distclassipy_available() -> bool:
-    try:
-        distance_anomaly_class()
-    except ConfigurationError:
-        return False
-    return True
+    """Whether the 'distclassipy' extra is installed."""
+    return available("distclassipy.anomaly")
+
+
+def isolation_forest_class() -> Any:
+    """scikit-learn's IsolationForest, or a MissingExtraError naming the extra."""
+    return require("sklearn.ensemble", IFOREST_EXTRA, "the iforest scorer").IsolationForest
 
 
 def _library_versions(*names: str) -> dict[str, str]:
@@ -100,9 +100,7 @@ def iforest(max_samples: int | str = 500, random_state: int = 42, n_estimators: 
     """An unfitted Isolation Forest (the tutorial's by default). As in the tutorial, the seed
     is given as a ``numpy.random.RandomState``: scikit-learn draws the subsamples from the same
     stream as the forest's seeds, so ``random_state=42`` would grow other trees."""
-    from sklearn.ensemble import IsolationForest
-
-    return IsolationForest(
+    return isolation_forest_class()(
         n_estimators=n_estimators,
         max_samples=max_samples,
         random_state=np.random.RandomState(random_state),
@@ -252,8 +250,11 @@ def fit_estimator(kind: str, x: Matrix, subclasses: NDArray[np.str_]) -> Estimat
 
 def load_estimator(kind: str, data: bytes, state: dict[str, Any]) -> Estimator:
     """Unpickle a bundle's estimator (its checksum already verified) and restore its state."""
+    # A clear error without the extra, rather than unpickling's "No module named ...".
     if kind == "distclassipy":
-        distance_anomaly_class()  # a clear error without the extra
+        distance_anomaly_class()
+    elif kind == "iforest":
+        isolation_forest_class()
     try:
         model = pickle.loads(lzma.decompress(data))
     except Exception as exc:  # unpickling raises whatever the pickled classes raise

@@ -50,6 +50,7 @@ import fastavro
 import numpy as np
 
 from models.exceptions import ConfigurationError, DataError
+from models.extras import RUBIN, require
 
 BANDS: Final[tuple[str, ...]] = ("u", "g", "r", "i", "z", "y")
 # The DP1 DiaObject columns of the Rubin anomaly-detection tutorial (r band).
@@ -64,7 +65,7 @@ TUTORIAL_FIELDS: Final[tuple[str, ...]] = (
 )
 LIGHTCURVE_PREFIX: Final = "lc_"
 CONFLUENT_MAGIC: Final = 0
-EXTRA: Final = "rubin"
+EXTRA: Final = RUBIN
 
 _BAND_FIELD = re.compile(r"^([ugrizy])_(\w+)$")
 _OLD_BAND_FIELD = re.compile(r"^([ugrizy])(PS|FP|Lc)(\w+)$")
@@ -72,15 +73,8 @@ _OLD_PREFIX: Final = {"PS": "psf", "FP": "fp", "Lc": "lc"}
 
 
 def _packet() -> Any:
-    """The ``lsst.alert.packet`` module, or a ConfigurationError naming the extra."""
-    try:
-        import lsst.alert.packet as packet
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"Rubin alert packets need the '{EXTRA}' extra (pip install "
-            f"'alert-anomaly[{EXTRA}]'): {exc}"
-        ) from None
-    return packet
+    """The ``lsst.alert.packet`` module, or a MissingExtraError naming the extra."""
+    return require("lsst.alert.packet", RUBIN, "Rubin alert packets")
 
 
 @dataclass(frozen=True)
@@ -257,13 +251,7 @@ def diaobject_features(
 # the tutorial's skewness, Stetson index, linear fit and reduced chi2, and common variability
 # statistics. Names are light-curve's, prefixed lc_<band>_.
 def _extractor() -> Any:
-    try:
-        import light_curve as lc
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"light-curve features need the '{EXTRA}' extra (pip install "
-            f"'alert-anomaly[{EXTRA}]'): {exc}"
-        ) from None
+    lc = require("light_curve", RUBIN, "Rubin light-curve features")
     return lc.Extractor(
         lc.Amplitude(),
         lc.BeyondNStd(1.0),

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from models.bundle import Bundle
 from models.configurations import Configuration
 from models.exceptions import ConfigurationError
+from models.extras import SIM, require
 from models.networks import Ensemble
 from models.preprocessing import Preprocessor, fit_scaling, paper_scaling
 from models.scorers import DETECTORS, VARIANTS
@@ -62,8 +63,9 @@ class _Sklearn:
     def fit(
         self, features: NDArray[np.float64], subclasses: NDArray[np.str_], validation: Validation
     ) -> None:
-        from sklearn.ensemble import IsolationForest
-        from sklearn.svm import OneClassSVM
+        ensemble = require("sklearn.ensemble", SIM, "the evaluation")
+        svm = require("sklearn.svm", SIM, "the evaluation")
+        IsolationForest, OneClassSVM = ensemble.IsolationForest, svm.OneClassSVM
 
         if self.method.preprocessing == "paper":
             scaling = paper_scaling(self.names)

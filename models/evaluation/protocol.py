@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from models.configurations import DEFAULT_CONFIGURATION, get_configuration
 from models.evaluation.detectors import NeuralDetector, make_detector
 from models.exceptions import ConfigurationError, DataError
+from models.extras import SIM, require
 from models.scorers import DETECTORS, ENSEMBLE_KINDS, VARIANTS
 from models.table import AlertTable, read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
@@ -107,8 +108,7 @@ def reference_grid_auroc(labels: NDArray[np.int_], scores: NDArray[np.float64]) 
     """AUROC as the reference code computes it (src/evaluate.py): TPR and FPR (denominators
     + 1e-5) at 100,000 thresholds stepping down from the highest score, the lowest score itself
     excluded, integrated by trapezoids; in float64, as NumPy 1.x did it."""
-    from sklearn.metrics import auc
-
+    auc = require("sklearn.metrics", SIM, "the evaluation").auc
     scores = np.asarray(scores, dtype=np.float64)
     start, end = float(scores.min()), float(scores.max())
     if end == start:
@@ -125,9 +125,7 @@ def reference_grid_auroc(labels: NDArray[np.int_], scores: NDArray[np.float64]) 
 
 
 def _roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(labels, scores)
+    fpr, tpr, _ = require("sklearn.metrics", SIM, "the evaluation").roc_curve(labels, scores)
     grid = np.linspace(0, 1, ROC_POINTS)
     return {"fpr": grid.round(4).tolist(), "tpr": np.interp(grid, fpr, tpr).round(4).tolist()}
 
@@ -166,7 +164,9 @@ def _fold_scores(
 def run_cell(config: EvaluationConfig, cell: Cell) -> dict[str, Any]:
     """Train K models for one cell and score the test set; returns the cell's results."""
     import torch
-    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    metrics = require("sklearn.metrics", SIM, "the evaluation")
+    average_precision_score, roc_auc_score = metrics.average_precision_score, metrics.roc_auc_score
 
     torch.set_num_threads(1)  # one process per core
     table = read_table(Path(config.data))
@@ -228,6 +228,13 @@ def _check_or_write_config(out: Path, config: EvaluationConfig) -> None:
         path.write_text(json.dumps(current, indent=1) + "\n")
 
 
+def require_extras() -> None:
+    """scikit-learn (metrics, iforest, ocsvm) and matplotlib (the ROC plots) come with the 'sim'
+    extra: without it, a MissingExtraError naming it, before any cell runs."""
+    for module in ("sklearn.metrics", "matplotlib"):
+        require(module, SIM, "alert-anomaly evaluate")
+
+
 def run_evaluation(
     config: EvaluationConfig,
     out: Path,
@@ -235,6 +242,7 @@ def run_evaluation(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) every cell; returns all cell results in protocol order."""
+    require_extras()
     table = read_table(Path(config.data))
     out.mkdir(parents=True, exist_ok=True)
     (out / CELLS_DIR).mkdir(exist_ok=True)

@@ -89,11 +89,9 @@ def write_csv(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_rocs(results: list[dict[str, Any]], out: Path) -> list[Path]:
-    import matplotlib
+    from models.extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("plotting ROC curves")
     written = []
     for top in TOP_CLASSES:
         columns = [s for t, s in _columns(results) if t == top]

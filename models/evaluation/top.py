@@ -87,11 +87,11 @@ def rank_anomalies(
 
 def plot_lightcurves(top: dict[str, list[Anomaly]], lightcurves: Path, out: Path) -> list[Path]:
     """One PNG per predicted subclass with the light curves (g, r) of its top objects."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pyarrow.parquet as pq
+
+    from models.extras import pyplot
+
+    plt = pyplot("plotting light curves (--plot)")
 
     arrow = pq.read_table(lightcurves, columns=["oid", "mjd", "fid", "mag", "e_mag"])
     columns = {
@@ -216,11 +216,9 @@ def top_outliers(oid: NDArray[np.str_], score: NDArray[np.float64], n: int = 20)
 
 def plot_score_histogram(score: NDArray[np.float64], path: Path, title: str) -> Path:
     """The tutorial's histogram: 50 bins of the scores, counts on a log axis."""
-    import matplotlib
+    from models.extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the report (--report)")
     fig = plt.figure(figsize=(10, 6), dpi=80)
     plt.title(title)
     plt.hist(score[np.isfinite(score)], bins=50, log=True, color=RUBIN_BAND_COLORS["u"])
@@ -237,11 +235,10 @@ def plot_outlier_grid(
 ) -> Path:
     """The tutorial's 5 x 4 grid: difference flux against MJD per band of each of the top
     outliers (Rubin's band colours and symbols); an object without a light curve says so."""
-    import matplotlib
+    from models.extras import SIM, pyplot, require
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the report (--report)")
+    line2d = require("matplotlib.lines", SIM, "the report (--report)").Line2D
     fig, grid = plt.subplots(GRID_ROWS, GRID_COLUMNS, figsize=(15, 15), dpi=72)
     axes = grid.flatten()
     for i, ax in enumerate(axes):
@@ -266,10 +263,8 @@ def plot_outlier_grid(
             ax.set_xlabel("Modified Julian Date")
         if i % GRID_COLUMNS == 0:
             ax.set_ylabel("Difference Flux (nJy)")
-    from matplotlib.lines import Line2D
-
     handles = [
-        Line2D([], [], color=c, marker=RUBIN_BAND_SYMBOLS[b], ls="", label=b)
+        line2d([], [], color=c, marker=RUBIN_BAND_SYMBOLS[b], ls="", label=b)
         for b, c in RUBIN_BAND_COLORS.items()
     ]
     fig.legend(handles=handles, loc="upper right", ncol=6, fontsize=9)

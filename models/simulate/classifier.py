@@ -6,14 +6,18 @@ object is classified by forests that never saw it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from imblearn.ensemble import BalancedRandomForestClassifier
 from numpy.typing import NDArray
-from sklearn.model_selection import StratifiedKFold
 
 from models.exceptions import ConfigurationError
+from models.extras import SIM, require
 from models.taxonomy import ALL_SUBCLASSES, SUBCLASSES, TOP_CLASSES, TOP_OF
+
+# Only the simulator imports this module (lazily): without the 'sim' extra, one line names it.
+_ensemble = require("imblearn.ensemble", SIM, "the simulator's classifier")
+_model_selection = require("sklearn.model_selection", SIM, "the simulator's classifier")
 
 MISSING_VALUE = -999.0  # ALeRCE's classifier fills undefined features with -999
 N_TREES = 100
@@ -39,8 +43,8 @@ class ClassifierOutput:
         return [ALL_SUBCLASSES[i] for i in self.subclass.argmax(axis=1)]
 
 
-def _forest(seed: int, jobs: int) -> BalancedRandomForestClassifier:
-    return BalancedRandomForestClassifier(
+def _forest(seed: int, jobs: int) -> Any:
+    return _ensemble.BalancedRandomForestClassifier(
         n_estimators=N_TREES,
         max_features="sqrt",
         sampling_strategy="all",
@@ -94,7 +98,7 @@ def out_of_fold_probabilities(
     tops = np.array([TOP_OF[s] for s in subclasses])
     top = np.zeros((X.shape[0], len(TOP_CLASSES)))
     within = np.zeros((X.shape[0], len(ALL_SUBCLASSES)))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splitter = _model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (train, test) in enumerate(splitter.split(X, subclasses)):
         fold_seed = seed + 1000 * fold
         top[test] = _fit_predict(X[train], tops[train], X[test], TOP_CLASSES, fold_seed, jobs)

@@ -18,8 +18,6 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from models.exceptions import AlertAnomalyError, ConfigurationError
-from models.simulate.classifier import out_of_fold_probabilities
-from models.simulate.features import FEATURE_NAMES, MIN_DETECTIONS, extract_features
 from models.simulate.sources import GENERATORS
 from models.simulate.survey import ZTF_START_MJD, Observation, observe, ztf_epochs
 from models.table import AlertTable
@@ -153,6 +151,10 @@ def simulate_object(
     subclass: str, seed: int, index: int, keep_lightcurve: bool
 ) -> tuple[str, SimulatedObject]:
     """One object of ``subclass``; depends only on (seed, index), not on the worker or order."""
+    # The features and the classifier need the 'sim' extra; SimulationConfig and class_counts,
+    # which the LSST simulation shares, do not.
+    from models.simulate.features import MIN_DETECTIONS, extract_features
+
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
     generator = GENERATORS[subclass]
     for _ in range(MAX_ATTEMPTS):
@@ -191,6 +193,10 @@ def _objects(config: SimulationConfig, labels: list[str]) -> Iterator[tuple[str,
 
 def simulate(config: SimulationConfig) -> SimulatedDataset:
     """Simulate ``config.n_objects`` objects and classify them (out-of-fold)."""
+    # Imported first: without the 'sim' extra, the error comes before any simulation.
+    from models.simulate.classifier import out_of_fold_probabilities
+    from models.simulate.features import FEATURE_NAMES
+
     counts = class_counts(config)
     labels = [c for c in config.classes for _ in range(counts[c])]
     order = np.random.default_rng(config.seed).permutation(len(labels))

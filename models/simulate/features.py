@@ -18,13 +18,17 @@ from __future__ import annotations
 
 from typing import Final
 
-import light_curve as lc
 import numpy as np
-from scipy.special import gammainc, log_ndtr
 
+from models.extras import SIM, require
 from models.features import ztf_feature_names
 from models.simulate import fits
 from models.simulate.survey import FloatArray, LightCurve, Observation
+
+# Only the ZTF simulation imports this module (lazily): without the 'sim' extra, one line names it.
+lc = require("light_curve", SIM, "simulated ZTF features")
+_special = require("scipy.special", SIM, "simulated ZTF features")
+gammainc, log_ndtr = _special.gammainc, _special.log_ndtr
 
 FEATURE_NAMES: Final[tuple[str, ...]] = ztf_feature_names("2024")
 MIN_DETECTIONS: Final = 6  # turbo-fats needs more than 5 detections in a band

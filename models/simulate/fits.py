@@ -13,11 +13,13 @@ from collections.abc import Callable
 from functools import cache
 from typing import Final
 
-import light_curve as lc
 import numpy as np
 from numpy.typing import NDArray
 
+from models.extras import SIM, require
 from models.simulate.survey import FloatArray
+
+lc = require("light_curve", SIM, "simulated ZTF features")
 
 NAN: Final = float("nan")
 

@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from models import rubin
 from models.exceptions import DataError
-from models.simulate.classifier import out_of_fold_probabilities
 from models.simulate.dataset import SimulationConfig, class_counts
 from models.simulate.lsst import (
     BANDS,
@@ -86,6 +85,13 @@ def _task(task: tuple[str, int, int, bool]) -> LsstObject:
 
 def simulate_lsst(config: SimulationConfig, lightcurve_features: bool = True) -> LsstDataset:
     """Simulate ``config.n_objects`` LSST objects and classify them (out-of-fold)."""
+    # The classifier needs the 'sim' extra (imported here: the demo's packets and the report's
+    # light curves do not), the packets the 'rubin' extra: both checked before simulating.
+    from models.simulate.classifier import out_of_fold_probabilities
+
+    rubin.latest_version()
+    if lightcurve_features:
+        rubin.lightcurve_feature_names()
     counts = class_counts(config)
     labels = [c for c in config.classes for _ in range(counts[c])]
     order = np.random.default_rng(config.seed).permutation(len(labels))

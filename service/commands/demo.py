@@ -42,6 +42,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from service.embedded import broker_binary
+
+    # The extras' one-line errors before anything is simulated or started.
+    broker_binary()
+    if args.survey == "lsst":
+        from models import rubin
+        from models.estimators import isolation_forest_class
+
+        rubin.latest_version()
+        isolation_forest_class()  # lsst/all-iforest scores the packets
     from service.demo import run_demo
 
     what = "simulating Rubin alert packets, " if args.survey == "lsst" else ""

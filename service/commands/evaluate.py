@@ -64,10 +64,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from models.evaluation.protocol import EvaluationConfig, file_digest, run_evaluation
+    from models.evaluation.protocol import (
+        EvaluationConfig,
+        file_digest,
+        require_extras,
+        run_evaluation,
+    )
     from models.evaluation.report import markdown_table, plot_rocs, write_csv
     from models.exceptions import ConfigurationError, DataError
 
+    require_extras()  # the 'sim' extra's one line before any note
     if not args.data.is_file():
         raise DataError(f"feature table {args.data} does not exist")
     detectors = tuple(args.detectors)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.exceptions import ConfigurationError
 from models.taxonomy import ALL_SUBCLASSES
 from service.commands.args import comma_list, default_jobs, examples, non_negative_int, positive_int
 
@@ -95,15 +94,10 @@ def _run_lsst(args: argparse.Namespace, config: object) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here: the simulator needs the 'sim' extra, which the service does not.
-    try:
-        from models.records import write_avro
-        from models.simulate.dataset import SimulationConfig, simulate, write_lightcurves
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"alert-anomaly simulate needs the 'sim' extra (pip install 'alert-anomaly[sim]'): "
-            f"{exc}"
-        ) from exc
+    # The simulator needs the 'sim' extra (and for LSST 'rubin'), which the service does not:
+    # simulate() and simulate_lsst() name the missing extra in one line before simulating.
+    from models.records import write_avro
+    from models.simulate.dataset import SimulationConfig, simulate, write_lightcurves
     from models.table import write_table
 
     config = SimulationConfig(

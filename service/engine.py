@@ -54,8 +54,13 @@ class Options:
     drain_timeout_s: float
     # release open batches when a read finds nothing new and inference is idle (live service)
     flush_when_idle: bool = False
+    # stop after this long without input, counted from the last input or partition assignment
+    # (a consumer group's join can take longer than the limit: the clock waits for it)
     stop_after_idle_s: float | None = None
     checkpoint_every: int | None = None  # bounded sources: inputs between checkpoints
+    # each dead letter is a warning in the log (the live service); offline commands summarise
+    # them instead (debug lines)
+    log_dead_letters: bool = True
 
 
 @dataclass
@@ -66,6 +71,9 @@ class Stats:
     scored: int = 0
     dead_lettered: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
+    # dead letters by reason, and the first of each: (stream, partition, offset, error)
+    by_reason: dict[str, int] = field(default_factory=dict)
+    first_dead_letter: dict[str, tuple[str, int, int, str]] = field(default_factory=dict)
     first_consumed_at: float | None = None  # time.monotonic()
     tracker: OffsetTracker = field(default_factory=OffsetTracker, repr=False)
 
@@ -110,6 +118,7 @@ class Engine:
         self._on_read = on_read or (lambda n: None)
         self.batcher: MicroBatcher[Row] = MicroBatcher(options.max_rows, options.max_delay_s)
         self._stopping = False
+        self._idle_since: float | None = None  # the last input or assignment (idle clock)
         self._decode_seconds: list[float] = []
         self._decoded: dict[str, int] = {}
         self._batch_id = 0
@@ -124,7 +133,7 @@ class Engine:
         # Everything loaded so far (models, settings, schemas) lives as long as the loop: out of
         # the garbage collector's sight, it is not traversed again by every collection.
         gc.freeze()
-        last_commit = last_input = time.monotonic()
+        last_commit = time.monotonic()
         since_checkpoint = 0
         try:
             while not self._stopping:
@@ -134,7 +143,7 @@ class Engine:
                 if inputs is None:
                     break  # a bounded source is exhausted
                 if inputs:
-                    last_input = time.monotonic()
+                    self._idle_since = time.monotonic()
                     self._handle(inputs)
                     since_checkpoint += len(inputs)
                 for top, rows in self.batcher.due():
@@ -156,10 +165,11 @@ class Engine:
                 self.metrics.record_in_flight(self.tracker.in_flight())
                 if (
                     o.stop_after_idle_s is not None
-                    and now - last_input >= o.stop_after_idle_s
+                    and self._idle_since is not None  # not before an assignment or input
+                    and now - self._idle_since >= o.stop_after_idle_s
                     and self.tracker.in_flight() == 0
                 ):
-                    log.info("idle_stop", idle_s=round(now - last_input, 1))
+                    log.info("idle_stop", idle_s=round(now - self._idle_since, 1))
                     break
         finally:
             self._shutdown()
@@ -257,6 +267,7 @@ class Engine:
     # -- the consumer group's events (live source) ----------------------------------------
 
     def on_assigned(self, partitions: set[Position]) -> None:
+        self._idle_since = time.monotonic()  # the idle clock starts (again) here
         self.metrics.record_rebalance("assign")
         self._on_ready(True)
         log.info("partitions_assigned", partitions=sorted(f"{t}[{p}]" for t, p in partitions))
@@ -322,13 +333,15 @@ class Engine:
                 continue
             register(tp, item.source.offset, outputs=len(result))
             for top, row in result:
+                if item.headers:  # kept for a reference dead letter should its score be refused
+                    row = row._replace(headers=item.headers)
                 full = add(top, row)
                 if full is not None:
                     self._score(top, full, "full")
 
     def _dead_letter(self, item: Input, error: InputError) -> None:
         source = item.source
-        log.warning(
+        (log.warning if self.options.log_dead_letters else log.debug)(
             "dead_letter",
             reason=error.reason,
             error=str(error),
@@ -336,6 +349,15 @@ class Engine:
             partition=source.partition,
             offset=source.offset,
         )
+        reasons = self.stats.by_reason
+        reasons[error.reason] = reasons.get(error.reason, 0) + 1
+        if reasons[error.reason] == 1:
+            self.stats.first_dead_letter[error.reason] = (
+                source.topic,
+                source.partition,
+                source.offset,
+                str(error),
+            )
         self.stats.dead_lettered += 1
         self.metrics.record_dead_letter(error.reason)
         self.sink.dead_letter(item, error)

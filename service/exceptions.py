@@ -18,6 +18,7 @@ DeadLetterReason = Literal[
     "unknown_class",  # the most probable top-level class has no model
     "low_feature_coverage",  # the record lacks too many of the model's features (by name)
     "non_finite_feature",  # +/-inf among the features (NaN/null means undefined and is fine)
+    "null_features",  # too few of the model's features have a value (mostly null: an empty record)
     # what the sink writes instead of an output the broker refuses for good (a reference to it)
     "oversized",  # too large for the producer or the topic
     "rejected",  # a record or policy the broker rejects

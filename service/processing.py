@@ -92,7 +92,9 @@ class AlertProcessor:
         )
         wanted = frozenset(name for r in self.routes.values() for name in r.feature_names)
         self.decoder = MessageDecoder(settings.input, self.survey, lightcurves, wanted)
-        self.router = Router(self.routes, settings.model.min_feature_coverage)
+        self.router = Router(
+            self.routes, settings.model.min_feature_coverage, settings.model.min_feature_values
+        )
         self._check_schema_coverage()
         self._paths = {"batch": 0, "generic": 0}
 

@@ -10,7 +10,7 @@ resumes without duplicates or gaps.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tqdm import tqdm
@@ -34,6 +34,9 @@ class Summary:
     scored: int
     dead_lettered: int
     seconds: float
+    by_reason: dict[str, int] = field(default_factory=dict)  # dead letters by reason
+    # the first dead letter of each reason: (stream, partition, offset, error)
+    first_dead_letter: dict[str, tuple[str, int, int, str]] = field(default_factory=dict)
 
     def line(self, where: str) -> str:
         return (
@@ -61,6 +64,7 @@ def replay(
         commit_interval_s=float("inf"),
         drain_timeout_s=drain_timeout_s,
         checkpoint_every=checkpoint_every,
+        log_dead_letters=False,  # summarised by the command (service.offline)
     )
     read = 0
 
@@ -82,7 +86,14 @@ def replay(
         bar.close()
     if tracker.in_flight():
         raise KafkaServiceError(f"{tracker.in_flight()} inputs have outputs that were not written")
-    return Summary(read, stats.scored, stats.dead_lettered, time.monotonic() - started)
+    return Summary(
+        read,
+        stats.scored,
+        stats.dead_lettered,
+        time.monotonic() - started,
+        dict(stats.by_reason),
+        dict(stats.first_dead_letter),
+    )
 
 
 def replay_with_settings(

@@ -11,12 +11,16 @@ topic when:
   none and no unrouted model is configured;
 * ``unknown_class``: the most probable class has no model;
 * ``low_feature_coverage``: its record carries fewer than ``model.min_feature_coverage`` of the
-  model's features (absent is not null: ALeRCE writes null for an undefined feature, and a
-  stream named another way lacks the names altogether);
-* ``non_finite_feature``: a feature the model uses is infinite (or beyond float32).
+  model's features by name (absent is not null: ALeRCE writes null for an undefined feature,
+  and a stream named another way lacks the names altogether);
+* ``non_finite_feature``: a feature the model uses is infinite (or beyond float32);
+* ``null_features``: fewer than ``model.min_feature_values`` of the model's features have a
+  value (not null/NaN) in the record: a mostly empty record would score as an outlier.
 
-Undefined (null, NaN) features are normal and are scored. Coverage is measured for every alert
-and counted per class and per absent feature (:class:`Coverage`).
+Undefined (null, NaN) features are normal and are scored. Coverage by name is measured for every
+group of alerts and counted per class and per absent feature (:class:`Coverage`); each row's
+coverage (:attr:`Row.coverage`, the scores' ``feature_coverage``) is the share of its model's
+features that have a value, computed for the whole group at once.
 """
 
 from __future__ import annotations
@@ -76,7 +80,9 @@ class Row(NamedTuple):
     oid: str
     top_probability: float
     features: NDArray[np.float32]
-    coverage: float  # share of the model's features that the record carries
+    coverage: float  # share of the model's features that have a value (not null) in the record
+    # the input's headers, for a dead letter that stands for its score (set by the engine)
+    headers: list[tuple[str, str | bytes | None]] | None = None
 
 
 Routed = list[tuple[str, Row]] | InputError  # per message: its rows, or why it is a dead letter
@@ -87,7 +93,7 @@ class _Match(NamedTuple):
     """How a group's feature names meet a model's."""
 
     positions: NDArray[np.intp]  # column of each model feature in the group (absent: the last)
-    coverage: float
+    coverage: float  # share of the model's features that the group's records carry by name
     absent: tuple[str, ...]
 
 
@@ -103,9 +109,14 @@ class Coverage:
 class Router:
     """Routes decoded alerts to the models of ``routes``."""
 
-    def __init__(self, routes: dict[str, Route], min_coverage: float) -> None:
+    def __init__(
+        self, routes: dict[str, Route], min_coverage: float, min_values: float = 0.0
+    ) -> None:
+        """``min_coverage``: the least share of a model's features a record must carry by
+        name; ``min_values``: the least share that must have a value (not null)."""
         self.routes = routes
         self.min_coverage = min_coverage
+        self.min_values = min_values
         self._matches: dict[tuple[tuple[str, ...], str], _Match] = {}
         self.pending = Coverage()  # since the last take_coverage()
         self._totals = Coverage()  # until the report
@@ -203,7 +214,11 @@ class Router:
         inputs = group.inputs[chosen].tolist()
         bad_rows = set(np.flatnonzero(infinite.any(axis=1)).tolist())
         names = self.routes[top].feature_names
-        coverage = match.coverage
+        n = features.shape[1]
+        valued = n - np.isnan(features).sum(axis=1) if n else np.ones(len(chosen), np.intp)
+        shares = valued / n if n else valued.astype(np.float64)
+        sparse = set(np.flatnonzero(shares < self.min_values).tolist())
+        coverage = shares.tolist()
         for j, (at, i) in enumerate(zip(inputs, chosen.tolist(), strict=True)):
             if j in bad_rows:
                 name = names[int(np.argmax(infinite[j]))]
@@ -212,10 +227,15 @@ class Router:
                     at, InputError("non_finite_feature", f"feature {name!r} is {value}")
                 )
                 continue
+            if j in sparse:
+                errors.setdefault(
+                    at, _null_features_error(self.routes[top], int(valued[j]), self.min_values)
+                )
+                continue
             entry = (
                 seen + i,
                 top,
-                Row(sources[at], group.ids[i], probabilities[j], features[j], coverage),
+                Row(sources[at], group.ids[i], probabilities[j], features[j], coverage[j]),
             )
             found = rows.get(at)
             if found is None:
@@ -287,6 +307,15 @@ def _unknown_class_error(name: str, models: tuple[str, ...]) -> ErrorOf:
         f"most probable top-level class {name!r} has no model (models: {', '.join(models)})",
     )
     return lambda i: error
+
+
+def _null_features_error(route: Route, valued: int, minimum: float) -> InputError:
+    n = len(route.feature_names)
+    return InputError(
+        "null_features",
+        f"{valued} of the {n} features of model {route.scorer.bundle.name} have a value, the "
+        f"others are null ({valued / n:.0%} < model.min_feature_values {minimum:.0%})",
+    )
 
 
 def _low_coverage_error(route: Route, match: _Match, minimum: float) -> ErrorOf:

@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "anomaly percentile (raw score breaks ties) and their most extreme features "
             "(robust z-score within the predicted subclass). --scorer scores the table with the "
             "survey's unrouted model (<bundles>/<survey>/all-<scorer>, every object); --scores "
-            "takes the scores of `score` or `replay --out` instead. --report DIR writes the Rubin "
+            "takes the scores of `score` or `replay --out` instead (without --data: the N "
+            "highest per routed class). --report DIR writes the Rubin "
             "tutorial's report: histogram.png (the scores, log counts), top20.png (the 20 top "
             "outliers' difference-flux light curves per band, Rubin's band colours; needs "
             "--lightcurves) and prints the top outlier's id, position and r-band summaries."
@@ -44,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--scorer",
         help="score with the unrouted model of this kind (e.g. iforest, distclassipy, ae)",
     )
-    p.add_argument("--scores", type=Path, help="scores of `score` or `replay --out` (Parquet)")
+    p.add_argument(
+        "--scores", type=Path, help="scores of `score` (Parquet or CSV) or `replay --out`"
+    )
     p.add_argument("--report", type=Path, help="write the tutorial's report PNGs here")
     p.add_argument("--n", type=positive_int, default=10, help="objects per subclass (default 10)")
     add_setting_flags(p, "--survey", "--bundles", "--device", "--batch-rows")
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from models.evaluation.top import plot_lightcurves, rank_anomalies
     from models.exceptions import ConfigurationError
     from models.table import read_table
+    from service.offline import NothingScoredError, conclude
     from service.offsets import OffsetTracker
     from service.processing import AlertProcessor
     from service.replay import replay_with_settings
@@ -77,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.report and not args.lightcurves:
         raise ConfigurationError("--report needs --lightcurves (light curves or alert packets)")
+    if args.plot or args.report:  # the plots' extra named before anything is scored
+        from models.extras import pyplot
+
+        pyplot("plotting (--plot, --report)")
     if not args.data and not args.scores:
         raise ConfigurationError("give --data (a feature table) or --scores (scored alerts)")
     if args.scores and args.scorer:
@@ -92,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     summary = replay_with_settings(
         settings, processor, source, sink, tracker, args.batch_rows, progress
     )
+    if not summary.read:
+        raise NothingScoredError(f"{args.data} holds no alerts: nothing to list")
     table = read_table(args.data)
     percentile = np.full(len(table), np.nan)
     score = np.full(len(table), np.nan)
@@ -120,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
                 f"  {e.oid:16s} {e.true_subclass:15s} {model:18s} {e.percentile:7.2f} "
                 f"{e.score:10.4g}  {extremes}"
             )
-    print(summary.line(f"{sum(len(v) for v in ranked.values())} listed"))
+    listed = f"{sum(len(v) for v in ranked.values())} listed"
+    conclude(summary, listed, settings, [args.data], "each with --log-level debug")
     if args.plot:
         written = plot_lightcurves(ranked, args.lightcurves, args.plot)
         print(f"{len(written)} light-curve plots in {args.plot}")
@@ -151,7 +162,13 @@ def _run_report(args: argparse.Namespace, settings: Settings) -> int:
         bundle = load_bundle(path)
         missing = [n for n in bundle.feature_names if n not in table.feature_names]
         if missing:
-            raise DataError(f"{args.data} lacks {len(missing)} of {bundle.name}'s features")
+            from service.offline import survey_hint
+
+            hint = survey_hint(settings, [args.data])
+            raise DataError(
+                f"{args.data} lacks {len(missing)} of {bundle.name}'s features"
+                + (f"; {hint}" if hint else "")
+            )
         scored = Scorer(bundle, settings.model.device).score(
             table.columns(bundle.feature_names).astype(np.float32)
         )
@@ -160,7 +177,11 @@ def _run_report(args: argparse.Namespace, settings: Settings) -> int:
         percentile = scored.percentile.astype(np.float64)
         routed = np.full(len(table), UNROUTED)
         what = f"{bundle.name} ({bundle.manifest.scorer})"
-    if table is not None:
+    if not oid.size:
+        raise DataError(f"{args.scores or args.data} holds no scores")
+    if table is None:
+        _list_scores(oid, score, percentile, routed, args.n)
+    else:
         index = {o: i for i, o in enumerate(table.oid.astype(str).tolist())}
         rows = np.array([index.get(o, -1) for o in oid.tolist()])
         if (rows < 0).any():
@@ -184,16 +205,32 @@ def _run_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _list_scores(oid: Any, score: Any, percentile: Any, routed: Any, n: int) -> None:
+    """Without a feature table: per routed class, its ``n`` most anomalous objects (percentile,
+    then raw score)."""
+    import numpy as np
+
+    for top in sorted(set(routed.tolist())):
+        members = np.flatnonzero((routed == top) & np.isfinite(percentile))
+        order = members[np.lexsort((-score[members], -percentile[members]))][:n]
+        print(f"routed to {top}: top {len(order)}")
+        print(f"  {'oid':20s} {'pct':>7s} {'score':>10s}")
+        for i in order.tolist():
+            print(f"  {oid[i]:20s} {percentile[i]:7.2f} {score[i]:10.4g}")
+
+
 def _read_scores(path: Path) -> tuple[Any, Any, Any, Any, str]:
     """oid, score, percentile, routed class and a description of a scores file or dataset."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
     from models.exceptions import DataError
 
     try:
-        arrow = pq.read_table(path)
+        csv = path.suffix.lower() == ".csv"
+        arrow = pa_csv.read_csv(path) if csv else pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"cannot read scores {path}: {exc}") from exc
     need = ("oid", "score", "percentile")

@@ -1,5 +1,5 @@
 """Scores to files or memory: a resumable Parquet dataset directory (replays) and a collecting
-sink (offline scoring, ``top``).
+sink (offline scoring, ``top``; ``score`` writes the dead letters beside its scores).
 
 A Parquet dataset holds ``part-NNNNN.parquet`` scores, ``_dead-letters-NNNNN.parquet`` and the
 checkpoint ``_progress.json``: buffered outputs are written as parts at each flush, and a part
@@ -151,6 +151,29 @@ class ParquetSink:
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Everything is in place after the last checkpoint."""
+
+
+def dead_letters_path(output: Path) -> Path:
+    """Where ``alert-anomaly score`` writes the dead letters of OUTPUT: beside it, same format
+    (``scores.parquet`` -> ``scores.dead-letters.parquet``)."""
+    return output.with_name(f"{output.stem}.dead-letters{output.suffix}")
+
+
+def write_dead_letters_file(rows: list[dict[str, Any]], path: Path) -> None:
+    """Dead letters as one Parquet file (with the input's bytes) or CSV file (without them)."""
+    table = pa.Table.from_pylist(rows, schema=DEAD_LETTER_COLUMNS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        pa_csv.write_csv(table.drop_columns(["value"]), path)
+    else:
+        pq.write_table(table, path, compression="zstd")
+
+
+def read_dead_letters(directory: Path) -> pa.Table:
+    """The dead letters of a Parquet replay output (checkpointed parts only)."""
+    saved = json.loads((directory / CHECKPOINT).read_text())
+    parts = [pq.read_table(directory / p) for p in saved["parts"] if p.startswith("_dead")]
+    return pa.concat_tables(parts) if parts else DEAD_LETTER_COLUMNS.empty_table()
 
 
 def read_scores(directory: Path) -> pa.Table:

@@ -91,11 +91,14 @@ class _ScoreBatch:
     """The scores of one batch until all are acknowledged; ``delivered(i, ...)`` is the delivery
     callback of score ``i``."""
 
-    __slots__ = ("left", "sink", "sources")
+    __slots__ = ("left", "rows", "sink", "sources")
 
-    def __init__(self, sink: KafkaSink, sources: list[Source | None]) -> None:
+    def __init__(
+        self, sink: KafkaSink, sources: list[Source | None], rows: list[Row] | None = None
+    ) -> None:
         self.sink = sink
         self.sources = sources  # None: produced on its own after a failure
+        self.rows = rows  # the scored rows (their inputs' headers, for a reference)
         self.left = len(sources)
 
     def delivered(self, index: int, error: KafkaError | None, message: Message) -> None:
@@ -114,7 +117,10 @@ class _ScoreBatch:
         self.sources[index] = None
         self.left -= 1
         sink = self.sink
-        sink._failed(_Output(sink.topic, key, value, None, source, "score"), error)
+        headers = self.rows[index].headers if self.rows is not None else None
+        sink._failed(
+            _Output(sink.topic, key, value, None, source, "score", input_headers=headers), error
+        )
         if not self.left:
             sink._written_scores(self)
 
@@ -155,7 +161,7 @@ class KafkaSink:
         encoded = self.encode(batch.columns, len(rows))
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
-        scores = _ScoreBatch(self, [row.source for row in rows])
+        scores = _ScoreBatch(self, [row.source for row in rows], rows)
         produce, topic, delivered = self.producer.produce, self.topic, scores.delivered
         for i, (row, value) in enumerate(zip(rows, encoded, strict=True)):
             key = row.oid.encode()
@@ -204,8 +210,10 @@ class KafkaSink:
         headers: Headers | None,
         delivered: Callable[[KafkaError | None, Message], None],
     ) -> KafkaError | None:
-        """Queue one message (waiting while the local queue is full); the error if the producer
-        refuses it before it is queued (size, arguments)."""
+        """Queue one message (waiting while the local queue is full: the service's
+        backpressure); the error if the producer refuses it before it is queued (size,
+        arguments). While it waits, liveness ticks and a broker outage is given up on after
+        ``kafka.unavailable_timeout_s`` as everywhere else."""
         while True:
             try:
                 self.producer.produce(
@@ -215,6 +223,9 @@ class KafkaSink:
                 return None
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self.producer.poll(0.1)
+                self.brokers.check()
+                if self.brokers.heartbeat is not None:
+                    self.brokers.heartbeat()
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 return error

@@ -86,7 +86,8 @@ def hostile_messages(good: list[bytes], n: int, seed: int) -> list[Message]:
     out += [(b"five-megabytes", rng.randbytes(5_000_000), None) for _ in range(3)]
     for _ in range(2):
         # a valid record whose object id (the score's key) is 2 MB: the score cannot be written
-        out.append((b"huge-oid", with_oid(rng.choice(good), b"Z" * 2_000_000), None))
+        huge = with_oid(rng.choice(good), b"Z" * 2_000_000)
+        out.append((b"huge-oid", huge, [("trace", b"poison")]))
         # a bad message with a 2 MB key: its dead letter (the original key) cannot be written
         out.append((b"k" * 2_000_000, rng.randbytes(100), None))
         # ... with a 2 MB header, and with 10,000 headers (60 kB: that dead letter fits)
@@ -175,6 +176,8 @@ def test_hostile_input_never_stops_the_service(
         assert len(m.key or b"") <= KEY_LIMIT + 100
         assert headers["alert_anomaly.service_version"] == __version__.encode()
         assert len(m.headers) <= HEADERS_COUNT_LIMIT + 20
+        if headers["alert_anomaly.original_output"] == b"score":  # the input's headers too
+            assert headers["trace"] == b"poison"
 
 
 def test_sigkill_during_catch_up_redoes_at_most_a_commit_interval(

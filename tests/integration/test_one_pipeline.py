@@ -37,7 +37,7 @@ def inputs() -> list[tuple[str, dict[str, Any] | bytes]]:
     nulls, infinite, nan_top, unknown, periodic_tie = (
         json.loads(json.dumps(r)) for r in records[60:65]
     )
-    nulls["features"] = dict.fromkeys(nulls["features"])  # every feature undefined: scored
+    nulls["features"] = dict.fromkeys(nulls["features"])  # every feature null: null_features
     infinite["features"]["Amplitude_1"] = float("inf")
     nan_top["lc_classification"]["hierarchical"]["top"]["Transient"] = float("nan")
     unknown["lc_classification"]["hierarchical"]["top"] = {"Bogus": 0.9, "Periodic": 0.1}
@@ -89,8 +89,8 @@ def test_live_replay_and_offline_agree(
 
     # live
     live = service_process(*service_args(kafka_bootstrap, names, topic_prefix))
-    scores = read_topic(kafka_bootstrap, names[1], 62, timeout_s=120)
-    dead = read_topic(kafka_bootstrap, names[2], 4, timeout_s=60)
+    scores = read_topic(kafka_bootstrap, names[1], 61, timeout_s=120)
+    dead = read_topic(kafka_bootstrap, names[2], 5, timeout_s=60)
     assert live.terminate() == 0
     live_scores = scores_of([decode_output(m.value()) for m in scores])
     live_dead = {m.key().decode(): dict(m.headers())["alert_anomaly.error"].decode() for m in dead}
@@ -129,10 +129,16 @@ def test_live_replay_and_offline_agree(
         for d in pq.read_table(part).to_pylist()
     }
 
-    assert len(live_scores) == 62  # 60 good, the one without defined features, the tie
+    assert len(live_scores) == 61  # 60 good, the tie
     assert live_scores[items[64][0]][0] == "Periodic"  # a tie goes to the first class
     assert live_scores == replay_scores == offline_scores  # bitwise
-    expected = {"non_finite_feature", "missing_probabilities", "unknown_class", "undecodable"}
+    expected = {
+        "non_finite_feature",
+        "null_features",
+        "missing_probabilities",
+        "unknown_class",
+        "undecodable",
+    }
     assert set(live_dead.values()) == expected
     assert live_dead == replay_dead
     assert offline_dead == {k: v for k, v in live_dead.items() if v != "undecodable"}

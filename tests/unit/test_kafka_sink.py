@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, Message
 from service import __version__
 from service.availability import Brokers
 from service.config import load_settings
-from service.exceptions import InputError
+from service.exceptions import BrokersUnavailableError, InputError
 from service.metrics import Metrics
 from service.processing import ScoredBatch
 from service.routing import Row, Source
@@ -258,3 +258,56 @@ def test_bounded_headers_keep_small_sets_whole() -> None:
     assert "big" not in named
     assert "small" not in named
     assert named["alert_anomaly.original_headers_dropped"] == b"2"
+
+
+def test_a_refused_score_is_replaced_by_a_reference_with_its_inputs_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings(None, {"kafka": {"bootstrap_servers": UNUSED}})
+    sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+    sent = sent_by(sink, monkeypatch)
+    batch, rows = scored(2, 10)
+    rows[1] = rows[1]._replace(oid="Z" * 2_000_000, headers=[("trace", b"abc")])
+    batch.columns["oid"] = [r.oid for r in rows]
+    sink.write(batch, rows)  # the second score is larger than the producer takes
+    [(topic, key, _, headers)] = [s for s in sent if s[3] is not None]
+    named = dict(headers)
+    assert topic == settings.output.dead_letter_topic
+    assert named["alert_anomaly.original_output"] == b"score"
+    assert named["alert_anomaly.original_key_size"] == b"2000000"
+    assert len(key) < 100
+    assert named["trace"] == b"abc"  # the input's own headers, as on every dead letter
+    assert named["alert_anomaly.service_version"] == __version__.encode()
+    sink.close(0)
+
+
+def test_a_full_queue_in_an_outage_ticks_liveness_and_gives_up_in_time() -> None:
+    """The local queue full because no broker answers: write() waits (backpressure) but keeps
+    liveness ticking and gives up after kafka.unavailable_timeout_s instead of blocking."""
+    now = [0.0]
+    brokers = Brokers(UNUSED, 30.0, clock=lambda: now[0])
+    ticks = []
+
+    def tick() -> None:  # each wait slice: 10 s pass
+        ticks.append(now[0])
+        now[0] += 10.0
+
+    brokers.heartbeat = tick
+    brokers.answered()  # it had answered: an outage, not a wrong address
+    brokers.error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    settings = load_settings(
+        None,
+        {
+            "kafka": {
+                "bootstrap_servers": UNUSED,
+                "producer": {"queue.buffering.max.messages": "1"},
+            },
+            "output": {"topic": "scores"},
+        },
+    )
+    sink = KafkaSink(settings, Metrics(), lambda sources: None, brokers)
+    batch, rows = scored(3, 10)
+    with pytest.raises(BrokersUnavailableError):
+        sink.write(batch, rows)
+    assert ticks == [0.0, 10.0, 20.0]
+    sink.close(0)

@@ -15,10 +15,13 @@ import pytest
 import structlog
 
 from models.features import paper_features, ztf_feature_names
+from models.resources import sample_dir
+from models.table import read_table
 from service.config import load_settings
 from service.exceptions import InputError, SettingsError
 from service.processing import AlertProcessor
 from service.routing import REPORT_AFTER, Row, Source
+from service.sources.files import table_records
 from tests.unit.alerce_records import base_record, encode
 from tests.unit.tiny_bundles import write_bundles
 
@@ -57,9 +60,13 @@ def test_every_alerce_version_scores_with_full_coverage(bundles: Path, version: 
         for record, [(top, row)] in zip(batch, results, strict=True):
             top_probabilities = record["lc_classification"]["hierarchical"]["top"]
             assert top == max(top_probabilities, key=top_probabilities.get)
-            assert row.coverage == 1.0
             assert row.features.dtype == np.float32
             assert row.features.shape == (len(PAPER),)
+            # every feature carried by name; the row's coverage: those with a value (~90%)
+            assert row.coverage == np.count_nonzero(~np.isnan(row.features)) / len(PAPER)
+            assert 0.8 < row.coverage < 1.0
+        by_name = p.router.take_coverage().by_class
+        assert {c for seen in by_name.values() for c, _ in seen} == {1.0}
 
 
 def test_the_2023_names_reach_todays_columns(bundles: Path) -> None:
@@ -89,21 +96,67 @@ def test_records_named_another_way_are_dead_letters(bundles: Path) -> None:
 
 def test_null_features_are_carried_and_absent_ones_are_not(bundles: Path) -> None:
     p = processor(bundles)
-    nulls = base_record("ztf", "3", "Stochastic")
-    nulls["features"] = dict.fromkeys(nulls["features"])
+    full = base_record("ztf", "3", "Stochastic", seed=2)
+    full["features"] = dict.fromkeys(full["features"], 1.5)
     lacking = base_record("ztf", "3", "Stochastic", seed=1)
     for name in PAPER[:5]:
         del lacking["features"][name]
-    results = route(p, [nulls, lacking])
-    [(_, full)], [(_, partial)] = results
-    assert full.coverage == 1.0
-    assert np.isnan(full.features).all()
-    assert partial.coverage == pytest.approx(1 - 5 / len(PAPER))
+    halved = base_record("ztf", "3", "Stochastic", seed=3)
+    halved["features"] = dict.fromkeys(halved["features"], 2.0) | dict.fromkeys(PAPER[::2])
+    results = route(p, [full, lacking, halved])
+    assert reasons(results) == [None, None, None]
+    [(_, complete)], [(_, partial)], [(_, half)] = results
+    assert complete.coverage == 1.0
     assert np.isnan(partial.features[:5]).all()
+    assert partial.coverage == np.count_nonzero(~np.isnan(partial.features)) / len(PAPER)
+    assert partial.coverage < 1 - 5 / len(PAPER)  # the absent ones, and the nulls
+    assert half.coverage == pytest.approx(len(PAPER[1::2]) / len(PAPER))
+    # the coverage by name (metrics, the report): nulls are carried, absent names are not
     coverage = p.router.take_coverage()
-    assert sorted(coverage.by_class["Stochastic"]) == sorted([(1.0, 1), (partial.coverage, 1)])
+    assert sorted(coverage.by_class["Stochastic"]) == [(1 - 5 / len(PAPER), 1), (1.0, 2)]
     assert coverage.absent == {("Stochastic", n): 1 for n in PAPER[:5]}
     assert p.router.take_coverage().routed == 0  # taken
+
+
+def test_records_of_mostly_null_features_are_dead_letters(bundles: Path) -> None:
+    p = processor(bundles)
+    every = list(ztf_feature_names())
+    nulls = base_record("ztf", "3", "Periodic")
+    nulls["features"] = dict.fromkeys(every)
+    nans = base_record("ztf", "3", "Transient", seed=1)
+    nans["features"] = dict.fromkeys(every, float("nan"))
+    few = base_record("ztf", "3", "Stochastic", seed=2)
+    few["features"] = dict.fromkeys(every) | dict.fromkeys(PAPER[:10], 0.5)  # 10 of 129
+    enough = base_record("ztf", "3", "Stochastic", seed=3)  # the least of the ZTF sample: 25%
+    enough["features"] = dict.fromkeys(every) | dict.fromkeys(PAPER[:33], 0.5)
+    batch = [nulls, nans, few, enough]
+    for records in (batch, batch * 10):  # the generic and the batch path
+        results = route(p, records)
+        assert reasons(results)[:4] == ["null_features"] * 3 + [None]
+        assert str(results[0]) == (
+            f"0 of the {len(PAPER)} features of model ztf/periodic-mcdsvdd have a value, the "
+            "others are null (0% < model.min_feature_values 20%)"
+        )
+        assert str(results[2]).startswith(f"10 of the {len(PAPER)} features")
+        [(_, row)] = results[3]
+        assert row.coverage == 33 / len(PAPER)
+    # the threshold is a setting; 0 scores even an empty record
+    assert reasons(route(processor(bundles, min_feature_values=0.3), [enough])) == ["null_features"]
+    [[(_, row)]] = route(processor(bundles, min_feature_values=0.0), [nulls])
+    assert row.coverage == 0.0
+    assert np.isnan(row.features).all()
+
+
+@pytest.mark.parametrize("survey", ["ztf", "lsst"])
+def test_the_default_threshold_keeps_every_alert_of_the_committed_samples(survey: str) -> None:
+    settings = {"input": {"format": "container"}, "model": {"survey": survey}}
+    p = AlertProcessor(load_settings(None, settings))
+    table = read_table(sample_dir().parent / f"{survey}-sim-sample" / "objects.parquet")
+    records = list(table_records(table, p.survey.id_fields[0]))
+    rows = p.rows_from_records(records, Source("sample", 0, 0, None))  # one dead: InputError
+    assert len(rows) == len(table)
+    shares = [row.coverage for _, row in rows]
+    assert p.router.min_values < min(shares) < 0.6  # the samples have sparse records too
 
 
 def test_the_coverage_threshold_is_a_setting(bundles: Path) -> None:

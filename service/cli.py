@@ -17,6 +17,7 @@ from service import __version__
 from service.commands import COMMANDS
 from service.config import check_environment
 from service.logs import configure_logging
+from service.redaction import redact
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_environment()  # a misspelled or malformed ALERT_ANOMALY_* variable, in every command
         return int(args.handler(args) or 0)
     except AlertAnomalyError as exc:
-        print(f"alert-anomaly {args.command}: error: {exc}", file=sys.stderr)
+        print(f"alert-anomaly {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"alert-anomaly {args.command}: interrupted", file=sys.stderr)

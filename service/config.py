@@ -9,10 +9,13 @@ rejected in every source; everything is validated at start-up and reported as on
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_origin
 
@@ -29,6 +32,7 @@ from pydantic_settings import SettingsError as SourceError
 
 from models.resources import bundles_dir
 from models.scorers import DEFAULT_SCORERS, SURVEY_DEFAULT_SCORERS, ScorerKind
+from service import redaction
 from service.exceptions import SettingsError
 
 ENV_PREFIX = "ALERT_ANOMALY_"
@@ -37,6 +41,27 @@ OutputFormat = Literal["schemaless", "confluent", "json"]
 ClientConfig = dict[str, str | int | float | bool]  # librdkafka properties
 
 ENV_DOC = "the README's configuration reference"
+
+SECRET_MASK = "**********"
+# librdkafka properties whose values are secrets (sasl.password, ssl.key.password,
+# sasl.oauthbearer.client.secret, ssl.keystore.password...): their names contain one of these
+SECRET_NAME_PARTS = ("password", "secret", "token", "key")
+
+
+def is_secret_property(name: str) -> bool:
+    """Whether a librdkafka property (or a setting's name) holds a secret: its name contains
+    password, secret, token or key, or a word of it is a misspelling of the first three
+    (``sasl.pasword``: librdkafka rejects the name, its value must not show either)."""
+    lowered = name.lower()
+    if any(part in lowered for part in SECRET_NAME_PARTS):
+        return True
+    words = re.split(r"[._\-]", lowered)
+    return any(difflib.get_close_matches(w, SECRET_NAME_PARTS[:3], cutoff=0.8) for w in words)
+
+
+def masked_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Client properties with the values of secret ones replaced by :data:`SECRET_MASK`."""
+    return {k: SECRET_MASK if is_secret_property(k) else v for k, v in properties.items()}
 
 
 class _Section(BaseModel):
@@ -64,8 +89,11 @@ class KafkaSettings(_Section):
     unavailable_timeout_s: float = Field(
         120.0,
         gt=0,
-        description="when no broker has answered for this long, a command gives up: the "
-        "service drains what it can and exits with status 3 (/readyz fails at once)",
+        description="how long a command waits for a Kafka broker, with a log line every 15 s: "
+        "at start, when none has answered yet, it gives up with exit status 2 (after 10 s "
+        "when every bootstrap address refuses connections); when brokers that answered are "
+        "gone this long, the service drains what it can and exits with status 3 (/readyz "
+        "fails at once, /healthz does not)",
     )
     extra: dict[str, str] = Field(
         default_factory=dict,
@@ -114,6 +142,14 @@ class KafkaSettings(_Section):
                 conf[key] = str(value)
         conf.update(self.extra)
         return conf
+
+    def secret_values(self) -> set[str]:
+        """Every secret among these settings: the SASL and key passwords and the values of
+        secret-named properties (:func:`is_secret_property`) in extra, consumer and producer."""
+        values = {s.get_secret_value() for s in (self.sasl_password, self.ssl_key_password) if s}
+        for properties in (self.extra, self.consumer, self.producer):
+            values.update(v for k, v in properties.items() if is_secret_property(k) and v)
+        return values
 
 
 class InputSettings(_Section):
@@ -204,6 +240,15 @@ class ModelSettings(_Section):
         "(by name; null values count as carried) goes to the dead-letter topic as "
         "low_feature_coverage",
     )
+    min_feature_values: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="an alert whose record has a value (not null) for less than this share of "
+        "its model's features goes to the dead-letter topic as null_features (0 turns it off); "
+        "measured per alert on the committed samples: ztf 0.25 to 1 (1% below 0.35, median "
+        "0.95), lsst 0.53 to 1 (median 0.94)",
+    )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1...")
     cpu_threads: int = Field(
         1,
@@ -268,7 +313,10 @@ class Settings(BaseSettings):
         "acknowledged (keep the orchestrator's grace period longer)",
     )
     stop_after_idle_s: float | None = Field(
-        None, gt=0, description="exit after this long without input (batch jobs); default never"
+        None,
+        gt=0,
+        description="exit after this long without input, counted from the partition assignment "
+        "(batch jobs); default never",
     )
 
     @model_validator(mode="before")
@@ -359,9 +407,72 @@ def _field(path: tuple[str, ...]) -> Any:
     return info
 
 
+# Kubernetes gives every pod the addresses of the Services of its namespace (unless the pod
+# sets enableServiceLinks: false); a Service named alert-anomaly[-x] gives ALERT_ANOMALY_[X_]...
+_LINK_URL = re.compile(r"(tcp|udp|sctp)://(\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]+)")
+_SERVICE_LINKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(r"(?:[A-Z0-9_]+_)?" + suffix), shape)
+    for suffix, shape in (
+        (r"SERVICE_HOST", "ip"),  # 10.0.0.11
+        (r"SERVICE_PORT(?:_[A-Z0-9_]+)?", "port"),  # 9108 (and per named port)
+        (r"PORT", "url"),  # tcp://10.0.0.11:9108
+        (r"PORT_(?P<port>[0-9]+)_(?P<proto>TCP|UDP|SCTP)", "url"),
+        (r"PORT_[0-9]+_(?P<proto>TCP|UDP|SCTP)_PROTO", "proto"),  # tcp
+        (r"PORT_(?P<port>[0-9]+)_(?:TCP|UDP|SCTP)_PORT", "port"),  # 9108
+        (r"PORT_[0-9]+_(?:TCP|UDP|SCTP)_ADDR", "ip"),  # 10.0.0.11
+    )
+)
+
+
+def _ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _link_value(match: re.Match[str], shape: str, value: str) -> bool:
+    fixed = match.groupdict()
+    if shape == "ip":
+        return _ip(value)
+    if shape == "port":
+        return value.isdigit() and fixed.get("port") in (None, value)
+    if shape == "proto":
+        return value == fixed["proto"].lower()
+    url = _LINK_URL.fullmatch(value)
+    return (
+        url is not None
+        and _ip(url[2])
+        and fixed.get("port") in (None, url[3])
+        and (fixed.get("proto") or url[1]).lower() == url[1]
+    )
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """Whether ``name=value`` is a variable Kubernetes injects for a Service named
+    ``alert-anomaly[-*]``: ``{SVC}_SERVICE_HOST``, ``{SVC}_SERVICE_PORT[_{PORTNAME}]``,
+    ``{SVC}_PORT`` and ``{SVC}_PORT_{port}_{PROTO}[_PROTO|_PORT|_ADDR]``, by name and by the
+    shape of the value (an IP address, a port number, ``tcp://<ip>:<port>``, ``tcp``)."""
+    if not name.startswith(ENV_PREFIX):
+        return False
+    rest = name.removeprefix(ENV_PREFIX)
+    for pattern, shape in _SERVICE_LINKS:
+        match = pattern.fullmatch(rest)
+        if match is not None and _link_value(match, shape, value):
+            return True
+    return False
+
+
+_JSON_KINDS = {str: "string", int: "number", float: "number", bool: "boolean", list: "list"}
+_JSON_KINDS |= {dict: "object", type(None): "null"}
+
+
 def check_environment(environ: Mapping[str, str] | None = None) -> None:
     """Unknown ``ALERT_ANOMALY_*`` variables (with the closest valid name) and list or map
-    values that are not JSON, each as one line naming the variable (default: os.environ)."""
+    values that are not JSON, each as one line naming the variable, never its value (it may be
+    a secret); Kubernetes' service-link variables (:func:`is_service_link`) are not settings and
+    pass (default: os.environ)."""
     environ = os.environ if environ is None else environ
     known = environment_names()
     for key, value in environ.items():
@@ -369,6 +480,8 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
             continue
         path = known.get(key)
         if path is None:
+            if is_service_link(key, value):
+                continue
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else f" (known: see {ENV_DOC})"
             raise SettingsError(f"unknown environment variable {key}{hint}")
@@ -379,27 +492,57 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
         )
         if not structured:
             continue
+        expected = list if origin is list else dict
+        kind = "list" if expected is list else "object"
+        example = '["a", "b"]' if expected is list else '{"key": "value"}'
         try:
             loaded = json.loads(value)
-        except json.JSONDecodeError:
-            loaded = None
-        expected = list if origin is list else dict
-        if not isinstance(loaded, expected):
-            example = '["a", "b"]' if expected is list else '{"key": "value"}'
-            kind = "list" if expected is list else "object"
-            raise SettingsError(
-                f"{key}: expected a JSON {kind}, e.g. {key}='{example}', got {value!r}"
-            )
+        except json.JSONDecodeError as exc:  # position only: the value may hold a secret
+            got = f"invalid JSON: {exc.msg} (character {exc.pos})"
+        else:
+            got = f"a JSON {_JSON_KINDS.get(type(loaded), 'value')}"
+            if isinstance(loaded, expected):
+                continue
+        raise SettingsError(
+            f"{key}: expected a JSON {kind}, e.g. {key}='{example}'; got {got} (value not shown)"
+        )
+
+
+def _secrets_in(value: Any, secret: bool) -> set[str]:
+    """The strings of an input that are secrets (``secret``: the input is a secret's value)."""
+    if isinstance(value, SecretStr):
+        return {value.get_secret_value()}
+    if isinstance(value, Mapping):
+        found: set[str] = set()
+        for key, item in value.items():
+            found |= _secrets_in(item, secret or is_secret_property(str(key)))
+        return found
+    if secret and isinstance(value, str | int | float) and str(value):
+        return {str(value)}
+    return set()
 
 
 def _one_line(exc: ValidationError) -> str:
+    """The first error of a validation as one line, the values of secrets in it masked."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown setting"
+    secret = any(is_secret_property(str(p)) for p in first["loc"])
+    for value in sorted(_secrets_in(first.get("input"), secret), key=len, reverse=True):
+        message = message.replace(value, SECRET_MASK)
     return f"invalid setting {where}: {message}{more}" if where else f"invalid settings: {message}"
+
+
+def _file_error(path: Path | None, exc: Exception) -> str:
+    """A config file's syntax error as one line: the problem and where, never the text."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return f"config file {path} is not valid YAML: {exc.problem or exc.context}{at}"
+    return f"config file {path} is not valid: {str(exc).splitlines()[0]}"
 
 
 def load_settings(
@@ -409,13 +552,112 @@ def load_settings(
     check_environment()
     cls = _with_file(config_file) if config_file is not None else Settings
     try:
-        return cls(**dict(overrides or {}))
+        settings = cls(**dict(overrides or {}))
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"config file {config_file} is not valid: {exc}") from None
+        raise SettingsError(_file_error(config_file, exc)) from None
     except SourceError as exc:
-        raise SettingsError(str(exc)) from None
+        raise SettingsError(str(exc).splitlines()[0]) from None
+    redaction.register(settings.kafka.secret_values())  # masked in every log line from now on
+    return settings
+
+
+@dataclass(frozen=True)
+class SettingInEffect:
+    """One setting as ``alert-anomaly settings`` prints it."""
+
+    setting: str  # dotted, e.g. kafka.bootstrap_servers
+    value: Any  # as JSON, secrets masked
+    source: str  # default, config file <path>, the environment variable, the command-line option
+
+
+KAFKA_PROPERTY_MAPS = ("extra", "consumer", "producer")
+
+
+def _dig(data: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
+    for key in path:
+        if not isinstance(data, Mapping) or key not in data:
+            return False, None
+        data = data[key]
+    return True, data
+
+
+def _file_data(path: Path) -> dict[str, Any]:
+    """The raw content of a settings file (already validated by load_settings)."""
+    text = path.read_text()
+    data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    return data if isinstance(data, dict) else {}
+
+
+def _env_source(path: tuple[str, ...], environ: Mapping[str, str]) -> str | None:
+    """The variable that gives a setting: its own, or a section's JSON object holding it
+    (names are case-insensitive, as pydantic-settings reads them)."""
+    upper = {k.upper(): k for k in environ}
+    for depth in range(len(path), 0, -1):
+        name = ENV_PREFIX + "__".join(path[:depth]).upper()
+        if name not in upper:
+            continue
+        if depth == len(path):
+            return upper[name]
+        try:
+            found, _ = _dig(json.loads(environ[upper[name]]), path[depth:])
+        except json.JSONDecodeError:
+            found = False
+        if found:
+            return upper[name]
+    return None
+
+
+def _static_default(path: tuple[str, ...]) -> Any:
+    info = _field(path)
+    value = info.default_factory() if info.default_factory is not None else info.default
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+def settings_in_effect(
+    settings: Settings,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    override_names: Mapping[tuple[str, ...], str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[SettingInEffect]:
+    """Every setting of ``settings`` with its value (secrets masked) and where it comes from:
+    the highest-precedence source that gives it (a map merged from several sources names them
+    all, highest first), or ``default``. ``override_names``: path -> command-line option."""
+    environ = os.environ if environ is None else environ
+    file_data = _file_data(config_file) if config_file is not None else {}
+    values = settings.model_dump(mode="json")  # SecretStr -> "**********"
+    rows: list[SettingInEffect] = []
+
+    def add(model: type[BaseModel], path: tuple[str, ...]) -> None:
+        for name, info in model.model_fields.items():
+            here = (*path, name)
+            if isinstance(info.annotation, type) and issubclass(info.annotation, _Section):
+                add(info.annotation, here)
+                continue
+            value = _dig(values, here)[1]
+            if here[0] == "kafka" and name in KAFKA_PROPERTY_MAPS:
+                value = masked_properties(value)
+            sources = []
+            if _dig(overrides or {}, here)[0]:
+                sources.append((override_names or {}).get(here, "command line"))
+            variable = _env_source(here, environ)
+            if variable is not None:
+                sources.append(variable)
+            if _dig(file_data, here)[0]:
+                sources.append(f"config file {config_file}")
+            if not isinstance(value, dict):
+                sources = sources[:1]  # the highest wins; maps are merged
+            if not sources:
+                derived = value != _static_default(here) and name != "bundles_dir"
+                sources.append(
+                    f"default for model.survey {settings.model.survey}" if derived else "default"
+                )
+            rows.append(SettingInEffect(".".join(here), value, ", ".join(sources)))
+
+    add(Settings, ())
+    return rows
 
 
 def reference_markdown() -> str:

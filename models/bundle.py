@@ -208,8 +208,8 @@ def _read_manifest(directory: Path) -> Manifest:
     if not path.is_file():
         raise BundleError(f"model bundle {directory} has no {MANIFEST}")
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or not JSON
         raise BundleError(f"cannot read {path}: {exc}") from exc
     version = raw.get("format_version") if isinstance(raw, dict) else None
     if version != FORMAT_VERSION:

@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from models.records import input_records, input_schema
 from models.resources import sample_dir
 from models.table import read_table
-from service.availability import Brokers
+from service.availability import WAIT_SLICE_S, Brokers
 from service.codec import CONFLUENT_HEADER_SIZE, confluent_header, decode_output
 from service.config import ClientConfig, Settings, load_settings
 from service.embedded import EmbeddedBroker
@@ -31,6 +31,7 @@ from service.exceptions import BrokersUnavailableError, KafkaServiceError
 from service.kafka import create_topics
 from service.live import ScoringService
 from service.metrics import Health, Metrics, MetricsServer
+from service.sources.kafka import new_client
 
 INPUT_TOPIC = "ztf-lc-classifier"
 LSST_INPUT_TOPIC = "rubin-alerts"
@@ -83,9 +84,12 @@ def publish(
 ) -> list[tuple[int, int]]:
     """Produce messages and wait until the broker acknowledged all; returns the (partition,
     offset) of each message, in order. ``client``: further librdkafka properties (security);
-    ``brokers``: how long to wait when no broker answers (default 60 s)."""
+    ``brokers``: how long to wait when no broker answers (default 60 s), first for the topic's
+    metadata (:meth:`Brokers.metadata`: progress lines, refused connections fail sooner), then
+    for the acknowledgements."""
     brokers = brokers or Brokers(bootstrap_servers, 60.0)
-    producer = Producer(
+    producer = new_client(  # a property librdkafka rejects is one line
+        Producer,
         {
             "bootstrap.servers": bootstrap_servers,
             **(client or {}),
@@ -93,8 +97,9 @@ def publish(
             "linger.ms": 20,
             "acks": "all",
             "message.timeout.ms": int(brokers.timeout_s * 1000),
-        }
+        },
     )
+    brokers.metadata(producer, topic)
     failures: list[str] = []
     placed: list[tuple[int, int]] = []
 
@@ -122,7 +127,9 @@ def publish(
             except BufferError:
                 producer.poll(0.1)
         producer.poll(0)
-    remaining = producer.flush(brokers.timeout_s + 5)
+    deadline = time.monotonic() + brokers.timeout_s + 5
+    while (remaining := producer.flush(WAIT_SLICE_S)) and time.monotonic() < deadline:
+        brokers.check()  # progress lines while no broker answers; gives up after its timeout
     if remaining or failures:
         unpublished = remaining + len(failures)
         if not brokers.ever_answered:

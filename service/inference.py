@@ -127,8 +127,15 @@ class ProcessInference(Generic[T]):
             theirs.close()
             os.close(memory_fd)
         self._connection = Connection(ours.detach())
-        self._send((list(models), device, cpu_threads, max_rows, width))
-        if not self._connection.poll(START_TIMEOUT_S):
+        try:
+            self._send((list(models), device, cpu_threads, max_rows, width))
+            started = self._connection.poll(START_TIMEOUT_S)
+        except BaseException:  # interrupted (a signal at start): the worker must not outlive it
+            self._process.kill()
+            self._process.wait()
+            self._connection.close()
+            raise
+        if not started:
             self.close()
             raise InferenceError(f"the inference worker did not start in {START_TIMEOUT_S:.0f} s")
         answer = self._receive()

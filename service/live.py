@@ -7,21 +7,24 @@ from collections.abc import Callable
 
 import structlog
 
-from models.exceptions import AlertAnomalyError
 from service import __version__
 from service.availability import Brokers
 from service.config import ENV_PREFIX, Settings
 from service.engine import Engine, Options, Stats
-from service.exceptions import InferenceError, SettingsError
+from service.exceptions import SettingsError
 from service.metrics import Metrics
 from service.offsets import OffsetTracker
-from service.processing import AlertProcessor, start_inference
+from service.processing import AlertProcessor, Inference, start_inference
 from service.sinks.kafka import KafkaSink
 from service.sources.kafka import KafkaSource
 
 log = structlog.get_logger(__name__)
 
 CHECK_TIMEOUT_S = 15.0  # how long `run --check` waits for a broker
+# SIGTERM/SIGINT before the main loop (loading the models, waiting for brokers, starting the
+# inference worker) end the process within this; in the loop, within drain_timeout_s + this
+STOP_MARGIN_S = 15.0
+CLOSE_AT_START_S = 2.0  # closing the clients when start-up is interrupted or fails
 
 
 def engine_options(settings: Settings) -> Options:
@@ -38,7 +41,11 @@ def engine_options(settings: Settings) -> Options:
 class ScoringService:
     """The service; ``run()`` blocks until ``stop()`` (signal-safe) or the idle limit. The
     models are loaded on construction (``run --check`` stops there); Kafka clients and the
-    inference worker start in ``run()``."""
+    inference worker start in ``run()``. ``stage`` says where it is (``loading_models``,
+    ``waiting_for_brokers``, ``starting_inference``, ``running``; ``stopped``), each logged as
+    it begins (``loading_models`` by the ``run`` command, ``waiting_for_brokers`` only when they
+    do not answer at once): until ``running``, a stop has nothing to drain and the caller
+    interrupts the start instead (``service.commands.run.Signals``)."""
 
     def __init__(
         self,
@@ -54,6 +61,7 @@ class ScoringService:
             )
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.stage = "loading_models"
         self.processor = AlertProcessor(settings)
         self.routes = self.processor.routes
         for r in self.routes.values():
@@ -98,7 +106,9 @@ class ScoringService:
         lines = [f"models: {', '.join(r.bundle.name for r in self.routes.values())}"]
         kafka = self.settings.kafka
         brokers = Brokers(
-            kafka.bootstrap_servers, min(CHECK_TIMEOUT_S, kafka.unavailable_timeout_s)
+            kafka.bootstrap_servers,
+            min(CHECK_TIMEOUT_S, kafka.unavailable_timeout_s),
+            quiet=offline,  # offline, the clients are made and closed: no broker is expected
         )
         source = KafkaSource(self.settings, self.metrics, brokers)
         try:
@@ -116,42 +126,57 @@ class ScoringService:
         return lines
 
     def run(self, heartbeat: Callable[[], None] | None = None) -> Stats:
+        """Start the clients and the inference worker, then run the loop. ``heartbeat`` is
+        called by the loop and while waiting for brokers at start (liveness). An exception at
+        start (an error, or the caller's interruption on a signal) closes what was started."""
         s = self.settings
+        self.brokers.heartbeat = heartbeat
         source = KafkaSource(s, self.metrics, self.brokers)
+        sink: KafkaSink | None = None
+        inference: Inference | None = None
         try:
+            self.stage = "waiting_for_brokers"  # logged by Brokers when they do not answer
             topics = source.check_topics()
             sink = KafkaSink(s, self.metrics, self.tracker.written, self.brokers)
-        except AlertAnomalyError:
-            source.close()
-            raise
-        try:
+            self.stage = "starting_inference"
+            log.info(
+                "starting_inference", mode=s.model.inference, device=str(self.processor.device)
+            )
             inference = start_inference(s, self.routes)
-        except InferenceError:
-            source.close()
-            sink.close()
+            log.info(
+                "service_starting",
+                version=__version__,
+                topics=s.input.topics,
+                group_id=s.input.group_id,
+                output=s.output.topic,
+                dead_letter=s.output.dead_letter_topic,
+                device=str(self.processor.device),
+                inference_pid=getattr(inference, "pid", None),  # None: inline
+                models={t: r.bundle.name for t, r in self.routes.items()},
+                input_topics=topics,
+            )
+            self._engine = Engine(
+                self.processor,
+                inference,
+                source,
+                sink,
+                self.tracker,
+                engine_options(s),
+                self.metrics,
+                on_ready=self._on_ready,
+            )
+            self.stage = "running"  # from here on, a stop drains
+        except BaseException:
+            self.stage = "stopped"
+            if inference is not None:
+                inference.close()
+            source.close(CLOSE_AT_START_S)
+            if sink is not None:
+                sink.close(CLOSE_AT_START_S)
             raise
-        log.info(
-            "service_starting",
-            version=__version__,
-            topics=s.input.topics,
-            group_id=s.input.group_id,
-            output=s.output.topic,
-            dead_letter=s.output.dead_letter_topic,
-            device=str(self.processor.device),
-            inference_pid=getattr(inference, "pid", None),  # None: inline
-            models={t: r.bundle.name for t, r in self.routes.items()},
-            input_topics=topics,
-        )
-        self._engine = Engine(
-            self.processor,
-            inference,
-            source,
-            sink,
-            self.tracker,
-            engine_options(s),
-            self.metrics,
-            on_ready=self._on_ready,
-        )
         if self._stopping:
             self._engine.stop()
-        return self._engine.run(heartbeat)
+        try:
+            return self._engine.run(heartbeat)
+        finally:
+            self.stage = "stopped"

@@ -12,7 +12,23 @@ from typing import Any, Literal
 
 import structlog
 
+from service.redaction import RedactFilter, redact_event
+
 LogFormat = Literal["json", "console"]
+
+
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (not when logging was configured): a
+    caller that swaps it (a test harness capturing output, a redirection) keeps the logs."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+STDERR = _Stderr()
 
 
 def default_format() -> LogFormat:
@@ -37,14 +53,15 @@ def configure_logging(fmt: LogFormat | None = None, level: str = "info") -> None
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            redact_event,  # no secret value in any event (service.redaction)
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries' stdlib logs (librdkafka through LIBRDKAFKA_LOGGER, urllib3...) in the same format
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(STDERR)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[
@@ -54,10 +71,12 @@ def configure_logging(fmt: LogFormat | None = None, level: str = "info") -> None
             foreign_pre_chain=[
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(allow=[ORIGINAL_LEVEL]),
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
             ],
         )
     )
+    handler.addFilter(RedactFilter())
     logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[handler], force=True)
     LIBRDKAFKA_LOGGER.setLevel(numeric)  # its debug lines (kafka.extra {"debug": ...}) too
 
@@ -90,6 +109,23 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+ORIGINAL_LEVEL = "librdkafka_level"
+
+
+class DebugLevel(logging.Filter):
+    """librdkafka's lines at debug level, their own level kept as ``librdkafka_level``: what they
+    say reaches the commands' own lines (``waiting_for_brokers``, ``brokers_unavailable``, the
+    error line), so that at the default level no library line comes before or buries them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            setattr(record, ORIGINAL_LEVEL, record.levelname.lower())
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return LIBRDKAFKA_LOGGER.isEnabledFor(logging.DEBUG)
+
+
 # librdkafka's own log lines (clients are given it as "logger"), held back when they repeat
+# (by their own level), then at debug level
 LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
 LIBRDKAFKA_LOGGER.addFilter(RepeatFilter())
+LIBRDKAFKA_LOGGER.addFilter(DebugLevel())

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
+    from service.config import Settings
     from service.routing import Coverage
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,10 @@ SCORE_BUCKETS = tuple(10.0**e for e in (-4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5, 
 PERCENTILE_BUCKETS = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
 COVERAGE_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
 STAGES = ("decode", "score", "encode", "produce", "commit")
+# /healthz fails when the main loop has not ticked for this long, or (a longer drain_timeout_s)
+# for drain_timeout_s + STALE_MARGIN_S
+STALE_AFTER_S = 60.0
+STALE_MARGIN_S = 30.0
 
 
 def _never_raises(method: Callable[P, None]) -> Callable[P, None]:
@@ -386,13 +391,25 @@ class Metrics:
 
 class Health:
     """Liveness (the main loop ticks) and readiness (models loaded, partitions assigned, a
-    broker answers)."""
+    broker answers).
 
-    def __init__(self, stale_after_s: float = 60.0) -> None:
+    The loop ticks every half second or so while it runs, in a broker outage too, and so does
+    the wait for brokers at start: liveness fails only when it has not ticked for longer than
+    any wait by design (see :meth:`for_settings`), never because brokers are away (the service
+    gives up on them by itself after ``kafka.unavailable_timeout_s``, exit status 2 or 3).
+    Readiness fails at once while no broker answers."""
+
+    def __init__(self, stale_after_s: float = STALE_AFTER_S) -> None:
         self.stale_after_s = stale_after_s
         self.last_tick = time.monotonic()
         self.ready = False
         self.brokers_available = True
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Health:
+        """Stale after :data:`STALE_AFTER_S`, or longer than a drain (``drain_timeout_s``: a
+        revocation drains without ticking) by :data:`STALE_MARGIN_S`."""
+        return cls(max(STALE_AFTER_S, settings.drain_timeout_s + STALE_MARGIN_S))
 
     def is_ready(self) -> bool:
         return self.ready and self.brokers_available

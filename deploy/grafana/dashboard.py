@@ -123,7 +123,8 @@ def panels() -> list[Any]:
                     "commit failures",
                 ),
                 (
-                    f"sum by (reason) (rate(alert_anomaly_outputs_dropped_total{{{JOB}}}[{RATE}]))",
+                    "sum by (reason) "
+                    f"(rate(alert_anomaly_outputs_dropped_total{{{JOB}}}[{RATE}])) or vector(0)",
                     "outputs dropped: {{reason}}",
                 ),
             ],

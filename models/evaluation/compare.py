@@ -354,11 +354,29 @@ def generated_section(paper_dir: Path, ours_dir: Path | None) -> str:
     )
 
 
-def update_page(page: Path, section: str) -> None:
-    """Replace the generated part of ``page`` (between BEGIN and END) with ``section``."""
-    text = page.read_text()
+def read_page(page: Path) -> str:
+    """The text of a page with a generated part (the lines BEGIN ... END); a page that does not
+    exist, cannot be read or has no generated part is a :class:`ConfigurationError`."""
+    try:
+        text = page.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"{page} does not exist: create the page with the lines {BEGIN} and {END} where "
+            "the generated part goes, or leave out --page to print it"
+        ) from None
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8
+        raise ConfigurationError(f"cannot read {page}: {exc}") from None
     if BEGIN not in text or END not in text:
         raise ConfigurationError(f"{page} has no generated part (the lines {BEGIN} ... {END})")
+    return text
+
+
+def update_page(page: Path, section: str) -> None:
+    """Replace the generated part of ``page`` (between BEGIN and END) with ``section``."""
+    text = read_page(page)
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
-    page.write_text(head + section + tail)
+    try:
+        page.write_text(head + section + tail, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {page}: {exc.strerror}") from None

@@ -8,6 +8,9 @@ import threading
 from types import FrameType
 
 from service.commands.args import comma_list, examples, positive_int
+from service.exceptions import KafkaServiceError
+
+EXIT_CHECK_S = 1.0  # how often the command checks that its broker still runs
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +21,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="run the embedded Kafka-protocol broker (tansu) until interrupted",
-        description="Run the embedded broker (memory storage unless --storage) for development.",
+        description=(
+            "Run the embedded broker (memory storage unless --storage) for development. A port "
+            "in use, or a broker that exits, is an error (exit status 2)."
+        ),
     )
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=positive_int, default=9092, help="port (default 9092)")
@@ -48,5 +54,8 @@ def run(args: argparse.Namespace) -> int:
                 args.partitions,
             )
         print(f"broker listening on {broker.bootstrap_servers} (Ctrl-C to stop)", flush=True)
-        done.wait()
+        while not done.wait(EXIT_CHECK_S):
+            status = broker.exit_status
+            if status is not None:
+                raise KafkaServiceError(f"the embedded broker exited with status {status}")
     return 0

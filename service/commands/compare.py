@@ -35,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.evaluation.compare import generated_section, update_page
+    from models.evaluation.compare import generated_section, read_page, update_page
 
+    if args.page:
+        read_page(args.page)  # a missing page is an error before the work, not after
     section = generated_section(args.paper, args.ours)
     if args.page:
         update_page(args.page, section)

@@ -67,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Score INPUT (Parquet/CSV table in the simulator's layout, or an Avro container of "
             "classifier records) with the same bundles and code as the service; OUTPUT is a "
-            "Parquet or CSV file of anomaly-score records."
+            "Parquet or CSV file of anomaly-score records. Inputs that cannot be scored are "
+            "counted by reason (with the first of each) and written beside OUTPUT "
+            "(OUTPUT.dead-letters.parquet or .csv); exit status 2 when nothing was scored."
         ),
     )
     s.add_argument("input", type=Path, help="input table or Avro file")
@@ -102,6 +104,7 @@ def _offsets(items: list[str], flag: str) -> dict[int, int]:
 def run_replay(args: argparse.Namespace) -> int:
     from service.availability import Brokers
     from service.metrics import Metrics
+    from service.offline import conclude
     from service.offsets import OffsetTracker
     from service.processing import AlertProcessor
     from service.replay import parse_time_ms, replay_with_settings
@@ -136,6 +139,7 @@ def run_replay(args: argparse.Namespace) -> int:
         resume, sink, where = parquet.saved, parquet, str(args.out)
     else:
         sink = KafkaSink(settings, Metrics(), tracker.written, brokers)
+        brokers.metadata(sink.producer, settings.output.topic)  # waits, says so, gives up
         where = f"topic {settings.output.topic}"
     source: InputSource
     if args.topic:
@@ -155,7 +159,11 @@ def run_replay(args: argparse.Namespace) -> int:
     summary = replay_with_settings(
         settings, processor, source, sink, tracker, args.batch_rows, _label(args, "replay")
     )
-    print(summary.line(where))
+    if args.out:
+        full_list = f"_dead-letters-*.parquet in {args.out}"
+    else:
+        full_list = f"topic {settings.output.dead_letter_topic}"
+    conclude(summary, where, settings, args.files or (), full_list)
     return 0
 
 
@@ -185,10 +193,16 @@ def _label(args: argparse.Namespace, label: str) -> str | None:
 
 
 def run_score(args: argparse.Namespace) -> int:
+    from service.offline import NothingScoredError, conclude
     from service.offsets import OffsetTracker
     from service.processing import AlertProcessor
     from service.replay import replay_with_settings
-    from service.sinks.files import CollectingSink, write_scores_file
+    from service.sinks.files import (
+        CollectingSink,
+        dead_letters_path,
+        write_dead_letters_file,
+        write_scores_file,
+    )
     from service.sources.files import FileSource
 
     if args.output.suffix.lower() not in (".parquet", ".csv"):
@@ -201,12 +215,16 @@ def run_score(args: argparse.Namespace) -> int:
     summary = replay_with_settings(
         settings, processor, source, sink, tracker, args.batch_rows, _label(args, "score")
     )
-    sink.records.sort(key=lambda r: (r["source_topic"], r["source_offset"]))  # input order
-    write_scores_file(sink.records, args.output)
-    for dead in sink.dead:
-        print(
-            f"not scored: {dead['source_topic']} offset {dead['source_offset']}: "
-            f"{dead['reason']}: {dead['error']}"
-        )
-    print(summary.line(str(args.output)))
+    if not summary.read:
+        raise NothingScoredError(f"{args.input} holds no alerts: nothing to score")
+    if sink.records:  # nothing scored: no OUTPUT (conclude says why)
+        sink.records.sort(key=lambda r: (r["source_topic"], r["source_offset"]))  # input order
+        write_scores_file(sink.records, args.output)
+    full_list, dead = None, dead_letters_path(args.output)
+    if sink.dead:
+        full_list = str(dead)
+        write_dead_letters_file(sink.dead, dead)
+    else:
+        dead.unlink(missing_ok=True)  # an earlier run's
+    conclude(summary, str(args.output), settings, [args.input], full_list)
     return 0

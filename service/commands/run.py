@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Run the streaming service. Settings come from --config (TOML or YAML), "
             "ALERT_ANOMALY_* environment variables and the options below (highest precedence); "
-            "see the README's configuration reference. SIGTERM/SIGINT drain, commit and exit 0."
+            "see the README's configuration reference. SIGTERM/SIGINT drain, commit and exit 0 "
+            "(before the main loop - loading the models, waiting for brokers, starting the "
+            "inference worker - they stop the start at once and exit 0)."
         ),
     )
     add_setting_flags(p, *SETTING_FLAGS)
@@ -48,6 +50,38 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--offline", action="store_true", help="with --check: no broker (settings and models)"
     )
     p.set_defaults(handler=run)
+
+
+class StopRequested(BaseException):  # not an error: how a signal interrupts the start
+    """SIGTERM/SIGINT before the main loop: the start stops where it is (nothing to drain)."""
+
+
+class Signals:
+    """SIGTERM and SIGINT at every stage: before the main loop they interrupt the start
+    (:class:`StopRequested`, raised where the main thread is); in it they ask the service to
+    drain, commit and stop (the drain is bounded by ``drain_timeout_s``)."""
+
+    def __init__(self) -> None:
+        self.service: ScoringService | None = None
+        self.received: str | None = None
+        self.received_in: str | None = None  # the stage the first signal came in
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+    @property
+    def stage(self) -> str:
+        return self.service.stage if self.service is not None else "loading_models"
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received_in = self.stage
+            log.info("signal_received", signal=name, stage=self.stage)
+        self.received = name
+        if self.service is not None and self.service.stage in ("running", "stopped"):
+            self.service.stop()
+            return
+        raise StopRequested(name)
 
 
 def serve(settings: Settings, service: ScoringService, health: Health) -> MetricsServer | None:
@@ -67,11 +101,28 @@ def serve(settings: Settings, service: ScoringService, health: Health) -> Metric
 
 
 def run(args: argparse.Namespace) -> int:
+    signals = None if args.check else Signals()  # first: the imports below take seconds
+    try:
+        return _run(args, signals)
+    except StopRequested:
+        assert signals is not None
+        log.info("stopped_before_start", signal=signals.received, stage=signals.received_in)
+        return 0
+
+
+def _run(args: argparse.Namespace, signals: Signals | None) -> int:
     from service.live import ScoringService
     from service.metrics import Health, Metrics
 
     settings = settings_of(args)
-    metrics, health = Metrics(), Health()
+    metrics, health = Metrics(), Health.for_settings(settings)
+    if not args.check:  # a check's report is its output; debug: an error line stays alone
+        log.debug(
+            "loading_models",
+            survey=settings.model.survey,
+            scorers=dict(settings.model.scorers),
+            bundles_dir=str(settings.model.bundles_dir),
+        )
 
     def ready(state: bool) -> None:
         health.ready = state
@@ -80,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         health.brokers_available = available
 
     service = ScoringService(settings, metrics, on_ready=ready, on_brokers=brokers)
+    if signals is not None:
+        signals.service = service
     if args.check:
         for line in service.check(offline=args.offline):
             print(line)
@@ -89,13 +142,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.offline:
         raise ConfigurationError("--offline goes with --check")
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal_received", signal=signal.Signals(signum).name)
-        service.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     server = serve(settings, service, health)
     try:
         service.run(heartbeat=health.tick)

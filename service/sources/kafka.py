@@ -220,17 +220,10 @@ def new_client(kind: Any, config: dict[str, Any]) -> Any:
 
 
 def list_topics(client: Any, brokers: Brokers, topic: str | None = None) -> Any:
-    """Cluster metadata (of one topic), waiting at most the brokers' timeout (an unreachable
-    broker at start is the operator's to fix: exit status 2)."""
-    try:
-        metadata = client.list_topics(topic, timeout=brokers.timeout_s)
-    except KafkaException as exc:
-        raise KafkaServiceError(
-            f"cannot reach a Kafka broker at {brokers.bootstrap_servers} within "
-            f"{brokers.timeout_s:.0f} s: {exc.args[0].str()}"
-        ) from None
-    brokers.answered()
-    return metadata
+    """Cluster metadata (of one topic), waiting at most the brokers' timeout, with progress
+    lines (:meth:`Brokers.metadata`; an unreachable broker at start is the operator's to fix:
+    exit status 2)."""
+    return brokers.metadata(client, topic)
 
 
 def _fmt(positions: dict[Position, int]) -> dict[str, int]:

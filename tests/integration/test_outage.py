@@ -1,4 +1,5 @@
-"""A broker outage mid-stream: the service retries, logs, and loses nothing.
+"""A broker outage mid-stream: the service retries, logs, and loses nothing; brokers down from
+the start, or gone for good: progress lines, liveness and readiness, the exit statuses.
 
 The broker is reached through a TCP proxy (the broker advertises the proxy's address), and the
 outage cuts every connection and refuses new ones for a few seconds, while the broker itself
@@ -11,6 +12,8 @@ import contextlib
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
@@ -23,6 +26,7 @@ from service.config import KafkaSettings, load_settings
 from service.demo import publish, read_topic, sample_messages
 from service.embedded import EmbeddedBroker, free_port
 from service.kafka import create_topics
+from service.live import STOP_MARGIN_S
 from service.metrics import Metrics
 from service.offsets import OffsetTracker
 from service.processing import AlertProcessor, start_inference
@@ -178,3 +182,72 @@ def test_scores_that_fail_leave_their_batch_and_are_written_once(
     assert tracker.in_flight() == 0
     keys = {m.key() for m in read_topic(bootstrap, scores, 3000)}
     assert keys == {oid.encode() for oid in read_table(table).oid}
+
+
+UNRESOLVABLE = "broker.alert-anomaly.invalid:9092"
+
+
+def status(service: ServiceProcess, path: str) -> int:
+    """HTTP status of the service's /healthz or /readyz."""
+    url = service.event("metrics_serving")["url"].replace("/metrics", path)
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_brokers_down_from_the_start_is_one_story(
+    service_process: Callable[..., ServiceProcess],
+) -> None:
+    """No broker ever answers: the service says once what it waits for, reports every 15 s,
+    stays live (/healthz 200: a restart would not help) and unready (/readyz 503), and gives up
+    after kafka.unavailable_timeout_s with exit status 2 and one error line."""
+    timeout_s = 17
+    service = service_process(
+        *service_args(UNRESOLVABLE, ("in", "scores", "dlq"), "outage-start"),
+        env={"ALERT_ANOMALY_KAFKA__UNAVAILABLE_TIMEOUT_S": str(timeout_s)},
+    )
+    waiting = service.event("waiting_for_brokers")
+    assert waiting["gives_up_after_s"] == timeout_s
+    assert (status(service, "/healthz"), status(service, "/readyz")) == (200, 503)
+    progress = service.event("still_waiting_for_brokers", timeout=60)
+    assert 0 < progress["gives_up_in_s"] < timeout_s
+    assert (status(service, "/healthz"), status(service, "/readyz")) == (200, 503)
+    assert service.process.wait(timeout_s + STOP_MARGIN_S) == 2
+    service._reader.join(10)
+    last = service.raw[-1]
+    assert last.startswith(
+        f"alert-anomaly run: error: cannot reach a Kafka broker at {UNRESOLVABLE}"
+    )
+    assert [e["event"] for e in service.events].count("waiting_for_brokers") == 1
+    assert len(service.raw) == len(service.events) + 1  # JSON events, then the one error line
+
+
+def test_brokers_lost_for_good_is_exit_status_3(
+    proxied_broker: tuple[str, Proxy], service_process: Callable[..., ServiceProcess]
+) -> None:
+    """Brokers that answered go away for good: brokers_unavailable, /readyz 503 while /healthz
+    stays 200, a progress line every 15 s, and after kafka.unavailable_timeout_s (and the drain)
+    exit status 3 with one error line."""
+    bootstrap, proxy = proxied_broker
+    names = ("lost-in", "lost-scores", "lost-dlq")
+    create_topics(KafkaSettings(bootstrap_servers=bootstrap), names)
+    publish(bootstrap, names[0], sample_messages(50))
+    timeout_s, drain_s = 17, 2
+    service = service_process(
+        *service_args(bootstrap, names, "outage-lost"),
+        env={
+            "ALERT_ANOMALY_KAFKA__UNAVAILABLE_TIMEOUT_S": str(timeout_s),
+            "ALERT_ANOMALY_DRAIN_TIMEOUT_S": str(drain_s),
+        },
+    )
+    service.wait_for_metric("alert_anomaly_messages_produced_total", 50, timeout=120)
+    proxy.cut()
+    unavailable = service.event("brokers_unavailable", timeout=60)
+    assert unavailable["gives_up_after_s"] == timeout_s
+    assert (status(service, "/healthz"), status(service, "/readyz")) == (200, 503)
+    service.event("brokers_still_unavailable", timeout=60)
+    assert service.process.wait(timeout_s + drain_s + STOP_MARGIN_S) == 3
+    service._reader.join(10)
+    assert service.raw[-1].startswith("alert-anomaly run: error: no Kafka broker answered for")

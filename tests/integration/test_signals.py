@@ -1,0 +1,104 @@
+"""SIGTERM is honoured at every stage of `alert-anomaly run`: loading the models, waiting for the
+brokers' metadata at start, starting the inference worker (it loads the models again) and the
+drain. Each test starts the service, waits for the stage's log line, sends SIGTERM and waits for
+the exit at most the documented bound (service/live.py STOP_MARGIN_S; the drain: plus
+drain_timeout_s): a process that ignored the signal would fail the wait."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+from service.config import KafkaSettings
+from service.demo import publish, sample_messages
+from service.kafka import create_topics
+from service.live import STOP_MARGIN_S
+from tests.integration.conftest import ServiceProcess
+from tests.integration.test_outage import Proxy, proxied_broker  # noqa: F401 - a fixture
+from tests.integration.test_service import service_args
+
+UNRESOLVABLE = "broker.alert-anomaly.invalid:9092"
+
+
+def stops_in_time(service: ServiceProcess, bound_s: float) -> None:
+    """SIGTERM; the process exits 0 within ``bound_s``, having logged the signal, and leaves
+    nothing behind (a surviving inference worker would hold its stderr open)."""
+    service.process.terminate()
+    try:
+        code = service.process.wait(bound_s)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"still running {bound_s} s after SIGTERM; log tail:\n{''.join(service.raw[-20:])}"
+        ) from None
+    assert code == 0, "".join(service.raw[-20:])
+    service._reader.join(30)
+    assert not service._reader.is_alive(), "a child process still holds the service's stderr"
+    assert not [line for line in service.raw if "Traceback" in line], "".join(service.raw)
+    service.event("signal_received", timeout=5)
+
+
+def test_sigterm_while_loading_the_models(
+    service_process: Callable[..., ServiceProcess], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    names = (f"{topic_prefix}-in", f"{topic_prefix}-scores", f"{topic_prefix}-dlq")
+    create_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), names)
+    service = service_process(
+        *service_args(kafka_bootstrap, names, topic_prefix), log_level="debug"
+    )
+    service.event("loading_models")
+    stops_in_time(service, STOP_MARGIN_S)
+
+
+def test_sigterm_while_waiting_for_brokers_at_start(
+    service_process: Callable[..., ServiceProcess],
+) -> None:
+    """The broker's name does not resolve: the service waits for metadata (up to
+    kafka.unavailable_timeout_s, 120 s); SIGTERM ends the wait."""
+    names = ("in", "scores", "dlq")
+    service = service_process(*service_args(UNRESOLVABLE, names, "signals"))
+    service.event("waiting_for_brokers")
+    stops_in_time(service, STOP_MARGIN_S)
+    signal = service.event("signal_received")
+    assert signal["stage"] == "waiting_for_brokers"
+    assert service.event("stopped_before_start")["stage"] == "waiting_for_brokers"
+
+
+def test_sigterm_while_the_inference_worker_starts(
+    service_process: Callable[..., ServiceProcess], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    names = (f"{topic_prefix}-in", f"{topic_prefix}-scores", f"{topic_prefix}-dlq")
+    create_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), names)
+    service = service_process(
+        *service_args(kafka_bootstrap, names, topic_prefix),
+        env={"ALERT_ANOMALY_MODEL__INFERENCE": "process"},
+    )
+    service.event("starting_inference")
+    stops_in_time(service, STOP_MARGIN_S)
+    # the worker (importing torch, loading the models) takes seconds: the signal came meanwhile
+    assert service.event("signal_received")["stage"] == "starting_inference"
+
+
+def test_sigterm_while_draining_unacknowledged_outputs(
+    proxied_broker: tuple[str, Proxy],  # noqa: F811 - the fixture imported above
+    service_process: Callable[..., ServiceProcess],
+) -> None:
+    """The broker becomes unreachable while outputs are in flight; SIGTERM starts the drain,
+    which waits for acknowledgements that cannot come; a second SIGTERM during the drain does
+    not extend it: the process exits within drain_timeout_s + STOP_MARGIN_S of the first."""
+    bootstrap, proxy = proxied_broker
+    names = ("drain-in", "drain-scores", "drain-dlq")
+    create_topics(KafkaSettings(bootstrap_servers=bootstrap), names)
+    publish(bootstrap, names[0], sample_messages(3000))
+    drain_s = 5.0
+    one_by_one = ("--batch-rows", "1", "--batch-delay-ms", "5")  # slow: outputs stay in flight
+    service = service_process(
+        *service_args(bootstrap, names, "drain", *one_by_one),
+        env={"ALERT_ANOMALY_DRAIN_TIMEOUT_S": str(drain_s)},
+    )
+    service.wait_for_metric("alert_anomaly_messages_produced_total", 50, timeout=120)
+    proxy.cut()
+    service.process.terminate()
+    service.event("service_draining")
+    stops_in_time(service, drain_s + STOP_MARGIN_S)
+    stopped = service.event("service_stopped", timeout=5)
+    assert stopped["consumed"] > 0

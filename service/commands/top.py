@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=examples(
             "alert-anomaly top --data models/data/ztf-sim-sample/objects.parquet --n 5",
             "alert-anomaly top --survey lsst --data models/data/lsst-sim-sample/objects.parquet "
-            "--scorer iforest --lightcurves lc.parquet --report docs/lsst/iforest",
+            "--scorer iforest --lightcurves lc.parquet --report report/iforest",
             "alert-anomaly top --survey lsst --scores night.parquet --lightcurves alerts.avro "
             "--report report/",
         ),

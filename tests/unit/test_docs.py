@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 from service.config import reference_markdown
 from tests.conftest import REPO
 
@@ -48,3 +51,26 @@ def test_results_page_states_the_sample_feature_counts() -> None:
     names = tuple(read_table(sample_dir() / "objects.parquet").feature_names)
     quoted = f"{len(paper_subset(names))} of the current sample's {len(names)})"
     assert quoted in (REPO / "docs" / "results.md").read_text()
+
+
+def test_no_help_example_writes_over_committed_files() -> None:
+    """A user copying an example from `--help` must not overwrite files of the repository."""
+    import argparse
+    import shlex
+    import subprocess
+
+    from service.cli import build_parser
+
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    committed = set(tracked) | {str(Path(p).parent) for p in tracked}
+    writes = ("--out", "--report", "--plot")  # (--page updates a page in place, by design)
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    examples = [line for p in sub.choices.values() for line in (p.epilog or "").splitlines()]
+    assert examples
+    for line in examples:
+        words = shlex.split(line.strip()) if line.strip().startswith("alert-anomaly") else []
+        for flag, value in itertools.pairwise(words):
+            if flag in writes:
+                assert value.rstrip("/") not in committed, line

@@ -22,6 +22,7 @@ from service.commands.args import SETTING_FLAGS
 from service.config import ENV_PREFIX, SECRET_MASK, KafkaSettings, is_secret_property
 from service.kafka import create_topics
 from tests.integration.conftest import TEST_CONSUMER, ServiceProcess
+from tests.integration.test_service import service_args
 
 CLI = [sys.executable, "-m", "service.cli", "--log-format", "json", "--log-level", "debug"]
 
@@ -244,18 +245,7 @@ def test_the_running_service_shows_no_secret(kafka_bootstrap: str, topic_prefix:
     plain.pop("KAFKA__SASL_MECHANISM")
     env = {ENV_PREFIX + k: v for k, v in plain.items()}
     service = ServiceProcess(
-        [
-            "--bootstrap-servers",
-            kafka_bootstrap,
-            "--topic",
-            names[0],
-            "--output-topic",
-            names[1],
-            "--dead-letter-topic",
-            names[2],
-            "--group-id",
-            topic_prefix,
-        ],
+        service_args(kafka_bootstrap, (names[0], names[1], names[2]), topic_prefix),
         env=env,
         log_level="debug",
     )

@@ -10,6 +10,7 @@ from service.config import KafkaSettings
 from service.demo import publish, read_topic, sample_messages
 from service.kafka import create_topics
 from tests.integration.conftest import ServiceProcess
+from tests.integration.test_service import service_args
 
 Start = Callable[..., ServiceProcess]
 N = 60
@@ -21,21 +22,9 @@ def test_the_idle_clock_starts_at_the_assignment(
     names = (f"{topic_prefix}-in", f"{topic_prefix}-scores", f"{topic_prefix}-dlq")
     create_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), list(names))
     publish(kafka_bootstrap, names[0], sample_messages(N))
+    # an idle limit shorter than the group's join on the embedded broker
     service = service_process(
-        "--bootstrap-servers",
-        kafka_bootstrap,
-        "--topic",
-        names[0],
-        "--output-topic",
-        names[1],
-        "--dead-letter-topic",
-        names[2],
-        "--group-id",
-        topic_prefix,
-        "--metrics-port",
-        "0",
-        "--stop-after-idle",
-        "2",  # shorter than the group's join on the embedded broker
+        *service_args(kafka_bootstrap, names, topic_prefix, "--stop-after-idle", "2")
     )
     assert service.process.wait(240) == 0  # it stops by itself
     stopped = service.event("service_stopped")

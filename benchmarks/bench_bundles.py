@@ -27,7 +27,7 @@ from models.scoring import Scorer
 from models.table import read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
 from models.training import TrainingConfig, paper_columns, stratified_split, train_model
-from service.logs import configure_logging
+from service.ops.logs import configure_logging
 
 
 def quality(data: Path, epochs: int, classes: list[str], seed: int) -> None:

@@ -19,18 +19,18 @@ from models.records import input_records, input_schema
 from models.resources import sample_dir
 from models.table import read_table
 from service.config import KafkaSettings, Settings, load_settings
+from service.core.inference import choose_mode
+from service.core.offsets import OffsetTracker
+from service.core.processing import AlertProcessor, start_inference
 from service.demo import publish, sample_messages
-from service.embedded import EmbeddedBroker
-from service.inference import choose_mode
-from service.kafka import create_topics
-from service.logs import configure_logging
-from service.offsets import OffsetTracker
-from service.processing import AlertProcessor, start_inference
+from service.io.embedded import EmbeddedBroker
+from service.io.kafka import create_topics
+from service.io.sinks.files import ParquetSink
+from service.io.sources import InputSource
+from service.io.sources.files import FileSource
+from service.io.sources.topic_range import TopicRange
+from service.ops.logs import configure_logging
 from service.replay import replay
-from service.sinks.files import ParquetSink
-from service.sources import InputSource
-from service.sources.files import FileSource
-from service.sources.topic_range import TopicRange
 
 
 def timed(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from service import __version__
-from service.routing import Route
+from service.core.routing import Route
 
 # tansu answers a fetch only when fetch.wait.max.ms has passed, even when data arrives earlier
 # (Kafka answers as soon as fetch.min.bytes are there): with librdkafka's default of 500 ms that

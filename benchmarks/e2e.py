@@ -72,21 +72,21 @@ from benchmarks.peer import peer
 from models.exceptions import DataError
 from models.scoring import resolve_device
 from service import __version__
-from service.codec import make_batch_encoder, make_encoder
 from service.config import Settings, load_settings
+from service.core.engine import Engine
+from service.core.inference import InlineInference, ProcessInference
+from service.core.processing import AlertProcessor, ScoredBatch
+from service.core.routing import Row, Source
 from service.demo import publish
-from service.embedded import EmbeddedBroker
-from service.engine import Engine
 from service.exceptions import InputError
-from service.inference import InlineInference, ProcessInference
-from service.kafka import consumer_config, create_topics, producer_config
+from service.io.codecs.avro import make_batch_encoder, make_encoder
+from service.io.embedded import EmbeddedBroker
+from service.io.kafka import consumer_config, create_topics, producer_config
+from service.io.sinks.kafka import KafkaSink
+from service.io.sources.kafka import KafkaSource
 from service.live import ScoringService
-from service.logs import configure_logging
-from service.metrics import Metrics
-from service.processing import AlertProcessor, ScoredBatch
-from service.routing import Row, Source
-from service.sinks.kafka import KafkaSink
-from service.sources.kafka import KafkaSource
+from service.ops.logs import configure_logging
+from service.ops.metrics import Metrics
 
 RESULTS_DIR = Path(__file__).parent / "results"
 SATURATION_TIMEOUT_S = 600.0  # the service must have scored the pre-loaded alerts by then

@@ -14,7 +14,7 @@ import time
 
 from service.config import load_settings
 from service.live import ScoringService
-from service.logs import configure_logging
+from service.ops.logs import configure_logging
 
 SAMPLE_S = 0.01  # the acknowledged count is sampled this often (the timeline)
 

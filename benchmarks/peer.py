@@ -18,10 +18,10 @@ import torch
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from benchmarks.common import CpuMeter, Progress, Throughput, score_record
-from service.codec import output_schema
 from service.config import Settings
-from service.kafka import consumer_config, producer_config
-from service.processing import AlertProcessor
+from service.core.processing import AlertProcessor
+from service.io.codecs.avro import output_schema
+from service.io.kafka import consumer_config, producer_config
 
 BATCH = 1000  # the step's CONSUME_MESSAGES default
 

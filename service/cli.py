@@ -16,8 +16,8 @@ from models.exceptions import AlertAnomalyError
 from service import __version__
 from service.commands import COMMANDS
 from service.config import check_environment
-from service.logs import configure_logging
-from service.redaction import redact
+from service.ops.logs import configure_logging
+from service.ops.redaction import redact
 
 
 class Parser(argparse.ArgumentParser):

@@ -32,8 +32,8 @@ from pydantic_settings import SettingsError as SourceError
 
 from models.resources import bundles_dir
 from models.scorers import DEFAULT_SCORERS, SURVEY_DEFAULT_SCORERS, ScorerKind
-from service import redaction
 from service.exceptions import SettingsError
+from service.ops import redaction
 
 ENV_PREFIX = "ALERT_ANOMALY_"
 InputFormat = Literal["schemaless", "container", "confluent", "json"]

@@ -22,16 +22,16 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from models.records import input_records, input_schema
 from models.resources import sample_dir
 from models.table import read_table
-from service.availability import WAIT_SLICE_S, Brokers
-from service.codec import CONFLUENT_HEADER_SIZE, confluent_header, decode_output
 from service.config import ClientConfig, Settings, load_settings
-from service.embedded import EmbeddedBroker
-from service.engine import Stats
+from service.core.engine import Stats
 from service.exceptions import BrokersUnavailableError, KafkaServiceError
-from service.kafka import create_topics
+from service.io.codecs.avro import CONFLUENT_HEADER_SIZE, confluent_header, decode_output
+from service.io.embedded import EmbeddedBroker
+from service.io.kafka import create_topics
+from service.io.sources.kafka import new_client
 from service.live import ScoringService
-from service.metrics import Health, Metrics, MetricsServer
-from service.sources.kafka import new_client
+from service.ops.availability import WAIT_SLICE_S, Brokers
+from service.ops.metrics import Health, Metrics, MetricsServer
 
 INPUT_TOPIC = "ztf-lc-classifier"
 LSST_INPUT_TOPIC = "rubin-alerts"

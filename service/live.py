@@ -8,15 +8,15 @@ from collections.abc import Callable
 import structlog
 
 from service import __version__
-from service.availability import Brokers
 from service.config import ENV_PREFIX, Settings
-from service.engine import Engine, Options, Stats
+from service.core.engine import Engine, Options, Stats
+from service.core.offsets import OffsetTracker
+from service.core.processing import AlertProcessor, Inference, start_inference
 from service.exceptions import SettingsError
-from service.metrics import Metrics
-from service.offsets import OffsetTracker
-from service.processing import AlertProcessor, Inference, start_inference
-from service.sinks.kafka import KafkaSink
-from service.sources.kafka import KafkaSource
+from service.io.sinks.kafka import KafkaSink
+from service.io.sources.kafka import KafkaSource
+from service.ops.availability import Brokers
+from service.ops.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

@@ -44,7 +44,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer() as kafka:
             yield kafka.get_bootstrap_server()
     else:
-        from service.embedded import EmbeddedBroker
+        from service.io.embedded import EmbeddedBroker
 
         log = tmp_path_factory.mktemp("broker") / "tansu.log"
         with EmbeddedBroker(log_file=log) as broker:

@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from service.config import KafkaSettings
-    from service.embedded import EmbeddedBroker
-    from service.kafka import create_topics
+    from service.io.embedded import EmbeddedBroker
+    from service.io.kafka import create_topics
 
     done = threading.Event()
 

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.embedded import broker_binary
+    from service.io.embedded import broker_binary
 
     # The extras' one-line errors before anything is simulated or started.
     broker_binary()

@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.availability import Brokers
     from service.demo import poison_messages, publish, sample_messages
+    from service.ops.availability import Brokers
 
     settings = settings_of(args)
     topic = next(iter(settings.input.topics), None)

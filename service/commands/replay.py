@@ -102,18 +102,18 @@ def _offsets(items: list[str], flag: str) -> dict[int, int]:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from service.availability import Brokers
-    from service.metrics import Metrics
-    from service.offline import conclude
-    from service.offsets import OffsetTracker
-    from service.processing import AlertProcessor
+    from service.commands.offline import conclude
+    from service.core.offsets import OffsetTracker
+    from service.core.processing import AlertProcessor
+    from service.io.sinks import OutputSink
+    from service.io.sinks.files import ParquetSink
+    from service.io.sinks.kafka import KafkaSink
+    from service.io.sources import InputSource
+    from service.io.sources.files import FileSource
+    from service.io.sources.topic_range import TopicRange
+    from service.ops.availability import Brokers
+    from service.ops.metrics import Metrics
     from service.replay import parse_time_ms, replay_with_settings
-    from service.sinks import OutputSink
-    from service.sinks.files import ParquetSink
-    from service.sinks.kafka import KafkaSink
-    from service.sources import InputSource
-    from service.sources.files import FileSource
-    from service.sources.topic_range import TopicRange
 
     if bool(args.topic) == bool(args.files):
         raise ConfigurationError("replay reads --topic TOPIC or --files PATH...: give one")
@@ -193,17 +193,17 @@ def _label(args: argparse.Namespace, label: str) -> str | None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from service.offline import NothingScoredError, conclude
-    from service.offsets import OffsetTracker
-    from service.processing import AlertProcessor
-    from service.replay import replay_with_settings
-    from service.sinks.files import (
+    from service.commands.offline import NothingScoredError, conclude
+    from service.core.offsets import OffsetTracker
+    from service.core.processing import AlertProcessor
+    from service.io.sinks.files import (
         CollectingSink,
         dead_letters_path,
         write_dead_letters_file,
         write_scores_file,
     )
-    from service.sources.files import FileSource
+    from service.io.sources.files import FileSource
+    from service.replay import replay_with_settings
 
     if args.output.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigurationError(f"OUTPUT must end in .parquet or .csv, got {args.output.name}")

@@ -68,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
     from models.evaluation.top import plot_lightcurves, rank_anomalies
     from models.exceptions import ConfigurationError
     from models.table import read_table
-    from service.offline import NothingScoredError, conclude
-    from service.offsets import OffsetTracker
-    from service.processing import AlertProcessor
+    from service.commands.offline import NothingScoredError, conclude
+    from service.core.offsets import OffsetTracker
+    from service.core.processing import AlertProcessor
+    from service.io.sinks.files import CollectingSink
+    from service.io.sources.files import FileSource
     from service.replay import replay_with_settings
-    from service.sinks.files import CollectingSink
-    from service.sources.files import FileSource
 
     if args.plot and not args.lightcurves:
         raise ConfigurationError(
@@ -162,7 +162,7 @@ def _run_report(args: argparse.Namespace, settings: Settings) -> int:
         bundle = load_bundle(path)
         missing = [n for n in bundle.feature_names if n not in table.feature_names]
         if missing:
-            from service.offline import survey_hint
+            from service.commands.offline import survey_hint
 
             hint = survey_hint(settings, [args.data])
             raise DataError(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from service.codec import decode_output
+from service.io.codecs.avro import decode_output
 from tests.integration.conftest import service_process
 
 __all__ = ["service_process"]  # the fixture, for the fault tests

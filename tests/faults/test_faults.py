@@ -19,12 +19,12 @@ import pytest
 from confluent_kafka import Producer
 
 from service import __version__
-from service.codec import write_long
 from service.config import KafkaSettings
 from service.demo import publish, sample_messages
-from service.embedded import EmbeddedBroker, free_port
-from service.kafka import create_topics
-from service.sinks import HEADERS_COUNT_LIMIT, KEY_LIMIT
+from service.io.codecs.avro import write_long
+from service.io.embedded import EmbeddedBroker, free_port
+from service.io.kafka import create_topics
+from service.io.sinks import HEADERS_COUNT_LIMIT, KEY_LIMIT
 from tests.faults.conftest import audit, audit_when_complete, read_all
 from tests.integration.conftest import ServiceProcess
 from tests.integration.test_service import committed, service_args
@@ -226,7 +226,7 @@ def uncommitted(lineage: tuple[int, int], position: dict[int, int]) -> bool:
 
 
 def decode(value: bytes) -> tuple[int, int]:
-    from service.codec import decode_output
+    from service.io.codecs.avro import decode_output
 
     score = decode_output(value)
     return score["source_partition"], score["source_offset"]

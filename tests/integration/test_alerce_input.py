@@ -18,11 +18,11 @@ import pytest
 from models.records import input_records
 from models.resources import bundle_dirname, bundles_dir, sample_dir
 from models.table import read_table
-from service.codec import decode_output
 from service.config import KafkaSettings
 from service.demo import publish, read_topic
-from service.kafka import METADATA_REFRESH_MS, consumer_config, create_topics
-from service.surveys import get_survey
+from service.io.codecs.avro import decode_output
+from service.io.codecs.surveys import get_survey
+from service.io.kafka import METADATA_REFRESH_MS, consumer_config, create_topics
 from tests.integration.conftest import ServiceProcess
 
 Start = Callable[..., ServiceProcess]

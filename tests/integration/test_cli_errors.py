@@ -19,10 +19,10 @@ import pytest
 
 from models.resources import bundle_dirname, sample_dir
 from models.scorers import DEFAULT_SCORERS
-from service.availability import REFUSED_TIMEOUT_S
 from service.config import KafkaSettings
-from service.embedded import EmbeddedBroker
-from service.kafka import create_topics
+from service.io.embedded import EmbeddedBroker
+from service.io.kafka import create_topics
+from service.ops.availability import REFUSED_TIMEOUT_S
 from tests.integration.conftest import CLI
 
 SAMPLE = str(sample_dir() / "objects.parquet")

@@ -32,10 +32,10 @@ from typing import Any
 
 import pytest
 
-from service.codec import decode_output
 from service.config import KafkaSettings
 from service.demo import publish, read_topic, sample_messages
-from service.kafka import create_topics
+from service.io.codecs.avro import decode_output
+from service.io.kafka import create_topics
 from tests.unit.deploy_files import OVERLAYS, dockerfile, exec_form, one, rendered
 
 Docs = tuple[dict[str, Any], ...]

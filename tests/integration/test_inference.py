@@ -1,6 +1,6 @@
-"""Inference in a worker process (service.inference): the same bits as scoring in place, batches
-in flight returned with their tags, the worker's checks and failures, and a service whose worker
-dies mid-stream losing nothing."""
+"""Inference in a worker process (service.core.inference): the same bits as scoring in place,
+batches in flight returned with their tags, the worker's checks and failures, and a service whose
+worker dies mid-stream losing nothing."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ from models.bundle import load_bundle
 from models.resources import bundle_dirname, bundles_dir, sample_dir
 from models.scoring import Scorer
 from models.table import read_table
-from service.demo import publish, read_topic, sample_messages
-from service.exceptions import InferenceError
-from service.inference import (
+from service.core.inference import (
     SLOTS,
     InlineInference,
     ModelFile,
@@ -28,6 +26,8 @@ from service.inference import (
     choose_mode,
     usable_cores,
 )
+from service.demo import publish, read_topic, sample_messages
+from service.exceptions import InferenceError
 from tests.integration.test_service import (
     Start,
     restart_covers_everything,

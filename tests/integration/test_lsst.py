@@ -17,10 +17,10 @@ from models.resources import bundle_dirname, sample_dir
 from models.table import read_table
 from models.training import TrainingConfig, train_model
 from service.config import load_settings
+from service.core.processing import AlertProcessor
+from service.core.routing import Source
 from service.exceptions import InputError
-from service.processing import AlertProcessor
-from service.routing import Source
-from service.surveys import SURVEYS
+from service.io.codecs.surveys import SURVEYS
 
 
 def rubin_name(ztf: str) -> str:

@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 
 from models import rubin
 from models.simulate.lsst_dataset import packet_bytes, simulate_packets
-from service.codec import decode_output
 from service.config import KafkaSettings
 from service.demo import publish, read_topic, run_demo
-from service.kafka import create_topics
-from service.sinks.files import read_scores
+from service.io.codecs.avro import decode_output
+from service.io.kafka import create_topics
+from service.io.sinks.files import read_scores
 from tests.integration.conftest import CLI
 from tests.integration.test_replay import Start, by_lineage
 from tests.integration.test_service import service_args

@@ -15,7 +15,7 @@ import pytest
 
 from models.resources import bundle_dirname, bundles_dir, sample_dir
 from models.table import read_table, write_table
-from service.sinks.files import read_dead_letters
+from service.io.sinks.files import read_dead_letters
 from tests.integration.conftest import CLI
 
 ZTF = sample_dir() / "objects.parquet"

@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 from models.records import input_records, input_schema
 from models.resources import sample_dir
 from models.table import read_table
-from service.codec import decode_output
 from service.config import KafkaSettings
 from service.demo import publish, read_topic
-from service.kafka import create_topics
-from service.sinks.files import read_scores
+from service.io.codecs.avro import decode_output
+from service.io.kafka import create_topics
+from service.io.sinks.files import read_scores
 from tests.integration.conftest import CLI, ServiceProcess
 from tests.integration.test_service import service_args
 

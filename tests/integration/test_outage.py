@@ -21,19 +21,19 @@ import pytest
 
 from models.resources import sample_dir
 from models.table import read_table
-from service.availability import Brokers
 from service.config import KafkaSettings, load_settings
+from service.core.offsets import OffsetTracker
+from service.core.processing import AlertProcessor, start_inference
+from service.core.routing import Source
 from service.demo import publish, read_topic, sample_messages
-from service.embedded import EmbeddedBroker, free_port
-from service.kafka import create_topics
+from service.io.embedded import EmbeddedBroker, free_port
+from service.io.kafka import create_topics
+from service.io.sinks.kafka import KafkaSink
+from service.io.sources.files import FileSource
 from service.live import STOP_MARGIN_S
-from service.metrics import Metrics
-from service.offsets import OffsetTracker
-from service.processing import AlertProcessor, start_inference
+from service.ops.availability import Brokers
+from service.ops.metrics import Metrics
 from service.replay import Summary, replay
-from service.routing import Source
-from service.sinks.kafka import KafkaSink
-from service.sources.files import FileSource
 from tests.integration.conftest import ServiceProcess
 from tests.integration.test_service import scores_until_covered, service_args
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from service.demo import poison_messages, publish, sample_messages
-from service.embedded import free_port
+from service.io.embedded import free_port
 from tests.conftest import REPO
 from tests.integration.conftest import ServiceProcess
 from tests.integration.test_service import service_args, topics

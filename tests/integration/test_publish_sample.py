@@ -11,7 +11,7 @@ import fastavro
 from models.records import input_schema
 from service.config import KafkaSettings
 from service.demo import poison_messages, read_topic, sample_messages
-from service.kafka import create_topics
+from service.io.kafka import create_topics
 from tests.integration.conftest import CLI
 
 

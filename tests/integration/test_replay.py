@@ -20,18 +20,18 @@ from models.records import input_records, input_schema
 from models.resources import sample_dir
 from models.table import read_table
 from models.taxonomy import SUBCLASSES
-from service.codec import decode_output
 from service.config import KafkaSettings, load_settings
+from service.core.offsets import OffsetTracker
+from service.core.processing import AlertProcessor, start_inference
+from service.core.routing import Source
 from service.demo import encode_schemaless, publish, read_topic, sample_messages
 from service.exceptions import InputError
-from service.kafka import create_topics
-from service.offsets import OffsetTracker
-from service.processing import AlertProcessor, start_inference
+from service.io.codecs.avro import decode_output
+from service.io.kafka import create_topics
+from service.io.sinks.files import CHECKPOINT, ParquetSink, read_scores
+from service.io.sources import Input
+from service.io.sources.files import FileSource
 from service.replay import replay
-from service.routing import Source
-from service.sinks.files import CHECKPOINT, ParquetSink, read_scores
-from service.sources import Input
-from service.sources.files import FileSource
 from tests.integration.conftest import CLI, ServiceProcess
 from tests.integration.test_service import service_args
 

@@ -20,7 +20,7 @@ import pytest
 
 from service.commands.args import SETTING_FLAGS
 from service.config import ENV_PREFIX, SECRET_MASK, KafkaSettings, is_secret_property
-from service.kafka import create_topics
+from service.io.kafka import create_topics
 from tests.integration.conftest import TEST_CONSUMER, ServiceProcess
 from tests.integration.test_service import service_args
 

@@ -20,10 +20,10 @@ from models.scoring import Scorer
 from models.table import read_table
 from models.taxonomy import TOP_CLASSES
 from service import __version__
-from service.codec import decode_output
 from service.config import KafkaSettings
 from service.demo import poison_messages, publish, read_topic, sample_messages
-from service.kafka import create_topics
+from service.io.codecs.avro import decode_output
+from service.io.kafka import create_topics
 from tests.integration.conftest import CLI, ServiceProcess
 
 Start = Callable[..., ServiceProcess]

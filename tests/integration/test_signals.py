@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from service.config import KafkaSettings
 from service.demo import publish, sample_messages
-from service.kafka import create_topics
+from service.io.kafka import create_topics
 from service.live import STOP_MARGIN_S
 from tests.integration.conftest import ServiceProcess
 from tests.integration.test_outage import Proxy, proxied_broker  # noqa: F401 - a fixture

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from service.config import KafkaSettings
 from service.demo import publish, read_topic, sample_messages
-from service.kafka import create_topics
+from service.io.kafka import create_topics
 from tests.integration.conftest import ServiceProcess
 from tests.integration.test_service import service_args
 

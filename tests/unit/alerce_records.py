@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from models.features import ztf_feature_names
 from models.resources import schemas_dir
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
-from service.surveys import SURVEYS
+from service.io.codecs.surveys import SURVEYS
 
 # (survey, record version) of every stored classifier-record schema
 VERSIONS = [(s.name, v) for s in SURVEYS.values() for v in sorted(s.versions)]

@@ -1,4 +1,4 @@
-"""Waiting for brokers (service/availability.py): what a command says while no broker answers,
+"""Waiting for brokers (service/ops/availability.py): what a command says while no broker answers,
 when it gives up and with which exit status, on a simulated clock; the refusal probe on real
 sockets; librdkafka's lines at debug level."""
 
@@ -12,18 +12,18 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from structlog.testing import capture_logs
 
-from service import availability
-from service.availability import (
+from service.config import KafkaSettings, load_settings
+from service.exceptions import BrokersUnavailableError, KafkaServiceError
+from service.ops import availability
+from service.ops.availability import (
     PROGRESS_EVERY_S,
     REFUSED_TIMEOUT_S,
     WAIT_SLICE_S,
     Brokers,
     refuses,
 )
-from service.config import KafkaSettings, load_settings
-from service.exceptions import BrokersUnavailableError, KafkaServiceError
-from service.logs import LIBRDKAFKA_LOGGER, ORIGINAL_LEVEL
-from service.metrics import Health
+from service.ops.logs import LIBRDKAFKA_LOGGER, ORIGINAL_LEVEL
+from service.ops.metrics import Health
 
 SERVERS = "kafka-1:9092,kafka-2:9092"
 

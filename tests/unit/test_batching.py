@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from service.batching import MicroBatcher
+from service.core.batching import MicroBatcher
 
 
 class Clock:

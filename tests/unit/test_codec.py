@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.resources import schemas_dir
-from service.codec import (
+from service.exceptions import InputError, SettingsError
+from service.io.codecs.avro import (
     OUTPUT_SCHEMA_PATH,
     RecordWriter,
     decode_output,
@@ -23,8 +24,7 @@ from service.codec import (
     output_schema,
     records_of,
 )
-from service.exceptions import InputError, SettingsError
-from service.surveys import SURVEYS
+from service.io.codecs.surveys import SURVEYS
 from tests.unit.alerce_records import base_record
 
 SCHEMA = fastavro.parse_schema(SURVEYS["ztf"].schema())

@@ -1,6 +1,6 @@
-"""Decoding into columns (service.decoding): the batch path (learned layouts run by a compiled
-loop) gives exactly what the generic path (fastavro) gives, for every stored record version -
-ALeRCE's three ZTF versions (record-typed features with float/double fields, map-typed features,
+"""Decoding into columns (service.io.codecs.decoding): the batch path (learned layouts run by a
+compiled loop) gives exactly what the generic path (fastavro) gives, for every stored record version
+- ALeRCE's three ZTF versions (record-typed features with float/double fields, map-typed features,
 probabilities as a one-branch union) and the LSST record - on fuzzed records and fuzzed bytes;
 the generic path gives fastavro's values under today's feature names; the compiled loop never
 reads outside its buffer."""
@@ -20,11 +20,11 @@ import structlog
 from hypothesis import given, settings
 
 from models.features import canonical_name
-from service.batchdecode import _walk
-from service.codec import confluent_header
 from service.config import InputSettings
-from service.decoding import Decoded, MessageDecoder
-from service.surveys import SURVEYS
+from service.io.codecs.avro import confluent_header
+from service.io.codecs.batchdecode import _walk
+from service.io.codecs.decoding import Decoded, MessageDecoder
+from service.io.codecs.surveys import SURVEYS
 from tests.unit.alerce_records import (
     VERSIONS,
     base_record,

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 from service.config import Settings, load_settings
+from service.core.engine import Engine, Options
+from service.core.inference import InlineInference
+from service.core.offsets import OffsetTracker
+from service.core.processing import AlertProcessor
+from service.core.routing import Row, Source
 from service.demo import sample_messages
-from service.engine import Engine, Options
-from service.inference import InlineInference
-from service.metrics import Metrics
-from service.offsets import OffsetTracker
-from service.processing import AlertProcessor
-from service.routing import Row, Source
-from service.sinks.files import CollectingSink
-from service.sources import Input, Position
+from service.io.sinks.files import CollectingSink
+from service.io.sources import Input, Position
+from service.ops.metrics import Metrics
 
 NEVER_S = 3600.0  # a batch deadline no test reaches
 

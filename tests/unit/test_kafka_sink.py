@@ -14,21 +14,21 @@ import structlog
 from confluent_kafka import KafkaError, Message
 
 from service import __version__
-from service.availability import Brokers
 from service.config import load_settings
+from service.core.processing import ScoredBatch
+from service.core.routing import Row, Source
 from service.exceptions import BrokersUnavailableError, InputError
-from service.metrics import Metrics
-from service.processing import ScoredBatch
-from service.routing import Row, Source
-from service.sinks import (
+from service.io.sinks import (
     HEADERS_BYTES_LIMIT,
     HEADERS_COUNT_LIMIT,
     bounded_headers,
     dead_letter_headers,
 )
-from service.sinks import kafka as kafka_sink
-from service.sinks.kafka import KafkaSink, _ScoreBatch
-from service.sources import Headers, Input
+from service.io.sinks import kafka as kafka_sink
+from service.io.sinks.kafka import KafkaSink, _ScoreBatch
+from service.io.sources import Headers, Input
+from service.ops.availability import Brokers
+from service.ops.metrics import Metrics
 
 UNUSED = "127.0.0.1:1"
 

@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.embedded import free_port
-from service.metrics import STAGE_BUCKETS, BulkHistogram, Health, Metrics, MetricsServer
+from service.io.embedded import free_port
+from service.ops.metrics import STAGE_BUCKETS, BulkHistogram, Health, Metrics, MetricsServer
 from tests.conftest import REPO
 
 PROMETHEUS = REPO / "deploy" / "prometheus"

@@ -1,6 +1,6 @@
-"""What offline commands conclude with (service.offline): dead letters by reason with the first of
-each, the other survey's hint from the input's feature names (tables, CSV, Avro containers of
-classifier records or Rubin alert packets), and the error when nothing was scored."""
+"""What offline commands conclude with (service.commands.offline): dead letters by reason with
+the first of each, the other survey's hint from the input's feature names (tables, CSV, Avro
+containers of classifier records or Rubin alert packets), and the error when nothing was scored."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from models import rubin
 from models.records import input_records
 from models.resources import sample_dir
 from models.table import read_table
+from service.commands.offline import NothingScoredError, conclude, dead_letter_lines, survey_hint
 from service.config import Settings, load_settings
-from service.offline import NothingScoredError, conclude, dead_letter_lines, survey_hint
+from service.io.codecs.surveys import get_survey
 from service.replay import Summary
-from service.surveys import get_survey
 
 ZTF = sample_dir() / "objects.parquet"
 LSST = sample_dir().parent / "lsst-sim-sample" / "objects.parquet"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.offsets import OffsetTracker, TopicPartition
-from service.routing import Source
+from service.core.offsets import OffsetTracker, TopicPartition
+from service.core.routing import Source
 
 TP = ("alerts", 0)
 OTHER = ("alerts", 1)

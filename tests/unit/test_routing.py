@@ -1,6 +1,6 @@
-"""Routing (service.routing) through the processor: every stored ALeRCE version scores with full
-feature coverage, foreign or incomplete records are dead letters with the reason, and coverage is
-measured, counted and reported."""
+"""Routing (service.core.routing) through the processor: every stored ALeRCE version scores
+with full feature coverage, foreign or incomplete records are dead letters with the reason, and
+coverage is measured, counted and reported."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from models.features import paper_features, ztf_feature_names
 from models.resources import sample_dir
 from models.table import read_table
 from service.config import load_settings
+from service.core.processing import AlertProcessor
+from service.core.routing import REPORT_AFTER, Row, Source
 from service.exceptions import InputError, SettingsError
-from service.processing import AlertProcessor
-from service.routing import REPORT_AFTER, Row, Source
-from service.sources.files import table_records
+from service.io.sources.files import table_records
 from tests.unit.alerce_records import base_record, encode
 from tests.unit.tiny_bundles import write_bundles
 

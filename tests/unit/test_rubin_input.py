@@ -19,9 +19,9 @@ from models import rubin
 from models.resources import bundle_dirname
 from models.taxonomy import UNROUTED
 from service.config import load_settings
+from service.core.processing import AlertProcessor
+from service.core.routing import Row, Source
 from service.exceptions import InputError
-from service.processing import AlertProcessor
-from service.routing import Row, Source
 from tests.unit.tiny_bundles import tiny_bundle
 
 VERSIONS = [v.version for v in rubin.schema_versions()]
@@ -211,7 +211,7 @@ def test_the_defaults_score_rubin_packets_with_the_shipped_lsst_bundles() -> Non
 
 @pytest.mark.parametrize("version", [VERSIONS[0], VERSIONS[-1]])
 def test_without_light_curve_features_the_history_is_skipped(version: str) -> None:
-    from service.surveys import PACKET_FIELDS, get_survey
+    from service.io.codecs.surveys import PACKET_FIELDS, get_survey
 
     lsst = get_survey("lsst")
     schema = fastavro.parse_schema(rubin.alert_schema(version))

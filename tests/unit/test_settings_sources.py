@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
-from service import redaction
 from service.cli import main
 from service.config import (
     ENV_PREFIX,
@@ -24,6 +23,7 @@ from service.config import (
     settings_in_effect,
 )
 from service.exceptions import SettingsError
+from service.ops import redaction
 
 # what a pod gets for Services named alert-anomaly (ports metrics 9108 and admin 8080, second
 # port unnamed-first style) and alert-anomaly-kafka on an IPv6 cluster

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from service.exceptions import InputError, SettingsError
-from service.surveys import SURVEYS, get_survey
+from service.io.codecs.surveys import SURVEYS, get_survey
 from tests.unit.alerce_records import base_record
 
 

@@ -31,8 +31,8 @@ from models import rubin
 from models.exceptions import AlertAnomalyError
 from models.features import canonical_name
 from models.resources import schemas_dir
-from service.codec import Projection, read_all
 from service.exceptions import InputError, SettingsError
+from service.io.codecs.avro import Projection, read_all
 
 RecordParser = Callable[[Any], "Alert"]
 

@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 from models.exceptions import DataError
 from models.table import AlertTable, read_table
 from models.taxonomy import TOP_CLASSES
-from service.routing import Source
-from service.sources import Input, Position
-from service.sources.kafka import Rebalancing
+from service.core.routing import Source
+from service.io.sources import Input, Position
+from service.io.sources.kafka import Rebalancing
 
 FILE_PREFIX = "file:"
 

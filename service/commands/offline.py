@@ -20,8 +20,8 @@ from models.resources import bundle_dirname
 from models.resources import bundles_dir as shipped_bundles
 from models.scorers import DEFAULT_SCORERS, SURVEY_DEFAULT_SCORERS
 from service.config import Settings
+from service.io.codecs.surveys import SURVEYS
 from service.replay import Summary
-from service.surveys import SURVEYS
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from service.routing import Source
+from service.core.routing import Source
 
 TopicPartition = tuple[str, int]
 

@@ -1,9 +1,9 @@
 """Message bytes -> decoded alerts as columns (:class:`Decoded`), whatever decodes them.
 
-Two paths give the same columns: the layouts of the stream (:mod:`service.layouts`) run over a
-batch by a compiled loop (:mod:`service.batchdecode`), and fastavro (or JSON) record by record,
-for everything else - another key order, messages the layouts turn down, bad bytes.
-Every record the generic path decodes teaches the layouts. Alerts are grouped by the feature
+Two paths give the same columns: the layouts of the stream (:mod:`service.io.codecs.layouts`)
+run over a batch by a compiled loop (:mod:`service.io.codecs.batchdecode`), and fastavro (or
+JSON) record by record, for everything else - another key order, messages the layouts turn down, bad
+bytes. Every record the generic path decodes teaches the layouts. Alerts are grouped by the feature
 names their records carry (today's names: a survey maps older ones), so that routing and feature
 assembly run on whole groups.
 """
@@ -21,12 +21,17 @@ import structlog
 from fastavro import parse_schema
 from numpy.typing import NDArray
 
-from service.batchdecode import BatchDecoder, compile_loop
-from service.codec import CONFLUENT_HEADER_SIZE, confluent_header, load_schema, make_decoder
 from service.config import InputSettings
 from service.exceptions import InputError
-from service.layouts import Layout, LayoutLearner
-from service.surveys import Survey
+from service.io.codecs.avro import (
+    CONFLUENT_HEADER_SIZE,
+    confluent_header,
+    load_schema,
+    make_decoder,
+)
+from service.io.codecs.batchdecode import BatchDecoder, compile_loop
+from service.io.codecs.layouts import Layout, LayoutLearner
+from service.io.codecs.surveys import Survey
 
 log = structlog.get_logger(__name__)
 

@@ -4,7 +4,7 @@ are this loop with other sources and sinks.
 
 One thread drives everything (librdkafka and the inference worker do their work elsewhere):
 
-* inputs are read in batches, decoded and routed by the processor (:mod:`service.processing`);
+* inputs are read in batches, decoded and routed by the processor (:mod:`service.core.processing`);
   every input is registered with the number of outputs it will have;
 * rows wait in a :class:`MicroBatcher` per class until it is full or its deadline passes - or,
   with ``flush_when_idle``, until a read finds nothing new while no batch is being scored - then
@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from service.batching import MicroBatcher
+from service.core.batching import MicroBatcher
+from service.core.offsets import OffsetTracker
+from service.core.processing import AlertProcessor, Inference
+from service.core.routing import Row
 from service.exceptions import InferenceError, InputError
-from service.metrics import Metrics
-from service.offsets import OffsetTracker
-from service.processing import AlertProcessor, Inference
-from service.routing import Row
-from service.sinks import OutputSink
-from service.sources import Input, InputSource, Position
+from service.io.sinks import OutputSink
+from service.io.sources import Input, InputSource, Position
+from service.ops.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

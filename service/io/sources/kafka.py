@@ -11,13 +11,13 @@ from typing import Any, Protocol
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from service.availability import Brokers
 from service.config import Settings
+from service.core.routing import Source
 from service.exceptions import KafkaServiceError, SettingsError
-from service.kafka import bounded, consumer_config
-from service.metrics import Metrics
-from service.routing import Source
-from service.sources import Input, Position
+from service.io.kafka import bounded, consumer_config
+from service.io.sources import Input, Position
+from service.ops.availability import Brokers
+from service.ops.metrics import Metrics
 
 
 class Rebalancing(Protocol):

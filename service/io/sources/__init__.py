@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from service.routing import Source
+from service.core.routing import Source
 
 Headers = list[tuple[str, str | bytes | None]]
 Position = tuple[str, int]  # (stream, partition) whose offsets a source commits
@@ -23,11 +23,11 @@ class Input(NamedTuple):
 
 
 class InputSource(Protocol):
-    """A source of inputs for :class:`service.engine.Engine`."""
+    """A source of inputs for :class:`service.core.engine.Engine`."""
 
     def start(self, listener: Any) -> None:
         """Begin reading (subscribe, assign, open); ``listener`` hears of rebalances and
-        commits (:class:`service.sources.kafka.Rebalancing`)."""
+        commits (:class:`service.io.sources.kafka.Rebalancing`)."""
 
     def read(self, max_inputs: int, timeout_s: float) -> list[Input] | None:
         """Up to ``max_inputs`` inputs, waiting at most ``timeout_s`` for the first; None once

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import structlog
 
-from service.redaction import RedactFilter, redact_event
+from service.ops.redaction import RedactFilter, redact_event
 
 LogFormat = Literal["json", "console"]
 
@@ -53,7 +53,7 @@ def configure_logging(fmt: LogFormat | None = None, level: str = "info") -> None
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            redact_event,  # no secret value in any event (service.redaction)
+            redact_event,  # no secret value in any event (service.ops.redaction)
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

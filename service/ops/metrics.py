@@ -33,7 +33,7 @@ from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from service.config import Settings
-    from service.routing import Coverage
+    from service.core.routing import Coverage
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -323,7 +323,7 @@ class Metrics:
 
     @_never_raises
     def record_coverage(self, survey: str, coverage: Coverage) -> None:
-        """Feature coverage of routed alerts (:meth:`service.routing.Router.take_coverage`)."""
+        """Feature coverage of routed alerts (:meth:`service.core.routing.Router.take_coverage`)."""
         for top, seen in coverage.by_class.items():
             values = np.repeat([v for v, _ in seen], [n for _, n in seen])
             self.coverage.observe_many(values, survey, top)

@@ -1,9 +1,9 @@
 """Decoded alerts -> routed rows or dead letters: the one place that decides what is a dead
 letter and why.
 
-Every group of alerts (:class:`service.decoding.Alerts`) is routed at once: to the top-level
-class with the highest probability (the first on ties), whose model takes the features it was
-trained on, by name, as float32. Alerts without classifier probabilities (Rubin's alert packets)
+Every group of alerts (:class:`service.io.codecs.decoding.Alerts`) is routed at once: to the
+top-level class with the highest probability (the first on ties), whose model takes the features it
+was trained on, by name, as float32. Alerts without classifier probabilities (Rubin's alert packets)
 go to the unrouted model (class ``All``), with probability 1. An alert goes to the dead-letter
 topic when:
 
@@ -38,8 +38,8 @@ from numpy.typing import NDArray
 from models.bundle import Bundle
 from models.scoring import Scorer
 from models.taxonomy import UNROUTED
-from service.decoding import Alerts, Decoded
 from service.exceptions import InputError
+from service.io.codecs.decoding import Alerts, Decoded
 
 log = structlog.get_logger(__name__)
 

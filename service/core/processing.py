@@ -1,10 +1,10 @@
-"""Decoding, routing and scoring of alerts, without I/O: the one code path shared by the live
-service (``service.pipeline``), replays and offline scoring (``service.replay``).
+"""Decoding, routing and scoring of alerts, without I/O: the one code path shared by every
+pipeline (:mod:`service.pipeline`) - the live service, replays and offline scoring.
 
-Messages (or files, or table rows) are decoded into columns (:mod:`service.decoding`) and routed
-into :class:`Row` s (:mod:`service.routing`) - one per record, for the top-level class with the
-highest probability, holding the float32 features in that class's bundle order - and a batch of
-rows of one class becomes anomaly-score records (``schemas/anomaly-score``).
+Messages (or files, or table rows) are decoded into columns (:mod:`service.io.codecs.decoding`)
+and routed into :class:`Row` s (:mod:`service.core.routing`) - one per record, for the top-level
+class with the highest probability, holding the float32 features in that class's bundle order -
+and a batch of rows of one class becomes anomaly-score records (``schemas/anomaly-score``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from models.rubin import LIGHTCURVE_PREFIX
 from models.scoring import Scorer, resolve_device
 from models.taxonomy import MODEL_CLASSES
 from service import __version__
-from service.codec import Columns, records_of
 from service.config import Settings
-from service.decoding import MessageDecoder
+from service.core.inference import InlineInference, ModelFile, ProcessInference, choose_mode
+from service.core.routing import Route, Routed, Router, Row, Source
 from service.exceptions import InputError, SettingsError
-from service.inference import InlineInference, ModelFile, ProcessInference, choose_mode
-from service.routing import Route, Routed, Router, Row, Source
-from service.surveys import get_survey
+from service.io.codecs.avro import Columns, records_of
+from service.io.codecs.decoding import MessageDecoder
+from service.io.codecs.surveys import get_survey
 
 log = structlog.get_logger(__name__)
 
@@ -125,8 +125,8 @@ class AlertProcessor:
                     )
 
     def decode_paths(self) -> dict[str, int]:
-        """How many messages each decoder path handled: ``batch`` (``service.batchdecode``) or
-        ``generic`` (fastavro)."""
+        """How many messages each decoder path handled: ``batch``
+        (``service.io.codecs.batchdecode``) or ``generic`` (fastavro)."""
         return dict(self._paths)
 
     def rows_many(self, values: Sequence[bytes | None], sources: Sequence[Source]) -> list[Routed]:

@@ -16,9 +16,9 @@ own. Failures are told apart:
   replaced by a small dead letter that refers to it - reason ``oversized`` or ``rejected``, the
   headers every dead letter carries, the original's size and SHA-256 and what it was (a dead
   letter and its reason, or a score), the input's key and headers within bounds
-  (:func:`service.sinks.bounded_key`, :func:`service.sinks.bounded_headers`) and a JSON reference
-  to the input as value - and that one is written instead. Should the reference too be refused
-  for good (a topic limit below a few kilobytes), the output is dropped: logged
+  (:func:`service.io.sinks.bounded_key`, :func:`service.io.sinks.bounded_headers`) and a JSON
+  reference to the input as value - and that one is written instead. Should the reference too be
+  refused for good (a topic limit below a few kilobytes), the output is dropped: logged
   (``output_dropped``), counted (``alert_anomaly_outputs_dropped_total``) and its input committed,
   so that no input can block its partition.
 """
@@ -37,23 +37,23 @@ from functools import partial
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from service.availability import SUMMARY_EVERY_S, Brokers
-from service.codec import BatchEncoder, make_batch_encoder
 from service.config import Settings
+from service.core.processing import ScoredBatch
+from service.core.routing import Row, Source
 from service.exceptions import DeadLetterReason, InputError
-from service.kafka import producer_config
-from service.metrics import Metrics
-from service.processing import ScoredBatch
-from service.routing import Row, Source
-from service.sinks import (
+from service.io.codecs.avro import BatchEncoder, make_batch_encoder
+from service.io.kafka import producer_config
+from service.io.sinks import (
     HEADER_PREFIX,
     Written,
     bounded_headers,
     bounded_key,
     dead_letter_headers,
 )
-from service.sources import Headers, Input
-from service.sources.kafka import new_client
+from service.io.sources import Headers, Input
+from service.io.sources.kafka import new_client
+from service.ops.availability import SUMMARY_EVERY_S, Brokers
+from service.ops.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from service import __version__
+from service.core.processing import ScoredBatch
+from service.core.routing import Row, Source
 from service.exceptions import InputError
-from service.processing import ScoredBatch
-from service.routing import Row, Source
-from service.sources import Headers, Input
+from service.io.sources import Headers, Input
 
 # an output of each input at these source positions is written (a batch's at once)
 Written = Callable[[Sequence[Source]], None]

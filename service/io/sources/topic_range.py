@@ -8,12 +8,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from service.availability import Brokers
 from service.config import ClientConfig
 from service.exceptions import KafkaServiceError
-from service.kafka import FETCH_QUEUE_BACKOFF_MS, bounded
-from service.sources import Input, Position
-from service.sources.kafka import Rebalancing, list_topics, new_client, to_input
+from service.io.kafka import FETCH_QUEUE_BACKOFF_MS, bounded
+from service.io.sources import Input, Position
+from service.io.sources.kafka import Rebalancing, list_topics, new_client, to_input
+from service.ops.availability import Brokers
 
 
 class TopicRange:

@@ -1,4 +1,4 @@
-"""Layouts (:mod:`service.layouts`) run over a batch of messages by one compiled loop.
+"""Layouts (:mod:`service.io.codecs.layouts`) run over a batch of messages by one compiled loop.
 
 Generic Avro decoding walks the schema for every value, about 1 us per feature. But the messages
 of one layout differ only in their values, in which features are null and in two strings (the
@@ -30,7 +30,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from service.layouts import Hole, Layout, LayoutLearner, Lit, Part, Shape, ValueType
+from service.io.codecs.layouts import Hole, Layout, LayoutLearner, Lit, Part, Shape, ValueType
 
 # what a feature's union branch byte is: not decodable here, null, float, double, boolean, int or
 # long (only those of one byte here: -64 to 63; longer ones are decoded generically)

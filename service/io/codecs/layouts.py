@@ -7,8 +7,8 @@ messages of a stream differ only in their values, in which features are null and
 (the object id and the predicted class). A :class:`Layout`, learned from a message the generic
 decoder has decoded, describes that common form as parts: bytes every message has
 (:class:`Lit`), feature values (:class:`Feature`: a union branch, then a number, nothing or a
-small other value) and probabilities (:class:`Hole`). :mod:`service.batchdecode` runs layouts over
-whole batches with numpy.
+small other value) and probabilities (:class:`Hole`). :mod:`service.io.codecs.batchdecode` runs
+layouts over whole batches in one loop compiled with numba.
 
 The :class:`Shape` of a schema says where its union branches are: the features as a map (keys
 learned) or as a record of nullable fields (ALeRCE's version 1: each field float or double as
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from service.codec import write_long
+from service.io.codecs.avro import write_long
 
 MAX_LAYOUTS = 8  # distinct key orders kept (a stream has one; more would be unusual)
 # kinds of feature values a layout can read: numbers, null, and small others

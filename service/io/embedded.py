@@ -17,8 +17,8 @@ from types import TracebackType
 import structlog
 from confluent_kafka.admin import AdminClient
 
-from service.availability import PROGRESS_EVERY_S
 from service.exceptions import KafkaServiceError
+from service.ops.availability import PROGRESS_EVERY_S
 
 log = structlog.get_logger(__name__)
 

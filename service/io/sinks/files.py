@@ -20,12 +20,12 @@ import pyarrow.parquet as pq
 
 from models.exceptions import DataError
 from service import __version__
-from service.codec import records_of
+from service.core.processing import ScoredBatch
+from service.core.routing import Row, Source
 from service.exceptions import InputError
-from service.processing import ScoredBatch
-from service.routing import Row, Source
-from service.sinks import Written
-from service.sources import Input
+from service.io.codecs.avro import records_of
+from service.io.sinks import Written
+from service.io.sources import Input
 
 CHECKPOINT = "_progress.json"
 SCORE_COLUMNS = pa.schema(

@@ -29,7 +29,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException
 
 from service.exceptions import BrokersUnavailableError, KafkaServiceError
-from service.logs import LIBRDKAFKA_LOGGER
+from service.ops.logs import LIBRDKAFKA_LOGGER
 
 log = structlog.get_logger(__name__)
 

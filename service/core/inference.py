@@ -4,7 +4,7 @@ own (``model.inference = process``) or in the service's thread (``inline``).
 On a CPU the networks are a large share of the work per alert (the paper's 512-256-128 layers),
 and Python runs one thread at a time: inline, every batch's scoring holds up consuming and
 decoding. In a worker process the two overlap on two cores. The worker is started as
-``python -m service.inference`` with two file descriptors: a socket and a shared memory file.
+``python -m service.core.inference`` with two file descriptors: a socket and a shared memory file.
 The service writes a batch's features into a slot of the shared memory, sends the worker three
 numbers over the socket and goes on; the worker scores them with the same :class:`Scorer` (same
 chunks, so bitwise the same scores) and writes raw scores, percentiles and nearest-centre indices
@@ -119,7 +119,13 @@ class ProcessInference(Generic[T]):
         ours, theirs = socket.socketpair()
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "service.inference", str(theirs.fileno()), str(memory_fd)],
+                [
+                    sys.executable,
+                    "-m",
+                    "service.core.inference",
+                    str(theirs.fileno()),
+                    str(memory_fd),
+                ],
                 pass_fds=(theirs.fileno(), memory_fd),
                 stdin=subprocess.DEVNULL,
             )
@@ -308,7 +314,7 @@ def _serve(connection: Connection, memory: mmap.mmap) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    """The worker process: ``python -m service.inference <socket fd> <memory fd>``."""
+    """The worker process: ``python -m service.core.inference <socket fd> <memory fd>``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service drains first, then closes the pipe
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     connection_fd, memory_fd = (int(a) for a in argv)

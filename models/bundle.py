@@ -26,16 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 
 from models.configurations import ConfigurationName
+from models.detectors import get_scorer
+from models.detectors.spec import DetectorSpec
 from models.exceptions import BundleError
-from models.networks import HIDDEN, AnomalyNet, Ensemble, Network
+from models.networks import HIDDEN, AnomalyNet, Network
 from models.preprocessing import Preprocessor
-from models.scorers import (
-    ENSEMBLE_KINDS,
-    ESTIMATOR_KINDS,
-    MULTI_CENTRE_KINDS,
-    ScorerKind,
-    check_scorer,
-)
+from models.scorers import ScorerKind, check_scorer
 from models.training import CALIBRATION_LEVELS, TrainedModel, TrainingConfig
 
 if TYPE_CHECKING:
@@ -151,7 +147,7 @@ class Bundle:
         notice: str = SIMULATED_DATA_NOTICE,
     ) -> Bundle:
         net = trained.net
-        multi_centre = isinstance(net, AnomalyNet) and net.kind in MULTI_CENTRE_KINDS
+        multi_centre = isinstance(net, AnomalyNet) and get_scorer(net.kind).multi_centre
         centres = net.centres.tolist() if isinstance(net, AnomalyNet) and multi_centre else []
         manifest = Manifest(
             format_version=FORMAT_VERSION,
@@ -226,9 +222,10 @@ def _read_manifest(directory: Path) -> Manifest:
 
 
 def load_bundle(directory: Path) -> Bundle:
-    """Load and verify a bundle; every inconsistency is a BundleError naming the file."""
+    """Load and verify a bundle, as its kind's hooks do (models.detectors); every inconsistency
+    is a BundleError naming the file."""
     manifest = _read_manifest(directory)
-    scorer = check_scorer(manifest.scorer)
+    spec = get_scorer(manifest.scorer)
     n_features = len(manifest.feature_names)
     if len(manifest.preprocessing) != n_features:
         raise BundleError(
@@ -242,56 +239,36 @@ def load_bundle(directory: Path) -> Bundle:
     weights = directory / manifest.weights.file
     if not weights.is_file():
         raise BundleError(f"model bundle {directory} has no weights file {manifest.weights.file}")
-    # An estimator is unpickled from the very bytes whose checksum was verified.
-    data = weights.read_bytes() if scorer in ESTIMATOR_KINDS else None
-    digest = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(weights)
+    return spec.implementation().load(spec, manifest, weights)
+
+
+def check_digest(weights: Path, digest: str, manifest: Manifest) -> None:
+    """BundleError unless ``digest`` (of the weights' bytes) is the manifest's."""
     if digest != manifest.weights.sha256:
         raise BundleError(
             f"{weights}: SHA-256 {digest[:12]}... does not match the manifest's "
             f"{manifest.weights.sha256[:12]}... (corrupted or replaced weights)"
         )
-    if data is not None:
-        from models.estimators import load_estimator
 
-        estimator = load_estimator(scorer, data, manifest.estimator)
-        preprocessor = Preprocessor.from_manifest(manifest.preprocessing)
-        return Bundle(manifest, None, preprocessor, estimator)
+
+def load_network(spec: DetectorSpec, manifest: Manifest, weights: Path) -> Bundle:
+    """The bundle of a network or ensemble kind: safetensors weights in the shapes the kind's
+    hooks build, and (multi-centre) the manifest's centres equal to the saved ones."""
+    check_digest(weights, file_sha256(weights), manifest)
+    n_features = len(manifest.feature_names)
     n_centres = max(len(manifest.centre_subclasses), 1)
     try:
         state = load_file(str(weights))
-        net = _network(scorer, state, n_features, manifest.latent_dim, n_centres)
+        hooks = spec.implementation()
+        net = hooks.build(spec, n_features, manifest.latent_dim, n_centres, state)
         net.load_state_dict(state, strict=True)
     except (RuntimeError, OSError, ValueError) as exc:
         raise BundleError(
-            f"{weights} does not fit a {scorer} with {n_features} features and latent size "
+            f"{weights} does not fit a {spec.name} with {n_features} features and latent size "
             f"{manifest.latent_dim}: {str(exc).splitlines()[0]}"
         ) from exc
-    if isinstance(net, AnomalyNet) and scorer in MULTI_CENTRE_KINDS:
+    if isinstance(net, AnomalyNet) and spec.multi_centre:
         saved = torch.tensor(manifest.centres, dtype=torch.float32)
         if saved.shape != net.centres.shape or not torch.allclose(saved, net.centres):
-            raise BundleError(f"{directory}: manifest centres differ from the saved weights")
+            raise BundleError(f"{weights.parent}: manifest centres differ from the saved weights")
     return Bundle(manifest, net, Preprocessor.from_manifest(manifest.preprocessing))
-
-
-def _network(
-    scorer: ScorerKind,
-    state: dict[str, torch.Tensor],
-    n_features: int,
-    latent: int,
-    n_centres: int,
-) -> Network:
-    """The untrained network whose shapes the saved ``state`` has (references, members)."""
-
-    def references(prefix: str) -> int:
-        key = f"{prefix}references"
-        return state[key].shape[0] if key in state else 0
-
-    if scorer in ENSEMBLE_KINDS:
-        n_members = len({k.split(".")[1] for k in state if k.startswith("members.")})
-        return Ensemble(
-            [
-                AnomalyNet("mcdsvdd-nn", n_features, latent, n_centres, references(f"members.{i}."))
-                for i in range(n_members)
-            ]
-        )
-    return AnomalyNet(scorer, n_features, latent, n_centres, references(""))

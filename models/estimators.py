@@ -29,11 +29,12 @@ import lzma
 import pickle
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
+from models.detectors import REGISTRY, kinds
 from models.exceptions import BundleError, ConfigurationError
 from models.extras import DISTCLASSIPY, RUBIN, available, require
 
@@ -111,9 +112,17 @@ class IForestEstimator:
     """scikit-learn's IsolationForest; raw score ``-score_samples``; no centres (index 0)."""
 
     kind = "iforest"
+    settings: ClassVar[dict[str, Any]] = IFOREST_SETTINGS
+    known_classes: ClassVar[str | None] = None
 
     def __init__(self, model: Any) -> None:
         self.model = model
+
+    require = staticmethod(isolation_forest_class)  # a MissingExtraError without the extra
+
+    @classmethod
+    def restore(cls, model: Any, state: dict[str, Any]) -> IForestEstimator:
+        return cls(model)
 
     @classmethod
     def fit(cls, x: Matrix, subclasses: NDArray[np.str_]) -> IForestEstimator:
@@ -151,11 +160,33 @@ class DistanceEstimator:
     """DistClassiPy's DistanceAnomaly with its per-metric normalisation frozen at fit time."""
 
     kind = "distclassipy"
+    settings: ClassVar[dict[str, Any]] = DISTCLASSIPY_SETTINGS
+    known_classes: ClassVar[str | None] = "subclasses"
 
     def __init__(self, model: Any, normalisation: _Normalisation, classes: tuple[str, ...]) -> None:
         self.model = model
         self.normalisation = normalisation
         self.classes = classes
+
+    require = staticmethod(distance_anomaly_class)
+
+    @classmethod
+    def restore(cls, model: Any, state: dict[str, Any]) -> DistanceEstimator:
+        """With the normalisation and classes of the manifest's ``state``."""
+        try:
+            norm = state["normalisation"]
+            normalisation = _Normalisation(
+                np.asarray(norm["minimum"], dtype=np.float64),
+                np.asarray(norm["maximum"], dtype=np.float64),
+                np.asarray(norm["fill"], dtype=np.float64),
+            )
+            classes = tuple(str(c) for c in state["classes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"malformed distclassipy state in the manifest: {exc}") from exc
+        n_metrics = len(model.metrics_)
+        if any(len(v) != n_metrics for v in (normalisation.minimum, normalisation.maximum)):
+            raise BundleError("the distclassipy normalisation does not match its metrics")
+        return cls(model, normalisation, classes)
 
     @classmethod
     def fit(cls, x: Matrix, subclasses: NDArray[np.str_]) -> DistanceEstimator:
@@ -238,42 +269,31 @@ def _compress(model: Any) -> bytes:
     return lzma.compress(pickle.dumps(model, protocol=5), preset=9)
 
 
+def _estimator_class(kind: str) -> Any:
+    """The class of an estimator kind (its hooks in the registry, models.detectors), or None."""
+    spec = REGISTRY.get(kind)
+    return getattr(spec.implementation(), "estimator", None) if spec is not None else None
+
+
 def fit_estimator(kind: str, x: Matrix, subclasses: NDArray[np.str_]) -> Estimator:
     """Fit the tutorial's detector ``kind`` on preprocessed inliers (and their subclasses: the
     known classes of DistanceAnomaly)."""
-    if kind == "iforest":
-        return IForestEstimator.fit(x, subclasses)
-    if kind == "distclassipy":
-        return DistanceEstimator.fit(x, subclasses)
-    raise ConfigurationError(f"{kind!r} is not an estimator kind (iforest, distclassipy)")
+    estimator = _estimator_class(kind)
+    if estimator is None:
+        known = ", ".join(kinds(family="estimator"))
+        raise ConfigurationError(f"{kind!r} is not an estimator kind ({known})")
+    return cast("Estimator", estimator.fit(x, subclasses))
 
 
 def load_estimator(kind: str, data: bytes, state: dict[str, Any]) -> Estimator:
     """Unpickle a bundle's estimator (its checksum already verified) and restore its state."""
+    estimator = _estimator_class(kind)
+    if estimator is None:
+        raise BundleError(f"{kind!r} is not an estimator kind")
     # A clear error without the extra, rather than unpickling's "No module named ...".
-    if kind == "distclassipy":
-        distance_anomaly_class()
-    elif kind == "iforest":
-        isolation_forest_class()
+    estimator.require()
     try:
         model = pickle.loads(lzma.decompress(data))
     except Exception as exc:  # unpickling raises whatever the pickled classes raise
         raise BundleError(f"cannot unpickle the {kind} estimator: {exc}") from exc
-    if kind == "iforest":
-        return IForestEstimator(model)
-    if kind == "distclassipy":
-        try:
-            norm = state["normalisation"]
-            normalisation = _Normalisation(
-                np.asarray(norm["minimum"], dtype=np.float64),
-                np.asarray(norm["maximum"], dtype=np.float64),
-                np.asarray(norm["fill"], dtype=np.float64),
-            )
-            classes = tuple(str(c) for c in state["classes"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"malformed distclassipy state in the manifest: {exc}") from exc
-        n_metrics = len(model.metrics_)
-        if any(len(v) != n_metrics for v in (normalisation.minimum, normalisation.maximum)):
-            raise BundleError("the distclassipy normalisation does not match its metrics")
-        return DistanceEstimator(model, normalisation, classes)
-    raise BundleError(f"{kind!r} is not an estimator kind")
+    return cast("Estimator", estimator.restore(model, state))

@@ -13,7 +13,7 @@ Scores (higher = more anomalous):
   inlier's latent instead of the nearest centre (and that inlier's subclass): every known object
   is a centre, so a subclass spread over several clumps is no longer summarised by one mean;
 - ``mcdsvdd-ens``: K mcdsvdd-nn networks, each trained on K-1 folds of the training inliers and
-  stopped early on the remaining one (the paper's folds, models.training.train_ensemble): the sum
+  stopped early on the remaining one (the paper's folds, models.detectors.ensemble): the sum
   of their scores, and the subclass of the training inlier nearest over all of them.
 """
 
@@ -25,8 +25,9 @@ from typing import Final
 import torch
 from torch import nn
 
+from models.detectors import get
 from models.exceptions import BundleError
-from models.scorers import MULTI_CENTRE_KINDS, ScorerKind
+from models.scorers import ScorerKind
 
 HIDDEN = (512, 256, 128)
 
@@ -73,8 +74,9 @@ class Decoder(nn.Module):
 
 
 class AnomalyNet(nn.Module):
-    """Encoder plus what a scorer needs: a decoder (ae, vae), centres (the SVDDs), the training
-    inliers' latents and subclass indices (mcdsvdd-nn).
+    """Encoder plus what a scorer needs, as its kind's layout says
+    (:class:`models.detectors.spec.NetworkLayout`): a decoder (ae, vae), centres (the SVDDs), the
+    training inliers' latents and subclass indices (mcdsvdd-nn).
 
     ``centres``, ``references`` and ``reference_subclass`` are buffers saved with the weights;
     they are set by training and never recomputed when a bundle is loaded.
@@ -93,21 +95,27 @@ class AnomalyNet(nn.Module):
         n_references: int = 0,
     ) -> None:
         super().__init__()
+        spec = get(kind)
+        if spec.network is None:
+            raise BundleError(f"{kind!r} is not a network kind")
+        layout = spec.network
         self.kind = kind
         self.latent = latent
+        self.posterior = layout.posterior
+        self.rule = spec.score
         # The VAE encoder outputs the posterior mean and log-variance.
-        self.encoder = Encoder(n_features, 2 * latent if kind == "vae" else latent)
-        self.decoder = Decoder(n_features, latent) if kind in ("ae", "vae") else None
-        n_centres = n_centres if kind in MULTI_CENTRE_KINDS else 1
+        self.encoder = Encoder(n_features, 2 * latent if layout.posterior else latent)
+        self.decoder = Decoder(n_features, latent) if layout.decoder else None
+        n_centres = n_centres if layout.multi_centre else 1
         self.register_buffer("centres", torch.zeros(n_centres, latent))
-        if kind == "mcdsvdd-nn":
+        if layout.references:
             self.register_buffer("references", torch.zeros(n_references, latent))
             self.register_buffer("reference_subclass", torch.zeros(n_references, dtype=torch.long))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Latent representation (the posterior mean for the VAE)."""
         z = self.encoder(x)
-        return z[:, : self.latent] if self.kind == "vae" else z
+        return z[:, : self.latent] if self.posterior else z
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         if self.decoder is None:
@@ -121,10 +129,10 @@ class AnomalyNet(nn.Module):
 
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly scores and the index of the nearest centre's subclass (0 with one centre)."""
-        if self.kind in ("ae", "vae"):
+        if self.rule == "reconstruction":
             error = ((self.reconstruct(x) - x) ** 2).sum(dim=1)
             return error, torch.zeros_like(error, dtype=torch.long)
-        if self.kind == "mcdsvdd-nn":
+        if self.rule == "reference":
             distance, nearest = nearest_reference(self.embed(x), self.references)
             return distance, self.reference_subclass[nearest]
         distance, nearest = self.distances(x).min(dim=1)
@@ -139,8 +147,9 @@ class Ensemble(nn.Module):
 
     def __init__(self, members: list[AnomalyNet]) -> None:
         super().__init__()
-        if not members or any(m.kind != "mcdsvdd-nn" for m in members):
-            raise BundleError("an ensemble holds one or more mcdsvdd-nn networks")
+        member = get(self.kind).member
+        if not members or any(m.kind != member for m in members):
+            raise BundleError(f"an ensemble holds one or more {member} networks")
         self.members = nn.ModuleList(members)
 
     def _nets(self) -> list[AnomalyNet]:

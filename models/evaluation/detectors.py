@@ -6,6 +6,7 @@ of the evaluated configuration (models.configurations): ``paper`` the reference'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, Protocol
 
 import numpy as np
@@ -14,6 +15,7 @@ from numpy.typing import NDArray
 
 from models.bundle import Bundle
 from models.configurations import Configuration
+from models.detectors import get
 from models.exceptions import ConfigurationError
 from models.extras import SIM, require
 from models.networks import Ensemble
@@ -23,18 +25,9 @@ from models.scoring import Scorer
 from models.training import ENSEMBLE_MEMBERS, TrainingConfig, train_model
 
 Validation = tuple[NDArray[np.float64], NDArray[np.str_]]
+Matrix = NDArray[np.float64]
 
-LABELS: Final[dict[str, str]] = {
-    "iforest": "Isolation Forest",
-    "ocsvm": "One-class SVM",
-    "ae": "AE",
-    "vae": "VAE",
-    "deepsvdd": "Deep SVDD",
-    "mcdsvdd": "MCDSVDD",
-    "distclassipy": "DistClassiPy",
-    "mcdsvdd-nn": "MCDSVDD-NN",
-    "mcdsvdd-ens": "MCDSVDD-NN ensemble",
-}
+LABELS: Final[dict[str, str]] = {kind: get(kind).label for kind in DETECTORS + VARIANTS}
 
 
 class Detector(Protocol):
@@ -45,14 +38,23 @@ class Detector(Protocol):
     def score(self, features: NDArray[np.float64]) -> NDArray[np.float64]: ...
 
 
-class _Sklearn:
-    """Isolation Forest, one-class SVM or DistClassiPy's DistanceAnomaly (the tutorial's settings,
-    fitted with the inliers' subclasses as the known classes) on the preprocessed features."""
+class FeatureDetector:
+    """A detector fitted on the preprocessed features by its kind's ``fit`` (models.detectors:
+    Isolation Forest, one-class SVM, DistClassiPy's DistanceAnomaly with the inliers'
+    subclasses as its known classes)."""
 
-    def __init__(self, kind: str, names: tuple[str, ...], method: Configuration, seed: int) -> None:
-        self.kind, self.names, self.method, self.seed = kind, names, method, seed
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        method: Configuration,
+        seed: int,
+        fit: Callable[
+            [Matrix, NDArray[np.str_], Configuration, int], Callable[[Matrix], NDArray[np.float64]]
+        ],
+    ) -> None:
+        self.names, self.method, self.seed, self._fit = names, method, seed, fit
         self._preprocessor: Preprocessor | None = None
-        self._model: object = None
+        self._score: Callable[[Matrix], NDArray[np.float64]] | None = None
 
     def _transform(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         assert self._preprocessor is not None
@@ -63,46 +65,24 @@ class _Sklearn:
     def fit(
         self, features: NDArray[np.float64], subclasses: NDArray[np.str_], validation: Validation
     ) -> None:
-        ensemble = require("sklearn.ensemble", SIM, "the evaluation")
-        svm = require("sklearn.svm", SIM, "the evaluation")
-        IsolationForest, OneClassSVM = ensemble.IsolationForest, svm.OneClassSVM
-
+        require("sklearn.ensemble", SIM, "the evaluation")
+        require("sklearn.svm", SIM, "the evaluation")
         if self.method.preprocessing == "paper":
             scaling = paper_scaling(self.names)
         else:
             scaling = fit_scaling(features, self.names)
         self._preprocessor = Preprocessor(scaling)
-        x = self._transform(features)
-        if self.kind == "distclassipy":
-            from models.estimators import fit_estimator
-
-            self._model = fit_estimator("distclassipy", x, subclasses)
-        elif self.kind == "iforest":
-            self._model = IsolationForest(
-                n_estimators=self.method.iforest_trees,
-                max_samples=self.method.iforest_max_samples,
-                random_state=self.seed,
-            ).fit(x)
-        else:
-            self._model = OneClassSVM(nu=self.method.ocsvm_nu, gamma="scale").fit(x)
+        self._score = self._fit(self._transform(features), subclasses, self.method, self.seed)
 
     def score(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        x = self._transform(features)
-        model = self._model
-        if self.kind == "distclassipy":  # higher = more anomalous already
-            return model.score(x)[0]  # type: ignore[attr-defined,no-any-return]
-        # scikit-learn: higher = more normal; negate so that higher = more anomalous
-        if self.kind == "iforest":
-            return -np.asarray(model.score_samples(x))  # type: ignore[attr-defined]
-        return -np.asarray(model.decision_function(x))  # type: ignore[attr-defined]
-
-
-NEURAL: Final[tuple[str, ...]] = ("ae", "vae", "deepsvdd", "mcdsvdd", *VARIANTS)
+        """Higher = more anomalous."""
+        assert self._score is not None
+        return self._score(self._transform(features))
 
 
 class NeuralDetector:
     """AE, VAE, Deep SVDD, MCDSVDD or our variants, trained by models.training; ``members``:
-    the networks of an ensemble (models.scorers.ENSEMBLE_KINDS)."""
+    the networks of an ensemble kind (models.detectors)."""
 
     def __init__(
         self,
@@ -116,7 +96,7 @@ class NeuralDetector:
     ) -> None:
         self.names = names
         self.config = TrainingConfig(
-            scorer=kind,  # type: ignore[arg-type]
+            scorer=kind,
             top_class=top_class,
             max_epochs=epochs,
             pretrain_epochs=method.evaluation_pretrain_epochs(epochs),
@@ -160,9 +140,11 @@ def make_detector(
     epochs: int,
     seed: int,
 ) -> Detector:
-    if kind in ("iforest", "ocsvm", "distclassipy"):
-        return _Sklearn(kind, names, method, seed)
-    if kind in NEURAL:
-        return NeuralDetector(kind, top_class, names, method, epochs, seed, ENSEMBLE_MEMBERS)
-    known = ", ".join(DETECTORS + VARIANTS)
-    raise ConfigurationError(f"unknown detector {kind!r} (known: {known})")
+    """The unfitted detector of ``kind``, as its hooks make it (models.detectors)."""
+    if kind not in DETECTORS + VARIANTS:
+        known = ", ".join(DETECTORS + VARIANTS)
+        raise ConfigurationError(f"unknown detector {kind!r} (known: {known})")
+    spec = get(kind)
+    return spec.implementation().evaluate(
+        spec, top_class, names, method, epochs, seed, ENSEMBLE_MEMBERS
+    )

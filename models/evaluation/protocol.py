@@ -32,10 +32,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.configurations import DEFAULT_CONFIGURATION, get_configuration
+from models.detectors import get
 from models.evaluation.detectors import NeuralDetector, make_detector
 from models.exceptions import ConfigurationError, DataError
 from models.extras import SIM, require
-from models.scorers import DETECTORS, ENSEMBLE_KINDS, VARIANTS
+from models.scorers import DETECTORS, VARIANTS
 from models.table import AlertTable, read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
 from models.training import model_columns, stratified_folds, stratified_split
@@ -141,7 +142,7 @@ def _fold_scores(
     ensemble without this fold's member (K-1 members: a spread, and a conservative one)."""
     x, y, names = training
     method = get_configuration(config.configuration)
-    if cell.detector in ENSEMBLE_KINDS:
+    if get(cell.detector).family == "ensemble":
         ensemble = NeuralDetector(
             cell.detector, cell.top_class, names, method, config.epochs, config.seed, config.folds
         )
@@ -180,7 +181,7 @@ def run_cell(config: EvaluationConfig, cell: Cell) -> dict[str, Any]:
     aurocs, auprcs, grid, roc = [], [], [], None
     for scores in _fold_scores(config, cell, (x, y, names), x_test):
         aurocs.append(float(roc_auc_score(labels, scores)))
-        if cell.detector in ("iforest", "ocsvm"):  # the reference scores normality, then 1 - AUROC
+        if get(cell.detector).reference_normality:  # the reference: normality, then 1 - AUROC
             grid.append(1.0 - reference_grid_auroc(labels, -scores))
         else:
             grid.append(reference_grid_auroc(labels, scores))

@@ -153,7 +153,8 @@ def simulate_object(
     """One object of ``subclass``; depends only on (seed, index), not on the worker or order."""
     # The features and the classifier need the 'sim' extra; SimulationConfig and class_counts,
     # which the LSST simulation shares, do not.
-    from models.simulate.features import MIN_DETECTIONS, extract_features
+    from models.simulate.features import extract_features
+    from models.simulate.variability import MIN_DETECTIONS
 
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
     generator = GENERATORS[subclass]

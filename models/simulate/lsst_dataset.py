@@ -1,7 +1,8 @@
 """A labeled LSST data set: objects of the 15 subclasses observed Rubin-like
-(:mod:`models.simulate.lsst`), their alert packets, the packets' features (diaObject fields and
-light-curve features, computed by :mod:`models.rubin` exactly as the service does) and
-out-of-fold classifier probabilities as for ZTF (:mod:`models.simulate.classifier`)."""
+(:mod:`models.simulate.lsst`), their alert packets (:mod:`models.simulate.lsst_packets`), the
+packets' features (diaObject fields and light-curve features, computed by :mod:`models.rubin`
+exactly as the service does) and out-of-fold classifier probabilities as for ZTF
+(:mod:`models.simulate.classifier`)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,11 @@ from models.simulate.dataset import SimulationConfig, class_counts
 from models.simulate.lsst import (
     BANDS,
     LsstLightCurve,
-    alert_packet,
     dia_object_id,
-    feature_names,
-    packet_features,
     simulate_lightcurve,
     sky_position,
 )
+from models.simulate.lsst_packets import alert_packet, feature_names, packet_features
 from models.table import AlertTable
 from models.taxonomy import TOP_OF
 

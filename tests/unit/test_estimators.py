@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from models.bundle import ESTIMATOR_FILE, MANIFEST, Bundle, load_bundle
+from models.detectors import kinds
 from models.estimators import (
     DISTCLASSIPY_SETTINGS,
     IFOREST_SETTINGS,
@@ -19,10 +20,12 @@ from models.estimators import (
 )
 from models.exceptions import BundleError, ConfigurationError
 from models.resources import bundle_dirname
-from models.scorers import ESTIMATOR_KINDS, SCORER_KINDS
+from models.scorers import SCORER_KINDS
 from models.scoring import Scorer
 from models.taxonomy import UNROUTED, check_model_class, check_top_class
 from models.training import TrainingConfig, preprocess, train_model
+
+ESTIMATOR_KINDS = kinds(family="estimator")  # the registry's estimator kinds
 
 pytest.importorskip("distclassipy")
 

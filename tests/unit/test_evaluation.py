@@ -11,17 +11,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.configurations import get_configuration
-from models.evaluation.compare import (
-    BEGIN,
-    END,
-    class_summary,
-    generated_section,
-    grid_effect,
-    ranking,
-    update_page,
-    variant_versus,
-)
+from models.evaluation.compare import class_summary, grid_effect, ranking, variant_versus
 from models.evaluation.detectors import make_detector
+from models.evaluation.page import BEGIN, END, generated_section, update_page
 from models.evaluation.protocol import (
     CELLS_DIR,
     EvaluationConfig,

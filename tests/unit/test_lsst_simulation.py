@@ -20,9 +20,7 @@ from models.simulate.lsst import (
     BANDS,
     DEPTH,
     LsstLightCurve,
-    alert_packet,
     dia_object_id,
-    diaobject_summaries,
     lsst_epochs,
     mag_to_njy,
 )
@@ -33,6 +31,7 @@ from models.simulate.lsst_dataset import (
     simulate_packets,
     write_lsst_lightcurves,
 )
+from models.simulate.lsst_packets import alert_packet, diaobject_summaries
 from models.table import read_table
 from models.taxonomy import ALL_SUBCLASSES, SUBCLASSES
 

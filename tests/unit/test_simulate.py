@@ -21,7 +21,8 @@ from models.simulate.dataset import (
     simulate,
     simulate_object,
 )
-from models.simulate.features import FEATURE_NAMES, TURBOFATS
+from models.simulate.features import FEATURE_NAMES
+from models.simulate.variability import TURBOFATS
 from models.table import read_table, write_table
 from models.taxonomy import ALL_SUBCLASSES, TOP_CLASSES, TOP_OF
 

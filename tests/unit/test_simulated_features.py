@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from models.simulate import fits
-from models.simulate.features import FEATURE_NAMES, feature_values, variability
+from models.simulate.features import FEATURE_NAMES, feature_values
 from models.simulate.shapes import damped_random_walk
 from models.simulate.survey import ZP_UJY, LightCurve, Observation
+from models.simulate.variability import variability
 
 
 def curve(

@@ -111,7 +111,7 @@ bundles: install-dev
 	OMP_NUM_THREADS=1 $(BIN)/alert-anomaly train --data $(SAMPLE) --all --out models/bundles --model-version $(BUNDLE_VERSION)
 	for class in Transient Stochastic Periodic; do \
 		OMP_NUM_THREADS=1 $(BIN)/alert-anomaly train --data $(SAMPLE) --top-class $$class --scorer mcdsvdd-ens \
-			--config paper --out models/bundles/ztf/$$(echo $$class | tr A-Z a-z)-mcdsvdd-ens --model-version $(BUNDLE_VERSION) || exit 1; \
+			--configuration paper --out models/bundles/ztf/$$(echo $$class | tr A-Z a-z)-mcdsvdd-ens --model-version $(BUNDLE_VERSION) || exit 1; \
 	done
 
 # The LSST sample, its bundles and the tutorial's report on it, each deterministic for the seed.
@@ -137,8 +137,8 @@ lsst-report: install-dev
 SAMPLE := models/data/ztf-sim-sample/objects.parquet
 EVALUATE := $(BIN)/alert-anomaly --log-level warning evaluate --data $(SAMPLE) --folds 5 --epochs 500 --seed 0 --no-progress
 results: install-dev
-	$(EVALUATE) --config paper --out docs/results/paper --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-nn,mcdsvdd-ens
-	$(EVALUATE) --config ours --out docs/results/ours --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-ens
+	$(EVALUATE) --configuration paper --out docs/results/paper --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-nn,mcdsvdd-ens
+	$(EVALUATE) --configuration ours --out docs/results/ours --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-ens
 	$(BIN)/alert-anomaly compare --paper docs/results/paper --ours docs/results/ours --page docs/results.md
 
 ## Remove .venv and the tools' caches.

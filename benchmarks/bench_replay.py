@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import io
 import tempfile
-import time
 from pathlib import Path
 
 import fastavro
@@ -20,8 +19,7 @@ from models.resources import sample_dir
 from models.table import read_table
 from service.config import KafkaSettings, Settings, load_settings
 from service.core.inference import choose_mode
-from service.core.offsets import OffsetTracker
-from service.core.processing import AlertProcessor, start_inference
+from service.core.processing import AlertProcessor
 from service.demo import publish, sample_messages
 from service.io.embedded import EmbeddedBroker
 from service.io.kafka import create_topics
@@ -30,20 +28,18 @@ from service.io.sources import InputSource
 from service.io.sources.files import FileSource
 from service.io.sources.topic_range import TopicRange
 from service.ops.logs import configure_logging
-from service.replay import replay
+from service.pipeline import Pipeline
 
 
 def timed(
     processor: AlertProcessor, settings: Settings, source: InputSource, out: Path
 ) -> tuple[int, float]:
-    """Messages scored and seconds taken by one replay (its inference started beforehand,
-    untimed: a replay closes it at its end)."""
-    inference = start_inference(settings, processor.routes)
-    tracker = OffsetTracker()
-    sink = ParquetSink(out, source.describe(), False, tracker.written)
-    started = time.perf_counter()
-    summary = replay(processor, inference, source, sink, tracker, progress=None)
-    return summary.scored, time.perf_counter() - started
+    """Messages scored and seconds taken by one replay into a Parquet dataset at ``out`` (the
+    start of its inference not counted)."""
+    pipeline = Pipeline(settings, processor=processor)
+    sink = ParquetSink(out, {"benchmark": str(out)}, False, pipeline.tracker.written)
+    summary = pipeline.replay(source, sink, progress=None)
+    return summary.scored, summary.seconds
 
 
 def main() -> None:

@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from service import __version__
+from service.core.processing import AlertProcessor
 from service.core.routing import Route
+from service.records import Row, ScoredBatch
 
 # tansu answers a fetch only when fetch.wait.max.ms has passed, even when data arrives earlier
 # (Kafka answers as soon as fetch.min.bytes are there): with librdkafka's default of 500 ms that
@@ -159,6 +163,17 @@ class StageTimer:
         """CPU microseconds per alert by stage, largest first."""
         ordered = sorted(self.cpu_seconds.items(), key=lambda item: -item[1])
         return {stage: s / max(alerts, 1) * 1e6 for stage, s in ordered}
+
+
+def score_now(processor: AlertProcessor, top: str, rows: list[Row]) -> ScoredBatch:
+    """A batch of rows of class ``top`` scored here and now (no inference worker), as the
+    processor's score records."""
+    started = time.perf_counter()
+    scores = processor.routes[top].scorer.score(np.stack([row.features for row in rows]))
+    seconds = time.perf_counter() - started
+    return processor.scored_batch(
+        top, rows, scores.raw, scores.percentile, scores.nearest_index, seconds
+    )
 
 
 def score_record(

@@ -65,6 +65,7 @@ from benchmarks.common import (
     Throughput,
     cores,
     machine,
+    score_now,
     score_record,
     thread_cpu_seconds,
 )
@@ -75,8 +76,7 @@ from service import __version__
 from service.config import Settings, load_settings
 from service.core.engine import Engine
 from service.core.inference import InlineInference, ProcessInference
-from service.core.processing import AlertProcessor, ScoredBatch
-from service.core.routing import Row, Source
+from service.core.processing import AlertProcessor
 from service.demo import publish
 from service.exceptions import InputError
 from service.io.codecs.avro import make_batch_encoder, make_encoder
@@ -87,6 +87,7 @@ from service.io.sources.kafka import KafkaSource
 from service.live import ScoringService
 from service.ops.logs import configure_logging
 from service.ops.metrics import Metrics
+from service.records import Input, Lineage, Row, ScoredBatch
 
 RESULTS_DIR = Path(__file__).parent / "results"
 SATURATION_TIMEOUT_S = 600.0  # the service must have scored the pre-loaded alerts by then
@@ -327,8 +328,8 @@ def naive(settings: Settings, n: int) -> Throughput:
             if not count:
                 started = time.monotonic()
             record = fastavro.schemaless_reader(io.BytesIO(message.value() or b""), schema, None)
-            source = Source(message.topic() or "", message.partition() or 0, count, None)
-            [(top, row)] = processor.rows_from_records([record], source)
+            source = Lineage(message.topic() or "", message.partition() or 0, count, None)
+            [[(top, row)]] = processor.route([Input(source, None, None, None, [record])])
             probability, target = row.top_probability, processor.routes[top]
             x = row.features[None, :]
             with torch.inference_mode():
@@ -644,7 +645,7 @@ def stages(settings: Settings, n: int) -> dict[str, float]:
         out[name] = (time.perf_counter() - started) / n * 1e6
         return result
 
-    source = Source("bench", 0, 0, None)
+    source = Lineage("bench", 0, 0, None)
     generic = AlertProcessor(
         settings.model_copy(
             update={"input": settings.input.model_copy(update={"decoder": "generic"})}
@@ -675,7 +676,7 @@ def stages(settings: Settings, n: int) -> dict[str, float]:
 
     def score_all() -> list[ScoredBatch]:
         return [
-            processor.score(top, rows[i : i + size])
+            score_now(processor, top, rows[i : i + size])
             for top, rows in by_class.items()
             for i in range(0, len(rows), size)
         ]
@@ -960,5 +961,5 @@ def sample_output(settings: Settings) -> dict[str, Any]:
     """One anomaly-score record of the workload (to size the passthrough's outputs)."""
     processor = AlertProcessor(settings)
     _, value = next(workload.messages(1))
-    [[(top, row)]] = processor.rows_many([value], [Source(settings.input.topics[0], 0, 0, 0)])
-    return processor.score(top, [row]).records[0]
+    [[(top, row)]] = processor.rows_many([value], [Lineage(settings.input.topics[0], 0, 0, 0)])
+    return score_now(processor, top, [row]).records[0]

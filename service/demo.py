@@ -27,11 +27,11 @@ from service.core.engine import Stats
 from service.exceptions import BrokersUnavailableError, KafkaServiceError
 from service.io.codecs.avro import CONFLUENT_HEADER_SIZE, confluent_header, decode_output
 from service.io.embedded import EmbeddedBroker
-from service.io.kafka import create_topics
-from service.io.sources.kafka import new_client
+from service.io.kafka import create_topics, new_client
 from service.live import ScoringService
 from service.ops.availability import WAIT_SLICE_S, Brokers
-from service.ops.metrics import Health, Metrics, MetricsServer
+from service.ops.health import Health, MetricsServer
+from service.ops.metrics import Metrics
 
 INPUT_TOPIC = "ztf-lc-classifier"
 LSST_INPUT_TOPIC = "rubin-alerts"

@@ -8,7 +8,9 @@ from typing import Literal
 from models.exceptions import AlertAnomalyError, ConfigurationError
 
 # Why a message went to the dead-letter topic: the value of its ``alert_anomaly.error`` header
-# and of the ``reason`` label of the dead-letter metric.
+# and of the ``reason`` label of the dead-letter metric. The one list of reasons: the input side
+# is decided by service.core.validation, the output side by service.io.sinks.kafka (a test checks
+# that the code produces exactly these).
 DeadLetterReason = Literal[
     "undecodable",  # bytes that the configured format and schema cannot decode
     "unknown_schema",  # Confluent wire format with a schema id missing from the schema map

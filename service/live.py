@@ -1,5 +1,6 @@
-"""The live service: the consumer group (:class:`KafkaSource`), the processor, inference, the score
-and dead-letter topics (:class:`KafkaSink`) and the loop that drives them (:class:`Engine`)."""
+"""The live service, a preset of the pipeline (:mod:`service.pipeline`): a consumer group
+(``input.kind`` kafka), a sink that writes as it goes (``output.kind`` kafka by default), the
+processor, inference and the loop (:class:`Engine`) with the live options."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import structlog
 
 from service import __version__
 from service.config import ENV_PREFIX, Settings
-from service.core.engine import Engine, Options, Stats
-from service.core.offsets import OffsetTracker
-from service.core.processing import AlertProcessor, Inference, start_inference
+from service.core.engine import Stats
 from service.exceptions import SettingsError
-from service.io.sinks.kafka import KafkaSink
+from service.io.sinks import OutputSink
 from service.io.sources.kafka import KafkaSource
 from service.ops.availability import Brokers
 from service.ops.metrics import Metrics
+from service.pipeline import Pipeline, live_options
+from service.registry import SINKS, SOURCES
 
 log = structlog.get_logger(__name__)
 
@@ -25,17 +26,6 @@ CHECK_TIMEOUT_S = 15.0  # how long `run --check` waits for a broker
 # inference worker) end the process within this; in the loop, within drain_timeout_s + this
 STOP_MARGIN_S = 15.0
 CLOSE_AT_START_S = 2.0  # closing the clients when start-up is interrupted or fails
-
-
-def engine_options(settings: Settings) -> Options:
-    return Options(
-        max_rows=settings.batch.max_rows,
-        max_delay_s=settings.batch.max_delay_ms / 1000,
-        flush_when_idle=settings.batch.flush_when_idle,
-        commit_interval_s=settings.commit_interval_ms / 1000,
-        drain_timeout_s=settings.drain_timeout_s,
-        stop_after_idle_s=settings.stop_after_idle_s,
-    )
 
 
 class ScoringService:
@@ -59,17 +49,10 @@ class ScoringService:
                 "invalid settings: no input topics: set --topic, [input] topics in the config "
                 f"file or {ENV_PREFIX}INPUT__TOPICS (a JSON list)"
             )
+        _check_live_kinds(settings)
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.stage = "loading_models"
-        self.processor = AlertProcessor(settings)
-        self.routes = self.processor.routes
-        for r in self.routes.values():
-            m = r.bundle.manifest
-            self.metrics.record_model(
-                m.survey, m.top_class, m.scorer, m.model_version, r.bundle.checksum
-            )
-        self.tracker = OffsetTracker()
         self._on_ready = on_ready
 
         def brokers_changed(available: bool) -> None:
@@ -77,31 +60,38 @@ class ScoringService:
             if on_brokers is not None:
                 on_brokers(available)
 
-        self.brokers = Brokers(
+        brokers = Brokers(
             settings.kafka.bootstrap_servers, settings.kafka.unavailable_timeout_s, brokers_changed
         )
-        self._engine: Engine | None = None
+        self.pipeline = Pipeline(settings, self.metrics, brokers)
+        self.processor = self.pipeline.processor
+        self.routes = self.processor.routes
+        for r in self.routes.values():
+            m = r.bundle.manifest
+            self.metrics.record_model(
+                m.survey, m.top_class, m.scorer, m.model_version, r.bundle.checksum
+            )
         self._stopping = False
 
     @property
     def inference_pid(self) -> int | None:
         """The inference worker's process id while the service runs (None: inline)."""
-        engine = self._engine
-        return getattr(engine.inference, "pid", None) if engine is not None else None
+        return self.pipeline.inference_pid
 
     @property
     def stats(self) -> Stats:
-        return self._engine.stats if self._engine is not None else Stats(tracker=self.tracker)
+        engine = self.pipeline.engine
+        return engine.stats if engine is not None else Stats(tracker=self.pipeline.tracker)
 
     def stop(self) -> None:
         """Ask the loop to drain, commit and return (safe from a signal handler)."""
         self._stopping = True
-        if self._engine is not None:
-            self._engine.stop()
+        if self.pipeline.engine is not None:
+            self.pipeline.engine.stop()
 
     def check(self, offline: bool) -> list[str]:
-        """What ``run --check`` reports, line by line: the models; the client properties (both
-        clients are made); unless ``offline``, the brokers (waiting at most
+        """What ``run --check`` reports, line by line: the models; the client properties (the
+        source and the sink are made); unless ``offline``, the brokers (waiting at most
         :data:`CHECK_TIMEOUT_S`) and the input topics."""
         lines = [f"models: {', '.join(r.bundle.name for r in self.routes.values())}"]
         kafka = self.settings.kafka
@@ -110,13 +100,14 @@ class ScoringService:
             min(CHECK_TIMEOUT_S, kafka.unavailable_timeout_s),
             quiet=offline,  # offline, the clients are made and closed: no broker is expected
         )
-        source = KafkaSource(self.settings, self.metrics, brokers)
+        checking = Pipeline(self.settings, self.metrics, brokers, self.processor)
+        source = _consumer_group(checking)
         try:
-            KafkaSink(self.settings, self.metrics, self.tracker.written, brokers).close()
+            checking.make_sink().close()
             lines.append("Kafka client properties: accepted by librdkafka")
             if not offline:
                 found = source.check_topics()
-                lines.append(f"brokers: {self.settings.kafka.bootstrap_servers} answered")
+                lines.append(f"brokers: {kafka.bootstrap_servers} answered")
                 lines += [
                     f"input {name}: {', '.join(topics) or 'no topic matches yet'}"
                     for name, topics in found.items()
@@ -129,20 +120,19 @@ class ScoringService:
         """Start the clients and the inference worker, then run the loop. ``heartbeat`` is
         called by the loop and while waiting for brokers at start (liveness). An exception at
         start (an error, or the caller's interruption on a signal) closes what was started."""
-        s = self.settings
-        self.brokers.heartbeat = heartbeat
-        source = KafkaSource(s, self.metrics, self.brokers)
-        sink: KafkaSink | None = None
-        inference: Inference | None = None
+        s, pipeline = self.settings, self.pipeline
+        pipeline.brokers.heartbeat = heartbeat
+        source = _consumer_group(pipeline)
+        sink: OutputSink | None = None
         try:
             self.stage = "waiting_for_brokers"  # logged by Brokers when they do not answer
             topics = source.check_topics()
-            sink = KafkaSink(s, self.metrics, self.tracker.written, self.brokers)
+            sink = pipeline.make_sink()
             self.stage = "starting_inference"
             log.info(
                 "starting_inference", mode=s.model.inference, device=str(self.processor.device)
             )
-            inference = start_inference(s, self.routes)
+            engine = pipeline.start(source, sink, live_options(s), on_ready=self._on_ready)
             log.info(
                 "service_starting",
                 version=__version__,
@@ -151,32 +141,43 @@ class ScoringService:
                 output=s.output.topic,
                 dead_letter=s.output.dead_letter_topic,
                 device=str(self.processor.device),
-                inference_pid=getattr(inference, "pid", None),  # None: inline
+                inference_pid=pipeline.inference_pid,  # None: inline
                 models={t: r.bundle.name for t, r in self.routes.items()},
                 input_topics=topics,
-            )
-            self._engine = Engine(
-                self.processor,
-                inference,
-                source,
-                sink,
-                self.tracker,
-                engine_options(s),
-                self.metrics,
-                on_ready=self._on_ready,
             )
             self.stage = "running"  # from here on, a stop drains
         except BaseException:
             self.stage = "stopped"
-            if inference is not None:
-                inference.close()
+            pipeline.close_inference()
             source.close(CLOSE_AT_START_S)
             if sink is not None:
                 sink.close(CLOSE_AT_START_S)
             raise
         if self._stopping:
-            self._engine.stop()
+            engine.stop()
         try:
-            return self._engine.run(heartbeat)
+            return pipeline.run(heartbeat)
         finally:
             self.stage = "stopped"
+
+
+def _check_live_kinds(settings: Settings) -> None:
+    """The live service reads a consumer group and writes as it goes (no checkpoints)."""
+    source, sink = settings.input.kind, settings.output.kind
+    if not SOURCES[source].live:
+        raise SettingsError(
+            f"invalid settings: input.kind {source} is bounded: `run` reads a consumer group "
+            f"(input.kind {', '.join(k for k, v in SOURCES.items() if v.live)}); replay or score "
+            "read bounded inputs"
+        )
+    if not SINKS[sink].live:
+        raise SettingsError(
+            f"invalid settings: output.kind {sink} needs checkpoints: `run` writes to "
+            f"{', '.join(k for k, v in SINKS.items() if v.live)}; replay writes Parquet"
+        )
+
+
+def _consumer_group(pipeline: Pipeline) -> KafkaSource:
+    source = pipeline.make_source()
+    assert isinstance(source, KafkaSource)  # the only live source (checked at construction)
+    return source

@@ -7,7 +7,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
 
 from service.config import Settings, load_settings
 
@@ -18,11 +21,13 @@ def examples(*lines: str) -> str:
 
 
 def add_configuration_arg(parser: argparse.ArgumentParser) -> None:
-    """--config: the method that trains the models (models.configurations)."""
+    """--configuration: the method that trains the models (models.configurations). Not
+    abbreviated: ``--config`` is a settings file in every command that takes one."""
     from models.configurations import CONFIGURATION_NAMES, DEFAULT_CONFIGURATION
 
+    parser.allow_abbrev = False
     parser.add_argument(
-        "--config",
+        "--configuration",
         choices=CONFIGURATION_NAMES,
         default=DEFAULT_CONFIGURATION,
         help="paper: the reference code's method; ours: this project's choices "
@@ -69,7 +74,28 @@ class SettingFlag:
     help: str
     type: Callable[[str], Any] | None = None
     repeat: bool = False
-    choices: tuple[str, ...] | None = None
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The values the setting's type allows when it is a ``Literal`` (None: any)."""
+        return setting_choices(self.path)
+
+
+def setting_choices(path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The values of the setting at ``path`` when its type is a ``Literal`` (or an optional
+    one), read from :class:`Settings`: the one list of them; None for other types."""
+    model: type[BaseModel] = Settings
+    annotation: Any = None
+    for key in path:
+        annotation = model.model_fields[key].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    if get_origin(annotation) in (Union, UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = options[0] if len(options) == 1 else None
+    if get_origin(annotation) is Literal:
+        return tuple(str(value) for value in get_args(annotation))
+    return None
 
 
 # The one table of options that set settings; a command picks the ones it takes.
@@ -81,11 +107,7 @@ SETTING_FLAGS: dict[str, SettingFlag] = {
         ("input", "topics"), "input topic, or a regular expression starting with ^", repeat=True
     ),
     "--group-id": SettingFlag(("input", "group_id"), "consumer group"),
-    "--input-format": SettingFlag(
-        ("input", "format"),
-        "input format",
-        choices=("schemaless", "container", "confluent", "json"),
-    ),
+    "--input-format": SettingFlag(("input", "format"), "input format"),
     "--schema-version": SettingFlag(
         ("input", "schema_version"), "record version of the survey's classifier records"
     ),

@@ -19,23 +19,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="the paper and ours configurations side by side, for the results page",
         description=(
-            "Read two `alert-anomaly evaluate` directories of the same data (--config paper and "
-            "--config ours) and write the comparison: AUROC per configuration, the ranking of "
-            "the six detectors per class against the paper's Table 1, the MCDSVDD-NN variant "
-            "against the paper configuration's MCDSVDD, exact against threshold-grid AUROC, and "
-            "the paper's fixed feature scales on the data (the paper configuration alone while "
-            "--ours holds no evaluation yet). With --page, it replaces the page's generated "
-            "part; otherwise it prints it."
+            "Read two `alert-anomaly evaluate` directories of the same data (--configuration "
+            "paper and --configuration ours) and write the comparison: AUROC per configuration, "
+            "the ranking of the six detectors per class against the paper's Table 1, the "
+            "MCDSVDD-NN variant against the paper configuration's MCDSVDD, exact against "
+            "threshold-grid AUROC, and the paper's fixed feature scales on the data (the paper "
+            "configuration alone while --ours holds no evaluation yet). With --page, it replaces "
+            "the page's generated part; otherwise it prints it."
         ),
     )
-    p.add_argument("--paper", type=Path, required=True, help="evaluation of --config paper")
-    p.add_argument("--ours", type=Path, help="evaluation of --config ours (when run)")
+    p.add_argument("--paper", type=Path, required=True, help="evaluation of --configuration paper")
+    p.add_argument("--ours", type=Path, help="evaluation of --configuration ours (when run)")
     p.add_argument("--page", type=Path, help="Markdown page to update (e.g. docs/results.md)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.evaluation.compare import generated_section, read_page, update_page
+    from models.evaluation.page import generated_section, read_page, update_page
 
     if args.page:
         read_page(args.page)  # a missing page is an error before the work, not after

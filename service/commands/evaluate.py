@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from models.detectors import REGISTRY
 from models.scorers import DETECTORS, VARIANTS
 from models.taxonomy import TOP_CLASSES
 from service.commands.args import (
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "evaluate",
         epilog=examples(
             "alert-anomaly evaluate --data models/data/ztf-sim-sample/objects.parquet --out "
-            "results --config paper --folds 5",
+            "results --configuration paper --folds 5",
             "alert-anomaly evaluate --data objects.parquet --out quick --classes Periodic "
             "--detectors mcdsvdd,ae --epochs 20",
         ),
@@ -77,16 +78,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.data.is_file():
         raise DataError(f"feature table {args.data} does not exist")
     detectors = tuple(args.detectors)
-    if "distclassipy" in detectors:
-        from models.estimators import distclassipy_available
-
-        if not distclassipy_available():
-            detectors = tuple(d for d in detectors if d != "distclassipy")
-            print(
-                "note: DistClassiPy is skipped: it needs the 'distclassipy' extra "
-                "(pip install 'alert-anomaly[distclassipy]', GPL-3.0)",
-                file=sys.stderr,
-            )
+    for detector in tuple(detectors):  # a detector without its optional extra: a note
+        spec = REGISTRY.get(detector)
+        reason = spec.implementation().unavailable(spec) if spec is not None else None
+        if spec is not None and reason is not None:
+            detectors = tuple(d for d in detectors if d != detector)
+            print(f"note: {spec.label} is skipped: {reason}", file=sys.stderr)
             if not detectors:
                 raise ConfigurationError("no detector left to evaluate")
     config = EvaluationConfig(
@@ -97,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         detectors=detectors,
         classes=tuple(args.classes),
         seed=args.seed,
-        configuration=args.config,
+        configuration=args.configuration,
     )
     bar = tqdm(unit="cell", disable=args.no_progress, desc="evaluate")
 

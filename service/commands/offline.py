@@ -21,7 +21,7 @@ from models.resources import bundles_dir as shipped_bundles
 from models.scorers import DEFAULT_SCORERS, SURVEY_DEFAULT_SCORERS
 from service.config import Settings
 from service.io.codecs.surveys import SURVEYS
-from service.replay import Summary
+from service.pipeline import Summary
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 

@@ -1,5 +1,5 @@
 """``alert-anomaly replay`` and ``alert-anomaly score``: re-scoring archived alerts with the live
-service's code path (see :mod:`service.replay`)."""
+service's code path, as presets of the pipeline (:meth:`service.pipeline.Pipeline.replay`)."""
 
 from __future__ import annotations
 
@@ -103,17 +103,8 @@ def _offsets(items: list[str], flag: str) -> dict[int, int]:
 
 def run_replay(args: argparse.Namespace) -> int:
     from service.commands.offline import conclude
-    from service.core.offsets import OffsetTracker
-    from service.core.processing import AlertProcessor
-    from service.io.sinks import OutputSink
-    from service.io.sinks.files import ParquetSink
     from service.io.sinks.kafka import KafkaSink
-    from service.io.sources import InputSource
-    from service.io.sources.files import FileSource
-    from service.io.sources.topic_range import TopicRange
-    from service.ops.availability import Brokers
-    from service.ops.metrics import Metrics
-    from service.replay import parse_time_ms, replay_with_settings
+    from service.pipeline import Pipeline
 
     if bool(args.topic) == bool(args.files):
         raise ConfigurationError("replay reads --topic TOPIC or --files PATH...: give one")
@@ -127,64 +118,44 @@ def run_replay(args: argparse.Namespace) -> int:
         raise ConfigurationError("--since/--until/offsets/--partitions apply to --topic")
     if args.resume and not args.out:
         raise ConfigurationError("--resume applies to --out (Parquet) replays")
-    settings = settings_of(args, **_files_input(args.files))
-    brokers = Brokers(settings.kafka.bootstrap_servers, settings.kafka.unavailable_timeout_s)
-    processor = AlertProcessor(settings)
-    tracker = OffsetTracker()
-    sink: OutputSink
-    resume: dict[str, Any] = {}
-    if args.out:
-        description = _describe(args)
-        parquet = ParquetSink(args.out, description, args.resume, tracker.written)
-        resume, sink, where = parquet.saved, parquet, str(args.out)
-    else:
-        sink = KafkaSink(settings, Metrics(), tracker.written, brokers)
-        brokers.metadata(sink.producer, settings.output.topic)  # waits, says so, gives up
-        where = f"topic {settings.output.topic}"
-    source: InputSource
-    if args.topic:
-        source = TopicRange(
-            {**settings.kafka.librdkafka(), **settings.kafka.consumer},
-            settings.input.topics[0],
-            _partitions(args.partitions),
-            parse_time_ms(args.since) if args.since else None,
-            parse_time_ms(args.until) if args.until else None,
-            _offsets(args.start_offset, "--start-offset"),
-            _offsets(args.end_offset, "--end-offset"),
-            resume=resume,
-            brokers=brokers,
-        )
-    else:
-        source = FileSource(args.files, processor.survey.id_fields[0], resume)
-    summary = replay_with_settings(
-        settings, processor, source, sink, tracker, args.batch_rows, _label(args, "replay")
+    output: dict[str, Any] = (
+        {"kind": "parquet", "path": args.out, "resume": args.resume}
+        if args.out
+        else {"kind": "kafka"}
     )
-    if args.out:
-        full_list = f"_dead-letters-*.parquet in {args.out}"
-    else:
+    settings = settings_of(args, input=_replay_input(args), output=output)
+    pipeline = Pipeline(settings)
+    sink = pipeline.make_sink()
+    if isinstance(sink, KafkaSink):  # waits for the output topic, says so, gives up
+        pipeline.brokers.metadata(sink.producer, settings.output.topic)
+        where = f"topic {settings.output.topic}"
         full_list = f"topic {settings.output.dead_letter_topic}"
+    else:
+        where, full_list = str(args.out), f"_dead-letters-*.parquet in {args.out}"
+    summary = pipeline.replay(sink=sink, progress=_label(args, "replay"))
     conclude(summary, where, settings, args.files or (), full_list)
     return 0
 
 
-def _files_input(files: object) -> dict[str, Any]:
-    """Files are Avro object containers (schema embedded), whatever input.format says."""
-    return {"input": {"format": "container", "schema_version": None}} if files else {}
-
-
-def _describe(args: argparse.Namespace) -> dict[str, Any]:
-    """What a Parquet replay reads: a resumed replay must read the same."""
+def _replay_input(args: argparse.Namespace) -> dict[str, Any]:
+    """The replay's source: files (Avro object containers, schema embedded, whatever
+    input.format says) or a range of the topic."""
     if args.files:
-        return {"kind": "files", "paths": [str(p) for p in args.files]}
+        return _files_input(args.files)
     return {
-        "kind": "topic",
-        "topic": args.topic[0],
-        "partitions": args.partitions,
+        "kind": "topic_range",
+        "partitions": _partitions(args.partitions),
         "since": args.since,
         "until": args.until,
-        "start": sorted(args.start_offset),
-        "end": sorted(args.end_offset),
+        "start_offsets": _offsets(args.start_offset, "--start-offset"),
+        "end_offsets": _offsets(args.end_offset, "--end-offset"),
     }
+
+
+def _files_input(paths: list[Path]) -> dict[str, Any]:
+    """Files as the source: Avro object containers (schema embedded) or tables, whatever
+    input.format says."""
+    return {"kind": "files", "paths": paths, "format": "container", "schema_version": None}
 
 
 def _label(args: argparse.Namespace, label: str) -> str | None:
@@ -194,27 +165,21 @@ def _label(args: argparse.Namespace, label: str) -> str | None:
 
 def run_score(args: argparse.Namespace) -> int:
     from service.commands.offline import NothingScoredError, conclude
-    from service.core.offsets import OffsetTracker
-    from service.core.processing import AlertProcessor
     from service.io.sinks.files import (
         CollectingSink,
         dead_letters_path,
         write_dead_letters_file,
         write_scores_file,
     )
-    from service.io.sources.files import FileSource
-    from service.replay import replay_with_settings
+    from service.pipeline import Pipeline
 
     if args.output.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigurationError(f"OUTPUT must end in .parquet or .csv, got {args.output.name}")
-    settings = settings_of(args, **_files_input(True))
-    processor = AlertProcessor(settings)
-    tracker = OffsetTracker()
-    sink = CollectingSink(tracker.written)
-    source = FileSource([args.input], processor.survey.id_fields[0])
-    summary = replay_with_settings(
-        settings, processor, source, sink, tracker, args.batch_rows, _label(args, "score")
-    )
+    settings = settings_of(args, input=_files_input([args.input]), output={"kind": "memory"})
+    pipeline = Pipeline(settings)
+    sink = pipeline.make_sink()
+    assert isinstance(sink, CollectingSink)
+    summary = pipeline.replay(sink=sink, progress=_label(args, "score"))
     if not summary.read:
         raise NothingScoredError(f"{args.input} holds no alerts: nothing to score")
     if sink.records:  # nothing scored: no OUTPUT (conclude says why)

@@ -16,7 +16,7 @@ from service.exceptions import SettingsError
 
 if TYPE_CHECKING:  # the service's modules load torch: only when the command runs
     from service.live import ScoringService
-    from service.ops.metrics import Health, MetricsServer
+    from service.ops.health import Health, MetricsServer
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +85,7 @@ class Signals:
 
 
 def serve(settings: Settings, service: ScoringService, health: Health) -> MetricsServer | None:
-    from service.ops.metrics import MetricsServer
+    from service.ops.health import MetricsServer
 
     if settings.metrics_port is None:
         return None
@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, signals: Signals | None) -> int:
     from service.live import ScoringService
-    from service.ops.metrics import Health, Metrics
+    from service.ops.health import Health
+    from service.ops.metrics import Metrics
 
     settings = settings_of(args)
     metrics, health = Metrics(), Health.for_settings(settings)

@@ -69,11 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from models.exceptions import ConfigurationError
     from models.table import read_table
     from service.commands.offline import NothingScoredError, conclude
-    from service.core.offsets import OffsetTracker
-    from service.core.processing import AlertProcessor
     from service.io.sinks.files import CollectingSink
-    from service.io.sources.files import FileSource
-    from service.replay import replay_with_settings
+    from service.pipeline import Pipeline
 
     if args.plot and not args.lightcurves:
         raise ConfigurationError(
@@ -89,17 +86,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError("give --data (a feature table) or --scores (scored alerts)")
     if args.scores and args.scorer:
         raise ConfigurationError("--scores are scores already: drop --scorer")
-    settings = settings_of(args)
     if args.scores or args.scorer:
-        return _run_report(args, settings)
-    processor = AlertProcessor(settings)
-    tracker = OffsetTracker()
-    sink = CollectingSink(tracker.written)
-    source = FileSource([args.data], processor.survey.id_fields[0])
-    progress = None if args.no_progress else "top"
-    summary = replay_with_settings(
-        settings, processor, source, sink, tracker, args.batch_rows, progress
+        return _run_report(args, settings_of(args))
+    settings = settings_of(
+        args, input={"kind": "files", "paths": [args.data]}, output={"kind": "memory"}
     )
+    pipeline = Pipeline(settings)
+    sink = pipeline.make_sink()
+    assert isinstance(sink, CollectingSink)
+    summary = pipeline.replay(sink=sink, progress=None if args.no_progress else "top")
     if not summary.read:
         raise NothingScoredError(f"{args.data} holds no alerts: nothing to list")
     table = read_table(args.data)

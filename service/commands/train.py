@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from models.table import AlertTable
+from models.detectors import get
 from models.resources import bundle_dirname
-from models.scorers import DEFAULT_SCORERS, ENSEMBLE_KINDS, ESTIMATOR_KINDS, SCORER_KINDS
+from models.scorers import DEFAULT_SCORERS, SCORER_KINDS
 from models.taxonomy import MODEL_CLASSES, TOP_CLASSES, UNROUTED, check_model_class
 from service.commands.args import add_configuration_arg, examples, non_negative_int, positive_int
 
@@ -34,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "train",
         epilog=examples(
-            "alert-anomaly train --data objects.parquet --all --out my-bundles --config paper",
+            "alert-anomaly train --data objects.parquet --all --out my-bundles "
+            "--configuration paper",
             "alert-anomaly train --data objects.parquet --top-class Periodic --scorer mcdsvdd "
             "--out periodic-mcdsvdd",
             "alert-anomaly train --data lsst.parquet --survey lsst --top-class All --scorer "
@@ -142,14 +144,8 @@ def run(args: argparse.Namespace) -> int:
     survey = args.survey or str(table.metadata.get("survey", "ztf"))
     jobs = _jobs(args, survey)
     # An extra's one-line error before anything is trained.
-    if any(scorer == "distclassipy" for _, scorer, _ in jobs):
-        from models.estimators import distance_anomaly_class
-
-        distance_anomaly_class()
-    if any(scorer == "iforest" for _, scorer, _ in jobs):
-        from models.estimators import isolation_forest_class
-
-        isolation_forest_class()
+    for spec in dict.fromkeys(get(scorer) for _, scorer, _ in jobs):
+        spec.implementation().require(spec)
     _columns(table, survey, args.features)  # a table lacking a feature fails before training
     started = time.monotonic()
     data_sha = file_sha256(args.data)
@@ -160,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         if len(inliers) == 0:
             raise DataError(f"{args.data} has no objects of top-level class {top}")
         config = TrainingConfig(
-            scorer=scorer,  # type: ignore[arg-type]
+            scorer=scorer,
             top_class=top,
             lr=args.lr,
             latent=args.latent,
@@ -169,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
             patience=args.patience,
             seed=args.seed,
             device=args.device,
-            configuration=args.config,
+            configuration=args.configuration,
         )
         features, names = _columns(inliers, survey, args.features)
         trained = train_model(features, inliers.subclass, names, config, not args.no_progress)
@@ -187,19 +183,10 @@ def run(args: argparse.Namespace) -> int:
         )
         bundle.save(out)
         default = " (default)" if DEFAULT_SCORERS.get(top) == scorer else ""
-        if scorer in ESTIMATOR_KINDS:
-            what = f"fitted on {trained.metrics['n_train']} objects"
-        elif scorer in ENSEMBLE_KINDS:
-            epochs = [m["train"]["epochs"] for m in trained.metrics["members"]]
-            what = f"{len(epochs)} networks, one per fold ({', '.join(map(str, epochs))} epochs)"
-        else:
-            metrics = trained.metrics["train"]
-            what = (
-                f"{metrics['epochs']} epochs, best validation loss "
-                f"{metrics['best_val_loss']:.4g} at epoch {metrics['best_epoch']}"
-            )
+        spec = get(scorer)
+        what = spec.implementation().describe(spec, trained.metrics)
         print(
-            f"{bundle.name}{default} ({args.config}): {what}, "
+            f"{bundle.name}{default} ({args.configuration}): {what}, "
             f"{trained.metrics['seconds']:.0f} s -> {out}"
         )
     print(f"trained {len(jobs)} bundles in {time.monotonic() - started:.0f} s")

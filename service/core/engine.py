@@ -15,6 +15,12 @@ One thread drives everything (librdkafka and the inference worker do their work 
 * on revocation (live) the open batches are scored and the revoked partitions' outputs awaited
   (at most ``drain_timeout``) and committed; a bounded source is drained and checkpointed every
   ``checkpoint_every`` inputs and at its end.
+
+The pipeline (:mod:`service.pipeline`) makes the engine and owns the inference it is given; the
+engine closes the source and the sink as the last steps of its drain, within its deadline.
+
+Over 300 lines on purpose: one class whose loop, drain, commits and rebalance handlers share the
+batcher, the tracker and the drain deadline; apart, each would reach into the others' state.
 """
 
 from __future__ import annotations
@@ -29,11 +35,11 @@ import structlog
 from service.core.batching import MicroBatcher
 from service.core.offsets import OffsetTracker
 from service.core.processing import AlertProcessor, Inference
-from service.core.routing import Row
 from service.exceptions import InferenceError, InputError
 from service.io.sinks import OutputSink
-from service.io.sources import Input, InputSource, Position
+from service.io.sources import InputSource
 from service.ops.metrics import Metrics
+from service.records import Input, Partition, Row
 
 log = structlog.get_logger(__name__)
 
@@ -220,7 +226,6 @@ class Engine:
         self.processor.router.report()
         self.source.close(max(CLOSE_S, deadline - time.monotonic()))
         self.sink.close(max(CLOSE_S, deadline - time.monotonic()))
-        self.inference.close()
         self._on_ready(False)
         log.info(
             "service_stopped",
@@ -233,7 +238,7 @@ class Engine:
         )
 
     def _drain(
-        self, partitions: set[Position] | None = None, deadline: float | None = None
+        self, partitions: set[Partition] | None = None, deadline: float | None = None
     ) -> None:
         """Score open batches and wait (until ``deadline``, by default ``drain_timeout_s``
         from now) for the outputs of ``partitions`` (default: all) to be written."""
@@ -266,13 +271,13 @@ class Engine:
 
     # -- the consumer group's events (live source) ----------------------------------------
 
-    def on_assigned(self, partitions: set[Position]) -> None:
+    def on_assigned(self, partitions: set[Partition]) -> None:
         self._idle_since = time.monotonic()  # the idle clock starts (again) here
         self.metrics.record_rebalance("assign")
         self._on_ready(True)
         log.info("partitions_assigned", partitions=sorted(f"{t}[{p}]" for t, p in partitions))
 
-    def on_revoked(self, partitions: set[Position]) -> None:
+    def on_revoked(self, partitions: set[Partition]) -> None:
         self.metrics.record_rebalance("revoke")
         log.info(
             "partitions_revoked",
@@ -286,16 +291,16 @@ class Engine:
         self._commit(wait_s=max(CLOSE_S, deadline - time.monotonic()), only=partitions)
         self._forget(partitions)
 
-    def on_lost(self, partitions: set[Position]) -> None:
+    def on_lost(self, partitions: set[Partition]) -> None:
         self.metrics.record_rebalance("lost")
         log.warning("partitions_lost", partitions=sorted(f"{t}[{p}]" for t, p in partitions))
         self._forget(partitions)
 
-    def on_committed(self, positions: dict[Position, int]) -> None:
+    def on_committed(self, positions: dict[Partition, int]) -> None:
         self.tracker.mark_committed(positions)
         log.debug("committed", positions={f"{t}[{p}]": o for (t, p), o in positions.items()})
 
-    def _forget(self, partitions: set[Position]) -> None:
+    def _forget(self, partitions: set[Partition]) -> None:
         for tp in partitions:
             self.tracker.forget(tp)
             self.metrics.forget_partition(*tp)
@@ -307,25 +312,15 @@ class Engine:
         self._on_read(len(inputs))
         if self.stats.first_consumed_at is None:
             self.stats.first_consumed_at = time.monotonic()
-        messages = [i for i in inputs if i.records is None]
         started = time.perf_counter()
-        results = iter(
-            self.processor.rows_many([m.value for m in messages], [m.source for m in messages])
-        )
+        results = self.processor.route(inputs)
         self._decode_seconds.append(time.perf_counter() - started)
         register, add = self.tracker.register, self.batcher.add
-        for item in inputs:
+        for item, result in zip(inputs, results, strict=True):
             tp = (item.source.topic, item.source.partition)
-            if item.records is None:
-                result = next(results)
-            elif not item.records:  # read but outside the replay's range: nothing to write
+            if item.skipped:  # read but outside the replay's range: nothing to write
                 register(tp, item.source.offset, outputs=0)
                 continue
-            else:
-                try:
-                    result = self.processor.rows_from_records(item.records, item.source)
-                except InputError as exc:
-                    result = exc
             self.stats.consumed += 1
             if isinstance(result, InputError):
                 register(tp, item.source.offset, outputs=1)
@@ -377,13 +372,12 @@ class Engine:
             batch = self.processor.scored_batch(
                 top, rows, scored.raw, scored.percentile, scored.nearest, scored.seconds
             )
-            route = self.processor.routes[top]
-            device = route.scorer.device
+            device = self.processor.device
             self.metrics.record_stage("score", batch.seconds)
             self.metrics.record_batch(
                 self.processor.survey.name,
                 top,
-                route.bundle.manifest.scorer,
+                batch.columns["scorer"],
                 device.type,
                 batch.seconds,
                 batch.raw,
@@ -404,7 +398,7 @@ class Engine:
 
     # -- committing ------------------------------------------------------------------------
 
-    def _commit(self, wait_s: float | None, only: set[Position] | None = None) -> None:
+    def _commit(self, wait_s: float | None, only: set[Partition] | None = None) -> None:
         """Commit written positions. Periodic commits do not wait (``wait_s`` None: an outage
         must not block the loop; failures are retried at the next interval); revocation,
         checkpoints and the end wait at most ``wait_s`` for the result."""

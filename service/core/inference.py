@@ -15,6 +15,10 @@ The worker loads the bundles itself and checks their checksums against the servi
 SIGINT and SIGTERM (the service scores what it holds, then closes the socket) and exits when the
 socket closes, so it never outlives the service. If it dies, the service gets an
 :class:`InferenceError`: work whose scores were not written is not committed, and is redone.
+
+Over 300 lines on purpose: both ends of one protocol (the slot layout, the three numbers, the
+checks at start) - the service's client and the worker's loop - are kept side by side so that
+neither can change without the other.
 """
 
 from __future__ import annotations

@@ -13,24 +13,22 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from service.core.routing import Source
-
-TopicPartition = tuple[str, int]
+from service.records import Lineage, Partition
 
 
 class OffsetTracker:
     def __init__(self) -> None:
-        self._pending: dict[TopicPartition, OrderedDict[int, int]] = {}
-        self._position: dict[TopicPartition, int] = {}  # next offset to commit (acknowledged)
-        self._committed: dict[TopicPartition, int] = {}
+        self._pending: dict[Partition, OrderedDict[int, int]] = {}
+        self._position: dict[Partition, int] = {}  # next offset to commit (acknowledged)
+        self._committed: dict[Partition, int] = {}
         self.written_outputs = 0
         self.last_written_at: float | None = None  # time.monotonic()
 
-    def written(self, sources: Sequence[Source]) -> None:
+    def written(self, sources: Sequence[Lineage]) -> None:
         """An output of each input at ``sources`` is written (what sinks call, a batch at once)."""
         self.written_outputs += len(sources)
         self.last_written_at = time.monotonic()
-        touched: set[TopicPartition] = set()
+        touched: set[Partition] = set()
         for topic, partition, offset, _ in sources:
             tp = (topic, partition)
             pending = self._pending.get(tp)
@@ -41,7 +39,7 @@ class OffsetTracker:
         for tp in touched:
             self._advance(tp)
 
-    def register(self, tp: TopicPartition, offset: int, outputs: int = 1) -> None:
+    def register(self, tp: Partition, offset: int, outputs: int = 1) -> None:
         """A consumed message awaiting ``outputs`` acknowledgements (0: nothing to wait for)."""
         pending = self._pending.get(tp)
         if pending is None:
@@ -50,7 +48,7 @@ class OffsetTracker:
         if outputs == 0:
             self._advance(tp)
 
-    def _advance(self, tp: TopicPartition) -> None:
+    def _advance(self, tp: Partition) -> None:
         pending = self._pending[tp]
         while pending:
             offset, left = next(iter(pending.items()))
@@ -59,23 +57,23 @@ class OffsetTracker:
             pending.popitem(last=False)
             self._position[tp] = offset + 1
 
-    def committable(self) -> dict[TopicPartition, int]:
+    def committable(self) -> dict[Partition, int]:
         """Positions acknowledged but not yet committed."""
         return {tp: pos for tp, pos in self._position.items() if self._committed.get(tp) != pos}
 
-    def mark_committed(self, positions: dict[TopicPartition, int]) -> None:
+    def mark_committed(self, positions: dict[Partition, int]) -> None:
         """Record committed positions (an older, late-confirmed one never moves them back)."""
         for tp, pos in positions.items():
             if tp in self._position and pos > self._committed.get(tp, -1):
                 self._committed[tp] = pos
 
-    def in_flight(self, tp: TopicPartition | None = None) -> int:
+    def in_flight(self, tp: Partition | None = None) -> int:
         """Messages registered but not fully acknowledged (of one partition, or all)."""
         if tp is not None:
             return len(self._pending.get(tp, ()))
         return sum(len(p) for p in self._pending.values())
 
-    def forget(self, tp: TopicPartition) -> None:
+    def forget(self, tp: Partition) -> None:
         """Drop a revoked partition's state."""
         for table in (self._pending, self._position, self._committed):
             table.pop(tp, None)

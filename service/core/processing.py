@@ -9,11 +9,8 @@ and a batch of rows of one class becomes anomaly-score records (``schemas/anomal
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import structlog
@@ -29,26 +26,13 @@ from models.taxonomy import MODEL_CLASSES
 from service import __version__
 from service.config import Settings
 from service.core.inference import InlineInference, ModelFile, ProcessInference, choose_mode
-from service.core.routing import Route, Routed, Router, Row, Source
-from service.exceptions import InputError, SettingsError
-from service.io.codecs.avro import Columns, records_of
+from service.core.routing import Route, Router
+from service.exceptions import SettingsError
 from service.io.codecs.decoding import MessageDecoder
 from service.io.codecs.surveys import get_survey
+from service.records import Input, Lineage, Routed, Row, ScoredBatch
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class ScoredBatch:
-    columns: Columns  # the anomaly-score records by field, in row order
-    raw: NDArray[np.float32]
-    percentile: NDArray[np.float32]
-    seconds: float  # inference time
-
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        """The anomaly-score records, one per row."""
-        return records_of(self.columns, len(self.raw))
 
 
 def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
@@ -129,28 +113,31 @@ class AlertProcessor:
         (``service.io.codecs.batchdecode``) or ``generic`` (fastavro)."""
         return dict(self._paths)
 
-    def rows_many(self, values: Sequence[bytes | None], sources: Sequence[Source]) -> list[Routed]:
+    def route(self, inputs: Sequence[Input]) -> list[Routed]:
+        """Each input's rows, or the InputError that makes it a dead letter: the messages among
+        ``inputs`` are decoded together, decoded records (table rows) input by input; a skipped
+        input (:attr:`Input.skipped`) has no rows."""
+        messages = [item for item in inputs if item.records is None]
+        routed = iter(self.rows_many([m.value for m in messages], [m.source for m in messages]))
+        out: list[Routed] = []
+        for item in inputs:
+            if item.records is None:
+                out.append(next(routed))
+            elif item.skipped:
+                out.append([])
+            else:
+                [result] = self.router.route(
+                    self.decoder.decode_records(item.records), [item.source]
+                )
+                out.append(result)
+        return out
+
+    def rows_many(self, values: Sequence[bytes | None], sources: Sequence[Lineage]) -> list[Routed]:
         """Each message's routed rows, or the InputError that makes it a dead letter."""
         decoded = self.decoder.decode(values)
         for path, n in decoded.paths.items():
             self._paths[path] += n
         return self.router.route(decoded, sources)
-
-    def rows_from_records(self, records: Iterable[Any], source: Source) -> list[tuple[str, Row]]:
-        """Route already decoded records of one input (all or nothing: InputError)."""
-        [result] = self.router.route(self.decoder.decode_records(records), [source])
-        if isinstance(result, InputError):
-            raise result
-        return result
-
-    def score(self, top: str, rows: list[Row]) -> ScoredBatch:
-        """Score a batch of rows of one class here and now; one anomaly-score record per row."""
-        started = time.perf_counter()
-        scores = self.routes[top].scorer.score(np.stack([r.features for r in rows]))
-        seconds = time.perf_counter() - started
-        return self.scored_batch(
-            top, rows, scores.raw, scores.percentile, scores.nearest_index, seconds
-        )
 
     def scored_batch(
         self,
@@ -186,7 +173,7 @@ class AlertProcessor:
             "service_version": __version__,
             "feature_coverage": [row.coverage for row in rows],
         }
-        return ScoredBatch(columns, raw, percentile, seconds)
+        return ScoredBatch(top, columns, raw, percentile, seconds)
 
 
 Inference = InlineInference[list[Row]] | ProcessInference[list[Row]]

@@ -1,21 +1,15 @@
-"""Decoded alerts -> routed rows or dead letters: the one place that decides what is a dead
-letter and why.
+"""Decoded alerts -> routed rows or dead letters.
 
 Every group of alerts (:class:`service.io.codecs.decoding.Alerts`) is routed at once: to the
 top-level class with the highest probability (the first on ties), whose model takes the features it
 was trained on, by name, as float32. Alerts without classifier probabilities (Rubin's alert packets)
-go to the unrouted model (class ``All``), with probability 1. An alert goes to the dead-letter
-topic when:
-
-* ``missing_probabilities``: a top-level probability is not a finite number, or the alert has
-  none and no unrouted model is configured;
-* ``unknown_class``: the most probable class has no model;
-* ``low_feature_coverage``: its record carries fewer than ``model.min_feature_coverage`` of the
-  model's features by name (absent is not null: ALeRCE writes null for an undefined feature,
-  and a stream named another way lacks the names altogether);
-* ``non_finite_feature``: a feature the model uses is infinite (or beyond float32);
-* ``null_features``: fewer than ``model.min_feature_values`` of the model's features have a
-  value (not null/NaN) in the record: a mostly empty record would score as an outlier.
+go to the unrouted model (class ``All``), with probability 1. The router finds what makes an
+alert a dead letter - a probability not finite, no probabilities and no unrouted model, a class
+without a model, fewer than ``model.min_feature_coverage`` of the model's features by name
+(absent is not null: ALeRCE writes null for an undefined feature, and a stream named another way
+lacks the names altogether), an infinite feature (or beyond float32), fewer than
+``model.min_feature_values`` of the features with a value (a mostly empty record would score as
+an outlier) - and :mod:`service.core.validation` decides the reason and message.
 
 Undefined (null, NaN) features are normal and are scored. Coverage by name is measured for every
 group of alerts and counted per class and per absent feature (:class:`Coverage`); each row's
@@ -38,8 +32,10 @@ from numpy.typing import NDArray
 from models.bundle import Bundle
 from models.scoring import Scorer
 from models.taxonomy import UNROUTED
+from service.core.validation import listed, reject
 from service.exceptions import InputError
 from service.io.codecs.decoding import Alerts, Decoded
+from service.records import Lineage, Routed, Row
 
 log = structlog.get_logger(__name__)
 
@@ -63,29 +59,6 @@ class Route:
         return self.scorer.feature_names
 
 
-class Source(NamedTuple):  # a named tuple: one is made per message, and cheaply
-    """Where an input came from: a topic position, or a file (``file:<name>``, partition 0,
-    offset = record index)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-
-
-class Row(NamedTuple):
-    """One routed alert, ready for a micro-batch."""
-
-    source: Source
-    oid: str
-    top_probability: float
-    features: NDArray[np.float32]
-    coverage: float  # share of the model's features that have a value (not null) in the record
-    # the input's headers, for a dead letter that stands for its score (set by the engine)
-    headers: list[tuple[str, str | bytes | None]] | None = None
-
-
-Routed = list[tuple[str, Row]] | InputError  # per message: its rows, or why it is a dead letter
 ErrorOf = Callable[[int], InputError]  # the error of an alert of a group, by its index
 
 
@@ -137,7 +110,7 @@ class Router:
             found = self._matches[(names, top)] = _Match(positions, coverage, absent)
         return found
 
-    def route(self, decoded: Decoded, sources: Sequence[Source]) -> list[Routed]:
+    def route(self, decoded: Decoded, sources: Sequence[Lineage]) -> list[Routed]:
         """Rows per message (in record order), or the error that makes it a dead letter (a
         message with several records: one of their errors)."""
         rows: dict[int, list[tuple[int, str, Row]]] = {}  # (alert index, class, row)
@@ -196,7 +169,7 @@ class Router:
         k: int,
         top: str,
         chosen: NDArray[np.intp],
-        sources: Sequence[Source],
+        sources: Sequence[Lineage],
         rows: dict[int, list[tuple[int, str, Row]]],
         errors: dict[int, InputError],
         seen: int,
@@ -223,9 +196,7 @@ class Router:
             if j in bad_rows:
                 name = names[int(np.argmax(infinite[j]))]
                 value = group.values[i, match.positions[int(np.argmax(infinite[j]))]]
-                errors.setdefault(
-                    at, InputError("non_finite_feature", f"feature {name!r} is {value}")
-                )
+                errors.setdefault(at, reject("infinite_feature", name=name, value=value))
                 continue
             if j in sparse:
                 errors.setdefault(
@@ -285,46 +256,37 @@ class Router:
 def _probability_error(group: Alerts) -> ErrorOf:
     def error(i: int) -> InputError:
         j = int(np.argmax(~np.isfinite(group.top[i])))
-        return InputError(
-            "missing_probabilities", f"probability of {group.top_names[j]!r} is {group.top[i, j]}"
-        )
+        return reject("probability_not_finite", name=group.top_names[j], value=group.top[i, j])
 
     return error
 
 
 def _no_probabilities_error(models: tuple[str, ...]) -> ErrorOf:
-    error = InputError(
-        "missing_probabilities",
-        f"the alert has no classifier probabilities and no unrouted model ({UNROUTED}) is "
-        f"configured (models: {', '.join(models)})",
-    )
+    error = reject("no_unrouted_model", unrouted=UNROUTED, models=", ".join(models))
     return lambda i: error
 
 
 def _unknown_class_error(name: str, models: tuple[str, ...]) -> ErrorOf:
-    error = InputError(
-        "unknown_class",
-        f"most probable top-level class {name!r} has no model (models: {', '.join(models)})",
-    )
+    error = reject("class_without_model", name=name, models=", ".join(models))
     return lambda i: error
 
 
 def _null_features_error(route: Route, valued: int, minimum: float) -> InputError:
     n = len(route.feature_names)
-    return InputError(
-        "null_features",
-        f"{valued} of the {n} features of model {route.scorer.bundle.name} have a value, the "
-        f"others are null ({valued / n:.0%} < model.min_feature_values {minimum:.0%})",
+    return reject(
+        "few_values", valued=valued, n=n, model=route.bundle.name, share=valued / n, minimum=minimum
     )
 
 
 def _low_coverage_error(route: Route, match: _Match, minimum: float) -> ErrorOf:
     n = len(route.feature_names)
-    more = f" and {len(match.absent) - 5} more" if len(match.absent) > 5 else ""
-    error = InputError(
-        "low_feature_coverage",
-        f"the record carries {n - len(match.absent)} of the {n} features of model "
-        f"{route.scorer.bundle.name} ({match.coverage:.0%} < {minimum:.0%}); absent: "
-        f"{', '.join(match.absent[:5])}{more}",
+    error = reject(
+        "few_features",
+        carried=n - len(match.absent),
+        n=n,
+        model=route.bundle.name,
+        coverage=match.coverage,
+        minimum=minimum,
+        absent=listed(match.absent),
     )
     return lambda i: error

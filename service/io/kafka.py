@@ -1,11 +1,13 @@
-"""Thin wrappers over confluent-kafka: client configurations derived from the settings, topic
-creation, and small helpers. Everything Kafka-specific that is not pipeline logic lives here."""
+"""Thin wrappers over confluent-kafka: client configurations derived from the settings, client
+creation, cluster metadata, topic creation and bounded blocking calls. Every Kafka client helper
+that is not pipeline logic lives here (sources and sinks use them)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from confluent_kafka import KafkaException
@@ -14,7 +16,10 @@ from confluent_kafka.cimpl import NewTopic
 
 from service import __version__
 from service.config import ClientConfig, KafkaSettings
-from service.exceptions import KafkaServiceError
+from service.exceptions import KafkaServiceError, SettingsError
+
+if TYPE_CHECKING:
+    from service.ops.availability import Brokers
 
 STATISTICS_INTERVAL_MS = 5000
 METADATA_REFRESH_MS = 10_000
@@ -57,6 +62,21 @@ def producer_config(kafka: KafkaSettings) -> ClientConfig:
         "linger.ms": "1",
         **kafka.producer,
     }
+
+
+def new_client(kind: Any, config: dict[str, Any]) -> Any:
+    """A Consumer or Producer; a property librdkafka rejects is a settings error."""
+    try:
+        return kind(config)
+    except KafkaException as exc:
+        raise SettingsError(f"invalid Kafka client property: {exc.args[0].str()}") from None
+
+
+def list_topics(client: Any, brokers: Brokers, topic: str | None = None) -> Any:
+    """Cluster metadata (of one topic), waiting at most the brokers' timeout, with progress
+    lines (:meth:`Brokers.metadata`; an unreachable broker at start is the operator's to fix:
+    exit status 2)."""
+    return brokers.metadata(client, topic)
 
 
 def create_topics(

@@ -1,7 +1,13 @@
-"""Prometheus metrics and the HTTP endpoints ``/metrics``, ``/healthz`` and ``/readyz``.
+"""The service's Prometheus metric families and the ``record_*`` calls the pipeline makes.
 
 Every metric is named ``alert_anomaly_*`` and lives in the service's own registry. Recording a
-metric never raises into the pipeline: a failure is logged once and scoring goes on.
+metric never raises into the pipeline: a failure is logged once and scoring goes on. The HTTP
+endpoints that serve them and the liveness/readiness state are :mod:`service.ops.health`; the
+batch histogram is :mod:`service.ops.histogram`.
+
+Over 300 lines on purpose: it is one class, each family's name, labels and help next to the
+``record_*`` method that feeds it; split, a metric would be declared in one file and fed in
+another.
 """
 
 from __future__ import annotations
@@ -9,30 +15,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 import numpy as np
 import structlog
-from numpy.typing import ArrayLike, NDArray
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service.ops.histogram import BulkHistogram
 
 if TYPE_CHECKING:
-    from service.config import Settings
     from service.core.routing import Coverage
 
 log = structlog.get_logger(__name__)
@@ -45,10 +38,6 @@ SCORE_BUCKETS = tuple(10.0**e for e in (-4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5, 
 PERCENTILE_BUCKETS = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
 COVERAGE_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
 STAGES = ("decode", "score", "encode", "produce", "commit")
-# /healthz fails when the main loop has not ticked for this long, or (a longer drain_timeout_s)
-# for drain_timeout_s + STALE_MARGIN_S
-STALE_AFTER_S = 60.0
-STALE_MARGIN_S = 30.0
 
 
 def _never_raises(method: Callable[P, None]) -> Callable[P, None]:
@@ -62,65 +51,6 @@ def _never_raises(method: Callable[P, None]) -> Callable[P, None]:
                 wrapper.failed = True  # type: ignore[attr-defined]
 
     return wrapper
-
-
-@dataclass
-class _Series:
-    counts: NDArray[np.int64]  # per bucket (not cumulative), +Inf last
-    total: float = 0.0
-
-
-class BulkHistogram(Collector):
-    """A Prometheus histogram that takes a whole batch of observations in one numpy call
-    (``prometheus_client``'s ``observe`` costs microseconds per value, in Python)."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str],
-        buckets: Sequence[float],
-        registry: CollectorRegistry,
-    ) -> None:
-        self.name, self.documentation = name, documentation
-        self.labelnames = tuple(labelnames)
-        self.bounds = np.asarray(buckets, dtype=np.float64)
-        self._series: dict[tuple[str, ...], _Series] = {}
-        self._lock = threading.Lock()
-        if not self.labelnames:
-            self.observe_many(())  # the one series exists from the start
-        registry.register(self)
-
-    def observe_many(self, values: ArrayLike, *labelvalues: str) -> None:
-        data = np.asarray(values, dtype=np.float64).ravel()
-        if len(labelvalues) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}")
-        # bucket i counts values <= bounds[i]; the last one is +Inf
-        counts = np.bincount(
-            np.searchsorted(self.bounds, data, side="left"), minlength=len(self.bounds) + 1
-        )
-        with self._lock:
-            series = self._series.get(labelvalues)
-            if series is None:
-                series = self._series[labelvalues] = _Series(np.zeros(len(counts), np.int64))
-            series.counts += counts
-            series.total += float(data.sum())
-
-    def collect(self) -> Iterable[HistogramMetricFamily]:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        with self._lock:
-            snapshot = [(k, v.counts.cumsum(), v.total) for k, v in self._series.items()]
-        bounds = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
-        for labelvalues, cumulative, total in snapshot:
-            family.add_metric(
-                list(labelvalues),
-                [(b, float(c)) for b, c in zip(bounds, cumulative, strict=True)],
-                total,
-            )
-        yield family
-
-    def describe(self) -> Iterable[HistogramMetricFamily]:
-        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
 
 class Metrics:
@@ -387,82 +317,3 @@ class Metrics:
     def forget_partition(self, topic: str, partition: int) -> None:
         with contextlib.suppress(KeyError):
             self.lag.remove(topic, str(partition))
-
-
-class Health:
-    """Liveness (the main loop ticks) and readiness (models loaded, partitions assigned, a
-    broker answers).
-
-    The loop ticks every half second or so while it runs, in a broker outage too, and so does
-    the wait for brokers at start: liveness fails only when it has not ticked for longer than
-    any wait by design (see :meth:`for_settings`), never because brokers are away (the service
-    gives up on them by itself after ``kafka.unavailable_timeout_s``, exit status 2 or 3).
-    Readiness fails at once while no broker answers."""
-
-    def __init__(self, stale_after_s: float = STALE_AFTER_S) -> None:
-        self.stale_after_s = stale_after_s
-        self.last_tick = time.monotonic()
-        self.ready = False
-        self.brokers_available = True
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> Health:
-        """Stale after :data:`STALE_AFTER_S`, or longer than a drain (``drain_timeout_s``: a
-        revocation drains without ticking) by :data:`STALE_MARGIN_S`."""
-        return cls(max(STALE_AFTER_S, settings.drain_timeout_s + STALE_MARGIN_S))
-
-    def is_ready(self) -> bool:
-        return self.ready and self.brokers_available
-
-    def tick(self) -> None:
-        self.last_tick = time.monotonic()
-
-    def alive(self) -> bool:
-        return time.monotonic() - self.last_tick < self.stale_after_s
-
-
-class MetricsServer:
-    """A small threaded HTTP server for /metrics, /healthz and /readyz."""
-
-    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
-        registry = metrics.registry
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?")[0]
-                if path == "/metrics":
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
-                    ok = health.alive()
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
-                elif path == "/readyz":
-                    ok = health.is_ready()
-                    self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
-                else:
-                    self._send(404, b"not found\n")
-
-            def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # scrapes are not worth a log line each
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> MetricsServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -24,7 +24,7 @@ from service.demo import publish, sample_messages
 from service.io.codecs.avro import write_long
 from service.io.embedded import EmbeddedBroker, free_port
 from service.io.kafka import create_topics
-from service.io.sinks import HEADERS_COUNT_LIMIT, KEY_LIMIT
+from service.io.sinks.envelope import HEADERS_COUNT_LIMIT, KEY_LIMIT
 from tests.faults.conftest import audit, audit_when_complete, read_all
 from tests.integration.conftest import ServiceProcess
 from tests.integration.test_service import committed, service_args

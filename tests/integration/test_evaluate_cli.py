@@ -69,7 +69,7 @@ def test_quick_paper_evaluation_with_the_variant(tmp_path: Path) -> None:
     quick = ["--classes", "Transient", "--folds", "2", "--epochs", "4", "--no-progress"]
     detectors = ["--detectors", "ocsvm,mcdsvdd-nn,mcdsvdd-ens"]
     args = ["--data", SAMPLE, "--out", str(out), *quick, *detectors]
-    result = cli("evaluate", "--config", "paper", *args)
+    result = cli("evaluate", "--configuration", "paper", *args)
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "config.json").read_text())["configuration"] == "paper"
     table = (out / "table.md").read_text().splitlines()
@@ -84,7 +84,7 @@ def test_quick_paper_evaluation_with_the_variant(tmp_path: Path) -> None:
         single = json.loads(cell.read_text())["auroc"]
         ensemble = json.loads(cell.with_name(cell.name.replace("-nn", "-ens")).read_text())
         assert ensemble["auroc"] == single[::-1]
-    other = cli("evaluate", "--config", "ours", *args)
+    other = cli("evaluate", "--configuration", "ours", *args)
     assert other.returncode == 2
     assert "(configuration differ)" in other.stderr
 

@@ -18,9 +18,9 @@ from models.table import read_table
 from models.training import TrainingConfig, train_model
 from service.config import load_settings
 from service.core.processing import AlertProcessor
-from service.core.routing import Source
 from service.exceptions import InputError
 from service.io.codecs.surveys import SURVEYS
+from service.records import Lineage
 
 
 def rubin_name(ztf: str) -> str:
@@ -64,11 +64,15 @@ def test_lsst_records_are_scored_by_lsst_bundles(tmp_path: Path) -> None:
         del record["oid"]
         buffer = io.BytesIO()
         fastavro.schemaless_writer(buffer, schema, record)  # the LSST input schema
-        [rows] = processor.rows_many([buffer.getvalue()], [Source("lsst-alerts", 0, i, None)])
+        [rows] = processor.rows_many([buffer.getvalue()], [Lineage("lsst-alerts", 0, i, None)])
         assert not isinstance(rows, InputError), rows
         scored += [(top, row) for top, row in rows if top == "Periodic"]
     assert len(scored) >= 15  # the classifier routes most true Periodic objects to Periodic
-    batch = processor.score("Periodic", [row for _, row in scored])
+    rows = [row for _, row in scored]
+    scores = processor.routes["Periodic"].scorer.score(np.stack([row.features for row in rows]))
+    batch = processor.scored_batch(
+        "Periodic", rows, scores.raw, scores.percentile, scores.nearest_index, 0.0
+    )
     assert {r["survey"] for r in batch.records} == {"lsst"}
     assert batch.records[0]["oid"].startswith("12500000000000000")
     offline = processor.routes["Periodic"].scorer.score(

@@ -22,9 +22,6 @@ import pytest
 from models.resources import sample_dir
 from models.table import read_table
 from service.config import KafkaSettings, load_settings
-from service.core.offsets import OffsetTracker
-from service.core.processing import AlertProcessor, start_inference
-from service.core.routing import Source
 from service.demo import publish, read_topic, sample_messages
 from service.io.embedded import EmbeddedBroker, free_port
 from service.io.kafka import create_topics
@@ -33,7 +30,8 @@ from service.io.sources.files import FileSource
 from service.live import STOP_MARGIN_S
 from service.ops.availability import Brokers
 from service.ops.metrics import Metrics
-from service.replay import Summary, replay
+from service.pipeline import Pipeline, Summary
+from service.records import Lineage
 from tests.integration.conftest import ServiceProcess
 from tests.integration.test_service import scores_until_covered, service_args
 
@@ -147,34 +145,38 @@ def test_scores_that_fail_leave_their_batch_and_are_written_once(
             "output": {"topic": scores, "dead_letter_topic": dead_letters},
         },
     )
-    processor = AlertProcessor(settings)
+    pipeline = Pipeline(settings)
+    tracker = pipeline.tracker
     table = sample_dir() / "objects.parquet"
-    tracker = OffsetTracker()
-    written: Counter[Source] = Counter()
+    written: Counter[Lineage] = Counter()
 
-    def on_written(sources: Sequence[Source]) -> None:
+    def on_written(sources: Sequence[Lineage]) -> None:
         written.update(sources)
         tracker.written(sources)
 
-    sink = KafkaSink(settings, Metrics(), on_written, Brokers(bootstrap, 120.0))
-    inference = start_inference(settings, processor.routes, 64)
+    metrics = Metrics()
+    sink = KafkaSink(settings, metrics, on_written, Brokers(bootstrap, 120.0))
+
+    def failures() -> float:
+        found = metrics.registry.get_sample_value(
+            "alert_anomaly_delivery_failures_total", {"topic": scores}
+        )
+        return found or 0.0
+
     proxy.cut()
     done: list[Summary] = []
     thread = threading.Thread(
-        target=lambda: done.append(
-            replay(processor, inference, FileSource([table]), sink, tracker, 64, progress=None)
-        )
+        target=lambda: done.append(pipeline.replay(FileSource([table]), sink, 64, progress=None))
     )
     thread.start()
     try:
         deadline = time.monotonic() + 60
-        while sink.failures < 64 and time.monotonic() < deadline:  # a whole batch at least
+        while failures() < 64 and time.monotonic() < deadline:  # a whole batch at least
             time.sleep(0.05)
-        assert sink.failures >= 64, "no delivery failed while the broker was unreachable"
+        assert failures() >= 64, "no delivery failed while the broker was unreachable"
     finally:
         proxy.start()
         thread.join(120)
-        inference.close()
     assert done, "the replay did not finish"
     assert done[0].scored == 3000
     assert len(written) == 3000

@@ -1,4 +1,4 @@
-"""Replays of topic ranges and files, offline scoring, resumption (``service.replay``)."""
+"""Replays of topic ranges and files, offline scoring, resumption (``Pipeline.replay``)."""
 
 from __future__ import annotations
 
@@ -22,16 +22,15 @@ from models.table import read_table
 from models.taxonomy import SUBCLASSES
 from service.config import KafkaSettings, load_settings
 from service.core.offsets import OffsetTracker
-from service.core.processing import AlertProcessor, start_inference
-from service.core.routing import Source
+from service.core.processing import AlertProcessor
 from service.demo import encode_schemaless, publish, read_topic, sample_messages
 from service.exceptions import InputError
 from service.io.codecs.avro import decode_output
 from service.io.kafka import create_topics
 from service.io.sinks.files import CHECKPOINT, ParquetSink, read_scores
-from service.io.sources import Input
 from service.io.sources.files import FileSource
-from service.replay import replay
+from service.pipeline import Pipeline
+from service.records import Input, Lineage
 from tests.integration.conftest import CLI, ServiceProcess
 from tests.integration.test_service import service_args
 
@@ -201,23 +200,17 @@ def test_interrupted_replay_resumes_without_duplicates_or_gaps(tmp_path: Path) -
     table = sample_dir() / "objects.parquet"
     settings = load_settings(None, {"model": {"inference": "inline"}})
     processor = AlertProcessor(settings)
-    description = FileSource([table]).describe()
+    description = {"kind": "files", "paths": [str(table)]}  # what `replay --files` names
 
     def run(out: Path, resume: bool, crash_after: int | None = None) -> None:
-        tracker = OffsetTracker()
-        sink = ParquetSink(out, description, resume, tracker.written)
+        pipeline = Pipeline(settings, processor=processor)
+        sink = ParquetSink(out, description, resume, pipeline.tracker.written)
         source = (
             FileSource([table], resume=sink.saved)
             if crash_after is None
             else CrashingSource([table], crash_after, sink.saved)
         )
-        inference = start_inference(settings, processor.routes, 64)
-        try:
-            replay(
-                processor, inference, source, sink, tracker, 64, checkpoint_every=250, progress=None
-            )
-        finally:
-            inference.close()
+        pipeline.replay(source, sink, 64, checkpoint_every=250, progress=None)
 
     run(tmp_path / "whole", False)
     with pytest.raises(CrashError):
@@ -238,7 +231,7 @@ def test_parts_written_after_the_last_checkpoint_are_dropped_on_resume(tmp_path:
     sink = ParquetSink(tmp_path, description, False, tracker.written)
     sink.checkpoint({"files": {"file:x": 0}})
     sink.dead_letter(
-        Input(Source("file:x", 0, 0, None), None, b"bad"), InputError("undecodable", "bad")
+        Input(Lineage("file:x", 0, 0, None), None, b"bad"), InputError("undecodable", "bad")
     )
     sink.flush(0)  # a part ...
     assert len(list(tmp_path.glob("*.parquet"))) == 1  # ... but no checkpoint names it: killed
@@ -326,7 +319,7 @@ def test_the_progress_bar_ends_at_what_was_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimate: int
 ) -> None:
     """The bar's total is an estimate (watermarks); it never ends below or above the count."""
-    import service.replay as replay_module
+    import service.pipeline as replay_module
 
     bars: list[Any] = []
 
@@ -338,15 +331,8 @@ def test_the_progress_bar_ends_at_what_was_read(
     monkeypatch.setattr(replay_module, "tqdm", Recorded)
     table = sample_dir() / "objects.parquet"
     settings = load_settings(None, {"model": {"inference": "inline"}})
-    processor = AlertProcessor(settings)
-    tracker = OffsetTracker()
-    sink = ParquetSink(tmp_path / "out", {"t": 1}, False, tracker.written)
-    inference = start_inference(settings, processor.routes, 256)
-    try:
-        summary = replay(
-            processor, inference, MisjudgedSource([table], estimate), sink, tracker, 256
-        )
-    finally:
-        inference.close()
+    pipeline = Pipeline(settings)
+    sink = ParquetSink(tmp_path / "out", {"t": 1}, False, pipeline.tracker.written)
+    summary = pipeline.replay(MisjudgedSource([table], estimate), sink, 256)
     assert bars == [(3000, 3000)]
     assert summary.read == 3000

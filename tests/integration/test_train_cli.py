@@ -52,7 +52,7 @@ def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
 
 def test_train_an_ensemble_in_the_paper_configuration(tmp_path: Path) -> None:
     quick = ["--epochs", "3", "--pretrain-epochs", "2", "--no-progress"]
-    args = ["--top-class", "Periodic", "--scorer", "mcdsvdd-ens", "--config", "paper"]
+    args = ["--top-class", "Periodic", "--scorer", "mcdsvdd-ens", "--configuration", "paper"]
     result = run("train", "--data", str(SAMPLE), *args, "--out", str(tmp_path / "b"), *quick)
     assert result.returncode == 0, result.stderr
     assert "5 networks, one per fold" in result.stdout
@@ -82,7 +82,9 @@ def test_epochs_are_debug_lines_with_rounded_losses(tmp_path: Path) -> None:
 def test_train_paper_configuration(tmp_path: Path) -> None:
     out = tmp_path / "periodic-mcdsvdd"
     quick = ["--epochs", "3", "--no-progress", "--top-class", "Periodic", "--scorer", "mcdsvdd"]
-    result = run("train", "--data", str(SAMPLE), "--config", "paper", "--out", str(out), *quick)
+    result = run(
+        "train", "--data", str(SAMPLE), "--configuration", "paper", "--out", str(out), *quick
+    )
     assert result.returncode == 0, result.stderr
     assert "ztf/periodic-mcdsvdd (default) (paper): 3 epochs" in result.stdout
     bundle = load_bundle(out)
@@ -116,7 +118,8 @@ def test_a_table_without_the_papers_features_is_refused(tmp_path: Path) -> None:
         (["--all", "--scorer", "ae"], "--all trains every class and scorer"),
         (["--top-class", "Periodic", "--scorer", "ae", "--epochs", "0"], "positive integer"),
         (["--top-class", "Variable", "--scorer", "ae"], "invalid choice: 'Variable'"),
-        (["--all", "--config", "reference"], "invalid choice: 'reference'"),
+        (["--all", "--configuration", "reference"], "invalid choice: 'reference'"),
+        (["--all", "--config", "paper"], "unrecognized arguments: --config paper"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:

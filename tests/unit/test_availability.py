@@ -22,8 +22,8 @@ from service.ops.availability import (
     Brokers,
     refuses,
 )
+from service.ops.health import Health
 from service.ops.logs import LIBRDKAFKA_LOGGER, ORIGINAL_LEVEL
-from service.ops.metrics import Health
 
 SERVERS = "kafka-1:9092,kafka-2:9092"
 

@@ -22,9 +22,9 @@ from service.io.codecs.avro import (
     make_decoder,
     make_encoder,
     output_schema,
-    records_of,
 )
 from service.io.codecs.surveys import SURVEYS
+from service.records import records_of
 from tests.unit.alerce_records import base_record
 
 SCHEMA = fastavro.parse_schema(SURVEYS["ztf"].schema())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 from service.config import reference_markdown
@@ -74,3 +75,24 @@ def test_no_help_example_writes_over_committed_files() -> None:
         for flag, value in itertools.pairwise(words):
             if flag in writes:
                 assert value.rstrip("/") not in committed, line
+
+
+def test_the_readme_layout_names_only_paths_that_exist() -> None:
+    """Every path of the README's layout section is in the repository (directories with their
+    files: `service/core/` with `processing.py` means service/core/processing.py)."""
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout\n") : readme.index("\nTests: `make test`")]
+    missing = []
+    for line in layout.splitlines():
+        paths = re.findall(
+            r"`((?:service|models|tests|schemas|deploy|benchmarks)/[\w./*-]*)`", line
+        )
+        names = re.findall(r"`([\w-]+\.py)`", line)
+        folders = [p for p in paths if p.endswith("/")]
+        for path in paths:
+            if not any((REPO).glob(path.rstrip("/"))):
+                missing.append(path)
+        for name in names:
+            if folders and not any((REPO / f / name).exists() for f in folders):
+                missing.append(f"{'|'.join(folders)}{name}")
+    assert not missing, f"README layout names what does not exist: {missing}"

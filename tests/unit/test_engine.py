@@ -12,11 +12,10 @@ from service.core.engine import Engine, Options
 from service.core.inference import InlineInference
 from service.core.offsets import OffsetTracker
 from service.core.processing import AlertProcessor
-from service.core.routing import Row, Source
 from service.demo import sample_messages
 from service.io.sinks.files import CollectingSink
-from service.io.sources import Input, Position
 from service.ops.metrics import Metrics
+from service.records import Input, Lineage, Partition, Row
 
 NEVER_S = 3600.0  # a batch deadline no test reaches
 
@@ -36,13 +35,10 @@ class ScriptedSource:
         self.count += 1
         return self.reads.pop(0) if self.reads else None
 
-    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
+    def commit(self, positions: dict[Partition, int], wait_s: float | None) -> None:
         """Nothing to commit to."""
 
     def state(self) -> dict[str, Any]:
-        return {}
-
-    def describe(self) -> dict[str, Any]:
         return {}
 
     def total(self) -> int | None:
@@ -92,7 +88,7 @@ def processor(settings: Settings) -> AlertProcessor:
 
 def inputs(first: int, n: int) -> list[Input]:
     messages = list(sample_messages(first + n))[first:]
-    return [Input(Source("in", 0, first + i, None), k, v) for i, (k, v) in enumerate(messages)]
+    return [Input(Lineage("in", 0, first + i, None), k, v) for i, (k, v) in enumerate(messages)]
 
 
 def idle_options(flush_when_idle: bool) -> Options:

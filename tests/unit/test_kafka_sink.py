@@ -15,20 +15,18 @@ from confluent_kafka import KafkaError, Message
 
 from service import __version__
 from service.config import load_settings
-from service.core.processing import ScoredBatch
-from service.core.routing import Row, Source
 from service.exceptions import BrokersUnavailableError, InputError
-from service.io.sinks import (
+from service.io.sinks import kafka as kafka_sink
+from service.io.sinks.envelope import (
     HEADERS_BYTES_LIMIT,
     HEADERS_COUNT_LIMIT,
     bounded_headers,
     dead_letter_headers,
 )
-from service.io.sinks import kafka as kafka_sink
 from service.io.sinks.kafka import KafkaSink, _ScoreBatch
-from service.io.sources import Headers, Input
 from service.ops.availability import Brokers
 from service.ops.metrics import Metrics
+from service.records import Headers, Input, Lineage, Row, ScoredBatch
 
 UNUSED = "127.0.0.1:1"
 
@@ -37,17 +35,23 @@ def report(key: bytes, error: KafkaError | None = None) -> Message:
     return Message(topic="scores", partition=0, key=key, value=b"score of " + key, error=error)
 
 
+def counted(metrics: Metrics, name: str, **labels: str) -> float | None:
+    """The value of counter ``alert_anomaly_<name>_total`` with ``labels``, as scraped."""
+    return metrics.registry.get_sample_value(f"alert_anomaly_{name}_total", labels)
+
+
 def test_a_batch_is_written_together_and_a_failed_score_leaves_it() -> None:
     settings = load_settings(
         None, {"kafka": {"bootstrap_servers": UNUSED}, "output": {"topic": "scores"}}
     )
-    written: list[list[Source]] = []
+    written: list[list[Lineage]] = []
 
-    def on_written(sources: Sequence[Source]) -> None:
+    def on_written(sources: Sequence[Lineage]) -> None:
         written.append(list(sources))
 
-    sink = KafkaSink(settings, Metrics(), on_written, Brokers(UNUSED, 60.0))
-    sources = [Source("alerts", 0, offset, None) for offset in range(3)]
+    metrics = Metrics()
+    sink = KafkaSink(settings, metrics, on_written, Brokers(UNUSED, 60.0))
+    sources = [Lineage("alerts", 0, offset, None) for offset in range(3)]
     batch = _ScoreBatch(sink, list(sources))
     sink._in_flight = 3  # as if write() had queued them
     timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
@@ -57,8 +61,8 @@ def test_a_batch_is_written_together_and_a_failed_score_leaves_it() -> None:
     assert written == []  # the batch waits for its last score
     batch.delivered(2, None, report(b"c"))
     assert written == [[sources[0], sources[2]]]
-    assert sink.acknowledged == 2
-    assert sink.failures == 1
+    assert sum(map(len, written)) == 2
+    assert counted(metrics, "delivery_failures", topic="scores") == 1
     assert sink.in_flight() == 1  # the failed score, queued to be produced again on its own
     retry = sink._retries[0]
     assert (retry.source, retry.key, retry.value, retry.what) == (
@@ -72,14 +76,16 @@ def test_a_batch_is_written_together_and_a_failed_score_leaves_it() -> None:
 
 def test_a_batch_whose_every_score_failed_reports_nothing() -> None:
     settings = load_settings(None, {"kafka": {"bootstrap_servers": UNUSED}})
-    written: list[Sequence[Source]] = []
-    sink = KafkaSink(settings, Metrics(), written.append, Brokers(UNUSED, 60.0))
-    batch = _ScoreBatch(sink, [Source("alerts", 0, 0, None)])
+    written: list[Sequence[Lineage]] = []
+    metrics = Metrics()
+    sink = KafkaSink(settings, metrics, written.append, Brokers(UNUSED, 60.0))
+    batch = _ScoreBatch(sink, [Lineage("alerts", 0, 0, None)])
     sink._in_flight = 1
     too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
     batch.delivered(0, too_large, report(b"a", too_large))
     assert written == []
-    assert sink.replaced == 1  # a permanent error: a reference dead letter stands for it
+    # a permanent error: a reference dead letter stands for it
+    assert counted(metrics, "dead_letters", reason="oversized") == 1
     sink.close(0)
 
 
@@ -92,7 +98,7 @@ def test_an_outage_is_one_line_per_kind_of_failure_then_a_summary(
         None, {"kafka": {"bootstrap_servers": UNUSED}, "output": {"topic": "scores"}}
     )
     sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
-    batch = _ScoreBatch(sink, [Source("alerts", 0, offset, None) for offset in range(3)])
+    batch = _ScoreBatch(sink, [Lineage("alerts", 0, offset, None) for offset in range(3)])
     sink._in_flight = 3
     timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
     with structlog.testing.capture_logs() as logs:
@@ -112,7 +118,7 @@ def test_an_outage_is_one_line_per_kind_of_failure_then_a_summary(
 def scored(n: int, size: int) -> tuple[ScoredBatch, list[Row]]:
     """A batch of ``n`` scores whose encoded values are about ``size`` bytes."""
     rows = [
-        Row(Source("alerts", 0, i, None), f"ZTF{i:04d}" + "x" * size, 1.0, np.zeros(1), 1.0)
+        Row(Lineage("alerts", 0, i, None), f"ZTF{i:04d}" + "x" * size, 1.0, np.zeros(1), 1.0)
         for i in range(n)
     ]
     columns = {
@@ -134,7 +140,8 @@ def scored(n: int, size: int) -> tuple[ScoredBatch, list[Row]]:
         "service_version": "0",
         "feature_coverage": [1.0] * n,
     }
-    return ScoredBatch(columns, np.zeros(n, np.float32), np.zeros(n, np.float32), 0.0), rows
+    zeros = np.zeros(n, np.float32)
+    return ScoredBatch("Transient", columns, zeros, zeros, 0.0), rows
 
 
 def test_a_full_local_queue_waits_and_a_refused_score_is_replaced() -> None:
@@ -163,10 +170,12 @@ def test_a_full_local_queue_waits_and_a_refused_score_is_replaced() -> None:
             "output": {"topic": "scores"},
         },
     )
-    sink = KafkaSink(small, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+    metrics = Metrics()
+    sink = KafkaSink(small, metrics, lambda sources: None, Brokers(UNUSED, 60.0))
     batch, rows = scored(3, 2000)  # larger than the producer takes: refused at once
     sink.write(batch, rows)
-    assert sink.replaced == 3  # each stands as a reference dead letter
+    # each stands as a reference dead letter
+    assert counted(metrics, "dead_letters", reason="oversized") == 3
     assert sink.in_flight() == 3  # the references, queued
     sink.close(0)
 
@@ -192,7 +201,7 @@ def test_a_reference_bounds_the_key_and_headers_and_carries_every_dead_letter_he
     sent = sent_by(sink, monkeypatch)
     key = b"k" * 5_000_000  # larger than the producer takes (message.max.bytes 1,000,000)
     many = [(f"h{i}", b"x" * 100) for i in range(5000)]
-    source = Source("alerts", 3, 17, 1234)
+    source = Lineage("alerts", 3, 17, 1234)
     sink.dead_letter(Input(source, key, b"value", many), InputError("undecodable", "bad bytes"))
     (_, first_key, _, first_headers), (topic, ref_key, value, headers) = sent
     assert first_key == key
@@ -229,10 +238,10 @@ def test_a_reference_refused_for_good_is_dropped_and_its_input_written(
     settings = load_settings(
         None, {"kafka": {"bootstrap_servers": UNUSED, "producer": {"message.max.bytes": "1000"}}}
     )
-    written: list[Source] = []
+    written: list[Lineage] = []
     metrics = Metrics()
     sink = KafkaSink(settings, metrics, written.extend, Brokers(UNUSED, 60.0))
-    source = Source("alerts", 0, 5, None)
+    source = Lineage("alerts", 0, 5, None)
     headers = [(f"h{i}", b"x" * 200) for i in range(40)]  # kept in the reference: over 1000 B
     with structlog.testing.capture_logs() as logs:
         sink.dead_letter(Input(source, b"k", b"v" * 2000, headers), InputError("undecodable", "b"))

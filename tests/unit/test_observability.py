@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.io.embedded import free_port
-from service.ops.metrics import STAGE_BUCKETS, BulkHistogram, Health, Metrics, MetricsServer
+from service.ops.health import Health, MetricsServer
+from service.ops.histogram import BulkHistogram
+from service.ops.metrics import STAGE_BUCKETS, Metrics
 from tests.conftest import REPO
 
 PROMETHEUS = REPO / "deploy" / "prometheus"

@@ -18,7 +18,7 @@ from models.table import read_table
 from service.commands.offline import NothingScoredError, conclude, dead_letter_lines, survey_hint
 from service.config import Settings, load_settings
 from service.io.codecs.surveys import get_survey
-from service.replay import Summary
+from service.pipeline import Summary
 
 ZTF = sample_dir() / "objects.parquet"
 LSST = sample_dir().parent / "lsst-sim-sample" / "objects.parquet"

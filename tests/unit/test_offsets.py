@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from service.core.offsets import OffsetTracker, TopicPartition
-from service.core.routing import Source
+from service.core.offsets import OffsetTracker
+from service.records import Lineage, Partition
 
 TP = ("alerts", 0)
 OTHER = ("alerts", 1)
 
 
-def at(tp: TopicPartition, *offsets: int) -> list[Source]:
-    return [Source(tp[0], tp[1], offset, None) for offset in offsets]
+def at(tp: Partition, *offsets: int) -> list[Lineage]:
+    return [Lineage(tp[0], tp[1], offset, None) for offset in offsets]
 
 
 def test_out_of_order_acknowledgements_commit_only_the_contiguous_prefix() -> None:

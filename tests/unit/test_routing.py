@@ -19,9 +19,10 @@ from models.resources import sample_dir
 from models.table import read_table
 from service.config import load_settings
 from service.core.processing import AlertProcessor
-from service.core.routing import REPORT_AFTER, Row, Source
+from service.core.routing import REPORT_AFTER
 from service.exceptions import InputError, SettingsError
 from service.io.sources.files import table_records
+from service.records import Input, Lineage, Row
 from tests.unit.alerce_records import base_record, encode
 from tests.unit.tiny_bundles import write_bundles
 
@@ -43,7 +44,7 @@ def processor(bundles: Path, version: str = "3", **model: Any) -> AlertProcessor
 
 def route(p: AlertProcessor, records: list[dict[str, Any]], version: str = "3") -> list[Any]:
     values: list[bytes | None] = [encode("ztf", version, r) for r in records]
-    return p.rows_many(values, [Source("t", 0, i, None) for i in range(len(values))])
+    return p.rows_many(values, [Lineage("t", 0, i, None) for i in range(len(values))])
 
 
 def reasons(results: list[Any]) -> list[str | None]:
@@ -153,7 +154,7 @@ def test_the_default_threshold_keeps_every_alert_of_the_committed_samples(survey
     p = AlertProcessor(load_settings(None, settings))
     table = read_table(sample_dir().parent / f"{survey}-sim-sample" / "objects.parquet")
     records = list(table_records(table, p.survey.id_fields[0]))
-    rows = p.rows_from_records(records, Source("sample", 0, 0, None))  # one dead: InputError
+    [rows] = p.route([Input(Lineage("sample", 0, 0, None), None, None, None, records)])
     assert len(rows) == len(table)
     shares = [row.coverage for _, row in rows]
     assert p.router.min_values < min(shares) < 0.6  # the samples have sparse records too
@@ -216,7 +217,7 @@ def test_a_container_is_scored_whole_or_not_at_all(bundles: Path) -> None:
     bad = base_record("ztf", "3", "Periodic", seed=9)
     bad["features"][PAPER[0]] = float("inf")
     two = [base_record("ztf", "3", "Periodic"), base_record("ztf", "3", "Transient", seed=1)]
-    results = p.rows_many([container(two), container([*two, bad])], [Source("t", 0, 0, None)] * 2)
+    results = p.rows_many([container(two), container([*two, bad])], [Lineage("t", 0, 0, None)] * 2)
     assert [top for top, _ in results[0]] == ["Periodic", "Transient"]
     assert reasons(results) == [None, "non_finite_feature"]
 

@@ -20,8 +20,8 @@ from models.resources import bundle_dirname
 from models.taxonomy import UNROUTED
 from service.config import load_settings
 from service.core.processing import AlertProcessor
-from service.core.routing import Row, Source
 from service.exceptions import InputError
+from service.records import Lineage, Row
 from tests.unit.tiny_bundles import tiny_bundle
 
 VERSIONS = [v.version for v in rubin.schema_versions()]
@@ -53,7 +53,7 @@ def valued(features: np.ndarray[Any, Any]) -> float:
 
 
 def rows_of(p: AlertProcessor, values: list[bytes]) -> list[list[tuple[str, Row]] | InputError]:
-    return p.rows_many(values, [Source("rubin-alerts", 0, i, None) for i in range(len(values))])
+    return p.rows_many(values, [Lineage("rubin-alerts", 0, i, None) for i in range(len(values))])
 
 
 def test_the_package_ships_many_versions_with_rubins_ids() -> None:

@@ -15,13 +15,13 @@ from service.config import (
     ENV_PREFIX,
     SECRET_MASK,
     Settings,
-    _one_line,
     check_environment,
     is_secret_property,
     is_service_link,
     load_settings,
     settings_in_effect,
 )
+from service.config.loading import _one_line
 from service.exceptions import SettingsError
 from service.ops import redaction
 

@@ -3,7 +3,8 @@
 Input formats (configured, never guessed): schemaless Avro with the survey's schema (what
 ALeRCE's producers write), Avro object-container bytes (schema embedded; may hold several
 records), Confluent wire format (magic byte 0, 4-byte big-endian schema id, schemaless Avro; ids
-mapped to schema files in the settings) and JSON. Any failure is an :class:`InputError`.
+mapped to schema files in the settings) and JSON. Any failure is an :class:`InputError`, whose
+reason and message :mod:`service.core.validation` decides from what the decoder found.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from fastavro.types import Schema
 
 from models.resources import schemas_dir
 from service.config import InputFormat, OutputFormat
+from service.core.validation import reject
 from service.exceptions import InputError, SettingsError
+from service.records import Columns, records_of
 
 OUTPUT_SCHEMA_PATH = Path("anomaly-score", "1.1", "anomaly_score.avsc")
 CONFLUENT_MAGIC = 0
@@ -41,7 +44,6 @@ Projection = Callable[[Schema], Schema | None]  # writer schema -> reader schema
 Encoder = Callable[[Mapping[str, Any]], bytes]
 # records of a batch by field: a list holds one value per record, anything else is the value of
 # every record of the batch
-Columns = Mapping[str, Any]
 BatchEncoder = Callable[[Columns, int], list[bytes]]
 
 # What fastavro and json raise on bytes that do not fit: all mean "undecodable".
@@ -77,10 +79,7 @@ def _schemaless(schema: Schema, reader: Schema | None = None) -> _Inner:
         buffer = io.BytesIO(value)
         record = fastavro.schemaless_reader(buffer, schema, reader)
         if buffer.tell() != len(value):
-            raise InputError(
-                "undecodable",
-                f"{len(value) - buffer.tell()} bytes left after the record: wrong schema?",
-            )
+            raise reject("trailing_bytes", left=len(value) - buffer.tell())
         return [record]
 
     return decode
@@ -99,11 +98,11 @@ def _confluent(schemas: Mapping[int, Schema], project: Projection) -> _Inner:
 
     def decode(value: bytes) -> list[Any]:
         if len(value) < _CONFLUENT_HEADER.size or value[0] != CONFLUENT_MAGIC:
-            raise InputError("undecodable", "not in Confluent wire format (magic byte 0 + id)")
+            raise reject("not_confluent")
         _, schema_id = _CONFLUENT_HEADER.unpack_from(value)
         inner = by_id.get(schema_id)
         if inner is None:
-            raise InputError("unknown_schema", f"schema id {schema_id} is not configured")
+            raise reject("unknown_schema_id", schema_id=schema_id)
         return inner(value[_CONFLUENT_HEADER.size :])
 
     return decode
@@ -136,15 +135,15 @@ def make_decoder(
 
     def decode(value: bytes | None) -> list[Any]:
         if not value:
-            raise InputError("undecodable", "empty message value")
+            raise reject("empty_value")
         try:
             records = inner(value)
         except InputError:
             raise
         except _DECODE_ERRORS as exc:
-            raise InputError("undecodable", f"cannot decode as {fmt}: {exc!r}"[:300]) from exc
+            raise reject("bad_bytes", format=fmt, error=exc) from exc
         if not records:
-            raise InputError("undecodable", f"no record in the {fmt} message")
+            raise reject("no_record", format=fmt)
         return records
 
     return decode
@@ -176,11 +175,6 @@ def make_batch_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Batch
         raise SettingsError("output format confluent needs a schema id")
     header = confluent_header(schema_id)
     return lambda columns, n: [header + value for value in avro.batch(columns, n)]
-
-
-def records_of(columns: Columns, n: int) -> list[dict[str, Any]]:
-    """The ``n`` records of a batch given as columns."""
-    return [{k: v[i] if isinstance(v, list) else v for k, v in columns.items()} for i in range(n)]
 
 
 _FLOAT = struct.Struct("<f").pack

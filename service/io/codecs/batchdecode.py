@@ -18,6 +18,11 @@ A message that does not fit - another layout, an integer feature beyond -64..63,
 string of 64 bytes or more or not UTF-8, bytes that are not a record of the schema - is left out,
 and the caller decodes it generically (fastavro), which decodes it or reports its error. What
 this path accepts it decodes exactly as fastavro does (``tests/unit/test_decoding.py``).
+
+Over 300 lines on purpose: the compiled loop (``_walk`` and the helpers numba inlines into it)
+and the Python that prepares its arguments (the branch codes ``_NULL``... and their tables, the
+runs of fixed bytes, ``_Program``) are one contract about the same arrays; split, a change to one
+side would compile against a different file's layout of the other.
 """
 
 from __future__ import annotations
@@ -367,11 +372,11 @@ class BatchDecoder:
 
     def __init__(
         self,
-        decoder: LayoutLearner,
+        learner: LayoutLearner,
         header: bytes,
         columns: Callable[[Layout], NDArray[np.intp]] | None = None,
     ) -> None:
-        self.decoder = decoder
+        self.learner = learner
         self.header = header
         self.columns = columns or (lambda layout: np.arange(len(layout.feature_names)))
         self._programs: dict[int, _Program] = {}
@@ -380,11 +385,11 @@ class BatchDecoder:
         """Decode what the learned layouts can; the rest is left to the generic decoder."""
         out: list[DecodedBatch] = []
         remaining = np.arange(len(values))
-        for i, layout in enumerate(self.decoder.layouts):
+        for i, layout in enumerate(self.learner.layouts):
             program = self._programs.get(i)
             if program is None:
                 program = self._programs[i] = _Program(
-                    layout, self.decoder.shape, self.header, self.columns(layout)
+                    layout, self.learner.shape, self.header, self.columns(layout)
                 )
             subset = [values[j] for j in remaining.tolist()] if i else values
             batch, ok = program.decode(subset)

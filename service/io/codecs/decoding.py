@@ -22,6 +22,7 @@ from fastavro import parse_schema
 from numpy.typing import NDArray
 
 from service.config import InputSettings
+from service.core.validation import check_values, reject
 from service.exceptions import InputError
 from service.io.codecs.avro import (
     CONFLUENT_HEADER_SIZE,
@@ -34,9 +35,6 @@ from service.io.codecs.layouts import Layout, LayoutLearner
 from service.io.codecs.surveys import Survey
 
 log = structlog.get_logger(__name__)
-
-_NUMBERS = frozenset((int, float, bool))
-_LARGEST_INT = 2**1000
 
 
 class Alerts(NamedTuple):
@@ -158,7 +156,7 @@ class MessageDecoder:
             out.errors[0] = exc
             return out
         if not pending:
-            out.errors[0] = InputError("undecodable", "no record in the input")
+            out.errors[0] = reject("empty_input")
             return out
         out.groups = self._groups(pending, out.errors)
         return out
@@ -182,7 +180,7 @@ class MessageDecoder:
         index = [i for i, v in enumerate(values) if v and v[:size] == header and not done[i]]
         if not index:
             return
-        if not batch.decoder.layouts:  # the first message teaches one (generically)
+        if not batch.learner.layouts:  # the first message teaches one (generically)
             try:
                 self._learn(values[index[0]] or b"", self._generic(values[index[0]] or b"")[0])
             except InputError:
@@ -236,7 +234,8 @@ class MessageDecoder:
 
     def _groups(self, pending: list[_Pending], errors: dict[int, InputError]) -> list[Alerts]:
         """Group generically decoded alerts by their feature and class names, as columns; a
-        feature or probability that is not a number makes its message an error."""
+        feature or probability that cannot be a float makes its message an error
+        (:func:`service.core.validation.check_values`)."""
         by_names: dict[tuple[tuple[str, ...], tuple[str, ...]], list[_Pending]] = {}
         for alert in pending:
             key = (tuple(alert.features), tuple(alert.top))
@@ -247,7 +246,7 @@ class MessageDecoder:
             for alert in alerts:
                 if alert.input in errors:
                     continue
-                error = _non_number(alert)
+                error = check_values(alert.features, alert.top)
                 if error is not None:
                     errors[alert.input] = error
                     continue
@@ -268,18 +267,6 @@ class MessageDecoder:
                 )
             )
         return groups
-
-
-def _non_number(alert: _Pending) -> InputError | None:
-    for name, value in alert.features.items():
-        if value is not None and type(value) not in _NUMBERS:
-            return InputError("invalid_record", f"feature {name!r} is not a number: {value!r}")
-        if type(value) is int and abs(value) > _LARGEST_INT:  # JSON: beyond any float
-            return InputError("non_finite_feature", f"feature {name!r} is {value}")
-    for name, value in alert.top.items():
-        if type(value) not in _NUMBERS:
-            return InputError("missing_probabilities", f"probability of {name!r} is {value!r}")
-    return None
 
 
 def _schemas(settings: InputSettings, survey: Survey) -> dict[bytes, dict[str, Any]]:

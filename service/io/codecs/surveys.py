@@ -31,7 +31,8 @@ from models import rubin
 from models.exceptions import AlertAnomalyError
 from models.features import canonical_name
 from models.resources import schemas_dir
-from service.exceptions import InputError, SettingsError
+from service.core.validation import reject
+from service.exceptions import SettingsError
 from service.io.codecs.avro import Projection, read_all
 
 RecordParser = Callable[[Any], "Alert"]
@@ -112,25 +113,23 @@ class Survey:
         return _packet_without_history
 
     def parse(self, record: Any) -> Alert:
-        """Extract an :class:`Alert`; an InputError says what is wrong with the record."""
+        """Extract an :class:`Alert`; an InputError (:mod:`service.core.validation`) says what
+        is wrong with the record."""
         if not isinstance(record, Mapping):
-            raise InputError("invalid_record", f"expected a record, got {type(record).__name__}")
+            raise reject("not_a_record", type=type(record).__name__)
         oid = next((record[f] for f in self.id_fields if f in record), None)
         if oid is None or isinstance(oid, bool) or not isinstance(oid, str | int) or oid == "":
-            names = " or ".join(repr(f) for f in self.id_fields)
-            raise InputError("invalid_record", f"record has no usable {names}")
+            raise reject("no_object_id", fields=" or ".join(repr(f) for f in self.id_fields))
         features = record.get("features") or {}
         if not isinstance(features, Mapping):
-            raise InputError("invalid_record", "'features' is not a map or record")
+            raise reject("features_not_a_map")
         classification = record.get("lc_classification")
         hierarchical = (
             classification.get("hierarchical") if isinstance(classification, Mapping) else None
         )
         top = hierarchical.get("top") if isinstance(hierarchical, Mapping) else None
         if not isinstance(top, Mapping) or not top:
-            raise InputError(
-                "missing_probabilities", "record has no lc_classification.hierarchical.top"
-            )
+            raise reject("no_probabilities")
         return Alert(str(oid), features, top)
 
 
@@ -138,12 +137,10 @@ def _packet_alert(packet: Mapping[str, Any], lightcurves: bool) -> Alert:
     """A Rubin alert packet's object id and features; it has no classifier probabilities."""
     obj = packet.get("diaObject")
     if not isinstance(obj, Mapping):
-        raise InputError(
-            "no_object", "the alert has no diaObject (a solar-system source?): nothing to score"
-        )
+        raise reject("no_object")
     oid = obj.get("diaObjectId")
     if isinstance(oid, bool) or not isinstance(oid, int):
-        raise InputError("invalid_record", f"diaObject.diaObjectId is {oid!r}, not an integer")
+        raise reject("object_id_not_an_integer", value=oid)
     features = rubin.diaobject_features(packet)
     if lightcurves:
         features |= rubin.lightcurve_features(packet)

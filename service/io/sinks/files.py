@@ -20,35 +20,13 @@ import pyarrow.parquet as pq
 
 from models.exceptions import DataError
 from service import __version__
-from service.core.processing import ScoredBatch
-from service.core.routing import Row, Source
 from service.exceptions import InputError
-from service.io.codecs.avro import records_of
-from service.io.sinks import Written
-from service.io.sources import Input
+from service.io.codecs.scores import score_columns
+from service.io.sinks import WrittenAtOnce
+from service.io.sinks.envelope import dead_letter_row
+from service.records import Input, Lineage, Row, ScoredBatch, Written, records_of
 
 CHECKPOINT = "_progress.json"
-SCORE_COLUMNS = pa.schema(
-    [
-        ("oid", pa.string()),
-        ("survey", pa.string()),
-        ("top_class", pa.string()),
-        ("top_class_probability", pa.float32()),
-        ("scorer", pa.string()),
-        ("score", pa.float32()),
-        ("percentile", pa.float32()),
-        ("nearest_subclass", pa.string()),
-        ("model_version", pa.string()),
-        ("model_checksum", pa.string()),
-        ("scored_at", pa.timestamp("ms", tz="UTC")),
-        ("source_topic", pa.string()),
-        ("source_partition", pa.int32()),
-        ("source_offset", pa.int64()),
-        ("source_timestamp", pa.timestamp("ms", tz="UTC")),
-        ("service_version", pa.string()),
-        ("feature_coverage", pa.float32()),
-    ]
-)
 DEAD_LETTER_COLUMNS = pa.schema(
     [
         ("source_topic", pa.string()),
@@ -59,17 +37,6 @@ DEAD_LETTER_COLUMNS = pa.schema(
         ("value", pa.binary()),
     ]
 )
-
-
-def _dead_letter_row(item: Input, error: InputError) -> dict[str, Any]:
-    return {
-        "source_topic": item.source.topic,
-        "source_partition": item.source.partition,
-        "source_offset": item.source.offset,
-        "reason": error.reason,
-        "error": str(error),
-        "value": item.value,
-    }
 
 
 class ParquetSink:
@@ -83,7 +50,7 @@ class ParquetSink:
         self.on_written = on_written
         self._scores: list[pa.Table] = []
         self._dead: list[dict[str, Any]] = []
-        self._pending: list[Source] = []  # outputs buffered, told written after their part
+        self._pending: list[Lineage] = []  # outputs buffered, told written after their part
         self.saved: dict[str, Any] = {}  # the state of the checkpoint resumed from
         self.parts: list[str] = []
         path = directory / CHECKPOINT
@@ -109,13 +76,13 @@ class ParquetSink:
         n = len(rows)
         arrays = {
             f.name: columns[f.name] if isinstance(columns[f.name], list) else [columns[f.name]] * n
-            for f in SCORE_COLUMNS
+            for f in score_columns()
         }
-        self._scores.append(pa.Table.from_pydict(arrays, schema=SCORE_COLUMNS))
+        self._scores.append(pa.Table.from_pydict(arrays, schema=score_columns()))
         self._pending += [row.source for row in rows]
 
     def dead_letter(self, item: Input, error: InputError) -> None:
-        self._dead.append(_dead_letter_row(item, error))
+        self._dead.append(dead_letter_row(item, error))
         self._pending.append(item.source)
 
     def poll(self, timeout_s: float) -> None:
@@ -149,6 +116,9 @@ class ParquetSink:
             os.fsync(fh.fileno())
         temporary.replace(self.directory / CHECKPOINT)
 
+    def resumed(self) -> dict[str, Any]:
+        return self.saved
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Everything is in place after the last checkpoint."""
 
@@ -180,10 +150,10 @@ def read_scores(directory: Path) -> pa.Table:
     """The scores of a Parquet replay output, in replay order (checkpointed parts only)."""
     saved = json.loads((directory / CHECKPOINT).read_text())
     parts = [pq.read_table(directory / p) for p in saved["parts"] if p.startswith("part-")]
-    return pa.concat_tables(parts) if parts else SCORE_COLUMNS.empty_table()
+    return pa.concat_tables(parts) if parts else score_columns().empty_table()
 
 
-class CollectingSink:
+class CollectingSink(WrittenAtOnce):
     """Scores and dead letters kept in memory (``score`` writes one file at the end)."""
 
     def __init__(self, on_written: Written) -> None:
@@ -196,25 +166,13 @@ class CollectingSink:
         self.on_written([row.source for row in rows])
 
     def dead_letter(self, item: Input, error: InputError) -> None:
-        self.dead.append(_dead_letter_row(item, error))
+        self.dead.append(dead_letter_row(item, error))
         self.on_written((item.source,))
-
-    def poll(self, timeout_s: float) -> None:
-        """Written at once."""
-
-    def flush(self, timeout_s: float) -> None:
-        """Written at once."""
-
-    def checkpoint(self, state: dict[str, Any]) -> None:
-        """Not resumable."""
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Nothing to release."""
 
 
 def write_scores_file(records: list[dict[str, Any]], path: Path) -> None:
     """Scores as one Parquet or CSV file (``alert-anomaly score``)."""
-    table = pa.Table.from_pylist(records, schema=SCORE_COLUMNS)
+    table = pa.Table.from_pylist(records, schema=score_columns())
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
         pa_csv.write_csv(table, path)

@@ -13,64 +13,64 @@ own. Failures are told apart:
   thousands);
 * permanent for this message (too large for the producer or the topic, a record or policy the
   broker rejects): retrying cannot help, and an input must not stop the service. The output is
-  replaced by a small dead letter that refers to it - reason ``oversized`` or ``rejected``, the
-  headers every dead letter carries, the original's size and SHA-256 and what it was (a dead
-  letter and its reason, or a score), the input's key and headers within bounds
-  (:func:`service.io.sinks.bounded_key`, :func:`service.io.sinks.bounded_headers`) and a JSON
-  reference to the input as value - and that one is written instead. Should the reference too be
-  refused for good (a topic limit below a few kilobytes), the output is dropped: logged
-  (``output_dropped``), counted (``alert_anomaly_outputs_dropped_total``) and its input committed,
-  so that no input can block its partition.
+  replaced by a small dead letter that refers to it - reason ``oversized`` or ``rejected``
+  (:data:`OUTPUT_REASONS`), the headers every dead letter carries, what the output was and the
+  input's key and headers within bounds (:func:`service.io.sinks.envelope.reference`) - and that
+  one is written instead. Should the reference too be refused for good (a topic limit below a
+  few kilobytes), the output is dropped: logged (``output_dropped``), counted
+  (``alert_anomaly_outputs_dropped_total``) and its input committed, so that no input can block
+  its partition.
+
+Over 300 lines on purpose: one class whose delivery callback, retries, replacement and batch
+bookkeeping share the per-output state of the service's hot path (every score passes here);
+what a dead letter carries is built apart (:mod:`service.io.sinks.envelope`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from service.config import Settings
-from service.core.processing import ScoredBatch
-from service.core.routing import Row, Source
 from service.exceptions import DeadLetterReason, InputError
 from service.io.codecs.avro import BatchEncoder, make_batch_encoder
-from service.io.kafka import producer_config
-from service.io.sinks import (
-    HEADER_PREFIX,
-    Written,
-    bounded_headers,
-    bounded_key,
-    dead_letter_headers,
-)
-from service.io.sources import Headers, Input
-from service.io.sources.kafka import new_client
+from service.io.kafka import new_client, producer_config
+from service.io.sinks import envelope
 from service.ops.availability import SUMMARY_EVERY_S, Brokers
 from service.ops.metrics import Metrics
+from service.records import Headers, Input, Lineage, Row, ScoredBatch, Written
 
 log = structlog.get_logger(__name__)
 
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-# errors that no retry of the same message can fix: too large ...
-OVERSIZED = frozenset(
-    {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE}
-)
-# ... or rejected by the broker
-REJECTED = frozenset(
-    {
-        KafkaError.INVALID_RECORD,
-        KafkaError.INVALID_MSG,
-        KafkaError.POLICY_VIOLATION,
-        KafkaError.INVALID_TIMESTAMP,
-    }
-)
+# errors that no retry of the same message can fix, by the reason of the reference that stands
+# for the output: too large for the producer or the topic, or rejected by the broker
+OUTPUT_REASONS: dict[DeadLetterReason, frozenset[int]] = {
+    "oversized": frozenset(
+        {
+            KafkaError.MSG_SIZE_TOO_LARGE,
+            KafkaError.RECORD_LIST_TOO_LARGE,
+            KafkaError.INVALID_MSG_SIZE,
+        }
+    ),
+    "rejected": frozenset(
+        {
+            KafkaError.INVALID_RECORD,
+            KafkaError.INVALID_MSG,
+            KafkaError.POLICY_VIOLATION,
+            KafkaError.INVALID_TIMESTAMP,
+        }
+    ),
+}
+_PERMANENT = {code: reason for reason, codes in OUTPUT_REASONS.items() for code in codes}
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class _Output:
     key: bytes | None
     value: bytes | None
     headers: Headers | None
-    source: Source
+    source: Lineage
     what: str  # "score", or the reason of a dead letter
     input_headers: Headers | None = None  # the input's own (a reference keeps them)
     replacement: bool = False  # the reference that stands for an unwritable output
@@ -94,7 +94,7 @@ class _ScoreBatch:
     __slots__ = ("left", "rows", "sink", "sources")
 
     def __init__(
-        self, sink: KafkaSink, sources: list[Source | None], rows: list[Row] | None = None
+        self, sink: KafkaSink, sources: list[Lineage | None], rows: list[Row] | None = None
     ) -> None:
         self.sink = sink
         self.sources = sources  # None: produced on its own after a failure
@@ -144,10 +144,6 @@ class KafkaSink:
             settings.output.format, settings.output.confluent_schema_id
         )
         self.producer = new_client(Producer, {**producer_config(settings.kafka), **brokers.hooks()})
-        self.acknowledged = 0
-        self.failures = 0
-        self.replaced = 0
-        self.last_acknowledged_at: float | None = None  # time.monotonic()
         self._in_flight = 0
         self._retries: deque[_Output] = deque()
         self._failing: dict[tuple[str, str], int] = {}  # (topic, error) -> failures since a line
@@ -176,12 +172,11 @@ class KafkaSink:
         self.metrics.record_stage("produce", time.perf_counter() - started)
 
     def dead_letter(self, item: Input, error: InputError) -> None:
-        headers = dead_letter_headers(item.source, error, item.headers)
-        # the original value, a tombstone (None) included
+        key, value, headers = envelope.dead_letter(item, error)
         output = _Output(
             self.dead_letter_topic,
-            item.key,
-            item.value,
+            key,
+            value,
             headers,
             item.source,
             error.reason,
@@ -240,9 +235,7 @@ class KafkaSink:
             self._in_flight -= len(sources)
             self._acknowledged(self.topic, sources)
 
-    def _acknowledged(self, topic: str, sources: Sequence[Source]) -> None:
-        self.acknowledged += len(sources)
-        self.last_acknowledged_at = time.monotonic()
+    def _acknowledged(self, topic: str, sources: Sequence[Lineage]) -> None:
         self.brokers.answered()
         self._latencies[topic].extend(s.timestamp_ms for s in sources)
         if self._trace:
@@ -252,14 +245,13 @@ class KafkaSink:
 
     def _failed(self, output: _Output, error: KafkaError) -> None:
         code = error.code()
-        if code in OVERSIZED or code in REJECTED:
+        if code in _PERMANENT:
             if output.replacement:
                 self._drop(output, error)
             else:
                 self._replace(output, error)
             return
         backoff = RETRY_BACKOFF_S[min(output.attempt, len(RETRY_BACKOFF_S) - 1)]
-        self.failures += 1
         self.metrics.record_delivery_failure(output.topic)
         kind = (output.topic, error.name())
         if kind not in self._failing:
@@ -284,30 +276,19 @@ class KafkaSink:
 
     def _replace(self, output: _Output, error: KafkaError) -> None:
         """A dead letter that refers to an output no retry can write (see the docstring)."""
-        reason: DeadLetterReason = "oversized" if error.code() in OVERSIZED else "rejected"
+        reason = _PERMANENT[error.code()]
         value = output.value or b""
         source = output.source
-        p = HEADER_PREFIX
-        key, key_headers = bounded_key(output.key)
-        why = InputError(reason, f"the {output.what} output could not be written: {error}")
-        headers: Headers = [
-            *dead_letter_headers(source, why, None),
-            (f"{p}original_output", b"score" if output.what == "score" else b"dead_letter"),
-            (f"{p}original_error", output.what.encode()),
-            (f"{p}original_topic", output.topic.encode()),
-            (f"{p}original_size", str(len(value)).encode()),
-            (f"{p}original_sha256", hashlib.sha256(value).hexdigest().encode()),
-            *key_headers,
-            *bounded_headers(output.input_headers),
-        ]
-        reference = {
-            "alert_anomaly": f"{output.what} output not written: {reason}",
-            "source_topic": source.topic,
-            "source_partition": source.partition,
-            "source_offset": source.offset,
-            "original_size": len(value),
-        }
-        self.replaced += 1
+        key, body, headers = envelope.reference(
+            source,
+            reason,
+            str(error),
+            what=output.what,
+            topic=output.topic,
+            key=output.key,
+            value=output.value,
+            input_headers=output.input_headers,
+        )
         self.metrics.record_dead_letter(reason)
         log.error(
             "output_replaced",
@@ -320,7 +301,6 @@ class KafkaSink:
             source_partition=source.partition,
             source_offset=source.offset,
         )
-        body = json.dumps(reference).encode()
         self._produce(
             _Output(self.dead_letter_topic, key, body, headers, source, reason, replacement=True)
         )
@@ -377,6 +357,10 @@ class KafkaSink:
 
     def checkpoint(self, state: dict[str, object]) -> None:
         """Nothing to add: acknowledged outputs are in their topics."""
+
+    def resumed(self) -> dict[str, Any]:
+        """Topics keep no source state: a replay into topics starts afresh."""
+        return {}
 
     def close(self, timeout_s: float = 10.0) -> None:
         if self.producer.flush(max(0.0, timeout_s)):

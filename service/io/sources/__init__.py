@@ -4,22 +4,9 @@ the positions up to which every output is safely written (:meth:`InputSource.com
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-from service.core.routing import Source
-
-Headers = list[tuple[str, str | bytes | None]]
-Position = tuple[str, int]  # (stream, partition) whose offsets a source commits
-
-
-class Input(NamedTuple):
-    """One unit of input: message bytes, or a table row's decoded record."""
-
-    source: Source  # lineage, and the (stream, partition, offset) that is committed
-    key: bytes | None
-    value: bytes | None
-    headers: Headers | None = None
-    records: list[Any] | None = None  # already decoded (a table row); [] = nothing to score
+from service.records import Input, Partition
 
 
 class InputSource(Protocol):
@@ -33,15 +20,12 @@ class InputSource(Protocol):
         """Up to ``max_inputs`` inputs, waiting at most ``timeout_s`` for the first; None once
         a bounded source is exhausted."""
 
-    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
+    def commit(self, positions: dict[Partition, int], wait_s: float | None) -> None:
         """Every output of the inputs before these offsets is written: remember or commit
         (asynchronously with ``wait_s`` None, else waiting at most ``wait_s``)."""
 
     def state(self) -> dict[str, Any]:
         """Where a replay resumes (the committed positions), for checkpoints."""
-
-    def describe(self) -> dict[str, Any]:
-        """What is read (names a replay's output)."""
 
     def total(self) -> int | None:
         """How many inputs a bounded source holds, when cheap to know (progress bars)."""

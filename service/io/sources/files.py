@@ -20,9 +20,8 @@ import pyarrow.parquet as pq
 from models.exceptions import DataError
 from models.table import AlertTable, read_table
 from models.taxonomy import TOP_CLASSES
-from service.core.routing import Source
-from service.io.sources import Input, Position
 from service.io.sources.kafka import Rebalancing
+from service.records import Input, Lineage, Partition
 
 FILE_PREFIX = "file:"
 
@@ -74,12 +73,12 @@ class FileSource:
             done = self._done.get(stream, 0)
             if table is None:
                 if done == 0:
-                    yield Input(Source(stream, 0, 0, None), None, data)
+                    yield Input(Lineage(stream, 0, 0, None), None, data)
                 continue
             rows = read_table(table)
             for i, record in enumerate(table_records(rows, self.id_field)):
                 if i >= done:
-                    yield Input(Source(stream, 0, i, None), None, None, None, [record])
+                    yield Input(Lineage(stream, 0, i, None), None, None, None, [record])
 
     def _members(self) -> Iterator[tuple[str, bytes | None, Path | None]]:
         """(name, Avro bytes, or a table path) in a deterministic order."""
@@ -105,7 +104,7 @@ class FileSource:
         else:
             yield str(path), path.read_bytes(), None
 
-    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
+    def commit(self, positions: dict[Partition, int], wait_s: float | None) -> None:
         for (stream, _), offset in positions.items():
             self._done[stream] = max(self._done.get(stream, 0), offset)
         if self._listener is not None:
@@ -113,9 +112,6 @@ class FileSource:
 
     def state(self) -> dict[str, Any]:
         return {"files": dict(self._done)}
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "files", "paths": [str(p) for p in self.paths]}
 
     def total(self) -> int | None:
         """Inputs to read (files and table rows), for the progress bar; None with tarballs,

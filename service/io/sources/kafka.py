@@ -12,30 +12,29 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from service.config import Settings
-from service.core.routing import Source
-from service.exceptions import KafkaServiceError, SettingsError
-from service.io.kafka import bounded, consumer_config
-from service.io.sources import Input, Position
+from service.exceptions import KafkaServiceError
+from service.io.kafka import bounded, consumer_config, list_topics, new_client
 from service.ops.availability import Brokers
 from service.ops.metrics import Metrics
+from service.records import Input, Lineage, Partition
 
 
 class Rebalancing(Protocol):
     """What a consumer group tells its user (the engine)."""
 
-    def on_assigned(self, partitions: set[Position]) -> None: ...
+    def on_assigned(self, partitions: set[Partition]) -> None: ...
 
-    def on_revoked(self, partitions: set[Position]) -> None: ...
+    def on_revoked(self, partitions: set[Partition]) -> None: ...
 
-    def on_lost(self, partitions: set[Position]) -> None: ...
+    def on_lost(self, partitions: set[Partition]) -> None: ...
 
-    def on_committed(self, positions: dict[Position, int]) -> None: ...
+    def on_committed(self, positions: dict[Partition, int]) -> None: ...
 
 
 def to_input(message: Message) -> Input:
     """A consumed message as an :class:`Input` (timestamp None when the broker has none)."""
     kind, ts = message.timestamp()
-    source = Source(
+    source = Lineage(
         message.topic() or "",
         message.partition() or 0,
         message.offset() or 0,
@@ -45,7 +44,7 @@ def to_input(message: Message) -> Input:
     return Input(source, message.key(), message.value(), headers)  # type: ignore[arg-type]
 
 
-def _positions(partitions: list[TopicPartition]) -> set[Position]:
+def _positions(partitions: list[TopicPartition]) -> set[Partition]:
     return {(p.topic, p.partition) for p in partitions}
 
 
@@ -98,7 +97,7 @@ class KafkaSource:
     def start(self, listener: Rebalancing) -> None:
         self._listener = listener
 
-        def within(callback: Callable[[set[Position]], None]) -> Callable[[Any, Any], None]:
+        def within(callback: Callable[[set[Partition]], None]) -> Callable[[Any, Any], None]:
             def call(_: Any, partitions: list[TopicPartition]) -> None:
                 self._in_rebalance = True
                 try:
@@ -140,7 +139,7 @@ class KafkaSource:
             self.metrics.record_consumed(topic, n)
         return inputs
 
-    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
+    def commit(self, positions: dict[Partition, int], wait_s: float | None) -> None:
         """Asynchronous commits (``wait_s`` None) report through the consumer's callback
         (served by consume); a synchronous one (revocation, shutdown) waits at most ``wait_s``
         and reports at once. A failure is logged and the positions stay uncommitted (the next
@@ -179,7 +178,7 @@ class KafkaSource:
         self.metrics.record_commit(True)
         self._commit_succeeded(positions)
 
-    def _commit_failed(self, error: str, positions: dict[Position, int]) -> None:
+    def _commit_failed(self, error: str, positions: dict[Partition, int]) -> None:
         """The first failing commit is a warning, those that follow debug lines (a group's
         coordinator is often unknown for a while: at start, in a rebalance, in an outage)."""
         self._failed_commits += 1
@@ -188,7 +187,7 @@ class KafkaSource:
             "commit_failed", error=error, positions=_fmt(positions), retried_at_next_commit=True
         )
 
-    def _commit_succeeded(self, positions: dict[Position, int]) -> None:
+    def _commit_succeeded(self, positions: dict[Partition, int]) -> None:
         if self._failed_commits:
             structlog.get_logger(__name__).info(
                 "commits_recovered", failed_commits=self._failed_commits
@@ -200,9 +199,6 @@ class KafkaSource:
     def state(self) -> dict[str, Any]:
         return {}
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "group", "topics": self.topics}
-
     def total(self) -> int | None:
         return None
 
@@ -211,20 +207,5 @@ class KafkaSource:
         bounded(self.consumer.close, timeout_s, "consumer_close")
 
 
-def new_client(kind: Any, config: dict[str, Any]) -> Any:
-    """A Consumer or Producer; a property librdkafka rejects is a settings error."""
-    try:
-        return kind(config)
-    except KafkaException as exc:
-        raise SettingsError(f"invalid Kafka client property: {exc.args[0].str()}") from None
-
-
-def list_topics(client: Any, brokers: Brokers, topic: str | None = None) -> Any:
-    """Cluster metadata (of one topic), waiting at most the brokers' timeout, with progress
-    lines (:meth:`Brokers.metadata`; an unreachable broker at start is the operator's to fix:
-    exit status 2)."""
-    return brokers.metadata(client, topic)
-
-
-def _fmt(positions: dict[Position, int]) -> dict[str, int]:
+def _fmt(positions: dict[Partition, int]) -> dict[str, int]:
     return {f"{t}[{p}]": pos for (t, p), pos in sorted(positions.items())}

@@ -10,10 +10,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from service.config import ClientConfig
 from service.exceptions import KafkaServiceError
-from service.io.kafka import FETCH_QUEUE_BACKOFF_MS, bounded
-from service.io.sources import Input, Position
-from service.io.sources.kafka import Rebalancing, list_topics, new_client, to_input
+from service.io.kafka import FETCH_QUEUE_BACKOFF_MS, bounded, list_topics, new_client
+from service.io.sources.kafka import Rebalancing, to_input
 from service.ops.availability import Brokers
+from service.records import Input, Partition
 
 
 class TopicRange:
@@ -136,7 +136,7 @@ class TopicRange:
             return False
         return self.until_ms is None or timestamp < self.until_ms
 
-    def commit(self, positions: dict[Position, int], wait_s: float | None) -> None:
+    def commit(self, positions: dict[Partition, int], wait_s: float | None) -> None:
         for (_, p), offset in positions.items():
             self._committed[p] = max(self._committed.get(p, 0), offset)
         if self._listener is not None:
@@ -144,16 +144,6 @@ class TopicRange:
 
     def state(self) -> dict[str, Any]:
         return {str(p): o for p, o in self._committed.items()}
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": "topic",
-            "topic": self.topic,
-            "partitions": self.partitions,
-            "since_ms": self.since_ms,
-            "until_ms": self.until_ms,
-            "end": {str(p): o for p, o in self.end.items()},
-        }
 
     def total(self) -> int | None:
         """Messages in range, estimated from the watermarks (for the progress bar only)."""

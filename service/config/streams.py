@@ -1,0 +1,141 @@
+"""The ``input`` and ``output`` sections: what is read and how it is decoded, where scores and dead
+letters go; ``kind`` names an entry of the registries (:mod:`service.registry`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from models.exceptions import DataError
+from service.config.base import InputFormat, OutputFormat, Section, parse_time_ms
+
+
+class InputSettings(Section):
+    """What to consume and how to decode it."""
+
+    kind: str = Field(
+        "kafka",
+        description="where alerts come from (service.registry.SOURCES): kafka (a consumer group: "
+        "run), topic_range (a bounded range of topics[0]: replay) or files (paths: replay, "
+        "score, top)",
+    )
+    paths: list[Path] = Field(
+        default_factory=list,
+        description="kind files: Avro alert files, Avro containers, directories, tarballs, "
+        "Parquet/CSV tables",
+    )
+    partitions: list[int] | None = Field(
+        None, description="kind topic_range: the partitions to read (default: all)"
+    )
+    since: str | None = Field(
+        None, description="kind topic_range: first message time, ISO-8601 (UTC) or epoch ms"
+    )
+    until: str | None = Field(
+        None, description="kind topic_range: end time (exclusive), ISO-8601 (UTC) or epoch ms"
+    )
+    start_offsets: dict[int, int] = Field(
+        default_factory=dict, description="kind topic_range: partition -> first offset"
+    )
+    end_offsets: dict[int, int] = Field(
+        default_factory=dict, description="kind topic_range: partition -> end offset (exclusive)"
+    )
+    topics: list[str] = Field(
+        default_factory=list,
+        description="topics to consume (required by `run`); a name starting with ^ is a regular "
+        "expression, e.g. ^lc_classifier_ztf_[0-9]{8}$ for ALeRCE's daily topics",
+    )
+    format: InputFormat = Field(
+        "schemaless",
+        description="schemaless Avro (ALeRCE's producers), container (Avro object container, "
+        "schema embedded), confluent (magic byte + schema id; the default for lsst without "
+        "input.schema_version, as Rubin's stream) or json",
+    )
+    schema_version: str | None = Field(
+        None,
+        description="version of the survey's input record under schemas/ (ztf: 3 = "
+        "ALeRCE's current record keyed by oid, 2 and 1 = the earlier ones keyed by aid; lsst: "
+        "a Rubin alert-packet version such as 11.1, or 1.0 for records with classifier "
+        "probabilities); default: the current one (lsst: the latest alert packet)",
+    )
+    schema_file: Path | None = Field(
+        None, description="Avro schema of schemaless input (instead of schema_version)"
+    )
+    confluent_schemas: dict[int, Path] = Field(
+        default_factory=dict,
+        description="schema id -> .avsc file, for the confluent format (survey lsst knows "
+        "Rubin's alert-packet ids; entries here add to them)",
+    )
+    decoder: Literal["auto", "generic"] = Field(
+        "auto",
+        description="auto: the stream's learned layouts decoded by a compiled loop over each "
+        "consumed batch, the rest with fastavro; generic: fastavro only",
+    )
+    group_id: str = Field("alert-anomaly", description="consumer group id")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where a new consumer group starts"
+    )
+
+    @model_validator(mode="after")
+    def _one_schema_source(self) -> InputSettings:
+        if self.schema_file is not None and self.schema_version is not None:
+            raise ValueError("set schema_version or schema_file, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _known_kind(self) -> InputSettings:
+        from service.registry import SOURCES
+
+        if self.kind not in SOURCES:
+            raise ValueError(f"kind {self.kind!r} is unknown (known: {', '.join(SOURCES)})")
+        if self.kind == "files" and not self.paths:
+            raise ValueError("kind files needs paths")
+        if self.kind == "topic_range" and len(self.topics) != 1:
+            raise ValueError("kind topic_range reads one topic: give exactly one in topics")
+        for moment in (self.since, self.until):
+            if moment is not None:
+                try:
+                    parse_time_ms(moment)
+                except DataError as exc:
+                    raise ValueError(str(exc)) from None
+        return self
+
+
+class OutputSettings(Section):
+    """Where scores and dead letters go."""
+
+    kind: str = Field(
+        "kafka",
+        description="where outputs go (service.registry.SINKS): kafka (topic and "
+        "dead_letter_topic), parquet (a resumable dataset directory at path: replay) or memory "
+        "(score, top)",
+    )
+    path: Path | None = Field(None, description="kind parquet: the dataset directory")
+    resume: bool = Field(
+        False, description="kind parquet: continue the interrupted replay found at path"
+    )
+    topic: str = Field("anomaly-scores", description="topic of the anomaly scores")
+    format: OutputFormat = Field("schemaless", description="schemaless Avro, confluent or json")
+    confluent_schema_id: int | None = Field(
+        None, description="schema id written in the confluent wire format (format confluent)"
+    )
+    dead_letter_topic: str = Field(
+        "anomaly-scores-dlq", description="topic receiving the original bytes of bad messages"
+    )
+
+    @model_validator(mode="after")
+    def _confluent_needs_id(self) -> OutputSettings:
+        if self.format == "confluent" and self.confluent_schema_id is None:
+            raise ValueError("format confluent needs confluent_schema_id")
+        return self
+
+    @model_validator(mode="after")
+    def _known_kind(self) -> OutputSettings:
+        from service.registry import SINKS
+
+        if self.kind not in SINKS:
+            raise ValueError(f"kind {self.kind!r} is unknown (known: {', '.join(SINKS)})")
+        if self.kind == "parquet" and self.path is None:
+            raise ValueError("kind parquet needs path")
+        return self

@@ -72,6 +72,10 @@ class Signals:
     def stage(self) -> str:
         return self.service.stage if self.service is not None else "loading_models"
 
+    def interrupted_the_start(self) -> bool:
+        """A signal came before the main loop (it raised :class:`StopRequested` there)."""
+        return self.received_in is not None and self.received_in not in ("running", "stopped")
+
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.received is None:
@@ -107,6 +111,18 @@ def run(args: argparse.Namespace) -> int:
     except StopRequested:
         assert signals is not None
         log.info("stopped_before_start", signal=signals.received, stage=signals.received_in)
+        return 0
+    except Exception as exc:
+        if signals is None or not signals.interrupted_the_start():
+            raise
+        # the signal's exception raised inside a library's C code (torch, safetensors) comes
+        # back as that library's error: after a stop request at the start, that is the stop
+        log.info(
+            "stopped_before_start",
+            signal=signals.received,
+            stage=signals.received_in,
+            interrupted=f"{type(exc).__name__}: {exc}",
+        )
         return 0
 
 

@@ -1,0 +1,78 @@
+"""``alert-anomaly run``'s signals before the main loop, without I/O: a stop request raised
+inside a library that turns it into its own error (torch does, loading weights) still ends the
+start cleanly; the same error without a signal stays an error."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from service.commands import run as run_command
+
+
+@pytest.fixture
+def restore_handlers() -> Iterator[None]:
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def library_call_interrupted_by(signum: int | None) -> None:
+    """Like C code calling back into Python: whatever the callback raised becomes a ValueError."""
+    try:
+        if signum is not None:
+            os.kill(os.getpid(), signum)  # the handler runs here, in the main thread
+        raise ValueError("could not determine the shape of object type 'UntypedStorage'")
+    except BaseException as exc:
+        raise ValueError(f"could not determine the shape: {exc!r}") from None
+
+
+def args() -> argparse.Namespace:
+    return argparse.Namespace(check=False, offline=False)
+
+
+@pytest.mark.usefixtures("restore_handlers")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_turned_into_a_library_error_while_loading_is_a_stop(
+    monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
+    monkeypatch.setattr(
+        run_command, "_run", lambda args, signals: library_call_interrupted_by(signum)
+    )
+    assert run_command.run(args()) == 0
+
+
+@pytest.mark.usefixtures("restore_handlers")
+def test_the_same_error_without_a_signal_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        run_command, "_run", lambda args, signals: library_call_interrupted_by(None)
+    )
+    with pytest.raises(ValueError, match="could not determine the shape"):
+        run_command.run(args())
+
+
+@pytest.mark.usefixtures("restore_handlers")
+def test_an_error_after_a_signal_in_the_main_loop_stays_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In the main loop a signal asks for a drain; a later failure is the service's own."""
+
+    class Running:
+        stage = "running"
+
+        def stop(self) -> None:
+            pass
+
+    def main_loop(args: argparse.Namespace, signals: run_command.Signals) -> int:
+        signals.service = Running()  # type: ignore[assignment]
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise RuntimeError("the sink failed")
+
+    monkeypatch.setattr(run_command, "_run", main_loop)
+    with pytest.raises(RuntimeError, match="the sink failed"):
+        run_command.run(args())

@@ -10,6 +10,14 @@ from pydantic import Field, model_validator
 
 from models.exceptions import DataError
 from service.config.base import InputFormat, OutputFormat, Section, parse_time_ms
+from service.io.topics import (
+    ALERCE_CHANGE_HOUR,
+    ALERCE_DATE_FORMAT,
+    ALERCE_RETENTION_DAYS,
+    DailyTopics,
+    FixedTopics,
+    TopicStrategy,
+)
 
 
 class InputSettings(Section):
@@ -123,6 +131,40 @@ class OutputSettings(Section):
     dead_letter_topic: str = Field(
         "anomaly-scores-dlq", description="topic receiving the original bytes of bad messages"
     )
+    topic_strategy: Literal["fixed", "daily"] = Field(
+        "fixed",
+        description="fixed: topic and dead_letter_topic; daily: a topic a day named as ALeRCE's "
+        "DailyTopicStrategy names it (topic_format, dead_letter_topic_format, date_format, "
+        "change_hour): each output goes once to the newest topic their strategy lists when it "
+        "is first produced (README: Output topics)",
+    )
+    topic_format: str | None = Field(
+        None,
+        description="topic_strategy daily: the score topic with one %s where the date goes "
+        "(ALeRCE's PRODUCER_TOPIC_FORMAT, e.g. lc_anomaly_%s); default: topic + _%s",
+    )
+    dead_letter_topic_format: str | None = Field(
+        None,
+        description="topic_strategy daily: the dead-letter topic with one %s; default: "
+        "dead_letter_topic + _%s",
+    )
+    date_format: str = Field(
+        ALERCE_DATE_FORMAT,
+        description="topic_strategy daily: strftime format of the UTC date in a topic name "
+        "(PRODUCER_DATE_FORMAT)",
+    )
+    change_hour: int = Field(
+        ALERCE_CHANGE_HOUR,
+        description="topic_strategy daily: the UTC hour (0-23) from which outputs go to the next "
+        "day's topic (PRODUCER_CHANGE_HOUR)",
+    )
+    retention_days: int = Field(
+        ALERCE_RETENTION_DAYS,
+        ge=1,
+        description="topic_strategy daily: how many days of topics ALeRCE's consumers keep "
+        "listing (PRODUCER_RETENTION_DAYS); kept for their settings, it does not change where "
+        "outputs go",
+    )
 
     @model_validator(mode="after")
     def _confluent_needs_id(self) -> OutputSettings:
@@ -139,3 +181,39 @@ class OutputSettings(Section):
         if self.kind == "parquet" and self.path is None:
             raise ValueError("kind parquet needs path")
         return self
+
+    @model_validator(mode="after")
+    def _daily_topics(self) -> OutputSettings:
+        daily_only = sorted(self.model_fields_set & set(_DAILY_ONLY))
+        if self.topic_strategy == "fixed" and daily_only:
+            raise ValueError(f"{daily_only[0]} is for topic_strategy daily (it is fixed)")
+        if self.topic_strategy == "daily":
+            daily_topics(self)  # a ConfigurationError (a ValueError) names what is wrong
+        return self
+
+
+_DAILY_ONLY = (
+    "topic_format",
+    "dead_letter_topic_format",
+    "date_format",
+    "change_hour",
+    "retention_days",
+)
+
+
+def topic_strategy(output: OutputSettings) -> TopicStrategy:
+    """The topics of ``output``: fixed, or daily."""
+    if output.topic_strategy == "daily":
+        return daily_topics(output)
+    return FixedTopics(output.topic, output.dead_letter_topic)
+
+
+def daily_topics(output: OutputSettings) -> DailyTopics:
+    """The daily topics of ``output`` (its formats default to the fixed names + ``_%s``)."""
+    return DailyTopics(
+        output.topic_format or f"{output.topic}_%s",
+        output.dead_letter_topic_format or f"{output.dead_letter_topic}_%s",
+        output.date_format,
+        output.change_hour,
+        output.retention_days,
+    )

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -319,4 +321,122 @@ def test_a_full_queue_in_an_outage_ticks_liveness_and_gives_up_in_time() -> None
     with pytest.raises(BrokersUnavailableError):
         sink.write(batch, rows)
     assert ticks == [0.0, 10.0, 20.0]
+    sink.close(0)
+
+
+class FakeProducer:
+    """Records what is produced with its delivery callback; the test makes the reports."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None, Headers | None, Any]] = []
+        self.acknowledged: list[tuple[str, bytes | None]] = []
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        on_delivery: Any = None,
+    ) -> None:
+        self.sent.append((topic, key, value, headers, on_delivery))
+
+    def report(self, index: int, error: KafkaError | None = None) -> None:
+        topic, key, value, _, delivered = self.sent[index]
+        if error is None:
+            self.acknowledged.append((topic, key))
+        delivered(error, Message(topic=topic, partition=0, key=key, value=value, error=error))
+
+    def poll(self, timeout_s: float = 0) -> int:
+        return 0
+
+    def flush(self, timeout_s: float = 0) -> int:
+        return 0
+
+    def purge(self) -> None:
+        """Nothing is queued for real."""
+
+
+def test_outputs_in_flight_at_the_change_hour_keep_their_day_s_topics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Daily topics by an injected clock: a batch before 22:00 UTC goes to today's topic, one
+    from 22:00 on to tomorrow's; a retry or a reference produced after the switch keeps the
+    topics of its output's first production, and every input is written once."""
+    settings = load_settings(
+        None,
+        {
+            "kafka": {"bootstrap_servers": UNUSED},
+            "output": {
+                "topic_strategy": "daily",
+                "topic_format": "scores_%s",
+                "dead_letter_topic_format": "dlq_%s",
+            },
+        },
+    )
+    written: list[Lineage] = []
+    now = [datetime(2026, 12, 31, 21, 59, 59, tzinfo=UTC)]
+    reads: list[datetime] = []
+
+    def clock() -> datetime:
+        reads.append(now[0])
+        return now[0]
+
+    sink = KafkaSink(settings, Metrics(), written.extend, Brokers(UNUSED, 60.0), clock=clock)
+    producer = FakeProducer()
+    sink.producer = producer
+    monkeypatch.setattr(kafka_sink, "RETRY_BACKOFF_S", (0.0,))
+
+    before, before_rows = scored(3, 10)
+    sink.write(before, before_rows)
+    assert len(reads) == 1  # the clock is read once per batch, not per score
+    bad = [Input(Lineage("alerts", 1, offset, None), b"k", b"bad", None) for offset in (7, 8)]
+    sink.dead_letter(bad[0], InputError("undecodable", "bad bytes"))
+    now[0] = datetime(2026, 12, 31, 22, 0, tzinfo=UTC)  # the change hour, at a year's end
+    after, after_rows = scored(2, 10)
+    after_rows = [
+        r._replace(source=Lineage("alerts", 0, 10 + i, None), oid=f"ZTF9{i}")
+        for i, r in enumerate(after_rows)
+    ]
+    after.columns["oid"] = [r.oid for r in after_rows]
+    sink.write(after, after_rows)
+    sink.dead_letter(bad[1], InputError("undecodable", "bad bytes"))
+    today, tomorrow = "20261231", "20270101"
+    assert [s[0] for s in producer.sent] == [
+        *[f"scores_{today}"] * 3,
+        f"dlq_{today}",
+        *[f"scores_{tomorrow}"] * 2,
+        f"dlq_{tomorrow}",
+    ]
+
+    # after the switch, of what was produced before it: a score times out (retried), another
+    # is too large (replaced by a reference), the dead letter times out (retried)
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    producer.report(0)
+    producer.report(1, timed_out)
+    producer.report(2, too_large)
+    producer.report(3, timed_out)
+    for i in (4, 5, 6):
+        producer.report(i)
+    sink.poll(0)  # the retries, produced again
+    assert [s[0] for s in producer.sent[7:]] == [f"dlq_{today}", f"scores_{today}", f"dlq_{today}"]
+    reference = dict(producer.sent[7][3] or [])
+    assert reference["alert_anomaly.original_topic"] == f"scores_{today}".encode()
+    for i in range(7, len(producer.sent)):
+        producer.report(i)
+
+    assert sink.in_flight() == 0
+    # every input written once: none lost, none twice
+    inputs = [r.source for r in before_rows + after_rows] + [b.source for b in bad]
+    assert sorted(written) == sorted(inputs)
+    # each output acknowledged once, in the topics of its first production
+    day_of = {r.oid.encode(): today for r in before_rows} | {
+        r.oid.encode(): tomorrow for r in after_rows
+    }
+    scores = [(t, k) for t, k in producer.acknowledged if t.startswith("scores_")]
+    refused = before_rows[2].oid.encode()
+    assert sorted(scores) == sorted((f"scores_{d}", k) for k, d in day_of.items() if k != refused)
+    dead = sorted(t for t, _ in producer.acknowledged if t.startswith("dlq_"))
+    assert dead == [f"dlq_{today}", f"dlq_{today}", f"dlq_{tomorrow}"]  # the reference, 2 inputs
     sink.close(0)

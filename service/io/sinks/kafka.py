@@ -21,6 +21,11 @@ own. Failures are told apart:
   (``alert_anomaly_outputs_dropped_total``) and its input committed, so that no input can block
   its partition.
 
+Topics are fixed or daily (``output.topic_strategy``, :mod:`service.io.topics`). The clock is read
+once per batch (and per dead letter), and an output keeps the topics of the moment it was first
+produced: its retries go to the same topic and the reference that stands for it to the dead-letter
+topic of that moment, so that nothing in flight at a change of day is lost or written twice.
+
 Over 300 lines on purpose: one class whose delivery callback, retries, replacement and batch
 bookkeeping share the per-output state of the service's hot path (every score passes here);
 what a dead letter carries is built apart (:mod:`service.io.sinks.envelope`).
@@ -40,10 +45,12 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from service.config import Settings
+from service.config.streams import topic_strategy
 from service.exceptions import DeadLetterReason, InputError
 from service.io.codecs.avro import BatchEncoder, make_batch_encoder
 from service.io.kafka import new_client, producer_config
 from service.io.sinks import envelope
+from service.io.topics import Clock, CurrentTopics, Topics, utc_now
 from service.ops.availability import SUMMARY_EVERY_S, Brokers
 from service.ops.metrics import Metrics
 from service.records import Headers, Input, Lineage, Row, ScoredBatch, Written
@@ -81,6 +88,7 @@ class _Output:
     headers: Headers | None
     source: Lineage
     what: str  # "score", or the reason of a dead letter
+    dead_letter_topic: str  # where a reference to it goes: the one of its first production
     input_headers: Headers | None = None  # the input's own (a reference keeps them)
     replacement: bool = False  # the reference that stands for an unwritable output
     attempt: int = 0
@@ -91,14 +99,19 @@ class _ScoreBatch:
     """The scores of one batch until all are acknowledged; ``delivered(i, ...)`` is the delivery
     callback of score ``i``."""
 
-    __slots__ = ("left", "rows", "sink", "sources")
+    __slots__ = ("left", "rows", "sink", "sources", "topics")
 
     def __init__(
-        self, sink: KafkaSink, sources: list[Lineage | None], rows: list[Row] | None = None
+        self,
+        sink: KafkaSink,
+        sources: list[Lineage | None],
+        rows: list[Row] | None = None,
+        topics: Topics | None = None,
     ) -> None:
         self.sink = sink
         self.sources = sources  # None: produced on its own after a failure
         self.rows = rows  # the scored rows (their inputs' headers, for a reference)
+        self.topics = topics or sink.topics()  # chosen when the batch is first produced
         self.left = len(sources)
 
     def delivered(self, index: int, error: KafkaError | None, message: Message) -> None:
@@ -118,9 +131,11 @@ class _ScoreBatch:
         self.left -= 1
         sink = self.sink
         headers = self.rows[index].headers if self.rows is not None else None
-        sink._failed(
-            _Output(sink.topic, key, value, None, source, "score", input_headers=headers), error
+        topics = self.topics
+        output = _Output(
+            topics.scores, key, value, None, source, "score", topics.dead_letters, headers
         )
+        sink._failed(output, error)
         if not self.left:
             sink._written_scores(self)
 
@@ -134,9 +149,10 @@ class KafkaSink:
         metrics: Metrics,
         on_written: Written,
         brokers: Brokers,
+        clock: Clock = utc_now,
     ) -> None:
-        self.topic = settings.output.topic
-        self.dead_letter_topic = settings.output.dead_letter_topic
+        """``clock`` tells the UTC time that daily topics are named by."""
+        self.topics = CurrentTopics(topic_strategy(settings.output), clock)
         self.brokers = brokers
         self.metrics = metrics
         self.on_written = on_written
@@ -157,8 +173,8 @@ class KafkaSink:
         encoded = self.encode(batch.columns, len(rows))
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
-        scores = _ScoreBatch(self, [row.source for row in rows], rows)
-        produce, topic, delivered = self.producer.produce, self.topic, scores.delivered
+        scores = _ScoreBatch(self, [row.source for row in rows], rows, self.topics())
+        produce, topic, delivered = self.producer.produce, scores.topics.scores, scores.delivered
         for i, (row, value) in enumerate(zip(rows, encoded, strict=True)):
             key = row.oid.encode()
             try:  # the common case inline; a full queue or a refusal takes _send's way
@@ -173,15 +189,8 @@ class KafkaSink:
 
     def dead_letter(self, item: Input, error: InputError) -> None:
         key, value, headers = envelope.dead_letter(item, error)
-        output = _Output(
-            self.dead_letter_topic,
-            key,
-            value,
-            headers,
-            item.source,
-            error.reason,
-            input_headers=item.headers,
-        )
+        topic = self.topics().dead_letters
+        output = _Output(topic, key, value, headers, item.source, error.reason, topic, item.headers)
         self._produce(output)
 
     def _produce(self, output: _Output) -> None:
@@ -233,7 +242,7 @@ class KafkaSink:
         sources = [s for s in batch.sources if s is not None]
         if sources:
             self._in_flight -= len(sources)
-            self._acknowledged(self.topic, sources)
+            self._acknowledged(batch.topics.scores, sources)
 
     def _acknowledged(self, topic: str, sources: Sequence[Lineage]) -> None:
         self.brokers.answered()
@@ -301,9 +310,8 @@ class KafkaSink:
             source_partition=source.partition,
             source_offset=source.offset,
         )
-        self._produce(
-            _Output(self.dead_letter_topic, key, body, headers, source, reason, replacement=True)
-        )
+        topic = output.dead_letter_topic
+        self._produce(_Output(topic, key, body, headers, source, reason, topic, replacement=True))
 
     def _drop(self, reference: _Output, error: KafkaError) -> None:
         """A reference refused for good: nothing of its input can be written, and retrying

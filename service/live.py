@@ -13,6 +13,7 @@ from service.config import ENV_PREFIX, Settings
 from service.core.engine import Stats
 from service.exceptions import SettingsError
 from service.io.sinks import OutputSink
+from service.io.sinks.kafka import KafkaSink
 from service.io.sources.kafka import KafkaSource
 from service.ops.availability import Brokers
 from service.ops.metrics import Metrics
@@ -133,13 +134,14 @@ class ScoringService:
                 "starting_inference", mode=s.model.inference, device=str(self.processor.device)
             )
             engine = pipeline.start(source, sink, live_options(s), on_ready=self._on_ready)
+            today = sink.topics() if isinstance(sink, KafkaSink) else None  # daily: today's
             log.info(
                 "service_starting",
                 version=__version__,
                 topics=s.input.topics,
                 group_id=s.input.group_id,
-                output=s.output.topic,
-                dead_letter=s.output.dead_letter_topic,
+                output=today.scores if today else s.output.kind,
+                dead_letter=today.dead_letters if today else None,
                 device=str(self.processor.device),
                 inference_pid=pipeline.inference_pid,  # None: inline
                 models={t: r.bundle.name for t, r in self.routes.items()},

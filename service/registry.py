@@ -109,7 +109,11 @@ SOURCES: dict[str, Kind[InputSource]] = {
     ),
 }
 SINKS: dict[str, Kind[OutputSink]] = {
-    "kafka": Kind(_topics, "output.topic and output.dead_letter_topic", True),
+    "kafka": Kind(
+        _topics,
+        "output.topic and output.dead_letter_topic, or a topic a day (output.topic_strategy daily)",
+        True,
+    ),
     "parquet": Kind(
         _parquet,
         "a resumable Parquet dataset directory at output.path (scores and dead-letter parts)",

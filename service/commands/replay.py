@@ -127,9 +127,9 @@ def run_replay(args: argparse.Namespace) -> int:
     pipeline = Pipeline(settings)
     sink = pipeline.make_sink()
     if isinstance(sink, KafkaSink):  # waits for the output topic, says so, gives up
-        pipeline.brokers.metadata(sink.producer, settings.output.topic)
-        where = f"topic {settings.output.topic}"
-        full_list = f"topic {settings.output.dead_letter_topic}"
+        topics = sink.topics()  # today's, with output.topic_strategy daily
+        pipeline.brokers.metadata(sink.producer, topics.scores)
+        where, full_list = f"topic {topics.scores}", f"topic {topics.dead_letters}"
     else:
         where, full_list = str(args.out), f"_dead-letters-*.parquet in {args.out}"
     summary = pipeline.replay(sink=sink, progress=_label(args, "replay"))

@@ -166,6 +166,19 @@ class OutputSettings(Section):
         "outputs go",
     )
 
+    scribe_topic: str | None = Field(
+        None,
+        description="ALeRCE's database writes: a scribe command per scored object to this topic "
+        "(their SCRIBE_TOPIC; schemaless Avro of their scribe.avsc; README: In ALeRCE's "
+        "pipeline); unset: none. Kind kafka",
+    )
+    detector_name: str = Field(
+        "alert_anomaly",
+        min_length=1,
+        description="the detector name in scribe commands (their rows are NAME_top with the "
+        "routed top class as category)",
+    )
+
     @model_validator(mode="after")
     def _confluent_needs_id(self) -> OutputSettings:
         if self.format == "confluent" and self.confluent_schema_id is None:
@@ -180,6 +193,8 @@ class OutputSettings(Section):
             raise ValueError(f"kind {self.kind!r} is unknown (known: {', '.join(SINKS)})")
         if self.kind == "parquet" and self.path is None:
             raise ValueError("kind parquet needs path")
+        if self.scribe_topic is not None and self.kind != "kafka":
+            raise ValueError(f"scribe_topic is for kind kafka (it is {self.kind})")
         return self
 
     @model_validator(mode="after")

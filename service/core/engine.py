@@ -316,6 +316,7 @@ class Engine:
         results = self.processor.route(inputs)
         self._decode_seconds.append(time.perf_counter() - started)
         register, add = self.tracker.register, self.batcher.add
+        per_row = self.sink.outputs_per_row  # a score, and the sink's companions of it
         for item, result in zip(inputs, results, strict=True):
             tp = (item.source.topic, item.source.partition)
             if item.skipped:  # read but outside the replay's range: nothing to write
@@ -326,7 +327,7 @@ class Engine:
                 register(tp, item.source.offset, outputs=1)
                 self._dead_letter(item, result)
                 continue
-            register(tp, item.source.offset, outputs=len(result))
+            register(tp, item.source.offset, outputs=len(result) * per_row)
             for top, row in result:
                 if item.headers:  # kept for a reference dead letter should its score be refused
                     row = row._replace(headers=item.headers)

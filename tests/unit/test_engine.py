@@ -211,3 +211,25 @@ def test_with_batches_in_inference_the_loop_waits_for_their_scores_not_for_input
     assert inference.waits
     assert inference.waits[0] > 0
     assert after == 20
+
+
+class ScoresOnly(CollectingSink):
+    """A sink with two outputs per scored row (a score and a companion, as scribe commands)
+    whose writes report the scores only: the companions are still in flight."""
+
+    outputs_per_row = 2
+
+
+def test_an_input_is_committable_only_when_every_output_of_its_rows_is_written(
+    processor: AlertProcessor,
+) -> None:
+    source = ScriptedSource([inputs(0, 10)])
+    tracker = OffsetTracker()
+    sink = ScoresOnly(tracker.written)
+    inference = InlineInference({top: r.scorer for top, r in processor.routes.items()})
+    Engine(processor, inference, source, sink, tracker, idle_options(True), Metrics()).run()
+    assert len(sink.records) == 10  # scored and written ...
+    assert tracker.committable() == {}  # ... but no input has all its outputs
+    assert tracker.in_flight() == 10
+    tracker.written([Lineage("in", 0, offset, None) for offset in range(10)])  # the companions
+    assert tracker.committable() == {("in", 0): 10}

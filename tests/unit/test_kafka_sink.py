@@ -5,11 +5,13 @@ a broker)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import fastavro
 import numpy as np
 import pytest
 import structlog
@@ -25,7 +27,7 @@ from service.io.sinks.envelope import (
     bounded_headers,
     dead_letter_headers,
 )
-from service.io.sinks.kafka import KafkaSink, _ScoreBatch
+from service.io.sinks.kafka import KafkaSink, _BatchOutputs
 from service.ops.availability import Brokers
 from service.ops.metrics import Metrics
 from service.records import Headers, Input, Lineage, Row, ScoredBatch
@@ -54,7 +56,7 @@ def test_a_batch_is_written_together_and_a_failed_score_leaves_it() -> None:
     metrics = Metrics()
     sink = KafkaSink(settings, metrics, on_written, Brokers(UNUSED, 60.0))
     sources = [Lineage("alerts", 0, offset, None) for offset in range(3)]
-    batch = _ScoreBatch(sink, list(sources))
+    batch = _BatchOutputs(sink, list(sources))
     sink._in_flight = 3  # as if write() had queued them
     timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
 
@@ -81,7 +83,7 @@ def test_a_batch_whose_every_score_failed_reports_nothing() -> None:
     written: list[Sequence[Lineage]] = []
     metrics = Metrics()
     sink = KafkaSink(settings, metrics, written.append, Brokers(UNUSED, 60.0))
-    batch = _ScoreBatch(sink, [Lineage("alerts", 0, 0, None)])
+    batch = _BatchOutputs(sink, [Lineage("alerts", 0, 0, None)])
     sink._in_flight = 1
     too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
     batch.delivered(0, too_large, report(b"a", too_large))
@@ -100,7 +102,7 @@ def test_an_outage_is_one_line_per_kind_of_failure_then_a_summary(
         None, {"kafka": {"bootstrap_servers": UNUSED}, "output": {"topic": "scores"}}
     )
     sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
-    batch = _ScoreBatch(sink, [Lineage("alerts", 0, offset, None) for offset in range(3)])
+    batch = _BatchOutputs(sink, [Lineage("alerts", 0, offset, None) for offset in range(3)])
     sink._in_flight = 3
     timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
     with structlog.testing.capture_logs() as logs:
@@ -440,3 +442,78 @@ def test_outputs_in_flight_at_the_change_hour_keep_their_day_s_topics(
     dead = sorted(t for t, _ in producer.acknowledged if t.startswith("dlq_"))
     assert dead == [f"dlq_{today}", f"dlq_{today}", f"dlq_{tomorrow}"]  # the reference, 2 inputs
     sink.close(0)
+
+
+def test_scribe_commands_are_outputs_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With output.scribe_topic a scored row has two outputs (its score, then its scribe
+    command), each acknowledged, retried or replaced on its own: a row's input is reported
+    written once per output (the engine waits for outputs_per_row of them before committing);
+    a dead letter makes no command; a command refused for good is replaced by a reference that
+    says it was a scribe command."""
+    settings = load_settings(
+        None,
+        {
+            "kafka": {"bootstrap_servers": UNUSED},
+            "output": {"topic": "scores", "scribe_topic": "scribe", "detector_name": "ours"},
+        },
+    )
+    written: list[Lineage] = []
+    sink = KafkaSink(settings, Metrics(), written.extend, Brokers(UNUSED, 60.0))
+    assert sink.outputs_per_row == 2
+    producer = FakeProducer()
+    sink.producer = producer
+    monkeypatch.setattr(kafka_sink, "RETRY_BACKOFF_S", (0.0,))
+    batch, rows = scored(3, 10)
+    sink.write(batch, rows)
+    sink.dead_letter(
+        Input(Lineage("alerts", 1, 9, None), b"k", b"bad", None), InputError("undecodable", "x")
+    )
+    assert [(s[0], s[1]) for s in producer.sent] == [
+        *[("scores", r.oid.encode()) for r in rows],
+        *[("scribe", r.oid.encode()) for r in rows],
+        ("anomaly-scores-dlq", b"k"),
+    ]
+    scribe_message = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "scribe_message",
+            "fields": [{"name": "payload", "type": "string"}],
+        }
+    )
+    commands = [
+        json.loads(
+            fastavro.schemaless_reader(io.BytesIO(s[2] or b""), scribe_message, None)["payload"]
+        )  # type: ignore[call-overload, index]
+        for s in producer.sent[3:6]
+    ]
+    assert [c["criteria"]["_id"] for c in commands] == [r.oid for r in rows]
+    assert {c["data"]["detector_name"] for c in commands} == {"ours_top"}
+
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    for i in range(3):
+        producer.report(i)  # the scores
+    assert written == [r.source for r in rows]  # one output of two for each row
+    producer.report(3)
+    producer.report(4, timed_out)
+    producer.report(5, too_large)
+    producer.report(6)  # the dead letter
+    dead = Lineage("alerts", 1, 9, None)
+    # the commands' batch reports its acknowledged one when its last output is settled
+    assert written == [r.source for r in rows] + [rows[0].source, dead]
+    sink.poll(0)  # the timed-out command again (the refused one's reference went at once)
+    reference, retry = producer.sent[7:9]
+    assert (retry[0], retry[1], retry[2]) == producer.sent[4][:3]
+    assert reference[0] == "anomaly-scores-dlq"
+    assert dict(reference[3] or [])["alert_anomaly.original_output"] == b"scribe_command"
+    producer.report(7)
+    producer.report(8)
+    assert sorted(written[5:]) == sorted([rows[1].source, rows[2].source])
+    assert sorted(written) == sorted([dead] + [r.source for r in rows] * 2)  # two per row
+    assert sink.in_flight() == 0
+    sink.close(0)
+
+
+def test_scribe_commands_need_a_kafka_sink() -> None:
+    with pytest.raises(Exception, match="scribe_topic is for kind kafka"):
+        load_settings(None, {"output": {"kind": "memory", "scribe_topic": "scribe"}})

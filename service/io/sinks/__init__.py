@@ -12,6 +12,8 @@ from service.records import Input, Row, ScoredBatch
 
 
 class OutputSink(Protocol):
+    outputs_per_row: int  # what a scored row waits for before its input is committed
+
     def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
         """The scores of a batch (one per row); each row's input is told when written."""
 
@@ -39,6 +41,8 @@ class WrittenAtOnce:
     """The rest of a sink that writes each output when handed it (:meth:`write` and
     :meth:`dead_letter` tell ``on_written`` at once): nothing to poll, flush or release, and
     nothing to resume from. A new sink of that kind is its two writing methods."""
+
+    outputs_per_row = 1
 
     def poll(self, timeout_s: float) -> None:
         """Written at once."""

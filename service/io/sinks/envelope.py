@@ -31,6 +31,7 @@ KEY_LIMIT = 1024  # bytes of a reference's key (a longer one is replaced by its 
 HEADERS_COUNT_LIMIT = 64  # input headers a reference keeps, in order ...
 HEADERS_BYTES_LIMIT = 16 * 1024  # ... within this many bytes
 MESSAGE_LIMIT = 1000  # characters of an error message kept in its header
+OUTPUTS = ("score", "scribe_command")  # what an output is when it is not a dead letter
 
 
 class Envelope(NamedTuple):
@@ -82,15 +83,15 @@ def reference(
     input_headers: Headers | None,
 ) -> Envelope:
     """The dead letter that stands for an output (``key``, ``value`` to ``topic``; ``what``:
-    ``score`` or the reason of a dead letter) refused for good with the error ``failure``;
-    ``input_headers``: the headers of the input it is the output of."""
+    one of :data:`OUTPUTS` or the reason of a dead letter) refused for good with the error
+    ``failure``; ``input_headers``: the headers of the input it is the output of."""
     value = value or b""
     p = HEADER_PREFIX
     bounded, key_headers = bounded_key(key)
     message = f"the {what} output could not be written: {failure}"
     headers: Headers = [
         *_headers(source, reason, message, None),
-        (f"{p}original_output", b"score" if what == "score" else b"dead_letter"),
+        (f"{p}original_output", (what if what in OUTPUTS else "dead_letter").encode()),
         (f"{p}original_error", what.encode()),
         (f"{p}original_topic", topic.encode()),
         (f"{p}original_size", str(len(value)).encode()),

@@ -42,6 +42,8 @@ DEAD_LETTER_COLUMNS = pa.schema(
 class ParquetSink:
     """A resumable Parquet dataset directory (see the module docstring)."""
 
+    outputs_per_row = 1
+
     def __init__(
         self, directory: Path, description: dict[str, Any], resume: bool, on_written: Written
     ) -> None:

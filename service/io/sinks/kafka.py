@@ -48,6 +48,7 @@ from service.config import Settings
 from service.config.streams import topic_strategy
 from service.exceptions import DeadLetterReason, InputError
 from service.io.codecs.avro import BatchEncoder, make_batch_encoder
+from service.io.codecs.scribe import make_scribe_encoder
 from service.io.kafka import new_client, producer_config
 from service.io.sinks import envelope
 from service.io.topics import Clock, CurrentTopics, Topics, utc_now
@@ -95,11 +96,12 @@ class _Output:
     not_before: float = 0.0
 
 
-class _ScoreBatch:
-    """The scores of one batch until all are acknowledged; ``delivered(i, ...)`` is the delivery
-    callback of score ``i``."""
+class _BatchOutputs:
+    """One kind of output of a batch (its scores, or its scribe commands), one per row, until
+    all are acknowledged; ``delivered(i, ...)`` is the delivery callback of output ``i``. The
+    topics are those of the moment the batch is first produced."""
 
-    __slots__ = ("left", "rows", "sink", "sources", "topics")
+    __slots__ = ("dead_letters", "left", "rows", "sink", "sources", "topic", "what")
 
     def __init__(
         self,
@@ -107,11 +109,18 @@ class _ScoreBatch:
         sources: list[Lineage | None],
         rows: list[Row] | None = None,
         topics: Topics | None = None,
+        *,
+        topic: str | None = None,
+        what: str = "score",
     ) -> None:
+        """``topic``: where these outputs go (default: the score topic of ``topics``)."""
         self.sink = sink
         self.sources = sources  # None: produced on its own after a failure
         self.rows = rows  # the scored rows (their inputs' headers, for a reference)
-        self.topics = topics or sink.topics()  # chosen when the batch is first produced
+        topics = topics or sink.topics()
+        self.topic = topic or topics.scores
+        self.dead_letters = topics.dead_letters
+        self.what = what
         self.left = len(sources)
 
     def delivered(self, index: int, error: KafkaError | None, message: Message) -> None:
@@ -121,23 +130,22 @@ class _ScoreBatch:
             return
         self.left -= 1
         if not self.left:
-            self.sink._written_scores(self)
+            self.sink._written_batch(self)
 
     def detach(self, index: int, key: bytes | None, value: bytes | None, error: KafkaError) -> None:
-        """Score ``index`` failed: it is retried (or replaced) on its own, outside the batch."""
+        """Output ``index`` failed: it is retried (or replaced) on its own, outside the batch."""
         source = self.sources[index]
-        assert source is not None  # a score fails once in its batch
+        assert source is not None  # an output fails once in its batch
         self.sources[index] = None
         self.left -= 1
         sink = self.sink
         headers = self.rows[index].headers if self.rows is not None else None
-        topics = self.topics
         output = _Output(
-            topics.scores, key, value, None, source, "score", topics.dead_letters, headers
+            self.topic, key, value, None, source, self.what, self.dead_letters, headers
         )
         sink._failed(output, error)
         if not self.left:
-            sink._written_scores(self)
+            sink._written_batch(self)
 
 
 class KafkaSink:
@@ -152,7 +160,14 @@ class KafkaSink:
         clock: Clock = utc_now,
     ) -> None:
         """``clock`` tells the UTC time that daily topics are named by."""
-        self.topics = CurrentTopics(topic_strategy(settings.output), clock)
+        output = settings.output
+        self.topics = CurrentTopics(topic_strategy(output), clock)
+        # ALeRCE's database writes: a scribe command per score, an output of its own
+        self.scribe_topic = output.scribe_topic
+        self.scribe = (
+            make_scribe_encoder(output.detector_name) if output.scribe_topic is not None else None
+        )
+        self.outputs_per_row = 1 if self.scribe is None else 2
         self.brokers = brokers
         self.metrics = metrics
         self.on_written = on_written
@@ -170,22 +185,40 @@ class KafkaSink:
 
     def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
         started = time.perf_counter()
-        encoded = self.encode(batch.columns, len(rows))
+        n = len(rows)
+        encoded = self.encode(batch.columns, n)
+        commands = self.scribe(batch.columns, n) if self.scribe is not None else None
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
-        scores = _ScoreBatch(self, [row.source for row in rows], rows, self.topics())
-        produce, topic, delivered = self.producer.produce, scores.topics.scores, scores.delivered
-        for i, (row, value) in enumerate(zip(rows, encoded, strict=True)):
+        topics = self.topics()
+        self._produce_batch(_BatchOutputs(self, [r.source for r in rows], rows, topics), encoded)
+        if commands is not None:
+            assert self.scribe_topic is not None
+            scribe = _BatchOutputs(
+                self,
+                [r.source for r in rows],
+                rows,
+                topics,
+                topic=self.scribe_topic,
+                what="scribe_command",
+            )
+            self._produce_batch(scribe, commands)
+        self.metrics.record_stage("produce", time.perf_counter() - started)
+
+    def _produce_batch(self, outputs: _BatchOutputs, values: list[bytes]) -> None:
+        """Produce one output per row of ``outputs`` (keyed by the row's object id)."""
+        produce, topic, delivered = self.producer.produce, outputs.topic, outputs.delivered
+        assert outputs.rows is not None
+        for i, (row, value) in enumerate(zip(outputs.rows, values, strict=True)):
             key = row.oid.encode()
             try:  # the common case inline; a full queue or a refusal takes _send's way
                 produce(topic, value, key, on_delivery=partial(delivered, i))
             except (BufferError, KafkaException):
                 refused = self._send(topic, key, value, None, partial(delivered, i))
                 if refused is not None:
-                    scores.detach(i, key, value, refused)
+                    outputs.detach(i, key, value, refused)
                 continue
             self._in_flight += 1
-        self.metrics.record_stage("produce", time.perf_counter() - started)
 
     def dead_letter(self, item: Input, error: InputError) -> None:
         key, value, headers = envelope.dead_letter(item, error)
@@ -238,11 +271,11 @@ class KafkaSink:
         self._in_flight -= 1
         self._acknowledged(output.topic, (output.source,))
 
-    def _written_scores(self, batch: _ScoreBatch) -> None:
+    def _written_batch(self, batch: _BatchOutputs) -> None:
         sources = [s for s in batch.sources if s is not None]
         if sources:
             self._in_flight -= len(sources)
-            self._acknowledged(batch.topics.scores, sources)
+            self._acknowledged(batch.topic, sources)
 
     def _acknowledged(self, topic: str, sources: Sequence[Lineage]) -> None:
         self.brokers.answered()

@@ -179,6 +179,21 @@ class OutputSettings(Section):
         "routed top class as category)",
     )
 
+    metrics_topic: str | None = Field(
+        None,
+        description="step metrics as ALeRCE's steps report them (apf's KafkaMetricsProducer: "
+        "JSON per scored batch with timestamp_received/timestamp_sent) to this topic (their "
+        "METRICS_TOPIC), beside Prometheus; unset: none. Kind kafka",
+    )
+    metrics_source: str = Field(
+        "alert-anomaly",
+        min_length=1,
+        description="the source field of step metrics (their METRICS_SOURCE)",
+    )
+    metrics_survey: str | None = Field(
+        None, description="the survey field of step metrics (their METRICS_SURVEY; null if unset)"
+    )
+
     @model_validator(mode="after")
     def _confluent_needs_id(self) -> OutputSettings:
         if self.format == "confluent" and self.confluent_schema_id is None:
@@ -193,8 +208,9 @@ class OutputSettings(Section):
             raise ValueError(f"kind {self.kind!r} is unknown (known: {', '.join(SINKS)})")
         if self.kind == "parquet" and self.path is None:
             raise ValueError("kind parquet needs path")
-        if self.scribe_topic is not None and self.kind != "kafka":
-            raise ValueError(f"scribe_topic is for kind kafka (it is {self.kind})")
+        for name in ("scribe_topic", "metrics_topic"):
+            if getattr(self, name) is not None and self.kind != "kafka":
+                raise ValueError(f"{name} is for kind kafka (it is {self.kind})")
         return self
 
     @model_validator(mode="after")

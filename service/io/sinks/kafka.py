@@ -1,4 +1,7 @@
-"""Scores and dead letters to Kafka topics, written at least once.
+"""Scores and dead letters to Kafka topics, written at least once; with ALeRCE's outputs on,
+also a scribe command per score (``output.scribe_topic``: an output of its own, retried and
+acknowledged like a score, so that an input is committed only when both are written) and step
+metrics per batch (``output.metrics_topic``: sent once, as their framework sends them).
 
 Every output is produced with a delivery callback; acknowledged ones are reported to the engine
 (``on_written``), which commits an input's offset only when all its outputs are. A batch's scores
@@ -38,6 +41,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -49,6 +53,7 @@ from service.config.streams import topic_strategy
 from service.exceptions import DeadLetterReason, InputError
 from service.io.codecs.avro import BatchEncoder, make_batch_encoder
 from service.io.codecs.scribe import make_scribe_encoder
+from service.io.codecs.step_metrics import step_metrics
 from service.io.kafka import new_client, producer_config
 from service.io.sinks import envelope
 from service.io.topics import Clock, CurrentTopics, Topics, utc_now
@@ -168,6 +173,10 @@ class KafkaSink:
             make_scribe_encoder(output.detector_name) if output.scribe_topic is not None else None
         )
         self.outputs_per_row = 1 if self.scribe is None else 2
+        # step metrics as ALeRCE's steps send them: not outputs (nothing waits for them)
+        self.metrics_topic = output.metrics_topic
+        self.metrics_source, self.metrics_survey = output.metrics_source, output.metrics_survey
+        self.clock = clock
         self.brokers = brokers
         self.metrics = metrics
         self.on_written = on_written
@@ -185,6 +194,8 @@ class KafkaSink:
 
     def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
         started = time.perf_counter()
+        if self.metrics_topic is not None:
+            received = self.clock() - timedelta(seconds=batch.seconds)  # its scoring began
         n = len(rows)
         encoded = self.encode(batch.columns, n)
         commands = self.scribe(batch.columns, n) if self.scribe is not None else None
@@ -203,7 +214,28 @@ class KafkaSink:
                 what="scribe_command",
             )
             self._produce_batch(scribe, commands)
+        if self.metrics_topic is not None:
+            self._step_metrics(received, [row.oid for row in rows])
         self.metrics.record_stage("produce", time.perf_counter() - started)
+
+    def _step_metrics(self, received: datetime, oids: list[str]) -> None:
+        """A batch's step metrics (:mod:`service.io.codecs.step_metrics`), sent as their
+        framework sends them: once, without a key; one that cannot be sent is counted
+        (``alert_anomaly_delivery_failures_total`` of the topic) and logged at debug level."""
+        assert self.metrics_topic is not None
+        topic = self.metrics_topic
+        value = step_metrics(received, self.clock(), oids, self.metrics_source, self.metrics_survey)
+
+        def delivered(error: KafkaError | None, _: Message) -> None:
+            if error is not None:
+                self.metrics.record_delivery_failure(topic)
+                log.debug("step_metrics_not_written", topic=topic, error=str(error))
+
+        try:
+            self.producer.produce(topic, value, on_delivery=delivered)
+        except (BufferError, KafkaException) as exc:  # never blocks the scores behind it
+            self.metrics.record_delivery_failure(topic)
+            log.debug("step_metrics_not_written", topic=topic, error=str(exc))
 
     def _produce_batch(self, outputs: _BatchOutputs, values: list[bytes]) -> None:
         """Produce one output per row of ``outputs`` (keyed by the row's object id)."""

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from service.config.alerce import alerce_settings
 from service.config.base import ENV_PREFIX, Section, masked_properties
 from service.config.loading import setting_field
 from service.config.sections import Settings
@@ -83,6 +84,7 @@ def settings_in_effect(
     all, highest first), or ``default``. ``override_names``: path -> command-line option."""
     environ = os.environ if environ is None else environ
     file_data = _file_data(config_file) if config_file is not None else {}
+    profile_data = alerce_settings(environ)[0] if settings.profile == "alerce" else {}
     values = settings.model_dump(mode="json")  # SecretStr -> "**********"
     rows: list[SettingInEffect] = []
 
@@ -101,6 +103,8 @@ def settings_in_effect(
             variable = _env_source(here, environ)
             if variable is not None:
                 sources.append(variable)
+            if _dig(profile_data, here)[0]:
+                sources.append(f"profile {settings.profile}")
             if _dig(file_data, here)[0]:
                 sources.append(f"config file {config_file}")
             if not isinstance(value, dict):

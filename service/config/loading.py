@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_origin
 
+import structlog
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 from pydantic_settings import SettingsError as SourceError
 
+from service.config.alerce import alerce_settings
 from service.config.base import ENV_DOC, ENV_PREFIX, SECRET_MASK, Section, is_secret_property
 from service.config.sections import Settings
 from service.exceptions import SettingsError
@@ -202,12 +205,43 @@ def _file_error(path: Path | None, exc: Exception) -> str:
     return f"config file {path} is not valid: {str(exc).splitlines()[0]}"
 
 
+PROFILE_VARIABLE = ENV_PREFIX + "PROFILE"
+
+
+def _with_profile(cls: type[Settings], values: dict[str, Any]) -> type[Settings]:
+    """Settings with a profile's values as a source below the environment, above the file."""
+
+    def sources(
+        profiled: type[Settings],
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init, env, *files = cls.settings_customise_sources(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
+        return (init, env, InitSettingsSource(settings_cls, values), *files)
+
+    return type("Settings", (cls,), {"settings_customise_sources": classmethod(sources)})
+
+
 def load_settings(
     config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
-    """Settings from overrides > environment > config file > defaults, or a SettingsError."""
+    """Settings from overrides > environment > profile (``ALERT_ANOMALY_PROFILE``: alerce reads
+    ALeRCE's variables, :mod:`service.config.alerce`) > config file > defaults, or a
+    SettingsError."""
     check_environment()
     cls = _with_file(config_file) if config_file is not None else Settings
+    chosen = dict(overrides or {}).get("profile")
+    if chosen is None:  # pydantic-settings reads names case-insensitively
+        chosen = next((v for k, v in os.environ.items() if k.upper() == PROFILE_VARIABLE), None)
+    unused: list[str] = []
+    if chosen == "alerce":
+        values, unused = alerce_settings(os.environ)
+        cls = _with_profile(cls, values)
     try:
         settings = cls(**dict(overrides or {}))
     except ValidationError as exc:
@@ -217,4 +251,13 @@ def load_settings(
     except SourceError as exc:
         raise SettingsError(str(exc).splitlines()[0]) from None
     redaction.register(settings.kafka.secret_values())  # masked in every log line from now on
+    if settings.profile != (chosen or "default"):
+        raise SettingsError(
+            f"profile {settings.profile} in config file {config_file}: choose a profile with "
+            f"{PROFILE_VARIABLE} (its values sit below the environment, above the file)"
+        )
+    if settings.profile != "default":
+        structlog.get_logger(__name__).info(
+            "settings_profile", profile=settings.profile, unused=unused
+        )
     return settings

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
+    profile: Literal["default", "alerce"] = Field(
+        "default",
+        description="alerce: also read the environment variables ALeRCE's deployments give "
+        "their anomaly step (CONSUMER_SERVER, CONSUMER_TOPICS, PRODUCER_TOPIC_FORMAT, "
+        "SCRIBE_TOPIC, METRICS_TOPIC, their SASL...; service/config/alerce.py), below ours and "
+        "the command line, above the config file (README: In ALeRCE's pipeline); chosen by "
+        "this variable, not by a config file",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     input: InputSettings = Field(default_factory=InputSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)

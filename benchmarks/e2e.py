@@ -74,6 +74,7 @@ from models.exceptions import DataError
 from models.scoring import resolve_device
 from service import __version__
 from service.config import Settings, load_settings
+from service.config.streams import topic_strategy
 from service.core.engine import Engine
 from service.core.inference import InlineInference, ProcessInference
 from service.core.processing import AlertProcessor
@@ -154,7 +155,18 @@ class Target:
         return self.measured >= self.bound if self.at_least else self.measured <= self.bound
 
 
-ROWS = ("passthrough", "naive", "peer", "service", "instances", "latency", "bursts", "stages")
+ROWS = (
+    "passthrough",
+    "naive",
+    "peer",
+    "service",
+    "alerce",
+    "instances",
+    "latency",
+    "bursts",
+    "stages",
+)
+ALERCE = "service with ALeRCE's outputs"  # the alerce row's name in the report
 # p99 latency bounds by offered load (alerts/s)
 LATENCY_BOUNDS_MS = {1000.0: 100.0, 5000.0: 50.0}
 
@@ -165,7 +177,12 @@ def targets(report: Report) -> list[Target]:
     out = []
     if "service" in t:
         out.append(Target("service alerts/s", t["service"], 10_000, True))
-    bounds = {"service/passthrough": 0.5, "service/naive": 10, "service/peer": 10}
+    bounds = {
+        "service/passthrough": 0.5,
+        "service/naive": 10,
+        "service/peer": 10,
+        "alerce/service": 0.8,
+    }
     out += [
         Target(name.replace("/", " / "), r[name], bound, True)
         for name, bound in bounds.items()
@@ -242,6 +259,28 @@ def settings_for(
     return load_settings(None, settings_values(kafka, topic, args, survey))
 
 
+def alerce_settings_for(kafka: Broker, topic: str, args: argparse.Namespace) -> Settings:
+    """The service row's settings with ALeRCE's outputs on: daily topics, a scribe command per
+    score and step metrics."""
+    values = settings_values(kafka, topic, args)
+    values["output"] = {
+        **values["output"],
+        "topic_strategy": "daily",
+        "topic_format": f"{topic}-out_%s",
+        "dead_letter_topic_format": f"{topic}-dlq_%s",
+        "scribe_topic": f"{topic}-scribe",
+        "metrics_topic": f"{topic}-metrics",
+    }
+    return load_settings(None, values)
+
+
+def output_topics(settings: Settings) -> list[str]:
+    """The topics the service writes with ``settings`` today."""
+    output = settings.output
+    names = list(topic_strategy(output).at(datetime.now(UTC)))
+    return names + [t for t in (output.scribe_topic, output.metrics_topic) if t is not None]
+
+
 def new_topics(settings: Settings, partitions: int) -> None:
     create_topics(settings.kafka, settings.input.topics, partitions=partitions)
 
@@ -250,14 +289,14 @@ def drop_topics(settings: Settings, inputs: bool = False) -> None:
     """Delete what a phase wrote (its outputs; with ``inputs``, its input topics too), so that
     every phase finds the broker as the first did: tansu keeps every message in memory and
     slows down as that grows (its later phases measured slower without this)."""
-    names = [settings.output.topic, settings.output.dead_letter_topic]
-    names += settings.input.topics if inputs else []
+    outputs = output_topics(settings)
+    names = outputs + (settings.input.topics if inputs else [])
     admin = AdminClient(settings.kafka.librdkafka())
     existing = admin.list_topics(timeout=30).topics
     gone = [name for name in names if name in existing]
     for future in admin.delete_topics(gone, operation_timeout=30).values() if gone else []:
         future.result()
-    create_topics(settings.kafka, [settings.output.topic, settings.output.dead_letter_topic])
+    create_topics(settings.kafka, outputs)
 
 
 # -- passthrough ---------------------------------------------------------------------------
@@ -474,7 +513,8 @@ def saturation(
     with ``profile``, where the service thread's CPU time went (the stage timer's wrappers cost
     a little: the throughput is measured in a run without them). CPU time counts from the first
     message consumed (start-up and the group join left out)."""
-    progress = Progress(n)
+    per_alert = 2 if settings.output.scribe_topic is not None else 1  # outputs of an alert
+    progress = Progress(n * per_alert)
     with running(settings) as run:
         run.wait_until(lambda s: s.stats.first_consumed_at is not None, SATURATION_TIMEOUT_S)
         worker = run.service.inference_pid
@@ -486,7 +526,9 @@ def saturation(
         timer = StageTimer(thread.ident or 0, SERVICE_THREAD_STAGES)
         if profile:
             timer.start()
-        if not run.wait_until(lambda s: s.stats.acknowledged >= n, SATURATION_TIMEOUT_S, progress):
+        if not run.wait_until(
+            lambda s: s.stats.acknowledged >= n * per_alert, SATURATION_TIMEOUT_S, progress
+        ):
             raise RuntimeError(f"the service did not score {n} alerts in {SATURATION_TIMEOUT_S} s")
         if profile:
             timer.stop()
@@ -495,8 +537,10 @@ def saturation(
     service = run.service
     stats = service.stats
     seconds = (stats.last_acknowledged_at or 0.0) - (stats.first_consumed_at or 0.0)
-    cpu = meter.us_per_alert(stats.acknowledged)
-    rate = Throughput(stats.acknowledged, seconds, progress.per_second(), cpu)
+    alerts = stats.acknowledged // per_alert
+    cpu = meter.us_per_alert(alerts)
+    steady = progress.per_second()
+    rate = Throughput(alerts, seconds, steady / per_alert if steady else steady, cpu)
     account = None
     if profile and thread_cpu is not None and thread_after is not None and "service process" in cpu:
         per_alert = (thread_after - thread_cpu) / max(stats.acknowledged, 1) * 1e6
@@ -889,6 +933,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 runs.setdefault("service", []).append(rate)
                 drop_topics(base)
+            if "alerce" in rows:
+                print(f"{ALERCE}{of} ...", flush=True)
+                alerce = alerce_settings_for(kafka, topic, args)
+                runs.setdefault(ALERCE, []).append(saturation(alerce, args.n, kafka.pid)[0])
+                drop_topics(alerce)
             if "instances" in rows and args.instances > 1:
                 print(f"service, {args.instances} instances{of} ...", flush=True)
                 runs.setdefault(f"service x{args.instances} instances", []).append(
@@ -938,6 +987,8 @@ def main(argv: list[str] | None = None) -> None:
             for name in ("passthrough", "naive", "peer")
             if name in t
         }
+        if ALERCE in t:
+            report.ratios["alerce/service"] = t[ALERCE] / t["service"]
         scaled = f"service x{args.instances} instances"
         if scaled in t:
             report.ratios["instances/service"] = t[scaled] / t["service"]

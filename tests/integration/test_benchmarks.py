@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.e2e import ALERCE
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -61,6 +62,7 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "naive",
         "peer",
         "service",
+        ALERCE,
         "service x2 instances",
     }
     assert all(rate > 0 for rate in report["throughput"].values())  # steady state
@@ -71,9 +73,10 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "naive": 1,
         "peer": 2,
         "service": 2,
+        ALERCE: 2,
         "service x2 instances": 2,
     }
-    for name in ("passthrough", "peer", "service", "service x2 instances"):
+    for name in ("passthrough", "peer", "service", ALERCE, "service x2 instances"):
         assert report["throughput"][name] == min(runs[name])
     assert set(report["first_to_last"]) == set(report["throughput"])
     assert all(rate > 0 for rate in report["first_to_last"].values())
@@ -87,6 +90,7 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "service/passthrough",
         "service/naive",
         "service/peer",
+        "alerce/service",
         "instances/service",
     }
     shipped, off = report["latency"]  # batch.flush_when_idle as shipped (on), then off
@@ -109,11 +113,12 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "decode + route + assemble, batches (service)",
         "encode (a batch at once)",
     } <= set(report["stages_us_per_alert"])
-    assert [t["name"] for t in report["targets"]][:5] == [
+    assert [t["name"] for t in report["targets"]][:6] == [
         "service alerts/s",
         "service / passthrough",
         "service / naive",
         "service / peer",
+        "alerce / service",
         "instances / service",
     ]
     assert "service / naive" in run.stdout

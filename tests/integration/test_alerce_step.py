@@ -1,0 +1,127 @@
+"""The service as a step of ALeRCE's pipeline, end to end on a real broker: ALeRCE's classifier
+records in (and one that is not), the service run as deployed (a process of the CLI) configured
+by the environment their step's deployment sets - their variable names only, through the alerce
+profile -, and everything it writes read back by an independent client (kafka-python) and
+decoded with the upstream schemas as their consumers read it: scores on the daily topic of their
+strategy, a scribe command per scored object that their database writer accepts, none for the
+dead letter, and step metrics in their format."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import fastavro
+from kafka import KafkaConsumer, TopicPartition
+
+from service.config import KafkaSettings
+from service.demo import publish, sample_messages
+from service.io.codecs.avro import decode_output
+from service.io.kafka import create_topics
+from service.io.topics import DailyTopics
+from tests.integration.conftest import ServiceProcess
+from tests.unit.test_scribe import THEIR_SCHEMA, their_writer_accepts
+from tests.unit.test_step_metrics import their_schema_accepts
+
+N = 300
+BAD_KEY = b"ZTF-not-a-record"
+
+
+def read_all(bootstrap: str, topic: str, at_least: int, timeout_s: float = 120.0) -> list[Any]:
+    """Every message of ``topic`` with kafka-python, from the beginning: until ``at_least`` came
+    and then none for 3 s (a duplicate would show), or ``timeout_s``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or {0}
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        messages: list[Any] = []
+        deadline, quiet_until = time.monotonic() + timeout_s, None
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500)
+            got = [m for records in batch.values() for m in records]
+            messages += got
+            if got or len(messages) < at_least:
+                quiet_until = None
+            elif quiet_until is None:
+                quiet_until = time.monotonic() + 3.0
+            elif time.monotonic() >= quiet_until:
+                break
+        return messages
+    finally:
+        consumer.close()
+
+
+def test_alerce_records_in_alerce_outputs_out(
+    service_process: Callable[..., ServiceProcess], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    strategy = DailyTopics(f"{topic_prefix}-anomaly_%s", f"{topic_prefix}-anomaly_%s_dlq")
+    # a run across the change hour writes to two days' topics: both are read
+    started = strategy.at(datetime.now(UTC))
+    names = {
+        "in": f"{topic_prefix}-lc_classifier",
+        "scribe": f"{topic_prefix}-w_score",
+        "metrics": f"{topic_prefix}-metrics",
+    }
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    create_topics(kafka, [*names.values(), *started])
+    publish(kafka_bootstrap, names["in"], [*sample_messages(N), (BAD_KEY, b"\x00not avro")])
+    # the environment of their step's deployment, their names only (their settings.py)
+    their_environment = {
+        "CONSUMER_SERVER": kafka_bootstrap,
+        "CONSUMER_TOPICS": names["in"],
+        "CONSUMER_GROUP_ID": topic_prefix,
+        "PRODUCER_SERVER": kafka_bootstrap,
+        "PRODUCER_TOPIC_FORMAT": strategy.scores_format,
+        "PRODUCER_DATE_FORMAT": "%Y%m%d",
+        "PRODUCER_CHANGE_HOUR": "22",
+        "PRODUCER_RETENTION_DAYS": "8",
+        "SCRIBE_SERVER": kafka_bootstrap,
+        "SCRIBE_TOPIC": names["scribe"],
+        "METRICS_HOST": kafka_bootstrap,
+        "METRICS_TOPIC": names["metrics"],
+        "METRICS_SURVEY": "ztf",
+        "MODEL_CLASS": "alerce_classifiers.anomaly.model.AnomalyDetector",  # theirs: unused
+    }
+    service = service_process(
+        "--metrics-port", "0", env={"ALERT_ANOMALY_PROFILE": "alerce", **their_environment}
+    )
+    profile = service.event("settings_profile")
+    assert (profile["profile"], profile["unused"]) == ("alerce", ["MODEL_CLASS"])
+    commands = read_all(kafka_bootstrap, names["scribe"], N)
+    ended = strategy.at(datetime.now(UTC))
+    assert service.terminate() == 0, "".join(service.raw[-20:])
+
+    days = sorted({started, ended})
+    scores = [m for d in days for m in read_all(kafka_bootstrap, d.scores, 1, timeout_s=30)]
+    dead = [m for d in days for m in read_all(kafka_bootstrap, d.dead_letters, 1, timeout_s=30)]
+    oids = {key.decode() for key, _ in sample_messages(N)}
+    records = [decode_output(m.value) for m in scores]
+    assert sorted(r["oid"] for r in records) == sorted(oids)  # each object scored once
+    assert [m.key for m in dead] == [BAD_KEY]
+
+    rows = []
+    for message in commands:
+        buffer = io.BytesIO(message.value)
+        record = fastavro.schemaless_reader(buffer, THEIR_SCHEMA, None)
+        assert isinstance(record, dict)
+        rows += their_writer_accepts(json.loads(record["payload"]))
+        assert message.key.decode() == rows[-1][1]  # keyed by the object, as the score
+    by_oid = {r["oid"]: r for r in records}
+    assert sorted(row[1] for row in rows) == sorted(oids)  # one per scored object, none else
+    for name, oid, version, category, score in rows:
+        assert name == "alert_anomaly_top"
+        assert (version, category) == (by_oid[oid]["model_version"], by_oid[oid]["top_class"])
+        assert abs(score - by_oid[oid]["score"]) <= 1e-6 * max(1.0, abs(score))  # float32
+
+    metrics = [json.loads(m.value) for m in read_all(kafka_bootstrap, names["metrics"], 1)]
+    for message in metrics:
+        their_schema_accepts(message)
+        assert (message["source"], message["survey"]) == ("alert-anomaly", "ztf")
+    assert sum(m["n_messages"] for m in metrics) == N
+    assert sorted(oid for m in metrics for oid in m["oid"]) == sorted(oids)

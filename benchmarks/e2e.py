@@ -260,11 +260,12 @@ def settings_for(
 
 
 def alerce_settings_for(kafka: Broker, topic: str, args: argparse.Namespace) -> Settings:
-    """The service row's settings with ALeRCE's outputs on: daily topics, a scribe command per
-    score and step metrics."""
+    """The service row's settings with ALeRCE's outputs on: their step's record on daily topics,
+    a scribe command per score and step metrics."""
     values = settings_values(kafka, topic, args)
     values["output"] = {
         **values["output"],
+        "format": "alerce",
         "topic_strategy": "daily",
         "topic_format": f"{topic}-out_%s",
         "dead_letter_topic_format": f"{topic}-dlq_%s",

@@ -61,6 +61,8 @@ class Row(NamedTuple):
     coverage: float  # share of the model's features that have a value (not null) in the record
     # the input's headers, for a dead letter that stands for its score (set by the engine)
     headers: Headers | None = None
+    # the input itself, for a sink that writes from it (output.format alerce; set by the engine)
+    origin: Input | None = None
 
 
 # per input: its rows by class, or why it is a dead letter

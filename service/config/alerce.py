@@ -17,6 +17,8 @@ What maps (ours ``ALERT_ANOMALY_*`` variables and the command line still win ove
   ``lc_anomaly_20261205_dlq``): a legal name whenever theirs is (four characters longer), next
   to the scores topic of the same day, and never one of their step's topics.
   ``PRODUCER_TOPIC_STRATEGY_CLASS`` other than apf's ``DailyTopicStrategy`` is an error.
+- Their step publishes its own record (``PRODUCER_SCHEMA_PATH``, ``output_ztf.avsc``):
+  ``output.format`` alerce.
 - ``SCRIBE_TOPIC`` -> ``output.scribe_topic``; ``METRICS_TOPIC`` -> ``output.metrics_topic``;
   ``METRICS_SOURCE``, ``METRICS_SURVEY`` (read by apf's step) -> ``output.metrics_source``,
   ``output.metrics_survey``.
@@ -219,6 +221,7 @@ def alerce_settings(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[st
     topic_format = value("PRODUCER_TOPIC_FORMAT")
     output: dict[str, Any] = {
         "topic_strategy": "daily",
+        "format": "alerce",  # their step's record on their topics (PRODUCER_SCHEMA_PATH's)
         "topic_format": topic_format,
         "dead_letter_topic_format": topic_format + DEAD_LETTER_SUFFIX,
         "date_format": read.get("PRODUCER_DATE_FORMAT"),

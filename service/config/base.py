@@ -15,7 +15,7 @@ from models.exceptions import DataError
 
 ENV_PREFIX = "ALERT_ANOMALY_"
 InputFormat = Literal["schemaless", "container", "confluent", "json"]
-OutputFormat = Literal["schemaless", "confluent", "json"]
+OutputFormat = Literal["schemaless", "confluent", "json", "alerce"]
 ClientConfig = dict[str, str | int | float | bool]  # librdkafka properties
 
 ENV_DOC = "the README's configuration reference"

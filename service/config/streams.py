@@ -124,7 +124,12 @@ class OutputSettings(Section):
         False, description="kind parquet: continue the interrupted replay found at path"
     )
     topic: str = Field("anomaly-scores", description="topic of the anomaly scores")
-    format: OutputFormat = Field("schemaless", description="schemaless Avro, confluent or json")
+    format: OutputFormat = Field(
+        "schemaless",
+        description="the anomaly-score record as schemaless Avro, confluent or json; alerce: the "
+        "record ALeRCE's anomaly step publishes instead (their output_ztf.avsc, the input's "
+        "features passed through; kind kafka; README: In ALeRCE's pipeline)",
+    )
     confluent_schema_id: int | None = Field(
         None, description="schema id written in the confluent wire format (format confluent)"
     )
@@ -208,6 +213,8 @@ class OutputSettings(Section):
             raise ValueError(f"kind {self.kind!r} is unknown (known: {', '.join(SINKS)})")
         if self.kind == "parquet" and self.path is None:
             raise ValueError("kind parquet needs path")
+        if self.format == "alerce" and self.kind != "kafka":
+            raise ValueError(f"format alerce is for kind kafka (it is {self.kind})")
         for name in ("scribe_topic", "metrics_topic"):
             if getattr(self, name) is not None and self.kind != "kafka":
                 raise ValueError(f"{name} is for kind kafka (it is {self.kind})")

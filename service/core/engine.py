@@ -317,6 +317,7 @@ class Engine:
         self._decode_seconds.append(time.perf_counter() - started)
         register, add = self.tracker.register, self.batcher.add
         per_row = self.sink.outputs_per_row  # a score, and the sink's companions of it
+        keep = self.sink.keeps_inputs
         for item, result in zip(inputs, results, strict=True):
             tp = (item.source.topic, item.source.partition)
             if item.skipped:  # read but outside the replay's range: nothing to write
@@ -331,6 +332,8 @@ class Engine:
             for top, row in result:
                 if item.headers:  # kept for a reference dead letter should its score be refused
                     row = row._replace(headers=item.headers)
+                if keep:
+                    row = row._replace(origin=item)
                 full = add(top, row)
                 if full is not None:
                     self._score(top, full, "full")

@@ -2,9 +2,10 @@
 records in (and one that is not), the service run as deployed (a process of the CLI) configured
 by the environment their step's deployment sets - their variable names only, through the alerce
 profile -, and everything it writes read back by an independent client (kafka-python) and
-decoded with the upstream schemas as their consumers read it: scores on the daily topic of their
-strategy, a scribe command per scored object that their database writer accepts, none for the
-dead letter, and step metrics in their format."""
+decoded with the upstream schemas as their consumers read it: scores in their step's record (the
+input's features passed on) on the daily topic of their strategy, a scribe command per scored
+object that their database writer accepts, none for the dead letter, and step metrics in their
+format."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from typing import Any
 import fastavro
 from kafka import KafkaConsumer, TopicPartition
 
+from models.resources import bundle_dirname, bundles_dir, schemas_dir
+from models.scorers import DEFAULT_SCORERS
 from service.config import KafkaSettings
 from service.demo import publish, sample_messages
-from service.io.codecs.avro import decode_output
 from service.io.kafka import create_topics
 from service.io.topics import DailyTopics
 from tests.integration.conftest import ServiceProcess
@@ -28,7 +30,25 @@ from tests.unit.test_scribe import THEIR_SCHEMA, their_writer_accepts
 from tests.unit.test_step_metrics import their_schema_accepts
 
 N = 300
+STEP_SCHEMA = fastavro.parse_schema(
+    json.loads((schemas_dir() / "ztf-lc-classifier/3/probabilities_and_features.avsc").read_text())
+)
 BAD_KEY = b"ZTF-not-a-record"
+
+
+def step_record(value: bytes) -> Any:
+    """A record in ALeRCE's classifier output schema (their anomaly step's too)."""
+    buffer = io.BytesIO(value)
+    record = fastavro.schemaless_reader(buffer, STEP_SCHEMA, None)
+    assert buffer.tell() == len(value)
+    return record
+
+
+def model_version(top_class: str) -> str:
+    """The version of the shipped bundle that scores ``top_class``."""
+    bundle = bundles_dir() / bundle_dirname("ztf", top_class, DEFAULT_SCORERS[top_class])
+    version: str = json.loads((bundle / "manifest.json").read_text())["model_version"]
+    return version
 
 
 def read_all(bootstrap: str, topic: str, at_least: int, timeout_s: float = 120.0) -> list[Any]:
@@ -100,9 +120,17 @@ def test_alerce_records_in_alerce_outputs_out(
     days = sorted({started, ended})
     scores = [m for d in days for m in read_all(kafka_bootstrap, d.scores, 1, timeout_s=30)]
     dead = [m for d in days for m in read_all(kafka_bootstrap, d.dead_letters, 1, timeout_s=30)]
-    oids = {key.decode() for key, _ in sample_messages(N)}
-    records = [decode_output(m.value) for m in scores]
+    inputs = {key.decode(): step_record(value) for key, value in sample_messages(N)}
+    oids = set(inputs)
+    # their step's record (the profile's output.format alerce), read with their output schema
+    records = [step_record(m.value) for m in scores]
     assert sorted(r["oid"] for r in records) == sorted(oids)  # each object scored once
+    for record in records:
+        assert record["features"] is not None
+        assert record["features"].keys() == inputs[record["oid"]]["features"].keys()
+        assert set(record["lc_classification"]["probabilities"]) == {
+            record["lc_classification"]["class"]
+        }
     assert [m.key for m in dead] == [BAD_KEY]
 
     rows = []
@@ -116,8 +144,10 @@ def test_alerce_records_in_alerce_outputs_out(
     assert sorted(row[1] for row in rows) == sorted(oids)  # one per scored object, none else
     for name, oid, version, category, score in rows:
         assert name == "alert_anomaly_top"
-        assert (version, category) == (by_oid[oid]["model_version"], by_oid[oid]["top_class"])
-        assert abs(score - by_oid[oid]["score"]) <= 1e-6 * max(1.0, abs(score))  # float32
+        lc = by_oid[oid]["lc_classification"]
+        assert (version, category) == (model_version(lc["class"]), lc["class"])
+        published = lc["probabilities"][category]
+        assert abs(score - published) <= 1e-6 * max(1.0, abs(score))  # float32 in their record
 
     metrics = [json.loads(m.value) for m in read_all(kafka_bootstrap, names["metrics"], 1)]
     for message in metrics:

@@ -109,6 +109,7 @@ def test_their_environment_is_our_settings(
     assert settings.input.group_id == "lc-anomaly-step"
     output = settings.output
     assert output.topic_strategy == "daily"
+    assert output.format == "alerce"  # their step's record
     assert (output.topic_format, output.dead_letter_topic_format) == (
         "lc_anomaly_%s",
         "lc_anomaly_%s_dlq",

@@ -151,6 +151,7 @@ def make_decoder(
 
 def make_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Encoder:
     """An encoder of anomaly-score records (schema :data:`OUTPUT_SCHEMA_PATH`)."""
+    _score_records(fmt)
     avro = RecordWriter(json.loads((schemas_dir() / OUTPUT_SCHEMA_PATH).read_text()))
     if fmt == "schemaless":
         return avro
@@ -162,9 +163,15 @@ def make_encoder(fmt: OutputFormat, schema_id: int | None = None) -> Encoder:
     return lambda record: json.dumps(dict(record), separators=(",", ":")).encode()
 
 
+def _score_records(fmt: OutputFormat) -> None:
+    if fmt == "alerce":  # not an anomaly-score record: made from the inputs by the Kafka sink
+        raise SettingsError("output format alerce is written by the Kafka sink only")
+
+
 def make_batch_encoder(fmt: OutputFormat, schema_id: int | None = None) -> BatchEncoder:
     """An encoder of a batch of anomaly-score records given as columns (same bytes as
     :func:`make_encoder` record by record)."""
+    _score_records(fmt)
     if fmt == "json":
         encode = make_encoder(fmt)
         return lambda columns, n: [encode(r) for r in records_of(columns, n)]
@@ -265,6 +272,7 @@ class RecordWriter:
 
 def decode_output(value: bytes, fmt: OutputFormat = "schemaless") -> dict[str, Any]:
     """Read back one anomaly-score message (for consumers, tests and replay tools)."""
+    _score_records(fmt)
     if fmt == "json":
         loaded: dict[str, Any] = json.loads(value)
         return loaded

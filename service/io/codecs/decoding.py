@@ -80,7 +80,7 @@ class MessageDecoder:
         self.survey = survey
         self.wanted = wanted
         self._parse_record = survey.parser(lightcurves)
-        schemas = _schemas(settings, survey)
+        schemas = input_schemas(settings, survey)
         generic_schema = schemas.get(b"")
         confluent = {i: parse_schema(schema) for i, schema in survey.packet_schemas().items()}
         confluent |= {i: load_schema(Path(p)) for i, p in settings.confluent_schemas.items()}
@@ -269,7 +269,7 @@ class MessageDecoder:
         return groups
 
 
-def _schemas(settings: InputSettings, survey: Survey) -> dict[bytes, dict[str, Any]]:
+def input_schemas(settings: InputSettings, survey: Survey) -> dict[bytes, dict[str, Any]]:
     """The Avro schemas of the input, by the header their messages start with: ``b""`` for
     schemaless input, the Confluent header of each configured schema id."""
     if settings.format == "schemaless":

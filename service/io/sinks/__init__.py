@@ -13,6 +13,7 @@ from service.records import Input, Row, ScoredBatch
 
 class OutputSink(Protocol):
     outputs_per_row: int  # what a scored row waits for before its input is committed
+    keeps_inputs: bool  # its rows carry their inputs (Row.origin)
 
     def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
         """The scores of a batch (one per row); each row's input is told when written."""
@@ -43,6 +44,7 @@ class WrittenAtOnce:
     nothing to resume from. A new sink of that kind is its two writing methods."""
 
     outputs_per_row = 1
+    keeps_inputs = False
 
     def poll(self, timeout_s: float) -> None:
         """Written at once."""

@@ -43,6 +43,7 @@ class ParquetSink:
     """A resumable Parquet dataset directory (see the module docstring)."""
 
     outputs_per_row = 1
+    keeps_inputs = False
 
     def __init__(
         self, directory: Path, description: dict[str, Any], resume: bool, on_written: Written

@@ -51,6 +51,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from service.config import Settings
 from service.config.streams import topic_strategy
 from service.exceptions import DeadLetterReason, InputError
+from service.io.codecs.alerce_output import make_step_output_encoder
 from service.io.codecs.avro import BatchEncoder, make_batch_encoder
 from service.io.codecs.scribe import make_scribe_encoder
 from service.io.codecs.step_metrics import step_metrics
@@ -180,8 +181,13 @@ class KafkaSink:
         self.brokers = brokers
         self.metrics = metrics
         self.on_written = on_written
-        self.encode: BatchEncoder = make_batch_encoder(
-            settings.output.format, settings.output.confluent_schema_id
+        # their anomaly step's record (made from the inputs), or our anomaly-score record
+        self.step_output = make_step_output_encoder(settings) if output.format == "alerce" else None
+        self.keeps_inputs = self.step_output is not None
+        self.encode: BatchEncoder | None = (
+            make_batch_encoder(output.format, output.confluent_schema_id)
+            if self.step_output is None
+            else None
         )
         self.producer = new_client(Producer, {**producer_config(settings.kafka), **brokers.hooks()})
         self._in_flight = 0
@@ -197,7 +203,11 @@ class KafkaSink:
         if self.metrics_topic is not None:
             received = self.clock() - timedelta(seconds=batch.seconds)  # its scoring began
         n = len(rows)
-        encoded = self.encode(batch.columns, n)
+        if self.step_output is not None:
+            encoded = self.step_output(batch.columns, rows)
+        else:
+            assert self.encode is not None
+            encoded = self.encode(batch.columns, n)
         commands = self.scribe(batch.columns, n) if self.scribe is not None else None
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()

@@ -1,0 +1,115 @@
+"""The record ALeRCE's anomaly step publishes (output.format alerce), against the facts read from
+alercebroker/pipeline (tests/unit/upstream/alerce_step_output.json): it decodes with their output
+schema, carries the input's features as their parser passes them on and our one score where
+their model's scores go. With ``ALERCE_PIPELINE_GIT`` the facts are re-read upstream."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import numpy as np
+import pytest
+from fastavro.schema import to_parsing_canonical_form
+
+from models.resources import schemas_dir
+from service.config import load_settings
+from service.demo import sample_messages
+from service.io.codecs.alerce_output import make_step_output_encoder, passed_through
+from service.records import Input, Lineage, Row
+
+FACTS = json.loads((Path(__file__).parent / "upstream" / "alerce_step_output.json").read_text())
+OURS = schemas_dir() / "ztf-lc-classifier" / "3" / "probabilities_and_features.avsc"
+THEIR_SCHEMA = fastavro.parse_schema(json.loads(OURS.read_text()))
+
+
+def decode(value: bytes) -> Any:
+    buffer = io.BytesIO(value)
+    record = fastavro.schemaless_reader(buffer, THEIR_SCHEMA, None)
+    assert buffer.tell() == len(value)
+    return record
+
+
+def test_records_carry_the_inputs_features_and_our_score() -> None:
+    settings = load_settings(None, {"output": {"format": "alerce"}})
+    encode = make_step_output_encoder(settings)
+    messages = list(sample_messages(3))
+    inputs = [Input(Lineage("in", 0, i, None), k, v) for i, (k, v) in enumerate(messages)]
+    rows = [
+        Row(item.source, key.decode(), 0.9, np.zeros(1, np.float32), 1.0, origin=item)
+        for item, (key, _) in zip(inputs, messages, strict=True)
+    ]
+    columns = {"score": [0.5, 1.5, float("inf")], "top_class": "Transient"}
+    for row, value, (_, original), score in zip(
+        rows, encode(columns, rows), messages, columns["score"], strict=True
+    ):
+        record = decode(value)
+        assert set(record) == set(FACTS["parser"]["record"])
+        assert record["oid"] == row.oid
+        source = decode(original)  # the classifier's record: the same schema
+        expected = passed_through(source)
+        assert expected is not None
+        assert len(expected) > 100
+        assert record["features"].keys() == source["features"].keys()
+        for name, value_ in record["features"].items():
+            if expected[name] is None:
+                assert value_ is None
+            else:
+                assert math.isclose(value_, expected[name], rel_tol=1e-6)
+        lc = record["lc_classification"]
+        assert set(lc) == set(FACTS["parser"]["lc_classification"])
+        assert lc["probabilities"] == {"Transient": pytest.approx(score)}
+        assert lc["hierarchical"] == {"top": {"Transient": pytest.approx(score)}, "children": {}}
+        assert lc["class"] == "Transient"
+
+
+def test_nan_features_are_passed_on_as_null_and_foreign_values_left_out() -> None:
+    record = {"features": {"a": float("nan"), "b": 1.5, "c": None, "d": True, "e": "text"}}
+    assert passed_through(record) == {"a": None, "b": 1.5, "c": None, "d": True}
+    assert passed_through({"no_features": 1}) is None
+
+
+def test_a_row_without_its_input_has_null_features() -> None:
+    settings = load_settings(None, {"output": {"format": "alerce"}})
+    row = Row(Lineage("in", 0, 0, None), "ZTF1", 0.9, np.zeros(1, np.float32), 1.0)
+    [value] = make_step_output_encoder(settings)({"score": [0.1], "top_class": "Periodic"}, [row])
+    assert decode(value)["features"] is None
+
+
+def test_alerce_is_a_format_of_the_kafka_sink_only() -> None:
+    with pytest.raises(Exception, match="format alerce is for kind kafka"):
+        load_settings(None, {"output": {"kind": "memory", "format": "alerce"}})
+
+
+def upstream(path: str) -> str:
+    command = ["git", "--git-dir", os.environ["ALERCE_PIPELINE_GIT"], "show", f"HEAD:{path}"]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(
+    "ALERCE_PIPELINE_GIT" not in os.environ,
+    reason="needs a clone of alercebroker/pipeline (ALERCE_PIPELINE_GIT: its git directory)",
+)
+def test_the_facts_are_still_upstream_s() -> None:
+    theirs = fastavro.parse_schema(json.loads(upstream(FACTS["schema"]["file"])))
+    assert to_parsing_canonical_form(theirs) == to_parsing_canonical_form(THEIR_SCHEMA)
+    parser = upstream(FACTS["parser"]["file"])
+    assert f"class {FACTS['parser']['class']}" in parser
+    for fragment in (
+        '"oid": oid,',
+        '"features": features_oid,',
+        '"lc_classification": tree_oid,',
+        '"probabilities": model_output.probabilities,',
+        '"hierarchical": model_output.hierarchical,',
+        '"class": probs_copy.idxmax(axis=1),',
+        "features.replace({np.nan: None}, inplace=True)",
+    ):
+        assert fragment in parser, fragment
+    settings = upstream("lc_anomaly_step/settings.py")
+    assert '"schemas/lc_classification_step",\n            "output_ztf.avsc",' in settings

@@ -21,7 +21,12 @@ from fastavro.schema import to_parsing_canonical_form
 from models.resources import schemas_dir
 from service.config import load_settings
 from service.demo import sample_messages
-from service.io.codecs.alerce_output import make_step_output_encoder, passed_through
+from service.io.codecs.alerce_output import (
+    features_end,
+    lc_classification,
+    make_step_output_encoder,
+    passed_through,
+)
 from service.records import Input, Lineage, Row
 
 FACTS = json.loads((Path(__file__).parent / "upstream" / "alerce_step_output.json").read_text())
@@ -113,3 +118,34 @@ def test_the_facts_are_still_upstream_s() -> None:
         assert fragment in parser, fragment
     settings = upstream("lc_anomaly_step/settings.py")
     assert '"schemas/lc_classification_step",\n            "output_ztf.avsc",' in settings
+
+
+def test_an_input_in_their_schema_is_spliced_and_reads_as_the_decoded_path() -> None:
+    """Their classifier's records are their step's schema: the output is the input's bytes up
+    to lc_classification and ours after them - the same record as decoding and writing it."""
+    settings = load_settings(None, {"output": {"format": "alerce"}})
+    encode = make_step_output_encoder(settings)
+    columns = {"score": [0.75], "top_class": "Stochastic"}
+    for i, (key, original) in enumerate(sample_messages(20)):
+        item = Input(Lineage("in", 0, i, None), key, original)
+        row = Row(item.source, key.decode(), 0.9, np.zeros(1, np.float32), 1.0, origin=item)
+        [value] = encode(columns, [row])
+        end = features_end(np.frombuffer(original, np.uint8))
+        assert value[:end] == original[:end]  # oid and features as they came
+        assert value[end:] == lc_classification("Stochastic", 0.75)
+        record, source = decode(value), decode(original)
+        assert record["features"] == pytest.approx(source["features"], nan_ok=True)
+        assert record["lc_classification"] == {
+            "probabilities": {"Stochastic": 0.75},
+            "class": "Stochastic",
+            "hierarchical": {"top": {"Stochastic": 0.75}, "children": {}},
+        }
+
+
+def test_the_skip_refuses_every_truncation_without_reading_past_the_end() -> None:
+    [(_, original)] = list(sample_messages(1))
+    body = np.frombuffer(original, np.uint8)
+    end = features_end(body)
+    assert end > 0
+    for cut in range(0, end, 37):
+        assert features_end(body[:cut].copy()) == -1, cut

@@ -26,7 +26,6 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
@@ -40,6 +39,7 @@ from service.io.codecs.avro import (
     read_all,
     write_long,
 )
+from service.io.codecs.batchdecode import compiled, inlined
 from service.io.codecs.decoding import input_schemas
 from service.io.codecs.surveys import get_survey
 from service.records import Columns, Input, Row
@@ -177,7 +177,7 @@ def _string(text: str) -> bytes:
 _FLOAT = struct.Struct("<f").pack
 
 
-@numba.njit(cache=True)
+@inlined
 def _long(body: NDArray[np.uint8], p: int) -> tuple[int, int]:
     """An Avro long at ``p`` and the position after it; (0, -1) past the end."""
     shift, acc = 0, 0
@@ -191,7 +191,7 @@ def _long(body: NDArray[np.uint8], p: int) -> tuple[int, int]:
     return 0, -1
 
 
-@numba.njit(cache=True)
+@compiled
 def features_end(body: NDArray[np.uint8]) -> int:
     """Where a record of their schema's ``lc_classification`` begins (after the oid string
     and the features map or null); -1 if the bytes do not hold that."""
@@ -203,13 +203,13 @@ def features_end(body: NDArray[np.uint8]) -> int:
     if p < 0 or branch not in (0, 1):
         return -1
     if branch == 1:  # null
-        return p
+        return int(p)
     while True:
         count, p = _long(body, p)
         if p < 0:
             return -1
         if count == 0:
-            return p if p <= len(body) else -1
+            return int(p) if p <= len(body) else -1
         if count < 0:  # a block with its size in bytes
             size, p = _long(body, p)
             if p < 0 or size < 0:

@@ -56,12 +56,12 @@ class DecodedBatch(NamedTuple):
     values: NDArray[np.float64]  # (m, columns + 1): NaN for null, then a NaN column
 
 
-def _inline(function: Callable[..., Any]) -> Callable[..., Any]:
+def inlined(function: Callable[..., Any]) -> Callable[..., Any]:
     """A helper of :func:`_walk`, compiled into it."""
     return numba.njit(inline="always")(function)
 
 
-def _compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` compiled by numba, its machine code cached under ``NUMBA_CACHE_DIR``, next
     to this file or in the user's cache directory (the first writable); where none can be
     written, compiled once per process."""
@@ -126,7 +126,7 @@ def _runs(parts: Sequence[Part]) -> list[_Run]:
 # indices, and LLVM turns the byte-by-byte words of _little into single loads.
 
 
-@_inline
+@inlined
 def _little(buf, at, size):  # type: ignore[no-untyped-def]
     """The ``size`` bytes at ``at`` as a little-endian unsigned integer."""
     start = np.uint64(at)
@@ -136,7 +136,7 @@ def _little(buf, at, size):  # type: ignore[no-untyped-def]
     return word
 
 
-@_inline
+@inlined
 def _differ(buf, at, run, words, run_words):  # type: ignore[no-untyped-def]
     """Nonzero unless the bytes at ``at`` are fixed run ``run`` (``words``: offset, expected
     value and mask of each 8-byte word of the runs)."""
@@ -146,7 +146,7 @@ def _differ(buf, at, run, words, run_words):  # type: ignore[no-untyped-def]
     return differ
 
 
-@_inline
+@inlined
 def _long(buf, at, end):  # type: ignore[no-untyped-def]
     """(value, position after it) of the zig-zag varint at ``at`` (at most 64 bits), or
     (0, a position past ``end``)."""
@@ -162,7 +162,7 @@ def _long(buf, at, end):  # type: ignore[no-untyped-def]
     return np.int64(0), end + 1
 
 
-@_compiled
+@compiled
 def _walk(  # type: ignore[no-untyped-def]
     buf,
     starts,

@@ -119,9 +119,10 @@ def _feature_names(arrow: pa.Table, meta: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def _read_csv(path: Path) -> pa.Table:
-    """A CSV table with the Parquet layout's columns; numeric columns become float64."""
-    arrow = pa_csv.read_csv(path)
+def read_csv_table(source: Path | pa.NativeFile) -> pa.Table:
+    """A CSV table (a path or an open file) with the Parquet layout's columns; numeric columns
+    become float64."""
+    arrow = pa_csv.read_csv(source)
     for i, column in enumerate(arrow.schema):
         if column.name not in LABEL_COLUMNS and pa.types.is_integer(column.type):
             arrow = arrow.set_column(i, column.name, arrow.column(i).cast(pa.float64()))
@@ -135,15 +136,20 @@ def read_table(path: Path) -> AlertTable:
         raise DataError(f"feature table {path} does not exist")
     kind = "CSV" if path.suffix.lower() == ".csv" else "Parquet"
     try:
-        arrow = _read_csv(path) if kind == "CSV" else pq.read_table(path)
+        arrow = read_csv_table(path) if kind == "CSV" else pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"cannot read {path} as {kind}: {exc}") from exc
+    return table_from_arrow(arrow, str(path))
+
+
+def table_from_arrow(arrow: pa.Table, where: str) -> AlertTable:
+    """The feature table held by ``arrow`` (read from ``where``, named in errors)."""
     raw_meta = (arrow.schema.metadata or {}).get(METADATA_KEY)
     meta: dict[str, Any] = json.loads(raw_meta) if raw_meta else {}
     names = _feature_names(arrow, meta)
     missing = [c for c in ("oid", *names) if c not in arrow.column_names]
     if missing:
-        raise DataError(f"{path} lacks columns {missing[:5]}{'...' if len(missing) > 5 else ''}")
+        raise DataError(f"{where} lacks columns {missing[:5]}{'...' if len(missing) > 5 else ''}")
     n = arrow.num_rows
 
     def strings(name: str) -> NDArray[np.str_]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from models.exceptions import ConfigurationError
 from service.commands.args import add_setting_flags, examples, settings_of
+from service.io.storage import is_uri, location
 
 MODEL_FLAGS = ("--survey", "--bundles", "--device", "--batch-rows")
 
@@ -20,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "alert-anomaly replay --bootstrap-servers kafka:9092 --topic "
             "lc_classifier_ztf_20261128 --since 2026-11-28T00:00 --out night/",
             "alert-anomaly replay --files archive/2026-11-28.tar.gz --out night/ --resume",
+            "alert-anomaly replay --files s3://archive/ztf/2026-11-28/ --out s3://scores/night/",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="re-score a bounded range of an archived topic, or Avro/Parquet files",
@@ -41,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dead-letter-topic",
         *MODEL_FLAGS,
     )
-    p.add_argument("--files", type=Path, nargs="+", help="files, directories or tarballs")
+    p.add_argument(
+        "--files",
+        type=location,
+        nargs="+",
+        help="files, directories or tarballs (local, or s3://bucket/key URIs)",
+    )
     p.add_argument("--partitions", help="comma-separated partitions (default: all)")
     p.add_argument("--since", help="first message time, ISO-8601 (UTC) or epoch ms, inclusive")
     p.add_argument("--until", help="end time, ISO-8601 (UTC) or epoch ms, exclusive")
@@ -51,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--end-offset", action="append", default=[], metavar="P:O", help="end (exclusive) of P"
     )
-    p.add_argument("--out", type=Path, help="Parquet dataset directory for the scores")
+    p.add_argument("--out", type=location, help="Parquet dataset directory (or s3://bucket/prefix)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out replay")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=run_replay)
@@ -61,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=examples(
             "alert-anomaly score objects.parquet scores.csv",
             "alert-anomaly score alerts.avro scores.parquet --device cuda",
+            "alert-anomaly score s3://archive/objects.parquet scores.parquet",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="score a table or Avro file offline (no broker)",
@@ -72,8 +80,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "(OUTPUT.dead-letters.parquet or .csv); exit status 2 when nothing was scored."
         ),
     )
-    s.add_argument("input", type=Path, help="input table or Avro file")
-    s.add_argument("output", type=Path, help="output .parquet or .csv")
+    s.add_argument("input", type=location, help="input table or Avro file (or an s3:// URI)")
+    s.add_argument("output", type=location, help="output .parquet or .csv (a local file)")
     add_setting_flags(s, *MODEL_FLAGS)
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.set_defaults(handler=run_score)
@@ -152,7 +160,7 @@ def _replay_input(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _files_input(paths: list[Path]) -> dict[str, Any]:
+def _files_input(paths: list[Path | str]) -> dict[str, Any]:
     """Files as the source: Avro object containers (schema embedded) or tables, whatever
     input.format says."""
     return {"kind": "files", "paths": paths, "format": "container", "schema_version": None}
@@ -173,6 +181,11 @@ def run_score(args: argparse.Namespace) -> int:
     )
     from service.pipeline import Pipeline
 
+    if is_uri(args.output):
+        raise ConfigurationError(
+            "score writes OUTPUT to a local file; for object storage use "
+            "`replay --files INPUT --out s3://bucket/prefix`"
+        )
     if args.output.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigurationError(f"OUTPUT must end in .parquet or .csv, got {args.output.name}")
     settings = settings_of(args, input=_files_input([args.input]), output={"kind": "memory"})

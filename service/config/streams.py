@@ -4,12 +4,13 @@ letters go; ``kind`` names an entry of the registries (:mod:`service.registry`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from models.exceptions import DataError
 from service.config.base import InputFormat, OutputFormat, Section, parse_time_ms
+from service.io.storage import Location, checked_location
 from service.io.topics import (
     ALERCE_CHANGE_HOUR,
     ALERCE_DATE_FORMAT,
@@ -18,6 +19,9 @@ from service.io.topics import (
     FixedTopics,
     TopicStrategy,
 )
+
+# a local path, or an object-storage URI kept as text (s3://bucket/prefix: service.io.storage)
+PathOrUri = Annotated[Location, BeforeValidator(checked_location)]
 
 
 class InputSettings(Section):
@@ -29,10 +33,11 @@ class InputSettings(Section):
         "run), topic_range (a bounded range of topics[0]: replay) or files (paths: replay, "
         "score, top)",
     )
-    paths: list[Path] = Field(
+    paths: list[PathOrUri] = Field(
         default_factory=list,
         description="kind files: Avro alert files, Avro containers, directories, tarballs, "
-        "Parquet/CSV tables",
+        "Parquet/CSV tables; local paths or s3://bucket/key URIs (README: Replays and offline "
+        "scoring)",
     )
     partitions: list[int] | None = Field(
         None, description="kind topic_range: the partitions to read (default: all)"
@@ -119,7 +124,9 @@ class OutputSettings(Section):
         "dead_letter_topic), parquet (a resumable dataset directory at path: replay) or memory "
         "(score, top)",
     )
-    path: Path | None = Field(None, description="kind parquet: the dataset directory")
+    path: PathOrUri | None = Field(
+        None, description="kind parquet: the dataset directory, a local path or s3://bucket/prefix"
+    )
     resume: bool = Field(
         False, description="kind parquet: continue the interrupted replay found at path"
     )

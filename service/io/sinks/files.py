@@ -4,7 +4,9 @@ sink (offline scoring, ``top``; ``score`` writes the dead letters beside its sco
 A Parquet dataset holds ``part-NNNNN.parquet`` scores, ``_dead-letters-NNNNN.parquet`` and the
 checkpoint ``_progress.json``: buffered outputs are written as parts at each flush, and a part
 counts only once the checkpoint that names it is in place (written atomically after the part),
-so an interrupted replay resumes without duplicates or gaps.
+so an interrupted replay resumes without duplicates or gaps. The directory may be an
+object-storage URI (``s3://bucket/prefix``: :mod:`service.io.storage`): S3 has no rename, so the
+checkpoint is written as one PUT of the whole object (readers see the old or the new one).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import pyarrow.parquet as pq
 from models.exceptions import DataError
 from service import __version__
 from service.exceptions import InputError
+from service.io import storage
 from service.io.codecs.scores import score_columns
 from service.io.sinks import WrittenAtOnce
 from service.io.sinks.envelope import dead_letter_row
+from service.io.storage import Location
 from service.records import Input, Lineage, Row, ScoredBatch, Written, records_of
 
 CHECKPOINT = "_progress.json"
@@ -46,7 +50,7 @@ class ParquetSink:
     keeps_inputs = False
 
     def __init__(
-        self, directory: Path, description: dict[str, Any], resume: bool, on_written: Written
+        self, directory: Location, description: dict[str, Any], resume: bool, on_written: Written
     ) -> None:
         self.directory = directory
         self.description = description
@@ -56,6 +60,9 @@ class ParquetSink:
         self._pending: list[Lineage] = []  # outputs buffered, told written after their part
         self.saved: dict[str, Any] = {}  # the state of the checkpoint resumed from
         self.parts: list[str] = []
+        if isinstance(directory, str):
+            self._open_remote(directory, resume)
+            return
         path = directory / CHECKPOINT
         if path.is_file():
             if not resume:
@@ -73,6 +80,26 @@ class ParquetSink:
         elif directory.exists() and any(directory.iterdir()):
             raise DataError(f"{directory} exists and is not a replay output: use another --out")
         directory.mkdir(parents=True, exist_ok=True)
+
+    def _open_remote(self, uri: str, resume: bool) -> None:
+        """The checks and clean-up of ``__init__`` on object storage."""
+        text = storage.read_text(storage.join(uri, CHECKPOINT))
+        present = _top_level(uri, storage.files(uri))  # a missing bucket fails here
+        if text is None:
+            if present:
+                raise DataError(f"{uri} exists and is not a replay output: use another --out")
+            return
+        if not resume:
+            raise DataError(f"{uri} holds an earlier replay: add --resume or remove it")
+        saved = json.loads(text)
+        if saved["input"] != self.description:
+            raise DataError(
+                f"{uri} holds a replay of another input ({saved['input']}): use another --out"
+            )
+        self.saved, self.parts = saved["state"], saved["parts"]
+        for stray in present:  # written after the last checkpoint
+            if stray.endswith(".parquet") and stray not in self.parts:
+                storage.delete(storage.join(uri, stray))
 
     def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
         columns = dict(batch.columns)
@@ -102,7 +129,10 @@ class ParquetSink:
 
     def _write_part(self, prefix: str, table: pa.Table) -> None:
         name = f"{prefix}-{len(self.parts):05d}.parquet"
-        pq.write_table(table, self.directory / name, compression="zstd")
+        if isinstance(self.directory, str):
+            storage.write_parquet(table, storage.join(self.directory, name))
+        else:
+            pq.write_table(table, self.directory / name, compression="zstd")
         self.parts.append(name)
 
     def checkpoint(self, state: dict[str, Any]) -> None:
@@ -112,6 +142,9 @@ class ParquetSink:
             "parts": self.parts,
             "service_version": __version__,
         }
+        if isinstance(self.directory, str):  # one PUT: the old checkpoint or the new one
+            storage.put(storage.join(self.directory, CHECKPOINT), json.dumps(content).encode())
+            return
         temporary = self.directory / f"{CHECKPOINT}.tmp"
         with open(temporary, "w") as fh:
             json.dump(content, fh)
@@ -142,17 +175,33 @@ def write_dead_letters_file(rows: list[dict[str, Any]], path: Path) -> None:
         pq.write_table(table, path, compression="zstd")
 
 
-def read_dead_letters(directory: Path) -> pa.Table:
-    """The dead letters of a Parquet replay output (checkpointed parts only)."""
+def _top_level(uri: str, found: list[str]) -> list[str]:
+    """The names of the objects directly under the prefix ``uri`` among ``found``."""
+    base = uri.rstrip("/") + "/"
+    return [f[len(base) :] for f in found if f.startswith(base) and "/" not in f[len(base) :]]
+
+
+def _checkpointed(directory: Location, prefix: str) -> list[pa.Table]:
+    """The parts named ``prefix*`` of a Parquet replay output's last checkpoint, in order."""
+    if isinstance(directory, str):
+        text = storage.read_text(storage.join(directory, CHECKPOINT))
+        if text is None:
+            raise DataError(f"{directory} holds no replay output ({CHECKPOINT})")
+        names = [p for p in json.loads(text)["parts"] if p.startswith(prefix)]
+        return [storage.read_arrow(storage.join(directory, p)) for p in names]
     saved = json.loads((directory / CHECKPOINT).read_text())
-    parts = [pq.read_table(directory / p) for p in saved["parts"] if p.startswith("_dead")]
+    return [pq.read_table(directory / p) for p in saved["parts"] if p.startswith(prefix)]
+
+
+def read_dead_letters(directory: Location) -> pa.Table:
+    """The dead letters of a Parquet replay output (checkpointed parts only)."""
+    parts = _checkpointed(directory, "_dead")
     return pa.concat_tables(parts) if parts else DEAD_LETTER_COLUMNS.empty_table()
 
 
-def read_scores(directory: Path) -> pa.Table:
+def read_scores(directory: Location) -> pa.Table:
     """The scores of a Parquet replay output, in replay order (checkpointed parts only)."""
-    saved = json.loads((directory / CHECKPOINT).read_text())
-    parts = [pq.read_table(directory / p) for p in saved["parts"] if p.startswith("part-")]
+    parts = _checkpointed(directory, "part-")
     return pa.concat_tables(parts) if parts else score_columns().empty_table()
 
 

@@ -1,6 +1,7 @@
 """Files as a source: Avro files (one alert each, as ZTF's archive, or containers of many records),
 from paths, directories and tarballs, and the rows of feature tables (Parquet/CSV in the layout of
-:mod:`models.table`), in a deterministic order.
+:mod:`models.table`), in a deterministic order; a path may be an object-storage URI
+(``s3://bucket/prefix``: :mod:`service.io.storage`).
 
 Each file is a stream of its own (``file:<name>``, partition 0): an Avro file is one input at
 offset 0 (all its records scored as one unit), a table row is an input at its row index. The
@@ -9,6 +10,7 @@ resumable position is the next offset of each file whose outputs are all written
 
 from __future__ import annotations
 
+import io
 import math
 import tarfile
 from collections.abc import Iterator
@@ -20,7 +22,9 @@ import pyarrow.parquet as pq
 from models.exceptions import DataError
 from models.table import AlertTable, read_table
 from models.taxonomy import TOP_CLASSES
+from service.io import storage
 from service.io.sources.kafka import Rebalancing
+from service.io.storage import Location
 from service.records import Input, Lineage, Partition
 
 FILE_PREFIX = "file:"
@@ -47,12 +51,15 @@ class FileSource:
     """Avro files and table rows (see the module docstring)."""
 
     def __init__(
-        self, paths: list[Path], id_field: str = "oid", resume: dict[str, Any] | None = None
+        self, paths: list[Location], id_field: str = "oid", resume: dict[str, Any] | None = None
     ) -> None:
         self.paths = paths
         self.id_field = id_field
         for path in paths:
-            if not path.exists():
+            missing = (
+                storage.kind(path) == "missing" if isinstance(path, str) else not path.exists()
+            )
+            if missing:
                 raise DataError(f"{path} does not exist")
         self._done: dict[str, int] = dict((resume or {}).get("files", {}))
         self._inputs: Iterator[Input] | None = None
@@ -75,15 +82,17 @@ class FileSource:
                 if done == 0:
                     yield Input(Lineage(stream, 0, 0, None), None, data)
                 continue
-            rows = read_table(table)
+            rows = storage.read_alert_table(table) if isinstance(table, str) else read_table(table)
             for i, record in enumerate(table_records(rows, self.id_field)):
                 if i >= done:
                     yield Input(Lineage(stream, 0, i, None), None, None, None, [record])
 
-    def _members(self) -> Iterator[tuple[str, bytes | None, Path | None]]:
+    def _members(self) -> Iterator[tuple[str, bytes | None, Location | None]]:
         """(name, Avro bytes, or a table path) in a deterministic order."""
         for path in self.paths:
-            if path.is_dir():
+            if isinstance(path, str):
+                yield from self._remote(path)
+            elif path.is_dir():
                 for child in sorted(path.rglob("*")):
                     if child.is_file() and child.suffix in (".avro", ".parquet", ".csv"):
                         yield from self._file(child)
@@ -98,11 +107,36 @@ class FileSource:
                 yield from self._file(path)
 
     @staticmethod
-    def _file(path: Path) -> Iterator[tuple[str, bytes | None, Path | None]]:
+    def _file(path: Path) -> Iterator[tuple[str, bytes | None, Location | None]]:
         if path.suffix in (".parquet", ".csv"):
             yield str(path), None, path
         else:
             yield str(path), path.read_bytes(), None
+
+    @staticmethod
+    def _remote(uri: str) -> Iterator[tuple[str, bytes | None, Location | None]]:
+        """The members of a URI as of a local path: a prefix's Avro files and tables, or one
+        table, Avro file or tarball."""
+        if storage.kind(uri) == "directory":
+            for child in storage.files(uri):
+                if storage.suffix(child) in (".avro", ".parquet", ".csv"):
+                    if storage.suffix(child) == ".avro":
+                        yield child, storage.read_bytes(child), None
+                    else:
+                        yield child, None, child
+            return
+        if storage.suffix(uri) in (".parquet", ".csv"):
+            yield uri, None, uri
+            return
+        data = storage.read_bytes(uri)
+        if not tarfile.is_tarfile(io.BytesIO(data)):
+            yield uri, data, None
+            return
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in sorted(tar.getmembers(), key=lambda m: m.name):
+                if member.isfile() and member.name.endswith(".avro"):
+                    handle = tar.extractfile(member)
+                    yield f"{uri}:{member.name}", handle.read() if handle else b"", None
 
     def commit(self, positions: dict[Partition, int], wait_s: float | None) -> None:
         for (stream, _), offset in positions.items():
@@ -118,6 +152,12 @@ class FileSource:
         whose index costs a full read."""
         count = 0
         for path in self.paths:
+            if isinstance(path, str):
+                remote = self._remote_total(path)
+                if remote is None:
+                    return None
+                count += remote
+                continue
             if not path.is_dir() and tarfile.is_tarfile(path):
                 return None
             files = sorted(path.rglob("*")) if path.is_dir() else [path]
@@ -130,6 +170,22 @@ class FileSource:
                 elif file.is_file() and (file.suffix == ".avro" or file == path):
                     count += 1
         return count - sum(self._done.values())
+
+    @staticmethod
+    def _remote_total(uri: str) -> int | None:
+        """The inputs under a URI from Parquet footers; None when a CSV table or a lone
+        non-table object (maybe a tarball) would have to be read whole."""
+        if storage.kind(uri) != "directory":
+            return storage.parquet_rows(uri) if storage.suffix(uri) == ".parquet" else None
+        count = 0
+        for child in storage.files(uri):
+            if storage.suffix(child) == ".parquet":
+                count += storage.parquet_rows(child)
+            elif storage.suffix(child) == ".avro":
+                count += 1
+            elif storage.suffix(child) == ".csv":
+                return None
+        return count
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._inputs = None

@@ -63,6 +63,9 @@ class Row(NamedTuple):
     headers: Headers | None = None
     # the input itself, for a sink that writes from it (output.format alerce; set by the engine)
     origin: Input | None = None
+    # where the input's lc_classification begins (its byte offset; -1: not known), as the batch
+    # decoder found it: output.format alerce writes the input's bytes before it
+    head: int = -1
 
 
 # per input: its rows by class, or why it is a dead letter

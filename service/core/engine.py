@@ -329,11 +329,11 @@ class Engine:
                 self._dead_letter(item, result)
                 continue
             register(tp, item.source.offset, outputs=len(result) * per_row)
+            headers = item.headers or None  # for a reference should its output be refused
+            origin = item if keep else None
             for top, row in result:
-                if item.headers:  # kept for a reference dead letter should its score be refused
-                    row = row._replace(headers=item.headers)
-                if keep:
-                    row = row._replace(origin=item)
+                if headers is not None or origin is not None:  # (NamedTuple._replace: 2x slower)
+                    row = Row(*row[:5], headers, origin, row.head)
                 full = add(top, row)
                 if full is not None:
                     self._score(top, full, "full")

@@ -192,6 +192,7 @@ class Router:
         shares = valued / n if n else valued.astype(np.float64)
         sparse = set(np.flatnonzero(shares < self.min_values).tolist())
         coverage = shares.tolist()
+        heads = group.heads[chosen].tolist() if group.heads is not None else [-1] * len(chosen)
         for j, (at, i) in enumerate(zip(inputs, chosen.tolist(), strict=True)):
             if j in bad_rows:
                 name = names[int(np.argmax(infinite[j]))]
@@ -206,7 +207,14 @@ class Router:
             entry = (
                 seen + i,
                 top,
-                Row(sources[at], group.ids[i], probabilities[j], features[j], coverage[j]),
+                Row(
+                    sources[at],
+                    group.ids[i],
+                    probabilities[j],
+                    features[j],
+                    coverage[j],
+                    head=heads[j],
+                ),
             )
             found = rows.get(at)
             if found is None:

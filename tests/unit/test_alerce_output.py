@@ -22,11 +22,13 @@ from models.resources import schemas_dir
 from service.config import load_settings
 from service.demo import sample_messages
 from service.io.codecs.alerce_output import (
-    features_end,
     lc_classification,
     make_step_output_encoder,
     passed_through,
 )
+from service.io.codecs.decoding import MessageDecoder
+from service.io.codecs.splice import splice_points
+from service.io.codecs.surveys import SURVEYS
 from service.records import Input, Lineage, Row
 
 FACTS = json.loads((Path(__file__).parent / "upstream" / "alerce_step_output.json").read_text())
@@ -126,11 +128,13 @@ def test_an_input_in_their_schema_is_spliced_and_reads_as_the_decoded_path() -> 
     settings = load_settings(None, {"output": {"format": "alerce"}})
     encode = make_step_output_encoder(settings)
     columns = {"score": [0.75], "top_class": "Stochastic"}
+    rows = []
     for i, (key, original) in enumerate(sample_messages(20)):
         item = Input(Lineage("in", 0, i, None), key, original)
         row = Row(item.source, key.decode(), 0.9, np.zeros(1, np.float32), 1.0, origin=item)
+        rows.append(row)
         [value] = encode(columns, [row])
-        end = features_end(np.frombuffer(original, np.uint8))
+        [end] = splice_points([original], [0], [key.decode()])
         assert value[:end] == original[:end]  # oid and features as they came
         assert value[end:] == lc_classification("Stochastic", 0.75)
         record, source = decode(value), decode(original)
@@ -140,12 +144,52 @@ def test_an_input_in_their_schema_is_spliced_and_reads_as_the_decoded_path() -> 
             "class": "Stochastic",
             "hierarchical": {"top": {"Stochastic": 0.75}, "children": {}},
         }
+    alone = [encode(columns, [row])[0] for row in rows]
+    assert encode({**columns, "score": [0.75] * len(rows)}, rows) == alone  # a batch, the same
 
 
 def test_the_skip_refuses_every_truncation_without_reading_past_the_end() -> None:
-    [(_, original)] = list(sample_messages(1))
-    body = np.frombuffer(original, np.uint8)
-    end = features_end(body)
+    [(key, original)] = list(sample_messages(1))
+    oid = key.decode()
+    [end] = splice_points([original], [0], [oid])
     assert end > 0
-    for cut in range(0, end, 37):
-        assert features_end(body[:cut].copy()) == -1, cut
+    cuts = list(range(0, end, 37))
+    # each cut alone, and all of them in one batch (a record never reads into the next)
+    for cut in cuts:
+        assert splice_points([original[:cut]], [0], [oid]).tolist() == [-1], cut
+    batch = [original[:cut] for cut in cuts] + [original]
+    assert splice_points(batch, [0] * len(batch), [oid] * len(batch)).tolist() == (
+        [-1] * len(cuts) + [end]
+    )
+
+
+def test_the_splice_checks_the_oid_and_skips_the_header() -> None:
+    [(key, original)] = list(sample_messages(1))
+    oid = key.decode()
+    [end] = splice_points([original], [0], [oid])
+    header = b"\x00\x00\x00\x00\x07"
+    assert splice_points([header + original], [5], [oid]).tolist() == [end + 5]
+    assert splice_points([original], [0], [oid[:-1] + "X"]).tolist() == [-1]
+    assert splice_points([original], [0], [oid + "X"]).tolist() == [-1]
+    assert splice_points([b"", original], [0, 0], ["", oid]).tolist() == [-1, end]
+
+
+def test_the_batch_decoder_s_heads_splice_the_same_records() -> None:
+    """Rows of batch-decoded inputs know where lc_classification begins (``Row.head``): their
+    records are the ones found by the splice's own skip."""
+    settings = load_settings(None, {"output": {"format": "alerce"}})
+    encode = make_step_output_encoder(settings)
+    messages = list(sample_messages(50))
+    decoded = MessageDecoder(settings.input, SURVEYS["ztf"]).decode([v for _, v in messages])
+    known, found = [], []
+    for group in decoded.groups:
+        assert group.heads is not None  # all batch-decoded
+        for i, head in zip(group.inputs.tolist(), group.heads.tolist(), strict=True):
+            key, value = messages[i]
+            item = Input(Lineage("in", 0, i, None), key, value)
+            row = Row(item.source, key.decode(), 0.9, np.zeros(1, np.float32), 1.0, origin=item)
+            found.append(row)
+            known.append(row._replace(head=head))
+    assert len(known) == len(messages)
+    columns = {"score": [0.5] * len(known), "top_class": "Periodic"}
+    assert encode(columns, known) == encode(columns, found)

@@ -7,6 +7,7 @@ reads outside its buffer."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import subprocess
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import numpy as np
 import pytest
 import structlog
@@ -33,6 +35,7 @@ from tests.unit.alerce_records import (
     id_field,
     mutate,
     records,
+    schema,
 )
 
 
@@ -115,6 +118,31 @@ def test_batches_decode_like_fastavro_on_fuzzed_records_and_bytes(
     [group] = again.groups  # the batch path gathers the wanted columns only
     assert set(group.names) == wanted
     assert group.values.shape == (3, len(wanted) + 1)
+
+
+@pytest.mark.parametrize(("survey", "version"), VERSIONS, ids=lambda v: str(v))
+def test_the_batch_path_tells_where_lc_classification_begins(survey: str, version: str) -> None:
+    """``heads``: the bytes from there are the record's lc_classification and nothing else (an
+    output in their step's format is spliced there)."""
+    [classification] = [
+        f["type"] for f in schema(survey, version)["fields"] if f["name"] == "lc_classification"
+    ]
+    parsed = fastavro.parse_schema(classification)
+    values = [v for v in fuzzed_values(survey, version) if v]
+    batched, found = decoder(survey, version), 0
+    for begin in range(0, len(values), 45):
+        chunk = values[begin : begin + 45]
+        for group in batched.decode(chunk).groups:
+            if group.heads is None:  # decoded generically
+                continue
+            for i, head in zip(group.inputs.tolist(), group.heads.tolist(), strict=True):
+                rest = io.BytesIO(chunk[i][head:])
+                tail = fastavro.schemaless_reader(rest, parsed, None)
+                assert rest.tell() == len(chunk[i]) - head
+                whole = fastavro_decode(survey, version, chunk[i])
+                assert repr(tail) == repr(whole["lc_classification"])  # NaN as NaN
+                found += 1
+    assert found > len(values) / 4
 
 
 @pytest.mark.parametrize(("survey", "version"), VERSIONS, ids=lambda v: str(v))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import numpy as np
 import pytest
 
 from models.resources import schemas_dir
@@ -95,13 +96,15 @@ def test_each_object_gets_one_command_their_writer_accepts() -> None:
         (["ZTF21aaa0000", "ZTF21aaa0001"], [0.5, 1.25]),
         # escapes, non-ASCII, a payload over 127 bytes (a two-byte length), every special float
         (['a"b\\c', "Bjørn\n\t", "x" * 300, "e"], [float("nan"), float("-inf"), 1e-300, 3.0]),
+        # %-format characters, a payload beyond the length table, numpy floats
+        (["50%s", "%%", "y" * 5000], [np.float64(0.25), np.float64(-0.0), 2.0]),
     ],
 )
 def test_our_bytes_are_json_dumps_in_fastavro(oids: list[str], scores: list[float]) -> None:
     """The encoder builds the payload around its two varying values: byte for byte the
     json.dumps of the command (their step's) in fastavro's schemaless record."""
     n = len(oids)
-    batch = columns(n, top='Peri"odic', version="v\u00e9")
+    batch = columns(n, top='Peri"odic%s', version="v\u00e9%d")
     batch["oid"], batch["score"] = oids, scores
     for message, command in zip(
         make_scribe_encoder("alert_anomaly")(batch, n),

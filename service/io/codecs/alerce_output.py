@@ -13,9 +13,10 @@ Ours: one model scores an object, the one of its most probable top class, so its
 ``lc_classification`` holds that one score: ``probabilities`` and ``hierarchical.top`` map the
 routed top class to the raw anomaly score, ``hierarchical.children`` is empty and ``class`` is the
 routed top class. ``features`` is the input record's own map: an input in their schema is
-spliced (its bytes up to ``lc_classification``, found by a compiled skip, then ours: its NaN
-stay NaN), any other is decoded again (NaN as null, as their parser; ~2 ms per alert); a record
-without a features map (a Rubin packet) gives null. Written schemaless, keyed by the object id.
+spliced (its bytes up to ``lc_classification``, where the batch decoder found it or
+:mod:`service.io.codecs.splice` finds it, then ours: its NaN stay NaN), any other is decoded
+again (NaN as null, as their parser; ~2 ms per alert); a record without a features map (a Rubin
+packet) gives null. Written schemaless, keyed by the object id.
 """
 
 from __future__ import annotations
@@ -26,10 +27,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
-from numpy.typing import NDArray
 
 from service.config import Settings
 from service.io.codecs.avro import (
@@ -39,8 +38,8 @@ from service.io.codecs.avro import (
     read_all,
     write_long,
 )
-from service.io.codecs.batchdecode import compiled, inlined
 from service.io.codecs.decoding import input_schemas
+from service.io.codecs.splice import splice_points
 from service.io.codecs.surveys import get_survey
 from service.records import Columns, Input, Row
 
@@ -101,11 +100,12 @@ def make_step_output_encoder(settings: Settings) -> StepOutputEncoder:
         scores, top_class = columns["score"], columns["top_class"]
         assert isinstance(scores, list)
         assert isinstance(top_class, str)
+        tail = Classification(top_class)
+        skips, heads = _heads(rows, spliced)
         out = []
-        for row, score in zip(rows, scores, strict=True):
-            fast = _spliced(row, spliced, top_class, score)
-            if fast is not None:
-                out.append(fast)
+        for row, score, skip, head in zip(rows, scores, skips, heads, strict=True):
+            if head >= 0:  # the input's oid and features, then ours
+                out.append(tail.after(memoryview(_value(row))[skip:head], score))
                 continue
             record = _record_of(row, decode, id_fields)
             buffer = io.BytesIO()
@@ -117,56 +117,74 @@ def make_step_output_encoder(settings: Settings) -> StepOutputEncoder:
     return encode
 
 
-def _spliced(row: Row, headers: set[bytes], top_class: str, score: float) -> bytes | None:
-    """Row's record made from its input's bytes, when the input is in their schema (one
-    record, the row's object); None otherwise."""
+def _heads(rows: list[Row], headers: set[bytes]) -> tuple[list[int], list[int]]:
+    """Per row, the size of its input's header and where its ``lc_classification`` begins (-1:
+    the input is not in their schema). The batch decoder found it for most (``Row.head``); the
+    others are found by :func:`splice_points`."""
+    skips, heads, unknown = [], [], []
+    for i, row in enumerate(rows):
+        origin = row.origin
+        value = origin.value if origin is not None else None
+        header = b"" if b"" in headers else (value or b"")[:CONFLUENT_HEADER_SIZE]
+        if value is None or header not in headers:
+            skips.append(0)
+            heads.append(-1)
+            continue
+        skips.append(len(header))
+        heads.append(row.head)
+        if row.head < 0:
+            unknown.append(i)
+    if unknown:
+        found = splice_points(
+            [_value(rows[i]) for i in unknown],
+            [skips[i] for i in unknown],
+            [rows[i].oid for i in unknown],
+        )
+        for i, head in zip(unknown, found.tolist(), strict=True):
+            heads[i] = head
+    return skips, heads
+
+
+def _value(row: Row) -> bytes:
+    """The bytes of a row's input (one that has them)."""
     origin = row.origin
-    if origin is None or origin.value is None or not headers:
-        return None
-    value = origin.value
-    header = value[:CONFLUENT_HEADER_SIZE] if b"" not in headers else b""
-    if header not in headers:
-        return None
-    body = np.frombuffer(value, np.uint8)[len(header) :]
-    end = features_end(body)
-    if end < 0 or not _oid_is(body, row.oid):
-        return None
-    start = len(header)
-    return value[start : start + end] + lc_classification(top_class, score)
+    assert origin is not None
+    assert origin.value is not None
+    return origin.value
 
 
-def _oid_is(body: NDArray[np.uint8], oid: str) -> bool:
-    """The record's first field (its oid) is ``oid``."""
-    encoded = oid.encode()
-    prefix = write_long(len(encoded)) + encoded
-    return bytes(body[: len(prefix)]) == prefix
+class Classification:
+    """Our ``lc_classification`` in their schema's bytes for one top class: ``probabilities``
+    and ``hierarchical.top`` {top_class: score}, ``class`` top_class, ``hierarchical.children``
+    {} - made per score around its two float32 copies."""
+
+    __slots__ = ("_after_class", "_after_score", "_end")
+
+    def __init__(self, top_class: str) -> None:
+        name = _string(top_class)
+        # probabilities: a map of one ["float"] union (branch 0); class; hierarchical: a map
+        # of two unions, top (branch 0: a map of floats) and children (branch 1: a map of maps)
+        self._after_class = write_long(1) + name + write_long(0)
+        self._after_score = (
+            write_long(0)
+            + name
+            + write_long(2)
+            + _string("top")
+            + write_long(0)
+            + write_long(1)
+            + name
+        )
+        self._end = write_long(0) + _string("children") + write_long(1) + write_long(0) * 2
+
+    def after(self, head: bytes | memoryview, score: float) -> bytes:
+        """``head`` (a record's bytes up to lc_classification) followed by ours."""
+        value = _FLOAT(score)
+        return b"".join((head, self._after_class, value, self._after_score, value, self._end))
 
 
 def lc_classification(top_class: str, score: float) -> bytes:
-    """Our ``lc_classification`` in their schema's bytes: ``probabilities`` and
-    ``hierarchical.top`` {top_class: score}, ``class`` top_class, ``hierarchical.children`` {}."""
-    name = _string(top_class)
-    score_bytes = _FLOAT(score)
-    # probabilities: a map of one ["float"] union (branch 0), then class
-    return (
-        write_long(1)
-        + name
-        + write_long(0)
-        + score_bytes
-        + write_long(0)
-        + name
-        + write_long(2)
-        + _string("top")
-        + write_long(0)  # union branch: map of floats
-        + write_long(1)
-        + name
-        + score_bytes
-        + write_long(0)
-        + _string("children")
-        + write_long(1)  # union branch: map of maps
-        + write_long(0)
-        + write_long(0)
-    )
+    """Our ``lc_classification`` alone (see :class:`Classification`)."""
+    return Classification(top_class).after(b"", score)
 
 
 def _string(text: str) -> bytes:
@@ -175,67 +193,6 @@ def _string(text: str) -> bytes:
 
 
 _FLOAT = struct.Struct("<f").pack
-
-
-@inlined
-def _long(body: NDArray[np.uint8], p: int) -> tuple[int, int]:
-    """An Avro long at ``p`` and the position after it; (0, -1) past the end."""
-    shift, acc = 0, 0
-    while p < len(body) and shift < 64:
-        x = int(body[p])
-        p += 1
-        acc |= (x & 0x7F) << shift
-        if x < 0x80:
-            return (acc >> 1) ^ -(acc & 1), p
-        shift += 7
-    return 0, -1
-
-
-@compiled
-def features_end(body: NDArray[np.uint8]) -> int:
-    """Where a record of their schema's ``lc_classification`` begins (after the oid string
-    and the features map or null); -1 if the bytes do not hold that."""
-    n, p = _long(body, 0)
-    if p < 0 or n < 0:
-        return -1
-    p += n
-    branch, p = _long(body, p)
-    if p < 0 or branch not in (0, 1):
-        return -1
-    if branch == 1:  # null
-        return int(p)
-    while True:
-        count, p = _long(body, p)
-        if p < 0:
-            return -1
-        if count == 0:
-            return int(p) if p <= len(body) else -1
-        if count < 0:  # a block with its size in bytes
-            size, p = _long(body, p)
-            if p < 0 or size < 0:
-                return -1
-            p += size
-            continue
-        for _ in range(count):
-            k, p = _long(body, p)
-            if p < 0 or k < 0:
-                return -1
-            p += k
-            kind, p = _long(body, p)
-            if p < 0:
-                return -1
-            if kind == 0:  # boolean
-                p += 1
-            elif kind == 1:  # float
-                p += 4
-            elif kind == 3:  # int
-                _, p = _long(body, p)
-                if p < 0:
-                    return -1
-            elif kind != 2:  # null
-                return -1
-            if p > len(body):
-                return -1
 
 
 def _whole_records(settings: Settings, id_fields: tuple[str, ...]) -> Decoder:

@@ -35,7 +35,16 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from service.io.codecs.layouts import Hole, Layout, LayoutLearner, Lit, Part, Shape, ValueType
+from service.io.codecs.layouts import (
+    MAP_END,
+    Hole,
+    Layout,
+    LayoutLearner,
+    Lit,
+    Part,
+    Shape,
+    ValueType,
+)
 
 # what a feature's union branch byte is: not decodable here, null, float, double, boolean, int or
 # long (only those of one byte here: -64 to 63; longer ones are decoded generically)
@@ -54,6 +63,7 @@ class DecodedBatch(NamedTuple):
     top: NDArray[np.float32]  # (m, top classes) in ``layout.top_classes`` order
     columns: NDArray[np.intp]  # the layout's features gathered (indices into its feature order)
     values: NDArray[np.float64]  # (m, columns + 1): NaN for null, then a NaN column
+    heads: NDArray[np.int64]  # where each message's lc_classification begins (its byte offset)
 
 
 def inlined(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -176,7 +186,9 @@ def _walk(  # type: ignore[no-untyped-def]
     column,
     keep,
     id_is_string,
+    features_tail,
     accepted,
+    heads,
     spans,
     long_ids,
     ascii_class,
@@ -188,8 +200,10 @@ def _walk(  # type: ignore[no-untyped-def]
 ):
     """Decode every message ``buf[starts[i]:ends[i]]`` that fits the layout (runs: header,
     before the first feature, after each feature, then the tail); the accepted ones fill the
-    outputs' first rows in order. Returns how many were accepted."""
+    outputs' first rows in order. Returns how many were accepted. ``features_tail``: the bytes
+    between the last feature's value and lc_classification (a map's end marker)."""
     last = len(run_length) - 1
+    after_features = len(types) + 1  # the run after the last feature
     width = values.shape[1] - 1
     count = 0
     for i in range(len(starts)):
@@ -240,6 +254,7 @@ def _walk(  # type: ignore[no-untyped-def]
             at += run_length[j + 2]
         if bad or differ or at >= end:
             continue
+        head = at - run_length[after_features] + features_tail - starts[i]
         header = buf[np.uint64(at)]  # the predicted class: a one-byte length, then the text
         if header >= 0x80 or header & 1:
             continue
@@ -257,6 +272,7 @@ def _walk(  # type: ignore[no-untyped-def]
             top[count, k] = np.uint32(_little(buf, at + keep[k], 4))
         values[count, width] = np.nan
         accepted[count] = i
+        heads[count] = head
         spans[count, 0], spans[count, 1] = id_begin, id_end
         spans[count, 2], spans[count, 3] = class_begin, at
         ascii_class[count] = ascii
@@ -274,7 +290,8 @@ def compile_loop() -> None:
         np.frombuffer(bytes(1), dtype=np.uint8), none, none,  # read-only, as message bytes are
         np.zeros((3, 0), dtype=np.uint64), two, two,
         none, np.zeros((1, 256), dtype=np.uint8), np.zeros((1, 256), dtype=np.int64), none, none,
-        True, np.zeros(0, dtype=np.intp), np.zeros((0, 4), dtype=np.int64), none,
+        True, 0, np.zeros(0, dtype=np.intp), none,
+        np.zeros((0, 4), dtype=np.int64), none,
         np.zeros(0, dtype=np.bool_), np.zeros((0, 0), dtype=np.uint32), table,
         table.view(np.uint64), f32, f32.view(np.uint32),
     )  # fmt: skip
@@ -289,6 +306,7 @@ class _Program:
         self.layout = layout
         self.columns = columns
         self.id_is_string = shape.id_is_string
+        self.features_tail = 0 if shape.record_fields is not None else len(MAP_END)
         runs = [_Run.of([Lit(header)]), *_runs(layout.head_parts), *_runs(layout.tail_parts)]
         found = [(offset, *w) for run in runs for offset, *w in run.words]
         self.words = np.array(found, dtype=np.uint64).reshape(-1, 3).T.copy()
@@ -314,6 +332,7 @@ class _Program:
         ends = np.cumsum(lengths)
         data = b"".join([*values, self.padding])
         accepted = np.empty(n, dtype=np.intp)
+        heads = np.empty(n, dtype=np.int64)
         spans = np.empty((n, 4), dtype=np.int64)  # id begin, end; class begin, end
         long_ids = np.empty(n, dtype=np.int64)
         ascii_class = np.empty(n, dtype=np.bool_)
@@ -323,8 +342,8 @@ class _Program:
             np.frombuffer(data, dtype=np.uint8), ends - lengths, ends,
             self.words, self.run_words, self.run_length,
             self.types, self.kinds, self.sizes, self.column, self.keep, self.id_is_string,
-            accepted, spans, long_ids, ascii_class, top, table, table.view(np.uint64),
-            self._f32, self._f32.view(np.uint32),
+            self.features_tail, accepted, heads, spans, long_ids, ascii_class, top, table,
+            table.view(np.uint64), self._f32, self._f32.view(np.uint32),
         )  # fmt: skip
         oids = self._oids(data, spans[:m], long_ids[:m])
         good = np.array([oid is not None for oid in oids], dtype=bool)
@@ -342,7 +361,13 @@ class _Program:
         ids = [oid for oid in oids if oid is not None]
         top_floats = top[chosen].view(np.float32)
         batch = DecodedBatch(
-            self.layout, accepted[chosen], ids, top_floats, self.columns, table[chosen]
+            self.layout,
+            accepted[chosen],
+            ids,
+            top_floats,
+            self.columns,
+            table[chosen],
+            heads[chosen],
         )
         return batch, ok
 

@@ -46,6 +46,8 @@ class Alerts(NamedTuple):
     top: NDArray[np.float64]  # (m, top classes): the top-level probabilities
     names: tuple[str, ...]  # the features the records carry, by today's names
     values: NDArray[np.float64]  # (m, features + 1): NaN for null, then a NaN column
+    # where lc_classification begins in each message (batch-decoded ones; None: not known)
+    heads: NDArray[np.int64] | None = None
 
 
 @dataclass
@@ -198,6 +200,7 @@ class MessageDecoder:
                     decoded.top.astype(np.float64),
                     self._gathered_names(decoded.layout.feature_names, decoded.columns),
                     decoded.values,
+                    decoded.heads,
                 )
             )
 

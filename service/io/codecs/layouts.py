@@ -229,12 +229,12 @@ class LayoutLearner:
             head.append(Lit(_map_start(len(features))))
             for name in features:
                 head += [Lit(_string(name)), Feature(s.map_values)]
-            head.append(Lit(_MAP_END))
+            head.append(Lit(MAP_END))
         head.append(Lit(_map_start(len(probabilities))))
         branch = b"" if s.probability_branch is None else write_long(s.probability_branch)
         for name in probabilities:
             head += [Lit(_string(name) + branch), Hole(4, keep=False)]
-        head.append(Lit(_MAP_END))
+        head.append(Lit(MAP_END))
         tail: list[Part] = [Lit(_map_start(len(hierarchical)))]
         for key, children in hierarchical:
             tail.append(Lit(_string(key)))
@@ -242,20 +242,20 @@ class LayoutLearner:
                 tail.append(Lit(write_long(s.flat) + _map_start(len(top))))
                 for name in top:
                     tail += [Lit(_string(name)), Hole(4, keep=True)]
-                tail.append(Lit(_MAP_END))
+                tail.append(Lit(MAP_END))
                 continue
             tail.append(Lit(write_long(s.nested) + _map_start(len(children))))
             for child, grandchildren in children:
                 tail.append(Lit(_string(child) + _map_start(len(grandchildren))))
                 for name in grandchildren:
                     tail += [Lit(_string(name)), Hole(4, keep=False)]
-                tail.append(Lit(_MAP_END))
-            tail.append(Lit(_MAP_END))
-        tail.append(Lit(_MAP_END))
+                tail.append(Lit(MAP_END))
+            tail.append(Lit(MAP_END))
+        tail.append(Lit(MAP_END))
         return Layout(tuple(features), tuple(top), tuple(head), tuple(tail))
 
 
-_MAP_END = b"\x00"  # a map's last block: count 0
+MAP_END = b"\x00"  # a map's last block: count 0
 
 
 def _string(text: str) -> bytes:

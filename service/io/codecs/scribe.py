@@ -81,25 +81,35 @@ def make_scribe_encoder(detector_name: str) -> ScribeEncoder:
         assert len(oids) == n
         assert isinstance(top_class, str)  # one model per batch
         assert isinstance(version, str)
-        middle = (
-            '},"data":{"detector_name":'
-            + _text(name)
-            + ',"detector_version":'
-            + _text(version)
-            + ',"categories":[{"name":'
-            + _text(top_class)
-            + ',"score":'
+        name_, version_, class_ = (  # as %-format text
+            _text(text).replace("%", "%%") for text in (name, version, top_class)
         )
-        end = '}]},"options":{"upsert":true,"set_on_insert":false}}'
-        out = []
-        for oid, score in zip(oids, scores, strict=True):
-            payload = (_START + _text(oid) + middle + _number(score) + end).encode()
-            out.append(write_long(len(payload)) + payload)
-        return out
+        template = (
+            _START
+            + '%s},"data":{"detector_name":'
+            + name_
+            + ',"detector_version":'
+            + version_
+            + ',"categories":[{"name":'
+            + class_
+            + ',"score":%s}]},"options":{"upsert":true,"set_on_insert":false}}'
+        )
+        numbers = map(float.__repr__ if all(map(math.isfinite, scores)) else _number, scores)
+        payloads = [
+            (template % (_text(oid), number)).encode()
+            for oid, number in zip(oids, numbers, strict=True)
+        ]
+        return [_length(len(payload)) + payload for payload in payloads]
 
     return encode
 
 
+def _length(n: int) -> bytes:
+    """An Avro long (a string's length), from a table for the usual ones."""
+    return _LENGTHS[n] if n < len(_LENGTHS) else write_long(n)
+
+
+_LENGTHS = [write_long(n) for n in range(4096)]
 _START = '{"collection":"score","type":"insert","criteria":{"_id":'
 _text = json.encoder.encode_basestring_ascii  # json.dumps's strings (ensure_ascii)
 

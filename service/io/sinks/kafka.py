@@ -1,7 +1,8 @@
 """Scores and dead letters to Kafka topics, written at least once; with ALeRCE's outputs on,
 also a scribe command per score (``output.scribe_topic``: an output of its own, retried and
 acknowledged like a score, so that an input is committed only when both are written) and step
-metrics per batch (``output.metrics_topic``: sent once, as their framework sends them).
+metrics per batch (``output.metrics_topic``: sent once, as their framework sends them). What each
+output is, is one class of :mod:`service.io.sinks.outputs`; this module writes them.
 
 Every output is produced with a delivery callback; acknowledged ones are reported to the engine
 (``on_written``), which commits an input's offset only when all its outputs are. A batch's scores
@@ -51,12 +52,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from service.config import Settings
 from service.config.streams import topic_strategy
 from service.exceptions import DeadLetterReason, InputError
-from service.io.codecs.alerce_output import make_step_output_encoder
-from service.io.codecs.avro import BatchEncoder, make_batch_encoder
-from service.io.codecs.scribe import make_scribe_encoder
-from service.io.codecs.step_metrics import step_metrics
 from service.io.kafka import new_client, producer_config
 from service.io.sinks import envelope
+from service.io.sinks.outputs import RowOutput, StepMetrics, topic_outputs
 from service.io.topics import Clock, CurrentTopics, Topics, utc_now
 from service.ops.availability import SUMMARY_EVERY_S, Brokers
 from service.ops.metrics import Metrics
@@ -155,7 +153,8 @@ class _BatchOutputs:
 
 
 class KafkaSink:
-    """The score topic and the dead-letter topic, through one idempotent producer."""
+    """The outputs of :func:`service.io.sinks.outputs.topic_outputs` and the dead-letter topic,
+    through one idempotent producer."""
 
     def __init__(
         self,
@@ -166,29 +165,16 @@ class KafkaSink:
         clock: Clock = utc_now,
     ) -> None:
         """``clock`` tells the UTC time that daily topics are named by."""
-        output = settings.output
-        self.topics = CurrentTopics(topic_strategy(output), clock)
-        # ALeRCE's database writes: a scribe command per score, an output of its own
-        self.scribe_topic = output.scribe_topic
-        self.scribe = (
-            make_scribe_encoder(output.detector_name) if output.scribe_topic is not None else None
-        )
-        self.outputs_per_row = 1 if self.scribe is None else 2
-        # step metrics as ALeRCE's steps send them: not outputs (nothing waits for them)
-        self.metrics_topic = output.metrics_topic
-        self.metrics_source, self.metrics_survey = output.metrics_source, output.metrics_survey
+        self.topics = CurrentTopics(topic_strategy(settings.output), clock)
+        self.outputs: list[RowOutput]
+        self.step_metrics: StepMetrics | None  # not outputs: nothing waits for them
+        self.outputs, self.step_metrics = topic_outputs(settings)
+        self.outputs_per_row = len(self.outputs)
+        self.keeps_inputs = any(output.keeps_inputs for output in self.outputs)
         self.clock = clock
         self.brokers = brokers
         self.metrics = metrics
         self.on_written = on_written
-        # their anomaly step's record (made from the inputs), or our anomaly-score record
-        self.step_output = make_step_output_encoder(settings) if output.format == "alerce" else None
-        self.keeps_inputs = self.step_output is not None
-        self.encode: BatchEncoder | None = (
-            make_batch_encoder(output.format, output.confluent_schema_id)
-            if self.step_output is None
-            else None
-        )
         self.producer = new_client(Producer, {**producer_config(settings.kafka), **brokers.hooks()})
         self._in_flight = 0
         self._retries: deque[_Output] = deque()
@@ -200,41 +186,28 @@ class KafkaSink:
 
     def write(self, batch: ScoredBatch, rows: list[Row]) -> None:
         started = time.perf_counter()
-        if self.metrics_topic is not None:
+        if self.step_metrics is not None:
             received = self.clock() - timedelta(seconds=batch.seconds)  # its scoring began
-        n = len(rows)
-        if self.step_output is not None:
-            encoded = self.step_output(batch.columns, rows)
-        else:
-            assert self.encode is not None
-            encoded = self.encode(batch.columns, n)
-        commands = self.scribe(batch.columns, n) if self.scribe is not None else None
+        encoded = [output.encode(batch, rows) for output in self.outputs]
         self.metrics.record_stage("encode", time.perf_counter() - started)
         started = time.perf_counter()
         topics = self.topics()
-        self._produce_batch(_BatchOutputs(self, [r.source for r in rows], rows, topics), encoded)
-        if commands is not None:
-            assert self.scribe_topic is not None
-            scribe = _BatchOutputs(
-                self,
-                [r.source for r in rows],
-                rows,
-                topics,
-                topic=self.scribe_topic,
-                what="scribe_command",
+        for output, values in zip(self.outputs, encoded, strict=True):
+            sources: list[Lineage | None] = [row.source for row in rows]
+            outputs = _BatchOutputs(
+                self, sources, rows, topics, topic=output.topic(topics), what=output.what
             )
-            self._produce_batch(scribe, commands)
-        if self.metrics_topic is not None:
-            self._step_metrics(received, [row.oid for row in rows])
+            self._produce_batch(outputs, values)
+        if self.step_metrics is not None:
+            self._send_step_metrics(self.step_metrics, received, rows)
         self.metrics.record_stage("produce", time.perf_counter() - started)
 
-    def _step_metrics(self, received: datetime, oids: list[str]) -> None:
-        """A batch's step metrics (:mod:`service.io.codecs.step_metrics`), sent as their
-        framework sends them: once, without a key; one that cannot be sent is counted
-        (``alert_anomaly_delivery_failures_total`` of the topic) and logged at debug level."""
-        assert self.metrics_topic is not None
-        topic = self.metrics_topic
-        value = step_metrics(received, self.clock(), oids, self.metrics_source, self.metrics_survey)
+    def _send_step_metrics(self, metrics: StepMetrics, received: datetime, rows: list[Row]) -> None:
+        """A batch's step metrics, sent as their framework sends them: once, without a key;
+        one that cannot be sent is counted (``alert_anomaly_delivery_failures_total`` of the
+        topic) and logged at debug level."""
+        topic = metrics.topic
+        value = metrics.encode(received, self.clock(), rows)
 
         def delivered(error: KafkaError | None, _: Message) -> None:
             if error is not None:

@@ -10,33 +10,12 @@ import os
 import subprocess
 from typing import Any
 
+from tests.alerce_upstream import environment
 from tests.integration.conftest import CLI
 
 PASSWORD = "pw-of-the-alerce-deployment-7c2"
 BROKERS = "127.0.0.1:1"  # offline: nothing is contacted
-ALERCE = {
-    "CONSUMER_TOPICS": "lc_classifier_ztf_20261205,lc_classifier_ztf_20261206",
-    "CONSUMER_SERVER": BROKERS,
-    "CONSUMER_GROUP_ID": "lc-anomaly-step",
-    "PRODUCER_TOPIC_FORMAT": "lc_anomaly_%s",
-    "PRODUCER_DATE_FORMAT": "%Y%m%d",
-    "PRODUCER_CHANGE_HOUR": "23",
-    "PRODUCER_RETENTION_DAYS": "1",
-    "PRODUCER_SERVER": BROKERS,
-    "PRODUCER_SECURITY_PROTOCOL": "SASL_SSL",
-    "PRODUCER_SASL_MECHANISM": "SCRAM-SHA-512",
-    "SCRIBE_SERVER": BROKERS,
-    "SCRIBE_TOPIC": "w_object",
-    "METRICS_HOST": BROKERS,
-    "METRICS_TOPIC": "metrics",
-    "MODEL_CLASS": "alerce_classifiers.anomaly.model.AnomalyDetector",
-    "CONSUME_MESSAGES": "1000",
-    **{
-        f"{client}_KAFKA_{part}": value
-        for client in ("CONSUMER", "PRODUCER", "SCRIBE", "METRICS")
-        for part, value in (("USERNAME", "alerce"), ("PASSWORD", PASSWORD))
-    },
-}
+ALERCE = environment(BROKERS, PASSWORD)
 
 
 def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

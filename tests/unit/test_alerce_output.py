@@ -8,9 +8,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -30,8 +27,9 @@ from service.io.codecs.decoding import MessageDecoder
 from service.io.codecs.splice import splice_points
 from service.io.codecs.surveys import SURVEYS
 from service.records import Input, Lineage, Row
+from tests.alerce_upstream import facts, needs_clone, upstream
 
-FACTS = json.loads((Path(__file__).parent / "upstream" / "alerce_step_output.json").read_text())
+FACTS = facts("step_output")
 OURS = schemas_dir() / "ztf-lc-classifier" / "3" / "probabilities_and_features.avsc"
 THEIR_SCHEMA = fastavro.parse_schema(json.loads(OURS.read_text()))
 
@@ -94,15 +92,7 @@ def test_alerce_is_a_format_of_the_kafka_sink_only() -> None:
         load_settings(None, {"output": {"kind": "memory", "format": "alerce"}})
 
 
-def upstream(path: str) -> str:
-    command = ["git", "--git-dir", os.environ["ALERCE_PIPELINE_GIT"], "show", f"HEAD:{path}"]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-
-@pytest.mark.skipif(
-    "ALERCE_PIPELINE_GIT" not in os.environ,
-    reason="needs a clone of alercebroker/pipeline (ALERCE_PIPELINE_GIT: its git directory)",
-)
+@needs_clone
 def test_the_facts_are_still_upstream_s() -> None:
     theirs = fastavro.parse_schema(json.loads(upstream(FACTS["schema"]["file"])))
     assert to_parsing_canonical_form(theirs) == to_parsing_canonical_form(THEIR_SCHEMA)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ from service.config.alerce import ALERCE_VARIABLES, DAILY_TOPIC_STRATEGY, REQUIR
 from service.exceptions import SettingsError
 from service.io.kafka import consumer_config, producer_config
 from service.ops import redaction
+from tests.alerce_upstream import environment, facts, needs_clone, upstream
 
-FACTS = json.loads((Path(__file__).parent / "upstream" / "alerce_settings.json").read_text())
+FACTS = facts("settings")
 VARIABLES: dict[str, dict[str, Any]] = {
     name: fact for table in FACTS["files"].values() for name, fact in table.items()
 }
@@ -33,33 +33,13 @@ PASSWORD = "pw-never-shown-4b1e"
 
 # an ALeRCE deployment's environment (lc_classification_step/README.md's table, for the
 # anomaly step), SASL everywhere as on their brokers
-ALERCE = {
+ALERCE = environment(BROKERS, PASSWORD) | {
     "CONSUMER_TOPICS": "lc_classifier_ztf_20261205, lc_classifier_ztf_20261206",
-    "CONSUMER_SERVER": BROKERS,
-    "CONSUMER_GROUP_ID": "lc-anomaly-step",
     "CONSUME_TIMEOUT": "0",
-    "CONSUME_MESSAGES": "1000",
-    "PRODUCER_TOPIC_FORMAT": "lc_anomaly_%s",
-    "PRODUCER_DATE_FORMAT": "%Y%m%d",
-    "PRODUCER_CHANGE_HOUR": "23",
-    "PRODUCER_RETENTION_DAYS": "1",
-    "PRODUCER_SERVER": BROKERS,
-    "PRODUCER_SECURITY_PROTOCOL": "SASL_SSL",
-    "PRODUCER_SASL_MECHANISM": "SCRAM-SHA-512",
-    "SCRIBE_SERVER": BROKERS,
-    "SCRIBE_TOPIC": "w_object",
-    "METRICS_HOST": BROKERS,
-    "METRICS_TOPIC": "metrics",
     "METRICS_SOURCE": "AnomalyStep",
     "METRICS_SURVEY": "ztf",
-    "MODEL_CLASS": "alerce_classifiers.anomaly.model.AnomalyDetector",
     "MODEL_PATH": "/models/anomaly",
     "MODEL_VERSION": "1.0.0",
-    **{
-        f"{client}_KAFKA_{part}": value
-        for client in ("CONSUMER", "PRODUCER", "SCRIBE", "METRICS")
-        for part, value in (("USERNAME", "alerce"), ("PASSWORD", PASSWORD))
-    },
 }
 
 
@@ -328,13 +308,6 @@ def test_an_unknown_profile_is_one_line(
         load_settings()
 
 
-def upstream(path: str) -> str:
-    """A file of alercebroker/pipeline at the clone's HEAD."""
-    git_dir = os.environ["ALERCE_PIPELINE_GIT"]
-    command = ["git", "--git-dir", git_dir, "show", f"HEAD:{path}"]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-
 def environment_reads(source: str) -> dict[str, tuple[bool, Any]]:
     """Every variable a Python file reads: os.environ[NAME] (required) and os.getenv(NAME[,
     default]) / os.environ.get (optional, with the default when it is a literal)."""
@@ -369,10 +342,7 @@ def environment_reads(source: str) -> dict[str, tuple[bool, Any]]:
     return reads
 
 
-@pytest.mark.skipif(
-    "ALERCE_PIPELINE_GIT" not in os.environ,
-    reason="needs a clone of alercebroker/pipeline (ALERCE_PIPELINE_GIT: its git directory)",
-)
+@needs_clone
 def test_the_facts_are_still_upstream_s() -> None:
     """Every variable each upstream file reads is in the facts, and each fact is read there,
     required as the facts say, with the facts' literal defaults."""

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -19,8 +16,9 @@ import pytest
 
 from models.resources import schemas_dir
 from service.io.codecs.scribe import SCRIBE_SCHEMA_PATH, make_scribe_encoder, score_commands
+from tests.alerce_upstream import facts, needs_clone, upstream
 
-FACTS = json.loads((Path(__file__).parent / "upstream" / "alerce_scribe.json").read_text())
+FACTS = facts("scribe")
 THEIR_SCHEMA = fastavro.parse_schema(
     {"type": "record", "name": FACTS["schema"]["name"], "fields": FACTS["schema"]["fields"]}
 )
@@ -138,15 +136,7 @@ def test_a_score_beyond_float32_is_written_as_their_json_writes_it() -> None:
     assert their_writer_accepts(decode(message))[0][4] == float("inf")
 
 
-def upstream(path: str) -> str:
-    command = ["git", "--git-dir", os.environ["ALERCE_PIPELINE_GIT"], "show", f"HEAD:{path}"]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-
-@pytest.mark.skipif(
-    "ALERCE_PIPELINE_GIT" not in os.environ,
-    reason="needs a clone of alercebroker/pipeline (ALERCE_PIPELINE_GIT: its git directory)",
-)
+@needs_clone
 def test_the_facts_are_still_upstream_s() -> None:
     schema = json.loads(upstream(FACTS["schema"]["file"]))
     assert (schema["name"], schema["fields"]) == (

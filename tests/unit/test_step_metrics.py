@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import KafkaError
 
 from service.config import load_settings
@@ -21,9 +17,10 @@ from service.io.codecs.step_metrics import step_metrics
 from service.io.sinks.kafka import KafkaSink
 from service.ops.availability import Brokers
 from service.ops.metrics import Metrics
+from tests.alerce_upstream import facts, needs_clone, upstream
 from tests.unit.test_kafka_sink import UNUSED, FakeProducer, counted, scored
 
-FACTS = json.loads((Path(__file__).parent / "upstream" / "alerce_metrics.json").read_text())
+FACTS = facts("metrics")
 
 
 def their_schema_accepts(message: dict[str, Any]) -> None:
@@ -83,15 +80,7 @@ def test_the_sink_sends_one_per_batch_and_a_failure_is_counted_not_retried() -> 
     sink.close(0)
 
 
-def upstream(path: str) -> str:
-    command = ["git", "--git-dir", os.environ["ALERCE_PIPELINE_GIT"], "show", f"HEAD:{path}"]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-
-@pytest.mark.skipif(
-    "ALERCE_PIPELINE_GIT" not in os.environ,
-    reason="needs a clone of alercebroker/pipeline (ALERCE_PIPELINE_GIT: its git directory)",
-)
+@needs_clone
 def test_the_facts_are_still_upstream_s() -> None:
     schema = json.loads(upstream(FACTS["schema"]["file"]))
     assert sorted(schema["required"]) == sorted(FACTS["schema"]["required"])

@@ -9,11 +9,7 @@ the committed facts only."""
 from __future__ import annotations
 
 import ast
-import json
-import os
-import subprocess
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -28,8 +24,9 @@ from service.io.topics import (
     FixedTopics,
     Topics,
 )
+from tests.alerce_upstream import facts, needs_clone, upstream
 
-FACTS = json.loads((Path(__file__).parent / "upstream" / "alerce_topics.json").read_text())
+FACTS = facts("topics")
 DAILY = DailyTopics("scores_%s", "dlq_%s")
 
 
@@ -221,17 +218,7 @@ def test_daily_topics_refuse_what_apf_would_fail_on() -> None:
         DailyTopics("a_%s", "b_%s", retention_days=0)
 
 
-def upstream(path: str) -> str:
-    """A file of alercebroker/pipeline at the clone's HEAD."""
-    git_dir = os.environ["ALERCE_PIPELINE_GIT"]
-    command = ["git", "--git-dir", git_dir, "show", f"HEAD:{path}"]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-
-@pytest.mark.skipif(
-    "ALERCE_PIPELINE_GIT" not in os.environ,
-    reason="needs a clone of alercebroker/pipeline (ALERCE_PIPELINE_GIT: its git directory)",
-)
+@needs_clone
 def test_the_facts_are_still_upstream_s() -> None:
     """The committed facts against the upstream files themselves: the strategy's defaults (read
     from its signature) and the environment variables the anomaly step's settings give it."""

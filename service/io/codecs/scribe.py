@@ -40,13 +40,7 @@ ScribeEncoder = Callable[[Columns, int], list[bytes]]
 def score_commands(columns: Columns, n: int, detector_name: str) -> list[dict[str, object]]:
     """The scribe commands of a batch of ``n`` anomaly-score records (given as columns): one
     per object, in the records' order."""
-    oids, scores = columns["oid"], columns["score"]
-    top_class, version = columns["top_class"], columns["model_version"]
-    assert isinstance(oids, list)
-    assert isinstance(scores, list)
-    assert len(oids) == n
-    assert isinstance(top_class, str)  # one model per batch
-    assert isinstance(version, str)
+    oids, scores, top_class, version = _values(columns, n)
     name = f"{detector_name}_top"
     return [
         {
@@ -74,13 +68,7 @@ def make_scribe_encoder(detector_name: str) -> ScribeEncoder:
     name = f"{detector_name}_top"
 
     def encode(columns: Columns, n: int) -> list[bytes]:
-        oids, scores = columns["oid"], columns["score"]
-        top_class, version = columns["top_class"], columns["model_version"]
-        assert isinstance(oids, list)
-        assert isinstance(scores, list)
-        assert len(oids) == n
-        assert isinstance(top_class, str)  # one model per batch
-        assert isinstance(version, str)
+        oids, scores, top_class, version = _values(columns, n)
         name_, version_, class_ = (  # as %-format text
             _text(text).replace("%", "%%") for text in (name, version, top_class)
         )
@@ -102,6 +90,19 @@ def make_scribe_encoder(detector_name: str) -> ScribeEncoder:
         return [_length(len(payload)) + payload for payload in payloads]
 
     return encode
+
+
+def _values(columns: Columns, n: int) -> tuple[list[str], list[float], str, str]:
+    """What a command is made of, from a batch of ``n`` score records: object ids, scores, and
+    the top class and model version (one model per batch)."""
+    oids, scores = columns["oid"], columns["score"]
+    top_class, version = columns["top_class"], columns["model_version"]
+    assert isinstance(oids, list)
+    assert isinstance(scores, list)
+    assert len(oids) == n
+    assert isinstance(top_class, str)
+    assert isinstance(version, str)
+    return oids, scores, top_class, version
 
 
 def _length(n: int) -> bytes:

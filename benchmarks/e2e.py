@@ -443,7 +443,7 @@ class Running:
         progress: Progress | None = None,
     ) -> bool:
         """Whether ``done(service)`` came true within the time (the service must not stop);
-        ``progress`` follows the acknowledged outputs meanwhile."""
+        ``progress`` follows the inputs completed meanwhile."""
         deadline = time.monotonic() + timeout_s
         while not done(self.service):
             if not self.worker.is_alive():
@@ -452,10 +452,10 @@ class Running:
             if now > deadline:
                 return False
             if progress is not None:
-                progress.update(self.service.stats.acknowledged, now)
+                progress.update(self.service.stats.completed, now)
             time.sleep(0.005)
         if progress is not None:
-            progress.update(self.service.stats.acknowledged, time.monotonic())
+            progress.update(self.service.stats.completed, time.monotonic())
         return True
 
 
@@ -514,8 +514,7 @@ def saturation(
     with ``profile``, where the service thread's CPU time went (the stage timer's wrappers cost
     a little: the throughput is measured in a run without them). CPU time counts from the first
     message consumed (start-up and the group join left out)."""
-    per_alert = 2 if settings.output.scribe_topic is not None else 1  # outputs of an alert
-    progress = Progress(n * per_alert)
+    progress = Progress(n)
     with running(settings) as run:
         run.wait_until(lambda s: s.stats.first_consumed_at is not None, SATURATION_TIMEOUT_S)
         worker = run.service.inference_pid
@@ -528,7 +527,7 @@ def saturation(
         if profile:
             timer.start()
         if not run.wait_until(
-            lambda s: s.stats.acknowledged >= n * per_alert, SATURATION_TIMEOUT_S, progress
+            lambda s: s.stats.completed >= n, SATURATION_TIMEOUT_S, progress
         ):
             raise RuntimeError(f"the service did not score {n} alerts in {SATURATION_TIMEOUT_S} s")
         if profile:
@@ -538,14 +537,14 @@ def saturation(
     service = run.service
     stats = service.stats
     seconds = (stats.last_acknowledged_at or 0.0) - (stats.first_consumed_at or 0.0)
-    alerts = stats.acknowledged // per_alert
+    alerts = stats.completed
     cpu = meter.us_per_alert(alerts)
     steady = progress.per_second()
-    rate = Throughput(alerts, seconds, steady / per_alert if steady else steady, cpu)
+    rate = Throughput(alerts, seconds, steady, cpu)
     account = None
     if profile and thread_cpu is not None and thread_after is not None and "service process" in cpu:
-        per_alert = (thread_after - thread_cpu) / max(stats.acknowledged, 1) * 1e6
-        stages = timer.us_per_alert(stats.acknowledged)
+        per_alert = (thread_after - thread_cpu) / max(alerts, 1) * 1e6
+        stages = timer.us_per_alert(alerts)
         stages["the loop itself (other)"] = max(0.0, per_alert - sum(stages.values()))
         account = Account(per_alert, cpu["service process"] - per_alert, stages)
     return rate, service.processor.decode_paths(), account

@@ -264,7 +264,7 @@ def run_demo(
         started = time.monotonic()
         worker.start()
         try:
-            while worker.is_alive() and service.stats.acknowledged < total:
+            while worker.is_alive() and service.stats.completed < total:
                 time.sleep(0.05)
             seconds = time.monotonic() - started
         finally:
@@ -272,9 +272,9 @@ def run_demo(
             worker.join()
             if server is not None:
                 server.stop()
-        if service.stats.acknowledged < total:
+        if service.stats.completed < total:
             raise KafkaServiceError(
-                f"the service stopped after {service.stats.acknowledged} of {total} messages"
+                f"the service stopped after {service.stats.completed} of {total} messages"
             )
         outputs = read_topic(broker.bootstrap_servers, OUTPUT_TOPIC, len(messages))
         dead = read_topic(broker.bootstrap_servers, DEAD_LETTER_TOPIC, len(poison))

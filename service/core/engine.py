@@ -93,6 +93,12 @@ class Stats:
         """Outputs written (acknowledged by the broker, or in a file)."""
         return self.tracker.written_outputs
 
+    @property
+    def completed(self) -> int:
+        """Inputs whose every output is written: a dead letter, or the scores of its records
+        and what the sink writes beside each (ALeRCE's scribe commands)."""
+        return self.tracker.completed_inputs
+
     def throughput(self) -> float:
         """Outputs written per second, from the first input read to the last output written."""
         last = self.tracker.last_written_at

@@ -22,6 +22,7 @@ class OffsetTracker:
         self._position: dict[Partition, int] = {}  # next offset to commit (acknowledged)
         self._committed: dict[Partition, int] = {}
         self.written_outputs = 0
+        self.completed_inputs = 0  # inputs whose every output is written
         self.last_written_at: float | None = None  # time.monotonic()
 
     def written(self, sources: Sequence[Lineage]) -> None:
@@ -35,6 +36,8 @@ class OffsetTracker:
             if pending is None or offset not in pending:
                 continue  # partition revoked meanwhile: its new owner reprocesses the message
             pending[offset] -= 1
+            if not pending[offset]:
+                self.completed_inputs += 1
             touched.add(tp)
         for tp in touched:
             self._advance(tp)

@@ -231,5 +231,7 @@ def test_an_input_is_committable_only_when_every_output_of_its_rows_is_written(
     assert len(sink.records) == 10  # scored and written ...
     assert tracker.committable() == {}  # ... but no input has all its outputs
     assert tracker.in_flight() == 10
+    assert (tracker.written_outputs, tracker.completed_inputs) == (10, 0)
     tracker.written([Lineage("in", 0, offset, None) for offset in range(10)])  # the companions
     assert tracker.committable() == {("in", 0): 10}
+    assert (tracker.written_outputs, tracker.completed_inputs) == (20, 10)  # the demo waits on it

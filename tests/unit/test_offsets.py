@@ -33,8 +33,10 @@ def test_a_message_with_several_outputs_waits_for_all() -> None:
     tracker.written(at(TP, 0))
     tracker.written(at(TP, 0))
     assert tracker.committable() == {}
+    assert (tracker.written_outputs, tracker.completed_inputs) == (2, 0)
     tracker.written(at(TP, 0))
     assert tracker.committable() == {TP: 1}
+    assert (tracker.written_outputs, tracker.completed_inputs) == (3, 1)
 
 
 def test_zero_outputs_is_done_at_once_and_commits_are_not_repeated() -> None:

@@ -526,9 +526,7 @@ def saturation(
         timer = StageTimer(thread.ident or 0, SERVICE_THREAD_STAGES)
         if profile:
             timer.start()
-        if not run.wait_until(
-            lambda s: s.stats.completed >= n, SATURATION_TIMEOUT_S, progress
-        ):
+        if not run.wait_until(lambda s: s.stats.completed >= n, SATURATION_TIMEOUT_S, progress):
             raise RuntimeError(f"the service did not score {n} alerts in {SATURATION_TIMEOUT_S} s")
         if profile:
             timer.stop()

@@ -103,7 +103,8 @@ def _tables(root: Location) -> list[tuple[str, str]]:
         found, names = [str(root)], [root.name]
     if not found:
         raise DataError(f"{root} holds no Parquet tables")
-    return [(n.removesuffix(".parquet").replace("/", "."), f) for n, f in zip(names, found)]
+    pairs = zip(names, found, strict=True)
+    return [(n.removesuffix(".parquet").replace("/", "."), f) for n, f in pairs]
 
 
 def plan(root: Location, partition_rows: int = PARTITION_ROWS) -> list[InputPartition]:

@@ -180,3 +180,54 @@ def test_a_scheduler_that_does_not_answer_is_one_line_and_status_2(
     assert len(lines) == 1, result.stderr
     assert f"no Dask scheduler answered at {address} within 2 s" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_prefix_on_s3_is_scored_into_s3_as_from_local_files(
+    dataset: Path, expected: dict[str, pa.Table], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from tests.integration.test_object_storage import KEY_ID, SECRET, aws, start_moto
+
+    server, endpoint = start_moto()
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+        )
+        for bucket in ("data", "out"):
+            s3.create_bucket(Bucket=bucket)
+        for table in dataset.rglob("*.parquet"):
+            s3.upload_file(str(table), "data", f"night/{table.relative_to(dataset)}")
+        args = ("batch", "s3://data/night/", "--out", "s3://out/run/", "--workers", "1")
+        result = cli(*args, "--partition-rows", "1000", env=aws(endpoint))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert SECRET not in result.stdout + result.stderr
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="out")["Contents"]}
+        names = ("b", "night-1.a.rows-0-1000", "night-1.a.rows-1000-1800")
+        assert {k for k in keys if not k.startswith("run/dead-letters/")} == {
+            f"run/{kind}/{name}.{suffix}"
+            for kind, suffix in (("_done", "json"), ("scores", "parquet"))
+            for name in names
+        }
+        for name, value in aws(endpoint).items():
+            monkeypatch.setenv(name, value)
+        got = read_output("s3://out/run/")
+        dead = read_output("s3://out/run/", "dead-letters")
+        assert set(got.column("source_topic").to_pylist()) == {
+            "file:s3://data/night/b.parquet",
+            "file:s3://data/night/night-1/a.parquet",
+        }
+
+        def anywhere(table: pa.Table) -> list[dict[str, Any]]:
+            return [{**r, "source_topic": r["source_topic"][-9:]} for r in rows(table)]
+
+        assert anywhere(got) == anywhere(expected["scores"])
+        assert anywhere(dead) == anywhere(expected["dead"])
+    finally:
+        server.terminate()
+        server.wait(10)

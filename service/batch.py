@@ -139,8 +139,13 @@ class PartitionSource:
 
     def _all(self) -> Iterator[Input]:
         stream, offset = f"{FILE_PREFIX}{self.part.table}", self.part.start
-        groups = range(self.part.first, self.part.last + 1)
-        batches = _open(self.part.table).iter_batches(self.read_rows, row_groups=groups)
+        reader = _open(self.part.table)
+        # a row group at a time: a reader of several row groups keeps every one it has read
+        batches = (
+            batch
+            for group in range(self.part.first, self.part.last + 1)
+            for batch in reader.iter_batches(self.read_rows, row_groups=[group])
+        )
         for batch in batches:
             rows = table_from_arrow(pa.Table.from_batches([batch]), self.part.table)
             for record in table_records(rows, self.id_field):

@@ -15,6 +15,9 @@ The output (a directory or ``s3://`` prefix) holds ``scores/<name>.parquet``,
 the partition's marker, written after its parts (atomically: a rename, or one PUT on S3). A
 partition counts as done only with its marker; a rerun skips those and redoes the others
 (overwriting their parts), so a crash loses nothing and writes nothing twice.
+
+Over 300 lines on purpose: what a partition is - its planning, the worker's source and sink, its
+marker and the reading of the output - is one unit, kept in one place.
 """
 
 from __future__ import annotations

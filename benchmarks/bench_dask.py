@@ -79,7 +79,7 @@ def run(data: Path, out: Path, args: argparse.Namespace) -> tuple[float, list[fl
     seconds = time.monotonic() - started
     if result.returncode:
         raise SystemExit(f"batch failed: {result.stderr.strip().splitlines()[-1]}")
-    peaks = [float(m) for m in re.findall(r"worker peak RSS (\d+) MB", result.stdout)]
+    peaks = [float(m) for m in re.findall(r"worker peak RSS (\d+) MiB", result.stdout)]
     return seconds, peaks, result.stdout.strip().splitlines()[-1]
 
 
@@ -116,7 +116,7 @@ def main() -> None:
             print(
                 f"{rows:>9,d} rows ({size / 1e6:,.0f} MB as Arrow columns, {disk / 1e6:,.0f} MB "
                 f"Parquet, {len(peaks)} partitions): {seconds:6.1f} s, {rows / seconds:,.0f} "
-                f"rows/s (with the cluster's start), peak worker RSS {max(peaks):.0f} MB"
+                f"rows/s (with the cluster's start), peak worker RSS {max(peaks):.0f} MiB"
             )
             print(f"    {line}")
 

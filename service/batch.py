@@ -48,6 +48,7 @@ from service.records import Input, Lineage, Partition, Row, ScoredBatch, Written
 READ_ROWS = 10_000  # rows read from a table at a time (a worker's read batch)
 PARTITION_ROWS = 1_000_000  # rows of an input partition, at row-group boundaries
 SCORES, DEAD_LETTERS, DONE = "scores", "dead-letters", "_done"
+BATCH = "_batch.json"  # what the output holds the scores of
 
 
 @dataclass(frozen=True)
@@ -248,8 +249,28 @@ def _mark(out: Location, result: PartitionResult) -> None:
     temporary.replace(where)
 
 
+def claim(out: Location, description: dict[str, Any]) -> None:
+    """Record what ``out`` holds the scores of (``_batch.json``: the input and the model
+    settings) or, when it holds another run's, raise DataError: its markers are not ours."""
+    data = json.dumps(description, sort_keys=True)
+    where = _join(out, BATCH)
+    if isinstance(where, str):
+        saved = storage.read_text(where) if storage.kind(out) == "directory" else None
+    else:
+        saved = where.read_text() if where.is_file() else None
+    if saved is not None:
+        if json.loads(saved) != json.loads(data):
+            raise DataError(f"{out} holds the scores of another input or model: use another --out")
+        return
+    if isinstance(where, str):
+        storage.put(where, data.encode())
+    else:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.write_text(data)
+
+
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (MB; Linux reports KB)."""
+    """This process's peak resident memory in MiB (ru_maxrss: KiB on Linux)."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -111,6 +111,8 @@ def run_batch(args: argparse.Namespace) -> int:
     # inference inline on the workers: a Dask worker is a daemon process, it starts none
     settings = settings_of(args, output={"kind": "memory"}, model={"inference": "inline"})
     parts = batch.plan(args.input, args.partition_rows or batch.PARTITION_ROWS)
+    model = settings.model.model_dump(mode="json", exclude={"device", "cpu_threads", "inference"})
+    batch.claim(args.out, {"input": str(args.input), "model": model})
     finished = batch.done(args.out)
     todo = [p for p in parts if p.name not in finished]
     print(
@@ -126,7 +128,7 @@ def run_batch(args: argparse.Namespace) -> int:
     peak = max((r.peak_rss_mb for r in results), default=0.0)
     print(
         f"read {read}, scored {scored}, dead-lettered {dead} in "
-        f"{time.monotonic() - started:.1f} s (peak worker RSS {peak:.0f} MB) -> {args.out}",
+        f"{time.monotonic() - started:.1f} s (peak worker RSS {peak:.0f} MiB) -> {args.out}",
         flush=True,
     )
     return 0
@@ -177,7 +179,7 @@ def _run(args: argparse.Namespace, settings: Any, todo: list[Any], read_rows: in
                 print(
                     f"  {name}: read {result.read}, scored {result.scored}, dead-lettered "
                     f"{result.dead_lettered} in {result.seconds:.1f} s "
-                    f"(worker peak RSS {result.peak_rss_mb:.0f} MB)",
+                    f"(worker peak RSS {result.peak_rss_mb:.0f} MiB)",
                     flush=True,
                 )
     finally:

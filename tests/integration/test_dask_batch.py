@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +127,23 @@ def test_two_workers_score_as_score_does_dead_letters_included(
     assert "3 done, 0 to score" in again.stdout
 
 
+@pytest.fixture
+def scheduler() -> Iterator[str]:
+    """The address of a running local cluster (one worker process, one thread), for
+    ``--scheduler``."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield str(cluster.scheduler_address)
+
+
 @pytest.mark.slow
 def test_a_rerun_after_a_failed_partition_scores_the_rest_once(
-    dataset: Path, expected: dict[str, pa.Table], tmp_path: Path
+    dataset: Path, expected: dict[str, pa.Table], tmp_path: Path, scheduler: str
 ) -> None:
+    """On an existing cluster (``--scheduler``)."""
     data = tmp_path / "in"
     (data / "night-1").mkdir(parents=True)
     good = dataset / "night-1" / "a.parquet"
@@ -137,8 +151,8 @@ def test_a_rerun_after_a_failed_partition_scores_the_rest_once(
     bad = data / "b.parquet"  # the worker fails on it: no oid column
     pq.write_table(pq.read_table(dataset / "b.parquet").drop_columns(["oid"]), bad)
     out = tmp_path / "out"
-    args = ("batch", str(data), "--out", str(out), "--workers", "1", "--partition-rows", "1000")
-    failed = cli(*args)
+    args = ("batch", str(data), "--out", str(out), "--scheduler", scheduler)
+    failed = cli(*args, "--partition-rows", "1000")
     assert failed.returncode == 2, failed.stderr[-3000:]
     error = failed.stderr.strip().splitlines()[-1]
     assert "1 of 3 partitions failed (first: b: " in error
@@ -148,7 +162,7 @@ def test_a_rerun_after_a_failed_partition_scores_the_rest_once(
     # a crash after a part, before its marker: the part does not count and is redone
     (out / "scores" / "b.parquet").write_bytes(b"half a part")
     bad.write_bytes((dataset / "b.parquet").read_bytes())
-    rerun = cli(*args)
+    rerun = cli(*args, "--partition-rows", "1000")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "2 done, 1 to score" in rerun.stdout
     assert {p.name: p.read_bytes() for p in (out / DONE).iterdir() if p.name in done} == done
@@ -179,7 +193,18 @@ def test_a_scheduler_that_does_not_answer_is_one_line_and_status_2(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"no Dask scheduler answered at {address} within 2 s" in lines[0]
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out" / "scores").exists()
+
+
+def test_an_output_of_another_input_is_refused(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "_batch.json").write_text(json.dumps({"input": "elsewhere", "model": {}}))
+    result = cli("batch", str(dataset), "--out", str(out), "--workers", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{out} holds the scores of another input or model: use another --out" in lines[0]
 
 
 @pytest.mark.slow
@@ -213,7 +238,7 @@ def test_a_prefix_on_s3_is_scored_into_s3_as_from_local_files(
             f"run/{kind}/{name}.{suffix}"
             for kind, suffix in (("_done", "json"), ("scores", "parquet"))
             for name in names
-        }
+        } | {"run/_batch.json"}
         for name, value in aws(endpoint).items():
             monkeypatch.setenv(name, value)
         got = read_output("s3://out/run/")

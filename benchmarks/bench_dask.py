@@ -7,6 +7,11 @@ groups of --group-rows; it is scored twice, at --rows/4 and at --rows, so that t
 worker of the two sizes can be compared (flat = bounded).
 
     python benchmarks/bench_dask.py [--rows 400000] [--workers 2] [--memory-limit 1GB]
+
+``--scaling`` (issue 30 item 6) instead: one table of --rows rows scored by ``score`` in one
+process, then by ``batch`` with 1 and 2 workers (4 partitions), and with 1 worker in 40
+partitions (the per-partition overhead); rows/s, the time to the first partition's result, and a
+sizing line for ZTF's ~10^8 objects.
 """
 
 from __future__ import annotations
@@ -83,6 +88,52 @@ def run(data: Path, out: Path, args: argparse.Namespace) -> tuple[float, list[fl
     return seconds, peaks, result.stdout.strip().splitlines()[-1]
 
 
+def timed(command: list[str]) -> tuple[float, float | None]:
+    """Wall seconds of a CLI command and when its first partition line came (None: none)."""
+    started = time.monotonic()
+    first = None
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as p:
+        assert p.stdout is not None
+        for line in p.stdout:
+            if first is None and "worker peak RSS" in line and line.startswith("  "):
+                first = time.monotonic() - started
+    if p.returncode:
+        raise SystemExit(f"{command[3:5]} failed (exit {p.returncode})")
+    return time.monotonic() - started, first
+
+
+def scaling(args: argparse.Namespace, tmp: Path) -> None:
+    """Item 6: score in one process against batch on 1 and 2 workers (see the docstring)."""
+    data = tmp / "in"
+    make_dataset(data, args.rows, args.rows, 10_000, 0)
+    table = next(data.iterdir())
+    cli = [sys.executable, "-m", "service.cli", "--log-level", "warning"]
+    rows = args.rows
+    score_s, _ = timed([*cli, "score", str(table), str(tmp / "score.parquet"), "--no-progress"])
+    print(f"score, one process:        {score_s:6.1f} s, {rows / score_s:7,.0f} rows/s")
+    runs = {}
+    for workers, parts in ((1, 4), (2, 4), (1, 40)):
+        command = [*cli, "batch", str(data), "--out", str(tmp / f"out-{workers}-{parts}")]
+        command += ["--workers", str(workers), "--partition-rows", str(rows // parts)]
+        seconds, first = timed(command)
+        runs[workers, parts] = seconds
+        print(
+            f"batch, {workers} worker(s), {parts:2d} partitions: {seconds:6.1f} s, "
+            f"{rows / seconds:7,.0f} rows/s, first result after {first or float('nan'):.1f} s "
+            "(all with the cluster's start)"
+        )
+    overhead = (runs[1, 40] - runs[1, 4]) / 36
+    per_core = rows / runs[2, 4] / 2
+    print(f"per-partition overhead: {overhead:.2f} s (1 worker, 40 partitions against 4)")
+    print(
+        f"sizing: {per_core:,.0f} objects/s per core (2 workers here); ZTF's ~1e8 objects: "
+        f"{1e8 / per_core / 3600:,.1f} core-hours, {1e8 / per_core / 3600 / 64:,.1f} h on 64 "
+        "workers (1 core each, CPU)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=400_000, help="rows of the larger dataset")
@@ -99,8 +150,13 @@ def main() -> None:
         help="a binary column (cutout) of this many bytes a row, read and ignored as the image "
         "stamps of real alerts are (default 0: the sample's columns only)",
     )
+    parser.add_argument("--scaling", action="store_true", help="the scaling runs instead")
     args = parser.parse_args()
     print(machine(), f"({cores()} cores)")
+    if args.scaling:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            scaling(args, Path(tmp_name))
+        return
     print(
         f"{args.workers} workers, 1 thread each, memory limit {args.memory_limit} each; "
         f"--read-rows {args.read_rows}, --partition-rows {args.partition_rows}, "

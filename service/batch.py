@@ -255,7 +255,7 @@ def claim(out: Location, description: dict[str, Any]) -> None:
     data = json.dumps(description, sort_keys=True)
     where = _join(out, BATCH)
     if isinstance(where, str):
-        saved = storage.read_text(where) if storage.kind(out) == "directory" else None
+        saved = storage.read_text(where)
     else:
         saved = where.read_text() if where.is_file() else None
     if saved is not None:

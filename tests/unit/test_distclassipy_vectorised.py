@@ -108,6 +108,20 @@ def test_every_metric_equals_the_library_on_the_shipped_sample(shipped: Any) -> 
         assert_same(mine, theirs, metric)
 
 
+def test_the_metrics_the_library_computes_with_numpy_are_bitwise_its_own(shipped: Any) -> None:
+    # its Python metrics sum one row's features with numpy (pairwise summation); ours sum the
+    # same values along the contiguous last axis, the same summation (SciPy's compiled metrics
+    # sum in sequence and agree to rounding only); a maximum is exact
+    exact = {"chebyshev", "clark", "hellinger", "lorentzian", "meehl", "motyka", "soergel"}
+    exact |= {"wave_hedges", "kulczynski"}
+    estimator, x = shipped
+    metrics = [m for m in estimator.metrics if m in exact]
+    ours = class_distances(x[:500], estimator.centroids, metrics)
+    theirs = library_tables(estimator.model, x[:500])
+    for metric, mine in zip(metrics, ours, strict=True):
+        np.testing.assert_array_equal(mine, theirs[estimator.metrics.index(metric)], metric)
+
+
 def test_scores_and_nearest_classes_equal_the_library_on_the_shipped_sample(
     shipped: Any,
 ) -> None:

@@ -86,6 +86,15 @@ class _Pair:
     def sum_absdiff(self) -> Matrix:
         return _f64(self.absdiff.sum(axis=-1))
 
+    @cached_property
+    def dots(self) -> tuple[Matrix, Matrix, Matrix]:
+        """``sum uv``, ``sum u^2``, ``sum v^2`` (cosine and jaccard)."""
+        return (
+            _f64((self.u * self.v).sum(axis=-1)),
+            _f64(np.square(self.u).sum(axis=-1)),
+            _f64(np.square(self.v).sum(axis=-1)),
+        )
+
 
 def _euclidean(p: _Pair) -> Matrix:
     return _f64(np.sqrt(np.square(p.diff).sum(axis=-1)))
@@ -109,21 +118,21 @@ def _chebyshev(p: _Pair) -> Matrix:
     return _f64(np.fmax.reduce(p.absdiff, axis=-1, initial=0.0))
 
 
-def _cosine_of(u: Matrix, v: Matrix) -> Matrix:
-    norms = np.sqrt(np.square(u).sum(axis=-1)) * np.sqrt(np.square(v).sum(axis=-1))
-    cosine = (u * v).sum(axis=-1) / norms
+def _cosine_of(dots: tuple[Matrix, Matrix, Matrix]) -> Matrix:
+    uv, uu, vv = dots
+    cosine = uv / (np.sqrt(uu) * np.sqrt(vv))
     cosine = np.where(np.abs(cosine) > 1.0, np.copysign(1.0, cosine), cosine)
     return _f64(1.0 - cosine)
 
 
 def _cosine(p: _Pair) -> Matrix:
-    return _cosine_of(p.u, p.v)
+    return _cosine_of(p.dots)
 
 
 def _correlation(p: _Pair) -> Matrix:
     u = p.u - p.u.mean(axis=-1, keepdims=True)
     v = p.v - p.v.mean(axis=-1, keepdims=True)
-    return _cosine_of(u, v)
+    return _cosine_of(_Pair(u, v).dots)
 
 
 def _clark(p: _Pair) -> Matrix:
@@ -136,8 +145,8 @@ def _hellinger(p: _Pair) -> Matrix:
 
 
 def _jaccard(p: _Pair) -> Matrix:
-    uv = (p.u * p.v).sum(axis=-1)
-    return _f64(1.0 - uv / (np.square(p.u).sum(axis=-1) + np.square(p.v).sum(axis=-1) - uv))
+    uv, uu, vv = p.dots
+    return _f64(1.0 - uv / (uu + vv - uv))
 
 
 def _lorentzian(p: _Pair) -> Matrix:

@@ -3,8 +3,9 @@
 1. Quality: for every top-level class and scorer (mcdsvdd, ae), each subclass in turn is left
    out of training (80/20 stratified split of the data set; the left-out subclass is removed from
    the training part) and the AUROC of separating it from held-out inliers is printed.
-2. Speed: rows/s of each shipped ZTF bundle (our mcdsvdd-ens too) scoring 4096-row batches on
-   the CPU.
+2. Speed: rows/s of each shipped ZTF bundle (our mcdsvdd-ens too) and of the unrouted LSST
+   bundles (all-distclassipy also by DistClassiPy's own per-metric path) scoring 4096-row
+   batches on the CPU.
 
     python benchmarks/bench_bundles.py [--data models/data/ztf-sim-sample/objects.parquet]
         [--epochs 1000] [--classes Periodic,...]
@@ -22,11 +23,18 @@ from common import cores, machine
 from sklearn.metrics import roc_auc_score
 
 from models.bundle import Bundle, load_bundle
+from models.estimators import DistanceEstimator
 from models.resources import bundle_dirname, bundles_dir, sample_dir
 from models.scoring import Scorer
 from models.table import read_table
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
-from models.training import TrainingConfig, paper_columns, stratified_split, train_model
+from models.training import (
+    TrainingConfig,
+    paper_columns,
+    preprocess,
+    stratified_split,
+    train_model,
+)
 from service.ops.logs import configure_logging
 
 
@@ -79,6 +87,33 @@ def speed(rows: int = 4096, repeats: int = 50) -> None:
                 bundle_scorer.score(batch)
             rate = rows * repeats / (time.perf_counter() - t0)
             print(f"  {bundle_scorer.bundle.name:24s} {rate:12,.0f} rows/s")
+    speed_lsst(rows, repeats, rng)
+
+
+def speed_lsst(rows: int, repeats: int, rng: np.random.Generator) -> None:
+    """The shipped LSST bundles on the LSST sample; for all-distclassipy also the library's own
+    per-metric path (``DistanceAnomaly.decision_function``, what it scored with before the
+    vectorised distances: models.distances), once."""
+    table = read_table(sample_dir().parent / "lsst-sim-sample" / "objects.parquet")
+    for path in sorted((bundles_dir() / "lsst").iterdir()):
+        if not path.name.startswith("all-"):
+            continue
+        bundle_scorer = Scorer(load_bundle(path), "cpu")
+        X = table.columns(bundle_scorer.feature_names)
+        batch = X[rng.integers(0, len(X), rows)].astype(np.float32)
+        bundle_scorer.score(batch)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            bundle_scorer.score(batch)
+        rate = rows * repeats / (time.perf_counter() - t0)
+        print(f"  lsst/{path.name:19s} {rate:12,.0f} rows/s")
+        estimator = bundle_scorer.estimator
+        if isinstance(estimator, DistanceEstimator):
+            x = preprocess(bundle_scorer.bundle.preprocessor, batch.astype(np.float64))
+            t0 = time.perf_counter()
+            estimator.model.decision_function(x)
+            rate = rows / (time.perf_counter() - t0)
+            print(f"  {'  the library per metric':24s} {rate:12,.0f} rows/s")
 
 
 def main() -> None:

@@ -15,7 +15,10 @@ maximum and mean of each metric are those of the training rows, frozen at fit ti
 training rows the scores are DistClassiPy's own ``decision_function`` (tested); on new rows each
 metric is scaled by the same affine map, so values outside [0, 1] are possible. The nearest
 known subclass is the class DistClassiPy's classifier predicts with the Euclidean metric
-(distance to the class centroid scaled by the class's dispersion).
+(distance to the class centroid scaled by the class's dispersion). DistClassiPy fits the model
+(its centroids and dispersions); the distances are computed on whole batches from them by
+:mod:`models.distances` (our implementation of the same definitions, tested equal to DistClassiPy's
+own to 1e-9 relative), not metric by metric and pair by pair as the library does (~390 rows/s).
 
 Storage: the fitted scikit-learn / DistClassiPy estimator is pickled and xz-compressed
 (``model.pkl.xz``; an Isolation Forest of 100 trees is ~0.4 MB so); the bundle checks the file's
@@ -35,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.detectors import REGISTRY, kinds
+from models.distances import Centroids, aggregate_classes, check_metrics, class_distances
 from models.exceptions import BundleError, ConfigurationError
 from models.extras import DISTCLASSIPY, RUBIN, available, require
 
@@ -164,9 +168,11 @@ class DistanceEstimator:
     known_classes: ClassVar[str | None] = "subclasses"
 
     def __init__(self, model: Any, normalisation: _Normalisation, classes: tuple[str, ...]) -> None:
+        check_metrics(list(model.metrics_))
         self.model = model
         self.normalisation = normalisation
         self.classes = classes
+        self.centroids = Centroids.of(model.clf_)  # what the distances are computed from
 
     require = staticmethod(distance_anomaly_class)
 
@@ -206,22 +212,16 @@ class DistanceEstimator:
     def metric_distances(self, x: Matrix) -> tuple[Matrix, NDArray[np.int64]]:
         """(n, n_metrics) distance to the known classes, aggregated over classes as
         ``cluster_agg`` says, infinities at +-1e9 (as DistClassiPy); and the index of the
-        class nearest by the Euclidean metric."""
+        class nearest by the Euclidean metric. Computed on the whole batch from the fitted
+        model's centroids and dispersions (models.distances), as DistClassiPy's
+        ``predict_and_analyse`` computes them metric by metric."""
+        tables = class_distances(x, self.centroids, self.metrics)
         aggregate = self.model.cluster_agg
-        columns, nearest = [], np.zeros(x.shape[0], dtype=np.int64)
-        for metric in self.metrics:
-            self.model.clf_.predict_and_analyse(x, metric=metric)
-            table = self.model.clf_.centroid_dist_df_
-            if aggregate == "min":
-                column = table.min(axis=1).to_numpy()
-            elif aggregate == "median":
-                column = table.median(axis=1).to_numpy()
-            else:
-                column = table.mean(axis=1).to_numpy()
-            columns.append(np.asarray(column, dtype=np.float64))
+        distances = np.column_stack([aggregate_classes(table, aggregate) for table in tables])
+        nearest = np.zeros(distances.shape[0], dtype=np.int64)
+        for metric, table in zip(self.metrics, tables, strict=True):
             if metric == NEAREST_METRIC:
-                nearest = np.asarray(table.to_numpy().argmin(axis=1), dtype=np.int64)
-        distances = np.column_stack(columns)
+                nearest = np.asarray(table.argmin(axis=1), dtype=np.int64)
         distances[distances == np.inf] = _INFINITY
         distances[distances == -np.inf] = -_INFINITY
         return distances, nearest

@@ -247,7 +247,9 @@ def test_make_demo_set_runs_every_demo_and_command_of_the_readme(installer: Inst
     ok(venv.cli(*compare, cwd=REPO))
     names_extra(venv.cli("simulate", "--n", "30", "--out", "sim.parquet"), "sim")
     names_extra(venv.cli("evaluate", "--data", ZTF_SAMPLE, "--out", "evaluation"), "sim")
+    names_extra(venv.cli("batch", ZTF_SAMPLE, "--out", "batch"), "dask")
     ran = {"demo", "run", "settings", "score", "top", "train", "compare", "simulate", "evaluate"}
+    ran.add("batch")
     ran |= broker_publish_replay(venv)
 
     readme = (REPO / "README.md").read_text()

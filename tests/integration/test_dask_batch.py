@@ -211,21 +211,11 @@ def test_an_output_of_another_input_is_refused(dataset: Path, tmp_path: Path) ->
 def test_a_prefix_on_s3_is_scored_into_s3_as_from_local_files(
     dataset: Path, expected: dict[str, pa.Table], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import boto3
-
-    from tests.integration.test_object_storage import KEY_ID, SECRET, aws, start_moto
+    from tests.integration.test_object_storage import SECRET, aws, buckets, start_moto
 
     server, endpoint = start_moto()
     try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=KEY_ID,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-        )
-        for bucket in ("data", "out"):
-            s3.create_bucket(Bucket=bucket)
+        s3 = buckets(endpoint)
         for table in dataset.rglob("*.parquet"):
             s3.upload_file(str(table), "data", f"night/{table.relative_to(dataset)}")
         args = ("batch", "s3://data/night/", "--out", "s3://out/run/", "--workers", "1")

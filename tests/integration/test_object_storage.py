@@ -70,20 +70,26 @@ def start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[byte
 def endpoint() -> Iterator[str]:
     """A local S3 without authentication (any key is accepted) with the buckets data and out."""
     server, url = start_moto()
+    s3 = buckets(url)
+    s3.upload_file(str(SAMPLE), "data", "single/objects.parquet")
+    s3.upload_file(str(SAMPLE), "data", "tables/night-1/objects.parquet")
+    yield url
+    server.terminate()
+    server.wait(10)
+
+
+def buckets(endpoint: str) -> Any:
+    """A client of the local S3 at ``endpoint``, its buckets data and out created."""
     s3 = boto3.client(
         "s3",
-        endpoint_url=url,
+        endpoint_url=endpoint,
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
         region_name="us-east-1",
     )
     for bucket in ("data", "out"):
         s3.create_bucket(Bucket=bucket)
-    s3.upload_file(str(SAMPLE), "data", "single/objects.parquet")
-    s3.upload_file(str(SAMPLE), "data", "tables/night-1/objects.parquet")
-    yield url
-    server.terminate()
-    server.wait(10)
+    return s3
 
 
 def aws(endpoint: str, **changes: str | None) -> dict[str, str]:

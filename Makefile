@@ -53,7 +53,7 @@ demo: install
 ## Install, lint, type-check and run every test but the install matrix, the slow tests and the
 ## fault suite.
 test: install-dev lint typecheck
-	$(BIN)/pytest -m "not faults and not slow and not install" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not faults and not slow and not install" --durations=30 $(PYTEST_ARGS)
 
 ## The install matrix: the wheel with each documented install (base, each extra alone, the image's
 ## requirement set, make demo's) in a fresh venv, running the README's commands for it (CI runs

@@ -19,6 +19,9 @@ Where they differ (paper / ours):
   resample of the training rows / kept from the pretrained encoder;
 - early stopping: after ``patience`` + 1 epochs without a better validation loss / after
   ``patience`` epochs;
+- the autoencoders' training loss: the squared reconstruction error averaged over the features
+  and the rows (the reference's ``mse_loss(reduction='mean')``) / summed over the features and
+  averaged over the rows (their anomaly score sums over the features in both);
 - weight decay: none / 1e-6;
 - ``alert-anomaly evaluate``'s patience: 100 / max(10, epochs / 10);
 - Isolation Forest: 100 trees of 256 samples / 200 trees; one-class SVM: nu = 0.01 / nu = 0.1.
@@ -52,6 +55,7 @@ class Configuration:
     pretraining: Literal["class_ae", "separate"]
     recompute_centres: bool
     extra_patience: int  # epochs without improvement beyond `patience` before stopping
+    reconstruction: Literal["mean", "sum"]  # the AE loss over the features (not the score)
     weight_decay: float
     iforest_trees: int
     iforest_max_samples: int | Literal["auto"]
@@ -74,6 +78,7 @@ CONFIGURATIONS: Final[dict[str, Configuration]] = {
         pretraining="class_ae",
         recompute_centres=True,
         extra_patience=1,
+        reconstruction="mean",
         weight_decay=0.0,
         iforest_trees=100,
         iforest_max_samples=256,
@@ -86,6 +91,7 @@ CONFIGURATIONS: Final[dict[str, Configuration]] = {
         pretraining="separate",
         recompute_centres=False,
         extra_patience=0,
+        reconstruction="sum",
         weight_decay=1e-6,
         iforest_trees=200,
         iforest_max_samples="auto",

@@ -56,7 +56,13 @@ LossFn = Callable[[AnomalyNet, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _reconstruction_loss(net: AnomalyNet, x: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over the features, averaged over the rows (``ours``)."""
     return ((net.reconstruct(x) - x) ** 2).sum(dim=1).mean()
+
+
+def _mean_reconstruction_loss(net: AnomalyNet, x: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+    """Squared error averaged over the features and the rows (the reference's, ``paper``)."""
+    return ((net.reconstruct(x) - x) ** 2).mean()
 
 
 def _vae_loss(net: AnomalyNet, x: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
@@ -150,11 +156,19 @@ def fit(
     }
 
 
-LOSSES: Final[dict[Loss, LossFn]] = {
+_LOSSES: Final[dict[Loss, LossFn]] = {
     "reconstruction": _reconstruction_loss,
     "elbo": _vae_loss,
     "svdd": _svdd_loss,
 }
+
+
+def loss_function(loss: Loss, config: TrainingConfig) -> LossFn:
+    """The training loss ``loss`` as the configuration reduces it (only the autoencoders'
+    reconstruction loss differs: :attr:`models.configurations.Configuration.reconstruction`)."""
+    if loss == "reconstruction" and config.method.reconstruction == "mean":
+        return _mean_reconstruction_loss
+    return _LOSSES[loss]
 
 
 def new_network(

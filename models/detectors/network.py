@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models.detectors.fitting import LOSSES, Data, fit, new_network
+from models.detectors.fitting import Data, fit, loss_function, new_network
 from models.detectors.spec import DetectorSpec, Validation
 from models.detectors.svdd import inlier_scores, set_references, train_svdd
 from models.networks import AnomalyNet, Network
@@ -127,7 +127,7 @@ class NetworkHooks:
                 metrics["n_references"] = int(net.references.shape[0])
         else:
             metrics["train"] = fit(
-                net, list(net.parameters()), LOSSES[spec.network.loss], data, config,
+                net, list(net.parameters()), loss_function(spec.network.loss, config), data, config,
                 config.resolved_lr, config.max_epochs, config.scorer, progress,
             )  # fmt: skip
         train_scores, val_scores = inlier_scores(net, data)

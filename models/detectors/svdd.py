@@ -13,11 +13,11 @@ from numpy.typing import NDArray
 
 from models.detectors import get
 from models.detectors.fitting import (
-    LOSSES,
     BalancedBatches,
     Data,
     balanced_resample,
     fit,
+    loss_function,
     new_network,
 )
 from models.networks import AnomalyNet, squared_distances
@@ -89,9 +89,9 @@ def train_svdd(
     pretrain = new_network("ae", n_features, config.resolved_latent, 1, config)
     if config.resolved_pretrain_epochs:
         metrics["pretrain"] = fit(
-            pretrain, list(pretrain.parameters()), LOSSES["reconstruction"], data, config,
-            config.pretrain_lr, config.resolved_pretrain_epochs, f"{config.scorer}:pretrain",
-            progress,
+            pretrain, list(pretrain.parameters()), loss_function("reconstruction", config), data,
+            config, config.pretrain_lr, config.resolved_pretrain_epochs,
+            f"{config.scorer}:pretrain", progress,
         )  # fmt: skip
     net.encoder.load_state_dict(pretrain.encoder.state_dict())
     if method.pretraining == "class_ae":
@@ -100,8 +100,8 @@ def train_svdd(
         centres = _centres(net, data.x_train, data.c_train, n_centres)
     net.centres.copy_(centres)
     metrics["train"] = fit(
-        net, list(net.encoder.parameters()), LOSSES["svdd"], data, config, config.resolved_lr,
-        config.max_epochs, config.scorer, progress,
+        net, list(net.encoder.parameters()), loss_function("svdd", config), data, config,
+        config.resolved_lr, config.max_epochs, config.scorer, progress,
     )  # fmt: skip
     if method.recompute_centres:
         net.centres.copy_(_recomputed_centres(net, data, data.c_train, n_centres, config))

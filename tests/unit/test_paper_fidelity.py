@@ -211,3 +211,25 @@ def test_early_stopping_waits_patience_plus_one_epochs_in_the_paper(
     history = trained.metrics["train"]
     assert history["epochs"] < 400  # stopped early
     assert history["epochs"] - history["best_epoch"] == waited
+
+
+@pytest.mark.parametrize("configuration", ["paper", "ours"])
+def test_the_autoencoder_loss_is_reduced_as_the_configuration_says(configuration: str) -> None:
+    """The reference trains its AE on ``F.mse_loss(x_hat, x, reduction='mean')``: the squared
+    error averaged over features and rows; ``ours`` sums over the features. The validation loss
+    the training reports is that loss of the network it returns."""
+    names, _, x, y = _blobs_in_paper_features()
+    config = TrainingConfig(
+        scorer="ae", top_class="Periodic", latent=4, max_epochs=5, seed=3,
+        configuration=configuration,  # type: ignore[arg-type]
+    )  # fmt: skip
+    held = (x[::3], y[::3])
+    trained = train_model(x, y, names, config, progress=False, validation=held)
+    net = trained.net.eval()
+    with torch.no_grad():
+        inputs = trained.preprocessor(torch.tensor(held[0], dtype=torch.float32))
+        squared = torch.nn.functional.mse_loss(net.reconstruct(inputs), inputs, reduction="none")
+    expected = squared.mean() if configuration == "paper" else squared.sum(dim=1).mean()
+    assert trained.metrics["train"]["best_val_loss"] == pytest.approx(float(expected), rel=1e-5)
+    other = squared.sum(dim=1).mean() if configuration == "paper" else squared.mean()
+    assert trained.metrics["train"]["best_val_loss"] != pytest.approx(float(other), rel=1e-2)

@@ -19,7 +19,9 @@ in ALeRCE's input format (``benchmarks.workload``: 209 features each) and measur
 * bursts - N alerts produced at once (a Rubin visit: 10,000 typical, 40,000 at most) into a
   joined, idle service: the time from the first alert's timestamp to the last output
   acknowledged, for ZTF classifier records and for Rubin alert packets (``model.survey lsst``,
-  the unrouted model, packets with their history);
+  the unrouted model, packets with their history and cutouts); with them, the Rubin packets'
+  size distribution (bytes, history lengths) beside the sample alerts of lsst-alert-packet
+  (``packet_sizes`` in the JSON);
 * a stage breakdown per alert (decode, route + assemble, score, encode, produce).
 
 It prints a table and writes every number, with the machine, versions and configuration, to a
@@ -139,6 +141,8 @@ class Report:
     cpu_us_per_alert: dict[str, dict[str, float]] = field(default_factory=dict)
     account: Account | None = None
     targets: list[Target] = field(default_factory=list)
+    # the Rubin workload's packet sizes beside lsst-alert-packet's samples (workload.py)
+    packet_sizes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -808,6 +812,9 @@ def print_report(report: Report) -> None:
                 f"(sent in {b.produce_seconds:.2f} s)"
             )
         print()
+    if report.packet_sizes:
+        print("\n".join(workload.describe_sizes(report.packet_sizes)))
+        print()
     print(f"{'stage':42s} {'us/alert':>10s}")
     for name, us in report.stages_us_per_alert.items():
         print(f"{name:42s} {us:10.1f}")
@@ -968,6 +975,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 report.latency.append(latency(settings, args, rate, kafka.pid))
                 drop_topics(settings, inputs=True)
+        if "bursts" in rows and "lsst" in args.burst_surveys.split(","):
+            report.packet_sizes = workload.lsst_packet_sizes()
         for survey in args.burst_surveys.split(",") if "bursts" in rows else []:
             for size in (int(x) for x in args.bursts.split(",") if x):
                 print(f"a burst of {size:,} {survey} alerts ...", flush=True)

@@ -6,13 +6,16 @@ exactly as the service does) and out-of-fold classifier probabilities as for ZTF
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -71,7 +74,10 @@ def simulate_object(subclass: str, seed: int, index: int, lightcurve: bool) -> L
     object_id = dia_object_id(seed, index)
     packet = alert_packet(curve, object_id, ra, dec)
     # The features of the packet as the service decodes it (Avro floats are 32-bit).
-    _, decoded = rubin.parse_confluent(rubin.confluent_bytes(packet))
+    schema = _parsed_schema(rubin.latest_version())
+    decoded = fastavro.schemaless_reader(io.BytesIO(_avro(packet, schema)), schema)
+    if not isinstance(decoded, dict):
+        raise DataError("a simulated packet did not decode to a record")
     values = packet_features(decoded, lightcurve)
     names = feature_names(lightcurve)
     features = np.array([np.nan if values.get(n) is None else values[n] for n in names])
@@ -232,19 +238,36 @@ def alert_packets(
         yield alert_packet(curves[oid], int(oid), ra, dec, version)
 
 
+@cache
+def _parsed_schema(version: str) -> Any:
+    """The version's alert schema parsed once (fastavro parses an unparsed one at every call:
+    most of the time of encoding a packet)."""
+    return fastavro.parse_schema(rubin.alert_schema(version))
+
+
+def _avro(packet: Mapping[str, Any], schema: Any) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, schema, dict(packet))
+    return buffer.getvalue()
+
+
 def packet_bytes(
     packets: Iterator[dict[str, Any]], framing: str = "confluent", version: str | None = None
 ) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) Kafka messages of packets: key the diaObjectId (UTF-8), value Rubin's
-    Confluent wire format (magic byte, schema id, Avro) or plain schemaless Avro."""
+    Confluent wire format (magic byte, schema id, Avro) or plain schemaless Avro; the same bytes
+    as ``rubin.confluent_bytes`` and ``rubin.serialize``."""
     if framing not in ("confluent", "schemaless"):
         raise DataError(f"unknown framing {framing!r} (confluent or schemaless)")
+    entry = rubin.get_version(version)
+    schema = _parsed_schema(entry.version)
     for packet in packets:
         key = str(packet["diaObject"]["diaObjectId"]).encode()
+        payload = _avro(packet, schema)
         if framing == "confluent":
-            yield key, rubin.confluent_bytes(packet, version)
+            yield key, rubin.confluent_frame(payload, entry.schema_id)
         else:
-            yield key, rubin.serialize(packet, version)
+            yield key, payload
 
 
 def simulate_packets(

@@ -40,14 +40,15 @@ def canonical_diaobject_name(name: str) -> str:
 
 
 @cache
-def _band_field(name: str) -> str | None:
-    """Today's name of a per-band diaObject field; None for any other field."""
+def band_field(name: str) -> str | None:
+    """Today's name of a per-band diaObject field (``rPSFluxMean`` -> ``r_psfFluxMean``); None
+    for any other field."""
     canonical = canonical_diaobject_name(name)
     return canonical if _BAND_FIELD.match(canonical) else None
 
 
 def _is_band_field(name: str) -> bool:
-    return _band_field(name) is not None
+    return band_field(name) is not None
 
 
 @cache
@@ -92,7 +93,7 @@ def diaobject_features(
     obj = alert.get("diaObject")
     if not isinstance(obj, Mapping):
         return dict.fromkeys(diaobject_fields(version)) if version else {}
-    band_fields = ((_band_field(k), v) for k, v in obj.items())
+    band_fields = ((band_field(k), v) for k, v in obj.items())
     values = {name: v for name, v in band_fields if name is not None}
     names = diaobject_fields(version) if version else tuple(values)
     return {name: finite_or_none(values.get(name)) for name in names}

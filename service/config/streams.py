@@ -82,8 +82,8 @@ class InputSettings(Section):
     )
     decoder: Literal["auto", "generic"] = Field(
         "auto",
-        description="auto: the stream's learned layouts decoded by a compiled loop over each "
-        "consumed batch, the rest with fastavro; generic: fastavro only",
+        description="auto: the stream's learned layouts and Rubin alert packets decoded by "
+        "compiled loops over each consumed batch, the rest with fastavro; generic: fastavro only",
     )
     group_id: str = Field("alert-anomaly", description="consumer group id")
     auto_offset_reset: Literal["earliest", "latest"] = Field(

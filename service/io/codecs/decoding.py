@@ -5,7 +5,12 @@ run over a batch by a compiled loop (:mod:`service.io.codecs.batchdecode`), and 
 JSON) record by record, for everything else - another key order, messages the layouts turn down, bad
 bytes. Every record the generic path decodes teaches the layouts. Alerts are grouped by the feature
 names their records carry (today's names: a survey maps older ones), so that routing and feature
-assembly run on whole groups.
+assembly run on whole groups. Rubin alert packets have no layouts: a compiled walk of their
+writer schema (:mod:`service.io.codecs.packetdecode`) reads their diaObject in batches.
+
+Over 300 lines on purpose: every message is decoded once, by whichever path takes it first - the
+layouts, the packet walks, then the generic decoder - and :class:`MessageDecoder` is where those
+paths meet and their outputs become the same columns.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from service.io.codecs.avro import (
 )
 from service.io.codecs.batchdecode import BatchDecoder, compile_loop
 from service.io.codecs.layouts import Layout, LayoutLearner
+from service.io.codecs.packetdecode import PacketDecoder, compile_packet, compile_walk
 from service.io.codecs.surveys import Survey
 
 log = structlog.get_logger(__name__)
@@ -101,16 +107,21 @@ class MessageDecoder:
         self._batch = {
             h: BatchDecoder(learner, h, self._columns) for h, learner in self.learners.items()
         }
+        self._header_size = CONFLUENT_HEADER_SIZE if settings.format == "confluent" else 0
+        self._packets = {} if lightcurves else self._packet_decoders(schemas)
         if self._batch and settings.decoder == "auto":
             compile_loop()
-        self._header_size = CONFLUENT_HEADER_SIZE if settings.format == "confluent" else 0
+        if self._packets and settings.decoder == "auto":
+            compile_walk()
         self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._gathered: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._generic_note: set[str] = set()
         self.force_generic = settings.decoder == "generic"
         if settings.format in ("container", "json"):
             self._note("format", f"format {settings.format} has no layouts")
-        for header in schemas.keys() - self.learners.keys():
+        if lightcurves and survey.alert_packets:
+            self._note("lightcurves", "light-curve features are made from whole packets")
+        for header in schemas.keys() - self.learners.keys() - self._packets.keys():
             self._note(
                 "schema",
                 "the input schema is not a classifier record the batch decoder reads",
@@ -126,7 +137,9 @@ class MessageDecoder:
         else:
             for header, batch in self._batch.items():
                 self._decode_batch(values, header, batch, out, done)
-            if not done.all() and self._batch:
+            for header, packets in self._packets.items():
+                self._decode_packets(values, header, packets, out, done)
+            if not done.all() and (self._batch or self._packets):
                 self._note(
                     "layout_mismatch",
                     "messages that fit no learned layout (another key order, values the batch "
@@ -203,6 +216,41 @@ class MessageDecoder:
                     decoded.heads,
                 )
             )
+
+    def _packet_decoders(self, schemas: Mapping[bytes, Any]) -> dict[bytes, PacketDecoder]:
+        """A compiled walk for each input schema that is a Rubin alert packet."""
+        out = {}
+        for header, schema in schemas.items():
+            program = compile_packet(schema, self._wanted)
+            if program is not None:
+                out[header] = PacketDecoder(program, self._header_size)
+        return out
+
+    def _wanted(self, name: str) -> bool:
+        return self.wanted is None or name in self.wanted
+
+    def _decode_packets(
+        self,
+        values: Sequence[bytes | None],
+        header: bytes,
+        packets: PacketDecoder,
+        out: Decoded,
+        done: NDArray[np.bool_],
+    ) -> None:
+        """The Rubin packets of ``header`` that the compiled walk decodes."""
+        size = self._header_size
+        index = [i for i, v in enumerate(values) if v and v[:size] == header and not done[i]]
+        if not index:
+            return
+        decoded = packets.decode([values[i] or b"" for i in index])
+        if not len(decoded.inputs):
+            return
+        inputs = np.asarray(index, dtype=np.intp)[decoded.inputs]
+        done[inputs] = True
+        out.paths["batch"] += len(inputs)
+        m = len(inputs)
+        empty = np.zeros((m, 0), dtype=np.float64)
+        out.groups.append(Alerts(inputs, decoded.ids, (), empty, decoded.names, decoded.values))
 
     def _columns(self, layout: Layout) -> NDArray[np.intp]:
         """The features of ``layout`` that the batch decoder gathers: the wanted ones."""

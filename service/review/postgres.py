@@ -21,7 +21,8 @@ class PostgresStore(VerdictStore):
         super().__init__(describe_dsn(dsn))
         self._errors = psycopg.Error
         try:
-            self._db = psycopg.connect(dsn, connect_timeout=10)
+            # lock_timeout: a migration waiting for another one fails instead of hanging
+            self._db = psycopg.connect(dsn, connect_timeout=10, options="-c lock_timeout=30s")
         except psycopg.Error as exc:
             detail = " ".join(str(exc).split())
             raise StoreError(f"cannot connect to {self.description}: {detail}") from None

@@ -138,6 +138,7 @@ class VerdictStore(ABC):
         """Apply the migrations the database lacks, each in its own transaction; the version
         reached. A database newer than this code is an error, never touched."""
         try:
+            self._lock_schema()  # two processes creating the table at once would collide
             self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             self._commit()
             for version, statements in enumerate(MIGRATIONS, start=1):

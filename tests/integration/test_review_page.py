@@ -1,15 +1,13 @@
 """`alert-anomaly review` in a real headless browser (Debian's chromium and chromium-driver,
 driven by selenium): the page of the sample's scores loads with its light curves, pages
 through, takes a verdict that lands in the store and shows; and its operator errors (port in
-use, missing scores, a bad store URL) are one line with exit status 2.
-
-REVIEW_SCREENSHOTS_DIR=docs/images writes the screenshots there (the README's)."""
+use, missing scores, a bad store URL) are one line with exit status 2. The light curves here
+are made up (the sample ships none); the README's screenshots are of simulated ones."""
 
 from __future__ import annotations
 
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -107,14 +105,6 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-def shot(driver: Any, tmp_path: Path, name: str) -> None:
-    driver.save_screenshot(str(tmp_path / name))
-    target = os.environ.get("REVIEW_SCREENSHOTS_DIR")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / name, Path(target) / name)
-
-
 @pytest.mark.slow
 def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
@@ -142,7 +132,6 @@ def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_p
         }
         assert links["ALeRCE"] == f"https://alerce.online/object/{first_page[0]}"
         assert links["Fink"] == f"https://ztf.fink-portal.org/{first_page[0]}"
-        shot(browser, tmp_path, "review-page.png")
 
         browser.find_element(By.CSS_SELECTOR, ".pager a.next").click()
         assert browser.find_element(By.CSS_SELECTOR, ".pager .position").text == "page 2 of 3"
@@ -162,7 +151,6 @@ def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_p
             By.CSS_SELECTOR, ".verdict-now"
         )
         assert shown.text == "verdict: anomaly (odd dip)"
-        shot(browser, tmp_path, "review-verdict.png")
         with open_store(str(db)) as store:
             (stored,) = store.verdicts("tester")
         assert (stored.oid, stored.verdict, stored.tag) == (target, "anomaly", "odd dip")

@@ -8,6 +8,7 @@ import csv
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,22 @@ def test_a_server_that_does_not_answer_is_one_line() -> None:
     assert len(lines) == 1, lines
     assert "cannot connect to postgresql://127.0.0.1:" in lines[0]
     assert "s3cret" not in result.stderr
+
+
+def test_stores_opened_at_once_migrate_once(postgres_url: str) -> None:
+    """Four processes' worth of connections migrating a fresh database at the same time."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("CREATE DATABASE race")
+    url = postgres_url.rsplit("/", 1)[0] + "/race"
+
+    def version() -> int:
+        with open_store(url) as store:
+            return store.schema_version()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda _: version(), range(4))) == [SCHEMA_VERSION] * 4
+    with psycopg.connect(url) as db:
+        rows = db.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+    assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))

@@ -154,15 +154,15 @@ def run_review(args: argparse.Namespace) -> int:
 
 def run_verdicts(args: argparse.Namespace) -> int:
     from models.exceptions import ConfigurationError
-    from service.review.export import export, message
+    from service.review.export import FORMATS, export, message
     from service.review.store import open_store
 
-    if args.action == "export" and args.out is None:
-        raise ConfigurationError("verdicts export needs OUT (.csv, .jsonl or .parquet)")
+    if args.action == "export" and (args.out is None or args.out.suffix.lower() not in FORMATS):
+        raise ConfigurationError(f"verdicts export needs OUT ending in {', '.join(FORMATS)}")
     if args.action == "publish" and args.out is not None:
         raise ConfigurationError("verdicts publish takes no OUT (it writes to --verdict-topic)")
     settings = settings_of(args) if args.action == "publish" else None
-    with open_store(args.db) as store:
+    with open_store(args.db, create=False) as store:
         verdicts = store.verdicts(args.expert)
         where = store.description
     if args.action == "export":

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from models.exceptions import ConfigurationError
+from models.exceptions import ConfigurationError, DataError
 from service.exceptions import StoreError
 
 VERDICTS: Final = ("anomaly", "not", "bogus")
@@ -240,9 +240,10 @@ def describe_dsn(dsn: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def open_store(url: str) -> VerdictStore:
+def open_store(url: str, create: bool = True) -> VerdictStore:
     """The verdict store at ``url``, migrated to :data:`SCHEMA_VERSION`: a file path or
-    ``sqlite:///PATH`` (SQLite), or ``postgresql://USER@HOST:PORT/DB`` (PostgreSQL)."""
+    ``sqlite:///PATH`` (SQLite), or ``postgresql://USER@HOST:PORT/DB`` (PostgreSQL).
+    ``create=False``: a missing SQLite file is an error (a reader's typo makes no database)."""
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     store: VerdictStore
     if scheme in ("postgresql", "postgres"):
@@ -256,6 +257,8 @@ def open_store(url: str) -> VerdictStore:
         path = (url.split(":///", 1)[1] if ":///" in url else "") if scheme else url
         if not path:
             raise ConfigurationError(f"no file in the database URL {url!r} (sqlite:///PATH)")
+        if not create and not Path(path).is_file():
+            raise DataError(f"no verdict database at {path} (give --db)")
         store = SqliteStore(Path(path))
     else:
         raise ConfigurationError(

@@ -101,8 +101,10 @@ def test_base_install_runs_the_service_and_scores_ztf(installer: Installer) -> N
     names_extra(venv.cli("train", "--data", ZTF_SAMPLE, *distclassipy), "distclassipy")
     names_extra(venv.cli("batch", ZTF_SAMPLE, "--out", "batch"), "dask")
     names_extra(venv.cli("review", "--scores", "scores.csv"), "review")
-    # SQLite verdict stores need no extra
-    assert "exported 0 verdicts" in ok(venv.cli("verdicts", "export", "verdicts.csv"))
+    # SQLite verdict stores need no extra: no database here, and no extra named
+    no_db = venv.cli("verdicts", "export", "verdicts.csv")
+    assert no_db.returncode == 2, no_db.stderr
+    assert "no verdict database at verdicts.sqlite" in no_db.stderr
 
 
 def test_sim_extra_simulates_and_evaluates(installer: Installer) -> None:

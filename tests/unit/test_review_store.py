@@ -90,6 +90,9 @@ def test_a_newer_schema_or_a_bad_url_is_one_line(tmp_path: Path) -> None:
         open_store(str(db))
     with pytest.raises(ConfigurationError, match="unknown database URL 'mysql://h/db'"):
         open_store("mysql://user:secret@h/db")
+    with pytest.raises(DataError, match="no verdict database at"):
+        open_store(str(tmp_path / "typo.sqlite"), create=False)
+    assert not (tmp_path / "typo.sqlite").exists()
     with pytest.raises(ConfigurationError, match="no file in the database URL"):
         open_store("sqlite://nofile")
     with pytest.raises(StoreError, match="cannot open the verdict database"):

@@ -71,3 +71,8 @@ class BrokersUnavailableError(KafkaServiceError):
 class ClusterError(AlertAnomalyError):
     """The Dask scheduler did not answer, or a partition failed on a worker (``batch``: the
     partitions done are kept; a rerun does the rest)."""
+
+
+class StoreError(AlertAnomalyError):
+    """The verdict store cannot be opened, migrated, read or written (a database that does not
+    answer, refuses the credentials, or holds a newer schema than this version knows)."""

@@ -13,6 +13,7 @@ from service.commands import (
     evaluate,
     publish_sample,
     replay,
+    review,
     run,
     settings,
     simulate,
@@ -38,4 +39,5 @@ COMMANDS: tuple[Command, ...] = (
     demo,
     broker,
     publish_sample,
+    review,
 )

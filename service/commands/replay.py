@@ -9,7 +9,7 @@ from typing import Any
 
 from models.exceptions import ConfigurationError
 from service.commands.args import add_setting_flags, examples, settings_of
-from service.commands.replay_cluster import add_cluster_flags, on_cluster
+from service.commands.replay_cluster import add_cluster_flags, on_cluster, run_cluster_replay
 from service.io.storage import is_uri, location
 
 MODEL_FLAGS = ("--survey", "--bundles", "--device", "--batch-rows")
@@ -132,8 +132,6 @@ def run_replay(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise ConfigurationError("--resume applies to --out (Parquet) replays")
     if on_cluster(args):
-        from service.commands.replay_cluster import run_cluster_replay
-
         if not (args.topic and args.out):
             raise ConfigurationError(
                 "--workers/--scheduler replay a --topic range into --out (files: use `batch`)"

@@ -9,6 +9,7 @@ from typing import Any
 
 from models.exceptions import ConfigurationError
 from service.commands.args import add_setting_flags, examples, settings_of
+from service.commands.replay_cluster import add_cluster_flags, on_cluster, run_cluster_replay
 from service.io.storage import is_uri, location
 
 MODEL_FLAGS = ("--survey", "--bundles", "--device", "--batch-rows")
@@ -22,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "lc_classifier_ztf_20261128 --since 2026-11-28T00:00 --out night/",
             "alert-anomaly replay --files archive/2026-11-28.tar.gz --out night/ --resume",
             "alert-anomaly replay --files s3://archive/ztf/2026-11-28/ --out s3://scores/night/",
+            "alert-anomaly replay --bootstrap-servers kafka:9092 --topic lc_classifier_ztf "
+            "--out s3://scores/ztf/ --scheduler tcp://scheduler:8786",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="re-score a bounded range of an archived topic, or Avro/Parquet files",
@@ -30,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "consumer group is joined and no offset committed) or files (directories or "
             "tarballs of Avro alert files, Avro containers, Parquet/CSV tables in the "
             "simulator's layout), and write the scores to a topic or to a Parquet dataset "
-            "directory. Stops at the end of the range. Parquet output is resumable (--resume)."
+            "directory. Stops at the end of the range. Parquet output is resumable (--resume). "
+            "With --workers or --scheduler, a topic range is replayed on a Dask cluster."
         ),
     )
     add_setting_flags(
@@ -61,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--out", type=location, help="Parquet dataset directory (or s3://bucket/prefix)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out replay")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_cluster_flags(p)
     p.set_defaults(handler=run_replay)
 
     s = subparsers.add_parser(
@@ -126,6 +131,14 @@ def run_replay(args: argparse.Namespace) -> int:
         raise ConfigurationError("--since/--until/offsets/--partitions apply to --topic")
     if args.resume and not args.out:
         raise ConfigurationError("--resume applies to --out (Parquet) replays")
+    if on_cluster(args):
+        if not (args.topic and args.out):
+            raise ConfigurationError(
+                "--workers/--scheduler replay a --topic range into --out (files: use `batch`)"
+            )
+        # inference inline on the workers: a Dask worker is a daemon process, it starts none
+        fixed = {"output": {"kind": "memory"}, "model": {"inference": "inline"}}
+        return run_cluster_replay(args, settings_of(args, input=_replay_input(args), **fixed))
     output: dict[str, Any] = (
         {"kind": "parquet", "path": args.out, "resume": args.resume}
         if args.out

@@ -71,6 +71,7 @@ class TopicRange:
             self._position[p] = max(self._position.get(p, 0), int(offset))
         self._committed = dict(self._position)
         self._active: set[int] | None = None
+        self._floor: dict[int, int] = {}  # the first offset of each partition read
         self._listener: Rebalancing | None = None
 
     def _start_offsets(self, explicit: dict[int, int]) -> dict[int, int]:
@@ -94,6 +95,10 @@ class TopicRange:
             for p in self.partitions
             if self._position[p] >= 0 and (p not in self.end or self._position[p] < self.end[p])
         }
+        # a start beyond the partition's end is out of range: the consumer goes back to the
+        # earliest offset (auto.offset.reset, meant for a start before the log's), below the
+        # start, which ends the partition: nothing of it is in the range
+        self._floor = {p: self._position[p] for p in self._active}
         if self._active:
             self._consumer.assign(
                 [TopicPartition(self.topic, p, self._position[p]) for p in self._active]
@@ -116,6 +121,9 @@ class TopicRange:
             assert p is not None
             offset = message.offset() or 0
             if p not in active:
+                continue
+            if offset < self._floor[p]:  # reset from a start beyond the end (see start())
+                active.discard(p)
                 continue
             if p in self.end and offset >= self.end[p]:
                 active.discard(p)
@@ -145,18 +153,33 @@ class TopicRange:
     def state(self) -> dict[str, Any]:
         return {str(p): o for p, o in self._committed.items()}
 
-    def total(self) -> int | None:
-        """Messages in range, estimated from the watermarks (for the progress bar only)."""
-        total = 0
+    def bounds(self) -> dict[int, tuple[int, int | None]]:
+        """Each partition's range as this source reads it: (first offset, end offset or None:
+        the end of the partition when it is reached); first -1: nothing to read."""
+        return {p: (self._position[p], self.end.get(p)) for p in self.partitions}
+
+    def watermarks(self) -> dict[int, tuple[int, int]] | None:
+        """Each partition's (low, high) watermarks as the broker answers now, or None when it
+        does not: estimates only (some brokers answer a stale high watermark)."""
+        out = {}
         for p in self.partitions:
             try:
-                _, high = self._consumer.get_watermark_offsets(
+                out[p] = self._consumer.get_watermark_offsets(
                     TopicPartition(self.topic, p), timeout=10
                 )
             except KafkaException:
                 return None
-            total += max(0, min(self.end.get(p, high), high) - max(self._position[p], 0))
-        return total
+        return out
+
+    def total(self) -> int | None:
+        """Messages in range, estimated from the watermarks (for the progress bar only)."""
+        marks = self.watermarks()
+        if marks is None:
+            return None
+        return sum(
+            max(0, min(self.end.get(p, high), high) - max(self._position[p], 0))
+            for p, (_, high) in marks.items()
+        )
 
     def close(self, timeout_s: float = 10.0) -> None:
         bounded(self._consumer.close, timeout_s, "consumer_close")

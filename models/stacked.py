@@ -52,21 +52,30 @@ def _key(members: list[AnomalyNet]) -> tuple[tuple[int, int], ...]:
     return tuple((t.data_ptr(), t._version) for t in tensors)
 
 
-def _layers(members: list[AnomalyNet]) -> list[list[nn.Module]]:
-    """Per member: its encoder's modules grouped as [Linear, BatchNorm, LeakyReLU] ... [Linear]."""
-    out = []
-    for m in members:
-        modules = list(m.encoder.net)
-        out.append([modules[i : i + 3] for i in range(0, len(modules), 3)])
-    return [list(group) for group in zip(*out, strict=True)]  # type: ignore[arg-type]
+_Block = tuple[nn.Linear, nn.BatchNorm1d | None, nn.LeakyReLU | None]
 
 
-def _stack_layer(first: bool, groups: list[list[nn.Module]]) -> _Layer:
-    linears = [g[0] for g in groups]
-    if not all(isinstance(lin, nn.Linear) for lin in linears):
-        raise BundleError("an ensemble member's encoder is not Linear-BatchNorm-LeakyReLU layers")
-    lin = [lin for lin in linears if isinstance(lin, nn.Linear)]
-    biases = [x.bias for x in lin if x.bias is not None]
+def _blocks(member: AnomalyNet) -> list[_Block]:
+    """A member's encoder as [Linear, BatchNorm, LeakyReLU] blocks, the last one a Linear alone."""
+    modules = list(member.encoder.net)
+    out: list[_Block] = []
+    for i in range(0, len(modules), 3):
+        lin, *rest = modules[i : i + 3]
+        bn, act = rest if len(rest) == 2 else (None, None)
+        if not (
+            isinstance(lin, nn.Linear)
+            and (bn is None or isinstance(bn, nn.BatchNorm1d))
+            and (act is None or isinstance(act, nn.LeakyReLU))
+        ):
+            raise BundleError("an ensemble member's encoder is not Linear-BatchNorm-LeakyReLU")
+        out.append((lin, bn, act))
+    return out
+
+
+def _stack_layer(first: bool, blocks: list[_Block]) -> _Layer:
+    """One layer of every member (``blocks``, one per member) as stacked tensors."""
+    lin = [b[0] for b in blocks]
+    biases: list[torch.Tensor] = [x.bias for x in lin if x.bias is not None]
     bias: torch.Tensor | None = None
     if first:
         weight = torch.cat([x.weight for x in lin])
@@ -74,22 +83,16 @@ def _stack_layer(first: bool, groups: list[list[nn.Module]]) -> _Layer:
     else:
         weight = torch.stack([x.weight.T for x in lin]).contiguous()
         bias = torch.stack(biases)[:, None, :] if biases else None
-    norm, slope = None, 0.0
-    if len(groups[0]) == 3:
-        bns = [g[1] for g in groups]
-        acts = [g[2] for g in groups]
-        if not all(isinstance(b, nn.BatchNorm1d) for b in bns) or not all(
-            isinstance(a, nn.LeakyReLU) for a in acts
-        ):
-            raise BundleError("an ensemble member's encoder is not Linear-BatchNorm-LeakyReLU")
-        bn = [b for b in bns if isinstance(b, nn.BatchNorm1d)]
+    bns = [b[1] for b in blocks if b[1] is not None]
+    acts = [b[2] for b in blocks if b[2] is not None]
+    if not bns or not acts:
+        return _Layer(weight, bias, None, 0.0)
 
-        def cat(name: str) -> torch.Tensor:
-            return torch.cat([getattr(b, name) for b in bn])
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(bn, name) for bn in bns])
 
-        norm = _Norm(cat("running_mean"), cat("running_var"), cat("weight"), cat("bias"), bn[0].eps)
-        slope = float(acts[0].negative_slope)  # type: ignore[union-attr]
-    return _Layer(weight, bias, norm, slope)
+    norm = _Norm(cat("running_mean"), cat("running_var"), cat("weight"), cat("bias"), bns[0].eps)
+    return _Layer(weight, bias, norm, float(acts[0].negative_slope))
 
 
 class StackedMembers:
@@ -106,8 +109,8 @@ class StackedMembers:
         if key == self._key:
             return
         with torch.no_grad():
-            groups = _layers(members)
-            self._layers = [_stack_layer(i == 0, g) for i, g in enumerate(groups)]
+            per_layer = zip(*(_blocks(m) for m in members), strict=True)
+            self._layers = [_stack_layer(i == 0, list(g)) for i, g in enumerate(per_layer)]
             refs = torch.stack([m.references for m in members])
             self._references = refs.transpose(1, 2).contiguous()  # [K, latent, R]
             self._reference_norms = torch.stack(

@@ -28,6 +28,7 @@ from torch import nn
 from models.detectors import get
 from models.exceptions import BundleError
 from models.scorers import ScorerKind
+from models.stacked import StackedMembers
 
 HIDDEN = (512, 256, 128)
 
@@ -151,22 +152,25 @@ class Ensemble(nn.Module):
         if not members or any(m.kind != member for m in members):
             raise BundleError(f"an ensemble holds one or more {member} networks")
         self.members = nn.ModuleList(members)
+        self._stacked = StackedMembers()
 
     def _nets(self) -> list[AnomalyNet]:
         return [m for m in self.members if isinstance(m, AnomalyNet)]
 
     def member_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Every member's score of every row: (members, n)."""
-        return torch.stack([m.score(x)[0] for m in self._nets()])
+        return self._stacked.distances(self._nets(), x).min(dim=2).values
 
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The members' scores added, and the subclass of the reference with the least summed
-        distance."""
+        distance; the members run as one batched network (models.stacked, eval mode)."""
         nets = self._nets()
-        distances = [squared_distances(m.embed(x), m.references) for m in nets]
-        raw = torch.stack([d.min(dim=1).values for d in distances]).sum(dim=0)
-        nearest = sum(distances[1:], distances[0]).argmin(dim=1)
-        return raw, nets[0].reference_subclass[nearest]
+        distances = self._stacked.distances(nets, x)
+        raw = distances.min(dim=2).values.sum(dim=0)
+        summed = distances[0] + distances[1] if len(distances) > 1 else distances[0]
+        for d in distances[2:]:
+            summed += d
+        return raw, nets[0].reference_subclass[summed.argmin(dim=1)]
 
 
 Network = AnomalyNet | Ensemble

@@ -1,0 +1,153 @@
+"""The members of an ensemble evaluated as one batched network (mcdsvdd-ens at stream rate).
+
+The K member encoders share the input, so their first Linear layers are one matrix product
+with the weights concatenated ([in, K*512]); every later Linear layer is one batched product
+(``torch.baddbmm``) of K stacked [in, out] weights. Each BatchNorm is one ``batch_norm`` call on
+the K members' channels side by side ([n, K*C], the members' running statistics and affine
+parameters concatenated): the same per-channel kernel as K separate calls. The nearest-reference
+search is one batched product of the latents with the K stacked references and one ``min``.
+
+Every operation is the one the members run alone, in the same order on the same operands, so
+the scores are bitwise those of the members one by one wherever the matrix kernels give the
+same result for a batched as for a single product (checked on the shipped bundles by
+tests/unit/test_stacked_ensemble.py). The stacked tensors are built once per set of weights:
+the cache is keyed on the members' tensors (storage and version), so moving or changing the
+members rebuilds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from models.exceptions import BundleError
+
+if TYPE_CHECKING:
+    from models.networks import AnomalyNet
+
+
+@dataclass(frozen=True)
+class _Norm:
+    mean: torch.Tensor
+    var: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    eps: float
+
+
+@dataclass(frozen=True)
+class _Layer:
+    weight: torch.Tensor  # first layer: [K*out, in] (one linear); later: [K, in, out] (baddbmm)
+    bias: torch.Tensor | None  # first: [K*out]; later: [K, 1, out]
+    norm: _Norm | None  # BatchNorm + LeakyReLU after the layer (all but the last)
+    slope: float
+
+
+def _key(members: list[AnomalyNet]) -> tuple[tuple[int, int], ...]:
+    tensors = [t for m in members for t in (*m.parameters(), *m.buffers())]
+    return tuple((t.data_ptr(), t._version) for t in tensors)
+
+
+_Block = tuple[nn.Linear, nn.BatchNorm1d | None, nn.LeakyReLU | None]
+
+
+def _blocks(member: AnomalyNet) -> list[_Block]:
+    """A member's encoder as [Linear, BatchNorm, LeakyReLU] blocks, the last one a Linear alone."""
+    modules = list(member.encoder.net)
+    out: list[_Block] = []
+    for i in range(0, len(modules), 3):
+        lin, *rest = modules[i : i + 3]
+        bn, act = rest if len(rest) == 2 else (None, None)
+        if not (
+            isinstance(lin, nn.Linear)
+            and (bn is None or isinstance(bn, nn.BatchNorm1d))
+            and (act is None or isinstance(act, nn.LeakyReLU))
+        ):
+            raise BundleError("an ensemble member's encoder is not Linear-BatchNorm-LeakyReLU")
+        out.append((lin, bn, act))
+    return out
+
+
+def _stack_layer(first: bool, blocks: list[_Block]) -> _Layer:
+    """One layer of every member (``blocks``, one per member) as stacked tensors."""
+    lin = [b[0] for b in blocks]
+    biases: list[torch.Tensor] = [x.bias for x in lin if x.bias is not None]
+    bias: torch.Tensor | None = None
+    if first:
+        weight = torch.cat([x.weight for x in lin])
+        bias = torch.cat(biases) if biases else None
+    else:
+        weight = torch.stack([x.weight.T for x in lin]).contiguous()
+        bias = torch.stack(biases)[:, None, :] if biases else None
+    bns = [b[1] for b in blocks if b[1] is not None]
+    acts = [b[2] for b in blocks if b[2] is not None]
+    if not bns or not acts:
+        return _Layer(weight, bias, None, 0.0)
+
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(bn, name) for bn in bns])
+
+    norm = _Norm(cat("running_mean"), cat("running_var"), cat("weight"), cat("bias"), bns[0].eps)
+    return _Layer(weight, bias, norm, float(acts[0].negative_slope))
+
+
+class StackedMembers:
+    """The stacked weights and references of an ensemble's members, rebuilt when they change."""
+
+    def __init__(self) -> None:
+        self._key: tuple[tuple[int, int], ...] | None = None
+        self._layers: list[_Layer] = []
+        self._references = torch.empty(0)
+        self._reference_norms = torch.empty(0)
+
+    def _refresh(self, members: list[AnomalyNet]) -> None:
+        key = _key(members)
+        if key == self._key:
+            return
+        with torch.no_grad():
+            per_layer = zip(*(_blocks(m) for m in members), strict=True)
+            self._layers = [_stack_layer(i == 0, list(g)) for i, g in enumerate(per_layer)]
+            refs = torch.stack([m.references for m in members])
+            self._references = refs.transpose(1, 2).contiguous()  # [K, latent, R]
+            self._reference_norms = torch.stack(
+                [(m.references * m.references).sum(dim=1) for m in members]
+            )[:, None, :]  # [K, 1, R]
+        self._key = key
+
+    def embed(self, members: list[AnomalyNet], x: torch.Tensor) -> torch.Tensor:
+        """Every member's latents of the rows ``x``: [K, n, latent] (eval-mode BatchNorm)."""
+        if any(m.training for m in members):
+            raise BundleError("the stacked ensemble scores in eval mode only")
+        self._refresh(members)
+        k, n = len(members), x.shape[0]
+        h = x
+        for i, layer in enumerate(self._layers):
+            if i == 0:
+                h = functional.linear(h, layer.weight, layer.bias)  # [n, K*out]
+            else:
+                batched = h.view(n, k, -1).transpose(0, 1)  # [K, n, in]
+                if layer.bias is None:
+                    h = torch.bmm(batched, layer.weight)
+                else:
+                    h = torch.baddbmm(layer.bias, batched, layer.weight)  # [K, n, out]
+                if layer.norm is not None:
+                    h = h.transpose(0, 1).reshape(n, -1)  # [n, K*out]
+            if layer.norm is not None:
+                bn = layer.norm
+                h = functional.batch_norm(h, bn.mean, bn.var, bn.weight, bn.bias, eps=bn.eps)
+                h = functional.leaky_relu(h, layer.slope)
+        if h.dim() == 2:  # a single-layer encoder
+            h = h.view(n, k, -1).transpose(0, 1)
+        return h
+
+    def distances(self, members: list[AnomalyNet], x: torch.Tensor) -> torch.Tensor:
+        """Squared distances of every member's latents to its references: [K, n, R], the
+        expansion |z|^2 - 2 z.r + |r|^2 clamped at 0 (models.networks.squared_distances)."""
+        z = self.embed(members, x)
+        out = torch.bmm(z, self._references).mul_(2.0)  # exact: a power of two
+        out = torch.sub((z * z).sum(dim=2, keepdim=True), out, out=out)
+        return out.add_(self._reference_norms).clamp_min_(0.0)

@@ -22,7 +22,8 @@ DISTCLASSIPY: Final = "distclassipy"  # DistClassiPy's DistanceAnomaly scorer (G
 EMBEDDED: Final = "embedded"  # the embedded Kafka-protocol broker (tansu)
 DASK: Final = "dask"  # `batch`: a dataset scored partition by partition on a Dask cluster
 SPARK: Final = "spark"  # scoring in Apache Spark (pyspark, pandas): service.spark
-EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, DASK, SPARK)
+HATS: Final = "hats"  # `batch` of HATS catalogs (lsdb, hats): service.hats
+EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, DASK, SPARK, HATS)
 
 
 class MissingExtraError(ConfigurationError):

@@ -16,6 +16,9 @@ position per object when the table has none (:func:`sky_positions`, from its ``o
 On S3 ``lsdb`` goes through fsspec; without ``s3fs`` installed, :func:`use_pyarrow_s3` gives
 fsspec an ``s3`` filesystem over pyarrow's (:mod:`service.io.storage`: the same credentials
 and endpoint from the environment).
+
+Over 300 lines on purpose: a HATS catalog in ``batch`` - detecting, reading, scoring and writing
+it, its sky positions and its S3 access - is one unit, apart from the plain Parquet partitions.
 """
 
 from __future__ import annotations

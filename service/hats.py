@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from models.exceptions import DataError
 from models.extras import HATS, available, require
 from models.table import table_from_arrow
 from service.config import Settings
@@ -159,8 +160,13 @@ def build_catalog(
 
 
 def open_catalog(root: Location, columns: list[str] | None = None) -> Any:
-    """The HATS catalog at ``root`` opened with ``lsdb`` (lazily)."""
-    return _lsdb().open_catalog(_uri(root), columns=columns)
+    """The HATS catalog at ``root`` opened with ``lsdb`` (lazily); DataError when it cannot."""
+    lsdb = _lsdb()
+    try:
+        return lsdb.open_catalog(_uri(root), columns=columns)
+    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        detail = " ".join(str(exc).split())[:300]
+        raise DataError(f"{root} is not a HATS catalog lsdb reads: {detail}") from None
 
 
 def pixel_name(pixel: Any) -> str:

@@ -164,6 +164,7 @@ def test_dask_extra_scores_a_table_on_a_local_cluster(installer: Installer) -> N
     names_extra(venv.cli("batch", str(catalog), "--out", "hats-batch"), "hats")
 
 
+@pytest.mark.timeout(1200)  # a catalog built, then scored on a worker: over 600 s on 2 busy cores
 def test_hats_extra_scores_a_hats_catalog_into_one(installer: Installer) -> None:
     """``[hats]``: a HATS catalog of the ZTF sample (service.hats.build_catalog) scored by
     ``batch`` on a local cluster of one worker into a HATS catalog lsdb opens."""

@@ -153,3 +153,15 @@ def test_a_hats_catalog_on_s3_is_scored_by_two_workers_into_a_hats_catalog_equal
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"({ROWS} rows), {len(inputs.get_healpix_pixels())} done, 0 to score" in again.stdout
     assert read_output("s3://out/run/").num_rows == ROWS - dead
+
+
+def test_a_broken_hats_catalog_is_one_line_and_status_2(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "hats.properties").write_text("obs_collection=objects\n")
+    result = cli("batch", str(catalog), "--out", str(tmp_path / "out"), "--workers", "1", env={})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{catalog} is not a HATS catalog lsdb reads: " in lines[0]
+    assert not (tmp_path / "out").exists()

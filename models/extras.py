@@ -23,7 +23,8 @@ EMBEDDED: Final = "embedded"  # the embedded Kafka-protocol broker (tansu)
 DASK: Final = "dask"  # `batch`: a dataset scored partition by partition on a Dask cluster
 SPARK: Final = "spark"  # scoring in Apache Spark (pyspark, pandas): service.spark
 REVIEW: Final = "review"  # `review`'s web page (Flask) and PostgreSQL verdict stores (psycopg)
-EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, DASK, SPARK, REVIEW)
+HATS: Final = "hats"  # `batch` of HATS catalogs (lsdb, hats): service.hats
+EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, DASK, SPARK, HATS, REVIEW)
 
 
 class MissingExtraError(ConfigurationError):

@@ -298,6 +298,20 @@ def score_partition(
 ) -> PartitionResult:
     """Score ``part`` into its parts in ``out`` and write its marker (runs on a worker; ``logs``:
     the command's log format and level, set up once per worker process)."""
+    return score_source(
+        part.name, lambda id_field: PartitionSource(part, id_field, read_rows), settings, out, logs
+    )
+
+
+def score_source(
+    name: str,
+    source: Any,
+    settings: Settings,
+    out: Location,
+    logs: tuple[Any, str] | None = None,
+) -> PartitionResult:
+    """Score the rows of ``source(id_field)`` (a source of partition ``name``) with the pipeline
+    of ``score`` into the partition's parts in ``out``, then write its marker (on a worker)."""
     from service.ops.logs import configure_logging
     from service.pipeline import Pipeline
 
@@ -307,13 +321,13 @@ def score_partition(
 
     pipeline = Pipeline(settings, processor=_processor(settings))
     id_field = pipeline.processor.survey.id_fields[0]
-    sink = PartSink(out, part.name, pipeline.tracker.written)
+    sink = PartSink(out, name, pipeline.tracker.written)
     try:
-        summary = pipeline.replay(PartitionSource(part, id_field, read_rows), sink, progress=None)
+        summary = pipeline.replay(source(id_field), sink, progress=None)
     finally:
         sink.close()
     result = PartitionResult(
-        part.name,
+        name,
         summary.read,
         summary.scored,
         summary.dead_lettered,

@@ -38,10 +38,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "`score`, reading --read-rows rows at a time. OUT receives scores/<partition>"
             ".parquet, dead-letters/<partition>.parquet and a marker _done/<partition>.json per "
             "partition; a rerun skips the partitions done. Exit status 2 when the scheduler "
-            "does not answer or a partition failed (the others are kept)."
+            "does not answer or a partition failed (the others are kept). A HATS catalog "
+            "(the 'hats' extra) is read with lsdb, a partition per HEALPix pixel, and its "
+            "scores also written as the HATS catalog OUT/hats."
         ),
     )
-    p.add_argument("input", type=location, help="directory, table or s3:// prefix of tables")
+    p.add_argument(
+        "input", type=location, help="directory, table, s3:// prefix of tables, or a HATS catalog"
+    )
     p.add_argument("--out", type=location, required=True, help="output directory or s3:// prefix")
     where = p.add_mutually_exclusive_group()
     where.add_argument(
@@ -110,6 +114,8 @@ def run_batch(args: argparse.Namespace) -> int:
     require("dask.distributed", DASK, "alert-anomaly batch")
     # inference inline on the workers: a Dask worker is a daemon process, it starts none
     settings = settings_of(args, output={"kind": "memory"}, model={"inference": "inline"})
+    if _is_hats(args.input):
+        return _run_hats(args, settings)
     parts = batch.plan(args.input, args.partition_rows or batch.PARTITION_ROWS)
     model = settings.model.model_dump(mode="json", exclude={"device", "cpu_threads", "inference"})
     batch.claim(args.out, {"input": str(args.input), "model": model})
@@ -134,9 +140,30 @@ def run_batch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, settings: Any, todo: list[Any], read_rows: int) -> list[Any]:
+def _is_hats(root: Any) -> bool:
+    from service.hats import is_catalog
+
+    return is_catalog(root)
+
+
+def _run_hats(args: argparse.Namespace, settings: Any) -> int:
+    from service.hats import run
+
+    return run(args, settings, _run)
+
+
+def _run(
+    args: argparse.Namespace,
+    settings: Any,
+    todo: list[Any],
+    read_rows: int,
+    submit: Any = None,
+    finish: Any = None,
+) -> list[Any]:
     """Score ``todo`` on the cluster, a line per partition done (and every HEARTBEAT_S);
-    raise ClusterError naming the first partition that failed, once every other is done."""
+    raise ClusterError naming the first partition that failed, once every other is done.
+    ``submit(client, part)``: a future of the part's result (default: ``score_partition``);
+    ``finish(client)``: run on the cluster once every part is done."""
     from service.batch import score_partition
 
     distributed = require("dask.distributed", DASK, "alert-anomaly batch")
@@ -144,20 +171,23 @@ def _run(args: argparse.Namespace, settings: Any, todo: list[Any], read_rows: in
     results: list[Any] = []
     failed: list[tuple[str, BaseException]] = []
     try:
-        futures = {
-            client.submit(
-                score_partition,
-                part,
-                settings,
-                args.out,
-                args.read_rows or read_rows,
-                (getattr(args, "log_format", None), getattr(args, "log_level", "info")),
-                key=f"score-{part.name}",
-                pure=False,
-                retries=0,
-            ): part.name
-            for part in todo
-        }
+        if submit is not None:
+            futures = {submit(client, part): part.name for part in todo}
+        else:
+            futures = {
+                client.submit(
+                    score_partition,
+                    part,
+                    settings,
+                    args.out,
+                    args.read_rows or read_rows,
+                    (getattr(args, "log_format", None), getattr(args, "log_level", "info")),
+                    key=f"score-{part.name}",
+                    pure=False,
+                    retries=0,
+                ): part.name
+                for part in todo
+            }
         pending = set(futures)
         while pending:
             try:
@@ -182,6 +212,8 @@ def _run(args: argparse.Namespace, settings: Any, todo: list[Any], read_rows: in
                     f"(worker peak RSS {result.peak_rss_mb:.0f} MiB)",
                     flush=True,
                 )
+        if finish is not None and not failed:
+            finish(client)
     finally:
         cluster = client.cluster
         client.close()

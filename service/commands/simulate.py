@@ -4,10 +4,13 @@ probabilities (LSST: and its Rubin alert packets)."""
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
+from models.extras import HATS, require
 from models.taxonomy import ALL_SUBCLASSES
 from service.commands.args import comma_list, default_jobs, examples, non_negative_int, positive_int
+from service.io.storage import location
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,8 +69,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(schemas/ztf-lc-classifier/<version>; default 3, the current one)",
     )
     p.add_argument("--lightcurves", type=Path, help="also write the light curves (Parquet)")
+    p.add_argument(
+        "--hats",
+        type=location,
+        help="also write the objects as a HATS catalog (directory or s3:// prefix; the 'hats' "
+        "extra): ra/dec the LSST simulation's positions, for ZTF drawn from each oid",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=run)
+
+
+def _write_hats(args: argparse.Namespace, positions: object = None) -> None:
+    """The --hats catalog of the table just written (``positions``: ra/dec by oid)."""
+    if args.hats is None:
+        return
+    from service.hats import build_catalog
+
+    started = time.monotonic()
+    print(f"writing the HATS catalog {args.hats}...", flush=True)
+    parts = build_catalog(args.out, args.hats, positions=positions)  # type: ignore[arg-type]
+    print(
+        f"wrote the HATS catalog {args.hats} ({parts} partitions, "
+        f"{time.monotonic() - started:.1f} s)",
+        flush=True,
+    )
 
 
 def _run_lsst(args: argparse.Namespace, config: object) -> int:
@@ -82,6 +107,7 @@ def _run_lsst(args: argparse.Namespace, config: object) -> int:
         rubin.write_container(dataset.packets(), args.avro)
     if args.lightcurves:
         write_lsst_lightcurves(dataset.curves, dataset.positions, args.lightcurves)
+    _write_hats(args, dataset.positions)
     table = dataset.table
     accuracy = float((table.predicted_top() == table.top_class).mean())
     print(
@@ -100,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     from models.simulate.dataset import SimulationConfig, simulate, write_lightcurves
     from models.table import write_table
 
+    if args.hats is not None:  # the extra's one-line error before simulating
+        require("lsdb", HATS, "simulate --hats")
     config = SimulationConfig(
         n_objects=args.n,
         seed=args.seed,
@@ -119,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         write_avro(dataset.table, args.avro, args.record_version)
     if args.lightcurves:
         write_lightcurves(dataset.lightcurves, args.lightcurves)
+    _write_hats(args)
     table = dataset.table
     accuracy = float((table.predicted_top() == table.top_class).mean())
     print(

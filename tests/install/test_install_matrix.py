@@ -295,8 +295,15 @@ def test_make_demo_set_runs_every_demo_and_command_of_the_readme(installer: Inst
     names_extra(venv.cli("simulate", "--n", "30", "--out", "sim.parquet"), "sim")
     names_extra(venv.cli("evaluate", "--data", ZTF_SAMPLE, "--out", "evaluation"), "sim")
     names_extra(venv.cli("batch", ZTF_SAMPLE, "--out", "batch"), "dask")
+    names_extra(venv.cli("review", "--scores", "scores.csv", "--port", "0"), "review")
+    # a SQLite verdict store needs no extra: one verdict stored, then exported
+    store = "from service.review.store import Verdict, open_store; "
+    store += "s = open_store('verdicts.sqlite'); s.record(Verdict('me', 'ztf', 'ZTF1', 'bogus')); "
+    venv.python(store + "s.close()")
+    ok(venv.cli("verdicts", "export", "verdicts.csv"))
+    assert "ZTF1" in (venv.work / "verdicts.csv").read_text()
     ran = {"demo", "run", "settings", "score", "top", "train", "compare", "simulate", "evaluate"}
-    ran.add("batch")
+    ran |= {"batch", "review", "verdicts"}
     ran |= broker_publish_replay(venv)
 
     readme = (REPO / "README.md").read_text()

@@ -134,7 +134,7 @@ def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_p
         assert links["Fink"] == f"https://ztf.fink-portal.org/{first_page[0]}"
 
         browser.find_element(By.CSS_SELECTOR, ".pager a.next").click()
-        assert browser.find_element(By.CSS_SELECTOR, ".pager .position").text == "page 2 of 3"
+        shown(browser, ".pager .position", "page 2 of 3")
         second = browser.find_elements(By.CSS_SELECTOR, "section.candidate")
         second_page = [c.get_attribute("data-oid") for c in second]
         assert len(second_page) == 4
@@ -145,12 +145,10 @@ def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_p
         assert "none yet" in card.find_element(By.CSS_SELECTOR, ".verdict-now").text
         card.find_element(By.NAME, "tag").send_keys("odd dip")
         card.find_element(By.CSS_SELECTOR, "button[value=anomaly]").click()
-        # back on page 2, the card shows the stored verdict
+        # back on page 2, the card shows the stored verdict (a click returns before the form's
+        # round trip: wait for the page it leads to)
+        shown(browser, f"#c-{target} .verdict-now", "verdict: anomaly (odd dip)")
         assert browser.find_element(By.CSS_SELECTOR, ".pager .position").text == "page 2 of 3"
-        shown = browser.find_element(By.ID, f"c-{target}").find_element(
-            By.CSS_SELECTOR, ".verdict-now"
-        )
-        assert shown.text == "verdict: anomaly (odd dip)"
         with open_store(str(db)) as store:
             (stored,) = store.verdicts("tester")
         assert (stored.oid, stored.verdict, stored.tag) == (target, "anomaly", "odd dip")
@@ -161,6 +159,7 @@ def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_p
         card = browser.find_element(By.ID, f"c-{target}")
         card.find_element(By.NAME, "tag").clear()
         card.find_element(By.CSS_SELECTOR, "button[value=bogus]").click()
+        shown(browser, f"#c-{target} .verdict-now", "verdict: bogus")
         browser.get(server.url + "/verdicts")
         rows = browser.find_elements(By.CSS_SELECTOR, "#verdicts td.verdict")
         assert [r.text for r in rows] == ["bogus"]
@@ -173,6 +172,20 @@ def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_p
         )
     finally:
         assert server.stop() == 0
+
+
+def shown(browser: Any, selector: str, text: str) -> None:
+    """Wait (up to a minute) until the element at `selector` shows `text`: a click that follows
+    a link or submits a form returns before the next page has loaded."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def showing(driver: Any) -> bool:
+        return bool(driver.find_element(By.CSS_SELECTOR, selector).text == text)
+
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    WebDriverWait(browser, 60, ignored_exceptions=ignored).until(showing)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:

@@ -38,7 +38,7 @@ from service.io.codecs.avro import (
 from service.io.codecs.batchdecode import BatchDecoder, compile_loop
 from service.io.codecs.layouts import Layout, LayoutLearner
 from service.io.codecs.packetdecode import PacketDecoder, compile_packet, compile_walk
-from service.io.codecs.surveys import Survey
+from service.io.codecs.surveys import Survey, is_packet
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +87,9 @@ class MessageDecoder:
         generic path decodes every feature a record carries)."""
         self.survey = survey
         self.wanted = wanted
-        self._parse_record = survey.parser(lightcurves)
+        # light-curve features are extracted for a batch's packets together (_with_lightcurves)
+        self._lightcurves = lightcurves and survey.alert_packets
+        self._parse_record = survey.parser(False)
         schemas = input_schemas(settings, survey)
         generic_schema = schemas.get(b"")
         confluent = {i: parse_schema(schema) for i, schema in survey.packet_schemas().items()}
@@ -146,7 +148,8 @@ class MessageDecoder:
                     "decoder does not read, or bad bytes)",
                     messages=int((~done).sum()),
                 )
-        pending = []
+        pending: list[_Pending] = []
+        histories: list[tuple[_Pending, Mapping[str, Any]]] = []  # packets and their alerts
         for i in np.flatnonzero(~done).tolist():
             try:
                 records = self._generic(values[i])
@@ -155,16 +158,20 @@ class MessageDecoder:
                 continue
             self._learn(values[i] or b"", records[0])
             try:
-                pending += [self._parse(i, record) for record in records]
+                parsed = [self._parse(i, record) for record in records]
             except InputError as exc:
                 out.errors[i] = exc
+                continue
+            pending += parsed
+            histories += [(p, r) for p, r in zip(parsed, records, strict=True) if is_packet(r)]
         out.paths["generic"] += len(values) - int(done.sum())
-        out.groups += self._groups(pending, out.errors)
+        out.groups += self._groups(self._with_lightcurves(pending, histories), out.errors)
         return out
 
     def decode_records(self, records: Iterable[Any]) -> Decoded:
         """Decoded records (a table row, an Avro file's records) as the alerts of one input."""
         out = Decoded()
+        records = list(records)
         try:
             pending = [self._parse(0, record) for record in records]
         except InputError as exc:
@@ -173,7 +180,8 @@ class MessageDecoder:
         if not pending:
             out.errors[0] = reject("empty_input")
             return out
-        out.groups = self._groups(pending, out.errors)
+        packets = [(p, r) for p, r in zip(pending, records, strict=True) if is_packet(r)]
+        out.groups = self._groups(self._with_lightcurves(pending, packets), out.errors)
         return out
 
     def canonical(self, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -278,6 +286,22 @@ class MessageDecoder:
         learner = self.learners.get(value[: self._header_size])
         if learner is not None and learner.learn(record):
             log.info("decoder_layout_learned", layouts=len(learner.layouts))
+
+    def _with_lightcurves(
+        self, pending: list[_Pending], packets: list[tuple[_Pending, Mapping[str, Any]]]
+    ) -> list[_Pending]:
+        """``pending`` with the light-curve features of its alert packets (extracted together,
+        :func:`models.rubin.lcbatch.lightcurve_feature_rows`) when a model uses them."""
+        if not self._lightcurves or not packets:
+            return pending
+        from models.rubin.lcbatch import lightcurve_feature_rows
+
+        rows = lightcurve_feature_rows([record for _, record in packets])
+        added = {id(p): row for (p, _), row in zip(packets, rows, strict=True)}
+        return [
+            p._replace(features={**p.features, **added[id(p)]}) if id(p) in added else p
+            for p in pending
+        ]
 
     def _parse(self, index: int, record: Any) -> _Pending:
         alert = self._parse_record(record)

@@ -1,7 +1,8 @@
 """Rubin light-curve features per packet: packet by packet
 (``models.rubin.lightcurve_features``) against a batch at once (``models.rubin.lcbatch``:
 numpy photometry, then the extractor called per light curve or ``Extractor.many`` on 1 or 2
-threads), over simulated packets already decoded; and through ``MessageDecoder`` from the bytes.
+threads), over simulated packets already decoded; and through ``MessageDecoder`` from the bytes,
+by fastavro (generic path) or by the compiled walk gathering the sources (batch path).
 
     python benchmarks/bench_lightcurves.py [--objects 200] [--batch 500] [--repeat 3]
 """
@@ -44,7 +45,10 @@ def main() -> None:
     records = [rubin.parse_confluent(v)[1] for v in values]
     n = len(values)
     sources = lcbatch.gather_sources(records[: args.objects])
-    decoder = MessageDecoder(InputSettings(format="confluent"), SURVEYS["lsst"], lightcurves=True)
+    lsst = SURVEYS["lsst"]
+    decoder = MessageDecoder(InputSettings(format="confluent"), lsst, lightcurves=True)
+    generic = MessageDecoder(InputSettings(format="confluent", decoder="generic"), lsst, True)
+    assert decoder.decode(values[:10]).paths["batch"] == 10
 
     def one_by_one(batch: Sequence[Any]) -> None:
         for record in batch:
@@ -60,7 +64,9 @@ def main() -> None:
         ("batch, Extractor.many n_jobs=2", _in_batches(together(2), records, args.batch)),
         ("gathering the sources (part of the batch rows)", _in_batches(
             lcbatch.gather_sources, records, args.batch)),
-        ("MessageDecoder, bytes to features", _in_batches(decoder.decode, values, args.batch)),
+        ("bytes to features, generic path (fastavro)", _in_batches(
+            generic.decode, values, args.batch)),
+        ("bytes to features, batch path (walk)", _in_batches(decoder.decode, values, args.batch)),
     ]  # fmt: skip
     timed = [(name, _per_packet(run, n, args.repeat)) for name, run in rows]
     per_packet = len(sources.mjd) / args.objects

@@ -6,7 +6,9 @@ JSON) record by record, for everything else - another key order, messages the la
 bytes. Every record the generic path decodes teaches the layouts. Alerts are grouped by the feature
 names their records carry (today's names: a survey maps older ones), so that routing and feature
 assembly run on whole groups. Rubin alert packets have no layouts: a compiled walk of their
-writer schema (:mod:`service.io.codecs.packetdecode`) reads their diaObject in batches.
+writer schema (:mod:`service.io.codecs.packetdecode`) reads their diaObject in batches, and their
+sources when a model uses light-curve features, which are then extracted for the whole batch
+(:mod:`models.rubin.lcbatch`; so are those of the packets fastavro decodes).
 
 Over 300 lines on purpose: every message is decoded once, by whichever path takes it first - the
 layouts, the packet walks, then the generic decoder - and :class:`MessageDecoder` is where those
@@ -110,7 +112,7 @@ class MessageDecoder:
             h: BatchDecoder(learner, h, self._columns) for h, learner in self.learners.items()
         }
         self._header_size = CONFLUENT_HEADER_SIZE if settings.format == "confluent" else 0
-        self._packets = {} if lightcurves else self._packet_decoders(schemas)
+        self._packets = self._packet_decoders(schemas, self._lightcurves)
         if self._batch and settings.decoder == "auto":
             compile_loop()
         if self._packets and settings.decoder == "auto":
@@ -121,8 +123,6 @@ class MessageDecoder:
         self.force_generic = settings.decoder == "generic"
         if settings.format in ("container", "json"):
             self._note("format", f"format {settings.format} has no layouts")
-        if lightcurves and survey.alert_packets:
-            self._note("lightcurves", "light-curve features are made from whole packets")
         for header in schemas.keys() - self.learners.keys() - self._packets.keys():
             self._note(
                 "schema",
@@ -225,11 +225,14 @@ class MessageDecoder:
                 )
             )
 
-    def _packet_decoders(self, schemas: Mapping[bytes, Any]) -> dict[bytes, PacketDecoder]:
-        """A compiled walk for each input schema that is a Rubin alert packet."""
+    def _packet_decoders(
+        self, schemas: Mapping[bytes, Any], history: bool
+    ) -> dict[bytes, PacketDecoder]:
+        """A compiled walk for each input schema that is a Rubin alert packet (reading its
+        sources too with ``history``: a model uses light-curve features)."""
         out = {}
         for header, schema in schemas.items():
-            program = compile_packet(schema, self._wanted)
+            program = compile_packet(schema, self._wanted, history)
             if program is not None:
                 out[header] = PacketDecoder(program, self._header_size)
         return out
@@ -258,7 +261,15 @@ class MessageDecoder:
         out.paths["batch"] += len(inputs)
         m = len(inputs)
         empty = np.zeros((m, 0), dtype=np.float64)
-        out.groups.append(Alerts(inputs, decoded.ids, (), empty, decoded.names, decoded.values))
+        names, table = decoded.names, decoded.values
+        if decoded.sources is not None:
+            from models.rubin.lcbatch import lightcurve_matrix
+            from models.rubin.lightcurves import lightcurve_feature_names
+
+            names += lightcurve_feature_names()
+            features = lightcurve_matrix(decoded.sources, m)
+            table = np.concatenate([table[:, :-1], features, table[:, -1:]], axis=1)
+        out.groups.append(Alerts(inputs, decoded.ids, (), empty, names, table))
 
     def _columns(self, layout: Layout) -> NDArray[np.intp]:
         """The features of ``layout`` that the batch decoder gathers: the wanted ones."""

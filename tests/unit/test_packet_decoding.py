@@ -312,8 +312,7 @@ import random
 from models import rubin
 from service.io.codecs.packetdecode import PacketDecoder, compile_packet
 from tests.unit.test_packet_decoding import VERSIONS, simulated
-for version in VERSIONS:
-  for history in (False, True):
+for version, history in [(v, h) for v in VERSIONS for h in (False, True)]:
     walk = PacketDecoder(compile_packet(rubin.alert_schema(version), history=history), 5)
     for packet in [*rubin.sample_alerts(version), simulated(version, 2)[1]]:
         whole = rubin.confluent_bytes(packet, version)
@@ -330,7 +329,8 @@ print("ok")
 @pytest.mark.slow
 def test_the_compiled_walk_never_reads_outside_its_buffer(tmp_path: Path) -> None:
     """With numba's bounds checks on (a fresh compilation), every cut and grown packet of every
-    version, last in its batch, is decoded or turned down - no read leaves the buffer."""
+    version, last in its batch, is decoded or turned down, with and without the sources - no
+    read or write leaves its buffer."""
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-c", _CUT_AND_GROWN], env=env, capture_output=True, text=True, timeout=900

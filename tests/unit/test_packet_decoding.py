@@ -1,9 +1,9 @@
 """Rubin alert packets decoded in batches (service.io.codecs.packetdecode, through
 MessageDecoder): for every schema version lsst-alert-packet ships, the compiled walk gives what
 fastavro gives - the object id and the diaObject's per-band values bit for bit, NaN for null or
-non-finite - on the package's sample alerts, on simulated packets and on fuzzed, cut and grown
-bytes; what it turns down is decoded by fastavro (or is a dead letter), and it never reads outside
-its buffer."""
+non-finite, and when a model uses light-curve features the features of the sources it gathers -
+on the package's sample alerts, on simulated packets and on fuzzed, cut and grown bytes; what it
+turns down is decoded by fastavro (or is a dead letter), and it never reads outside its buffer."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ VERSIONS = [v.version for v in rubin.schema_versions()]
 LSST = SURVEYS["lsst"]
 
 
-def decoder(**settings: Any) -> MessageDecoder:
-    return MessageDecoder(InputSettings(format="confluent", **settings), LSST)
+def decoder(lightcurves: bool = False, **settings: Any) -> MessageDecoder:
+    return MessageDecoder(InputSettings(format="confluent", **settings), LSST, lightcurves)
 
 
 @cache
@@ -138,6 +138,46 @@ def fuzzed(packet: dict[str, Any], version: str, rng: random.Random) -> dict[str
     return out
 
 
+def fuzzed_history(packet: dict[str, Any], version: str, rng: random.Random) -> dict[str, Any]:
+    """``packet`` with random values in its sources' time, band, flux and error: null (where
+    the schema allows), NaN, infinities, zero and negative errors, other bands, and times and
+    bands of other sources (duplicates)."""
+    out = copy.deepcopy(packet)
+    sources = [out["diaSource"], *(out["prvDiaSources"] or ()), *(out["prvDiaForcedSources"] or ())]
+    nullable = {
+        f["name"]
+        for record in ("diaSource", "prvDiaForcedSources")
+        for f in rubin.record_fields(record, version)
+        if isinstance(f["type"], list)
+    }
+    choices: dict[str, list[Any]] = {
+        "time": [math.nan, math.inf, 60000.015625, 60000.0156249],
+        "band": ["w", "", "rr", "u", "y"],
+        "flux": [math.nan, -math.inf, 0.0, -0.0, 1e-40, 3.4e38],
+        "err": [0.0, -1.0, math.nan, math.inf, 1e-30],
+    }
+    for source in rng.sample(sources, min(len(sources), 12)):
+        names = dict(zip(("time", "band", "flux", "err"), source_names(source), strict=True))
+        kind = rng.choice(list(names))
+        name = names[kind]
+        if rng.random() < 0.3:  # another source's time and band: a duplicate
+            other = rng.choice(sources)
+            for key in (names["time"], names["band"]):
+                source[key] = other.get(key, source[key])
+        elif name in nullable and rng.random() < 0.3:
+            source[name] = None
+        else:
+            source[name] = rng.choice(choices[kind])
+    return out
+
+
+def source_names(source: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The names of a source's time, band, flux and error in its schema version."""
+    if "midPointTai" in source:
+        return "midPointTai", "filterName", "psFlux", "psFluxErr"
+    return "midpointMjdTai", "band", "psfFlux", "psfFluxErr"
+
+
 def mutated(value: bytes, rng: random.Random) -> bytes:
     """``value`` with bytes flipped, cut short or grown."""
     kind = rng.randrange(4)
@@ -218,11 +258,48 @@ def test_a_packet_without_a_diaobject_is_a_dead_letter_not_a_batch_row() -> None
     assert by_message(decoded, 1) == ["no_object"]
 
 
-def test_light_curve_features_read_packets_generically() -> None:
-    with_history = MessageDecoder(InputSettings(format="confluent"), LSST, lightcurves=True)
-    value = rubin.confluent_bytes(simulated(VERSIONS[-1])[0])
-    assert with_history.decode([value]).paths == {"batch": 0, "generic": 1}
-    assert decoder().decode([value]).paths == {"batch": 1, "generic": 0}
+@pytest.mark.parametrize("version", VERSIONS)
+def test_light_curve_features_of_the_batch_path_are_fastavros(version: str) -> None:
+    """With light-curve features, the walk gathers the sources too: every version's samples,
+    simulated packets and packets with fuzzed sources (then fuzzed diaObjects, cut and grown
+    bytes) give, bit for bit, what the generic path gives, in batches of 40."""
+    rng = random.Random(31)
+    packets = [*rubin.sample_alerts(version), *simulated(version)]
+    packets += [fuzzed_history(packets[k % len(packets)], version, rng) for k in range(30)]
+    values: list[bytes | None] = [rubin.confluent_bytes(p, version) for p in packets]
+    whole = len(values)
+    values += messages(version, 40)
+    values += [mutated(v, rng) for v in values[len(packets) - 30 : len(packets)] if v]
+    fast, slow = decoder(True), decoder(True, decoder="generic")
+    taken = 0
+    for begin in range(0, len(values), 40):
+        chunk = values[begin : begin + 40]
+        quick, generic = fast.decode(chunk), slow.decode(chunk)
+        assert by_message(quick, len(chunk)) == by_message(generic, len(chunk))
+        if begin + 40 <= whole:
+            assert quick.paths == {"batch": len(chunk), "generic": 0}
+        taken += quick.paths["batch"]
+    assert taken > len(values) / 2
+    assert any(k.startswith("lc_") for group in fast.decode(values[:1]).groups for k in group.names)
+
+
+def test_sources_that_do_not_fit_the_first_guess_are_read_again() -> None:
+    version = VERSIONS[-1]
+    values = [rubin.confluent_bytes(p, version) for p in simulated(version, 4)]
+    program = compile_packet(rubin.alert_schema(version), history=True)
+    assert program is not None
+    roomy, tight = PacketDecoder(program, 5), PacketDecoder(program, 5)
+    tight._rows = 1
+    expected, got = roomy.decode(values).sources, tight.decode(values).sources
+    assert expected is not None
+    assert got is not None
+    assert tight._rows > 1
+    assert len(expected.mjd) == sum(
+        1 + len(p["prvDiaSources"] or ()) + len(p["prvDiaForcedSources"] or ())
+        for p in simulated(version, 4)
+    )
+    for name in ("packet", "mjd", "band", "flux", "flux_err", "detected"):
+        assert getattr(got, name).tobytes() == getattr(expected, name).tobytes(), name
 
 
 def test_schemas_that_are_no_rubin_packets_do_not_compile() -> None:
@@ -235,8 +312,8 @@ import random
 from models import rubin
 from service.io.codecs.packetdecode import PacketDecoder, compile_packet
 from tests.unit.test_packet_decoding import VERSIONS, simulated
-for version in VERSIONS:
-    walk = PacketDecoder(compile_packet(rubin.alert_schema(version)), 5)
+for version, history in [(v, h) for v in VERSIONS for h in (False, True)]:
+    walk = PacketDecoder(compile_packet(rubin.alert_schema(version), history=history), 5)
     for packet in [*rubin.sample_alerts(version), simulated(version, 2)[1]]:
         whole = rubin.confluent_bytes(packet, version)
         rng = random.Random(len(whole))
@@ -254,9 +331,10 @@ print("ok")
 @pytest.mark.slow
 def test_the_compiled_walk_never_reads_outside_its_buffer(tmp_path: Path) -> None:
     """With numba's bounds checks on (a fresh compilation), cut and grown packets of every
-    version, last in their batch, are decoded or turned down - no read leaves the buffer (every
-    cut of the samples; of a simulated packet, those within 2,000 bytes of its ends and one every
-    size/1000 bytes between: all of its ~100 KB would be a batch of gigabytes)."""
+    version, last in their batch, are decoded or turned down, with and without the sources - no
+    read or write leaves its buffer (every cut of the samples; of a simulated packet, those
+    within 2,000 bytes of its ends and one every size/1000 bytes between: all of its ~100 KB
+    would be a batch of gigabytes)."""
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-c", _CUT_AND_GROWN], env=env, capture_output=True, text=True, timeout=900

@@ -6,7 +6,9 @@ JSON) record by record, for everything else - another key order, messages the la
 bytes. Every record the generic path decodes teaches the layouts. Alerts are grouped by the feature
 names their records carry (today's names: a survey maps older ones), so that routing and feature
 assembly run on whole groups. Rubin alert packets have no layouts: a compiled walk of their
-writer schema (:mod:`service.io.codecs.packetdecode`) reads their diaObject in batches.
+writer schema (:mod:`service.io.codecs.packetdecode`) reads their diaObject in batches, and their
+sources when a model uses light-curve features, which are then extracted for the whole batch
+(:mod:`models.rubin.lcbatch`; so are those of the packets fastavro decodes).
 
 Over 300 lines on purpose: every message is decoded once, by whichever path takes it first - the
 layouts, the packet walks, then the generic decoder - and :class:`MessageDecoder` is where those
@@ -38,7 +40,7 @@ from service.io.codecs.avro import (
 from service.io.codecs.batchdecode import BatchDecoder, compile_loop
 from service.io.codecs.layouts import Layout, LayoutLearner
 from service.io.codecs.packetdecode import PacketDecoder, compile_packet, compile_walk
-from service.io.codecs.surveys import Survey
+from service.io.codecs.surveys import Survey, is_packet
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +89,9 @@ class MessageDecoder:
         generic path decodes every feature a record carries)."""
         self.survey = survey
         self.wanted = wanted
-        self._parse_record = survey.parser(lightcurves)
+        # light-curve features are extracted for a batch's packets together (_with_lightcurves)
+        self._lightcurves = lightcurves and survey.alert_packets
+        self._parse_record = survey.parser(False)
         schemas = input_schemas(settings, survey)
         generic_schema = schemas.get(b"")
         confluent = {i: parse_schema(schema) for i, schema in survey.packet_schemas().items()}
@@ -108,7 +112,7 @@ class MessageDecoder:
             h: BatchDecoder(learner, h, self._columns) for h, learner in self.learners.items()
         }
         self._header_size = CONFLUENT_HEADER_SIZE if settings.format == "confluent" else 0
-        self._packets = {} if lightcurves else self._packet_decoders(schemas)
+        self._packets = self._packet_decoders(schemas, self._lightcurves)
         if self._batch and settings.decoder == "auto":
             compile_loop()
         if self._packets and settings.decoder == "auto":
@@ -119,8 +123,6 @@ class MessageDecoder:
         self.force_generic = settings.decoder == "generic"
         if settings.format in ("container", "json"):
             self._note("format", f"format {settings.format} has no layouts")
-        if lightcurves and survey.alert_packets:
-            self._note("lightcurves", "light-curve features are made from whole packets")
         for header in schemas.keys() - self.learners.keys() - self._packets.keys():
             self._note(
                 "schema",
@@ -146,7 +148,8 @@ class MessageDecoder:
                     "decoder does not read, or bad bytes)",
                     messages=int((~done).sum()),
                 )
-        pending = []
+        pending: list[_Pending] = []
+        histories: list[tuple[_Pending, Mapping[str, Any]]] = []  # packets and their alerts
         for i in np.flatnonzero(~done).tolist():
             try:
                 records = self._generic(values[i])
@@ -155,16 +158,20 @@ class MessageDecoder:
                 continue
             self._learn(values[i] or b"", records[0])
             try:
-                pending += [self._parse(i, record) for record in records]
+                parsed = [self._parse(i, record) for record in records]
             except InputError as exc:
                 out.errors[i] = exc
+                continue
+            pending += parsed
+            histories += [(p, r) for p, r in zip(parsed, records, strict=True) if is_packet(r)]
         out.paths["generic"] += len(values) - int(done.sum())
-        out.groups += self._groups(pending, out.errors)
+        out.groups += self._groups(self._with_lightcurves(pending, histories), out.errors)
         return out
 
     def decode_records(self, records: Iterable[Any]) -> Decoded:
         """Decoded records (a table row, an Avro file's records) as the alerts of one input."""
         out = Decoded()
+        records = list(records)
         try:
             pending = [self._parse(0, record) for record in records]
         except InputError as exc:
@@ -173,7 +180,8 @@ class MessageDecoder:
         if not pending:
             out.errors[0] = reject("empty_input")
             return out
-        out.groups = self._groups(pending, out.errors)
+        packets = [(p, r) for p, r in zip(pending, records, strict=True) if is_packet(r)]
+        out.groups = self._groups(self._with_lightcurves(pending, packets), out.errors)
         return out
 
     def canonical(self, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -217,11 +225,14 @@ class MessageDecoder:
                 )
             )
 
-    def _packet_decoders(self, schemas: Mapping[bytes, Any]) -> dict[bytes, PacketDecoder]:
-        """A compiled walk for each input schema that is a Rubin alert packet."""
+    def _packet_decoders(
+        self, schemas: Mapping[bytes, Any], history: bool
+    ) -> dict[bytes, PacketDecoder]:
+        """A compiled walk for each input schema that is a Rubin alert packet (reading its
+        sources too with ``history``: a model uses light-curve features)."""
         out = {}
         for header, schema in schemas.items():
-            program = compile_packet(schema, self._wanted)
+            program = compile_packet(schema, self._wanted, history)
             if program is not None:
                 out[header] = PacketDecoder(program, self._header_size)
         return out
@@ -250,7 +261,15 @@ class MessageDecoder:
         out.paths["batch"] += len(inputs)
         m = len(inputs)
         empty = np.zeros((m, 0), dtype=np.float64)
-        out.groups.append(Alerts(inputs, decoded.ids, (), empty, decoded.names, decoded.values))
+        names, table = decoded.names, decoded.values
+        if decoded.sources is not None:
+            from models.rubin.lcbatch import lightcurve_matrix
+            from models.rubin.lightcurves import lightcurve_feature_names
+
+            names += lightcurve_feature_names()
+            features = lightcurve_matrix(decoded.sources, m)
+            table = np.concatenate([table[:, :-1], features, table[:, -1:]], axis=1)
+        out.groups.append(Alerts(inputs, decoded.ids, (), empty, names, table))
 
     def _columns(self, layout: Layout) -> NDArray[np.intp]:
         """The features of ``layout`` that the batch decoder gathers: the wanted ones."""
@@ -278,6 +297,22 @@ class MessageDecoder:
         learner = self.learners.get(value[: self._header_size])
         if learner is not None and learner.learn(record):
             log.info("decoder_layout_learned", layouts=len(learner.layouts))
+
+    def _with_lightcurves(
+        self, pending: list[_Pending], packets: list[tuple[_Pending, Mapping[str, Any]]]
+    ) -> list[_Pending]:
+        """``pending`` with the light-curve features of its alert packets (extracted together,
+        :func:`models.rubin.lcbatch.lightcurve_feature_rows`) when a model uses them."""
+        if not self._lightcurves or not packets:
+            return pending
+        from models.rubin.lcbatch import lightcurve_feature_rows
+
+        rows = lightcurve_feature_rows([record for _, record in packets])
+        added = {id(p): row for (p, _), row in zip(packets, rows, strict=True)}
+        return [
+            p._replace(features={**p.features, **added[id(p)]}) if id(p) in added else p
+            for p in pending
+        ]
 
     def _parse(self, index: int, record: Any) -> _Pending:
         alert = self._parse_record(record)

@@ -6,7 +6,11 @@ summaries and its ``diaObjectId`` are all that scoring without light-curve featu
 writer schema is compiled once (:func:`compile_packet`) into a flat program of steps - read or
 skip a long, float, double, boolean; skip a string or bytes by its length; pick a union branch;
 repeat an array's items block by block - and a loop compiled by numba (:func:`_run`) walks every
-message of a batch with it, reading only the gathered diaObject fields and the object id.
+message of a batch with it, reading only the gathered diaObject fields and the object id. When a
+model uses light-curve features (``history``), it also reads each source's time, band, flux and
+error (diaSource, prvDiaSources, prvDiaForcedSources) into flat rows
+(:class:`models.rubin.lcbatch.Sources`: the batch's light curves are extracted together); the
+rows of a message it turns down are dropped.
 
 Every step checks its bounds against the message's own end, and a message is accepted only if
 the walk ends exactly there, every union branch and length is valid, every string is ASCII (so
@@ -14,12 +18,13 @@ that it is the UTF-8 fastavro would decode) and every ``timestamp-micros`` long 
 can make a datetime of. Anything else - a null diaObject, cut or grown bytes, a non-ASCII string,
 arrays nested deeper than the loop's stack - is left out, and the caller decodes it generically
 (fastavro), which decodes it or makes it a dead letter. What is accepted gives the values the
-generic path gives (:func:`models.rubin.diaobject_features`): floats widened exactly to float64,
-integers as float64, NaN for null or non-finite values (``tests/unit/test_packet_decoding.py``).
+generic path gives (:func:`models.rubin.diaobject_features`, and the light-curve features of
+:func:`models.rubin.lightcurve_features`): floats widened exactly to float64, integers as
+float64, NaN for null or non-finite values (``tests/unit/test_packet_decoding.py``).
 
 Over 300 lines on purpose: the schema compiler (``_Compiler``) and the compiled walk (``_run``)
-are one contract about the same step codes and their arguments; split, a change to one side would
-compile against another file's meaning of the other.
+are one contract about the same step codes, their arguments and the source columns; split, a
+change to one side would compile against another file's meaning of the other.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from numpy.typing import NDArray
 
 from models.exceptions import DataError
 from models.rubin.diaobject import band_field
+from models.rubin.lcbatch import Sources
+from models.rubin.schemas import BANDS
 from service.io.codecs.batchdecode import compiled
 
 # steps: (code, a, b, c); a: the output column of a value (-1: none), a union's number of
@@ -41,6 +48,20 @@ from service.io.codecs.batchdecode import compiled
 # _OPTIONAL; c: the null branch of an _OPTIONAL
 _END, _NULL, _BOOLEAN, _LONG, _FLOAT, _DOUBLE, _STRING, _BYTES = 0, 1, 2, 3, 4, 5, 6, 7
 _UNION, _BRANCH, _JUMP, _ARRAY, _ARRAY_END, _SKIP, _OPTIONAL = 8, 9, 10, 11, 12, 13, 14
+_SOURCE = 15  # a history source begins (a: its rank in _HISTORY): a row of the source columns
+# the source columns (a = _SRC + k): time, flux, error (float64), and the band (a string)
+_SRC: Final = 1 << 20
+_MJD, _FLUX, _ERR, _BAND = 0, 1, 2, 3
+# the packet's fields of sources, in photometry()'s reading order, and each source column's
+# fields (the first name a record has is read: lightcurves._source_values)
+_HISTORY: Final = {"diaSource": 0, "prvDiaSources": 1, "prvDiaForcedSources": 2}
+_SOURCE_FIELDS: Final = (
+    ("midpointMjdTai", "midPointTai"),
+    ("psfFlux", "psFlux"),
+    ("psfFluxErr", "psFluxErr"),
+    ("band", "filterName"),
+)
+_BAND_BYTES: Final = np.frombuffer("".join(BANDS).encode(), dtype=np.uint8)
 # a long's role (b of a _LONG step)
 _PLAIN, _OBJECT_ID, _MICROS = 0, 1, 2
 # timestamp-micros values that fastavro turns into a datetime (years 1 to 9999, two days inside)
@@ -67,8 +88,11 @@ class _UnsupportedError(DataError):
 class _Compiler:
     """Writer schema -> steps; ``columns``: canonical diaObject field -> output column."""
 
-    def __init__(self, columns: Mapping[str, int]) -> None:
+    def __init__(self, columns: Mapping[str, int], history: bool = False) -> None:
         self.columns = columns
+        self.history = history  # read the sources' columns
+        self.source: int | None = None  # the rank of the source record to come
+        self.source_size = 1 << 30  # the fewest bytes of a source
         self.steps: list[list[int]] = []
         self.named: dict[str, Any] = {}
         self.object_id = False
@@ -114,6 +138,7 @@ class _Compiler:
         code = _PRIMITIVE[kind]
         if role != _PLAIN and code != _LONG:
             raise _UnsupportedError(f"a {kind} object id")
+        _check_source(column, code)
         self.emit(code, column, role)
         return _MIN_SIZE[code]
 
@@ -124,6 +149,7 @@ class _Compiler:
             other = branches[1 - branches.index("null")]
             if isinstance(other, str) and other in _PRIMITIVE and other != "null":
                 code = _PRIMITIVE[other]
+                _check_source(column, code)
                 self.emit(_OPTIONAL, column, code, branches.index("null"))
                 return 1
         self.emit(_UNION, len(branches))
@@ -152,11 +178,17 @@ class _Compiler:
         name = schema.get("name", "")
         self.named[name if "." in name else f"{namespace}.{name}"] = schema
         self.named.setdefault(name, schema)
+        if level == "" and self.source is not None:
+            return self.source_record(schema, namespace)
         size = 0
         for field in schema["fields"]:
             kind, fname = field["type"], field["name"]
             if level == "alert" and fname == "diaObject":
                 size += self.object(kind, namespace)
+            elif level == "alert" and self.history and fname in _HISTORY:
+                self.source = _HISTORY[fname]
+                size += self.type(kind, namespace)
+                self.source = None
             elif level == "object" and fname == "diaObjectId":
                 self.object_id = True
                 size += self.type(kind, namespace, role=_OBJECT_ID)
@@ -164,6 +196,23 @@ class _Compiler:
                 canonical = band_field(fname) if level == "object" else None
                 column = self.columns.get(canonical, -1) if canonical else -1
                 size += self.type(kind, namespace, column)
+        return size
+
+    def source_record(self, schema: Mapping[str, Any], namespace: str) -> int:
+        """A diaSource or diaForcedSource: a row of its time, flux, error and band."""
+        assert self.source is not None
+        self.emit(_SOURCE, self.source)
+        self.source = None  # the records inside it, if any, are skipped
+        names = {field["name"] for field in schema["fields"]}
+        read = {}
+        for k, spellings in enumerate(_SOURCE_FIELDS):
+            found = [n for n in spellings if n in names]
+            if found:
+                read[found[0]] = _SRC + k
+        size = sum(
+            self.type(f["type"], namespace, read.get(f["name"], -1)) for f in schema["fields"]
+        )
+        self.source_size = min(self.source_size, size)
         return size
 
     def object(self, schema: Any, namespace: str) -> int:
@@ -193,12 +242,24 @@ class _Compiler:
         return min(sizes) + (1 if isinstance(schema, list) else 0)
 
 
+def _check_source(column: int, code: int) -> None:
+    """A source's band must be a string (or null), its other columns numbers (or null)."""
+    if column < _SRC:
+        return
+    kinds = (_STRING, _NULL) if column == _SRC + _BAND else (_LONG, _FLOAT, _DOUBLE, _NULL)
+    if code not in kinds:
+        raise _UnsupportedError("a source column of another type")
+
+
 @dataclass(frozen=True)
 class PacketProgram:
-    """A packet schema compiled: its steps and the gathered diaObject fields (today's names)."""
+    """A packet schema compiled: its steps and the gathered diaObject fields (today's names);
+    with ``history``, its sources' columns too (``source_size``: a source's fewest bytes)."""
 
     steps: NDArray[np.int64]  # (n, 4): code, a, b, c
     names: tuple[str, ...]
+    history: bool = False
+    source_size: int = 1
 
 
 def packet_fields(schema: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -219,16 +280,17 @@ def packet_fields(schema: Mapping[str, Any]) -> tuple[str, ...] | None:
 
 
 def compile_packet(
-    schema: Mapping[str, Any], wanted: Callable[[str], bool] | None = None
+    schema: Mapping[str, Any], wanted: Callable[[str], bool] | None = None, history: bool = False
 ) -> PacketProgram | None:
     """The program of a Rubin alert-packet writer schema, gathering the diaObject's per-band
-    fields that ``wanted`` accepts (default: all); None when the schema is not a packet this
-    decoder walks (its messages are decoded generically)."""
+    fields that ``wanted`` accepts (default: all), and with ``history`` every source's time,
+    band, flux and error (:class:`models.rubin.lcbatch.Sources`); None when the schema is not a
+    packet this decoder walks (its messages are decoded generically)."""
     names = packet_fields(schema)
     if names is None or len(set(names)) != len(names):
         return None
     gathered = tuple(n for n in names if wanted is None or wanted(n))
-    compiler = _Compiler({name: j for j, name in enumerate(gathered)})
+    compiler = _Compiler({name: j for j, name in enumerate(gathered)}, history)
     try:
         compiler.record(schema, str(schema.get("namespace", "")), "alert")
     except (_UnsupportedError, KeyError, TypeError):
@@ -236,7 +298,10 @@ def compile_packet(
     if not compiler.object_id:
         return None
     compiler.emit(_END)
-    return PacketProgram(np.array(compiler.steps, dtype=np.int64).reshape(-1, 4), gathered)
+    steps = np.array(compiler.steps, dtype=np.int64).reshape(-1, 4)
+    if history and not (steps[:, 0] == _SOURCE).any():
+        return None
+    return PacketProgram(steps, gathered, history, max(1, min(compiler.source_size, 1 << 20)))
 
 
 @numba.njit(inline="always")
@@ -262,15 +327,30 @@ def _bits(buf, at, size):  # type: ignore[no-untyped-def]
     return word
 
 
+@numba.njit(inline="always")
+def _put(values, src, i, row, a, value):  # type: ignore[no-untyped-def]
+    """``value`` into the diaObject column or source column ``a`` (none below 0; a band is
+    not a number: it stays unknown)."""
+    if a >= _SRC:
+        if a < _SRC + _BAND:
+            src[row, a - _SRC] = value
+    elif a >= 0:
+        values[i, a] = value
+
+
 @compiled
-def _run(buf, starts, ends, steps, values, ids, ok, stack, f32, u32, f64, u64):  # type: ignore[no-untyped-def]
+def _run(buf, starts, ends, steps, values, ids, ok, stack, f32, u32, f64, u64, src, band, meta):  # type: ignore[no-untyped-def]
     """Walk every message ``buf[starts[i]:ends[i]]`` with ``steps``; ``ok[i]``: it was read to
-    its end exactly, with its object id; then ``ids[i]`` and ``values[i]`` hold what it gave."""
+    its end exactly, with its object id; then ``ids[i]`` and ``values[i]`` hold what it gave,
+    and its sources are rows of ``src`` (time, flux, error), ``band`` (index in BANDS, -1) and
+    ``meta`` (message, rank in _HISTORY). The number of rows, or -1 when they do not fit."""
     low, high = _MICROS_LOW, _MICROS_HIGH
+    rows, row = 0, 0
     for i in range(len(starts)):
         at, end = starts[i], ends[i]
         pc, depth = 0, 0
         bad, seen = False, False
+        first = rows
         while not bad:
             code, a, b = steps[pc, 0], steps[pc, 1], steps[pc, 2]
             if code == _OPTIONAL:  # a union of null and a primitive
@@ -279,8 +359,7 @@ def _run(buf, starts, ends, steps, values, ids, ok, stack, f32, u32, f64, u64): 
                     bad = True
                     continue
                 if branch == steps[pc, 3]:
-                    if a >= 0:
-                        values[i, a] = np.nan
+                    _put(values, src, i, row, a, np.nan)
                     pc += 1
                     continue
                 code, b = b, _PLAIN
@@ -300,15 +379,14 @@ def _run(buf, starts, ends, steps, values, ids, ok, stack, f32, u32, f64, u64): 
                     seen = True
                 elif b == _MICROS and (value < low or value > high):
                     bad = True
-                if a >= 0:
-                    values[i, a] = np.float64(value)
+                _put(values, src, i, row, a, np.float64(value))
                 pc += 1
             elif code == _DOUBLE:
                 if at + 8 > end:
                     bad = True
                 elif a >= 0:
                     u64[0] = _bits(buf, at, 8)
-                    values[i, a] = f64[0] if np.isfinite(f64[0]) else np.nan
+                    _put(values, src, i, row, a, f64[0] if np.isfinite(f64[0]) else np.nan)
                 at += 8
                 pc += 1
             elif code == _FLOAT:
@@ -317,12 +395,11 @@ def _run(buf, starts, ends, steps, values, ids, ok, stack, f32, u32, f64, u64): 
                 elif a >= 0:
                     u32[0] = np.uint32(_bits(buf, at, 4))
                     wide = np.float64(f32[0])
-                    values[i, a] = wide if np.isfinite(wide) else np.nan
+                    _put(values, src, i, row, a, wide if np.isfinite(wide) else np.nan)
                 at += 4
                 pc += 1
             elif code == _NULL:
-                if a >= 0:
-                    values[i, a] = np.nan
+                _put(values, src, i, row, a, np.nan)
                 pc += 1
             elif code == _UNION:
                 branch, at = _varint(buf, at, end)
@@ -337,12 +414,15 @@ def _run(buf, starts, ends, steps, values, ids, ok, stack, f32, u32, f64, u64): 
                 if at > end or size < 0 or size > end - at:
                     bad = True
                 else:
-                    if a >= 0:
-                        values[i, a] = np.nan
+                    _put(values, src, i, row, a, np.nan)
                     for k in range(at, at + size if code == _STRING else at):
                         if buf[k] >= 0x80:
                             bad = True
                             break
+                    if a == _SRC + _BAND and size == 1:
+                        for k in range(len(_BAND_BYTES)):
+                            if buf[at] == _BAND_BYTES[k]:
+                                band[row] = k
                 at += size
                 pc += 1
             elif code == _BOOLEAN:
@@ -372,9 +452,21 @@ def _run(buf, starts, ends, steps, values, ids, ok, stack, f32, u32, f64, u64): 
                     stack[depth] = count
                     depth += 1
                     pc = pc + 1 if code == _ARRAY else a
+            elif code == _SOURCE:
+                if rows == len(band):
+                    return -1
+                row = rows
+                rows += 1
+                src[row, 0] = src[row, 1] = src[row, 2] = np.nan
+                band[row] = -1
+                meta[row, 0], meta[row, 1] = i, a
+                pc += 1
             else:
                 bad = True
         ok[i] = not bad and seen and at == end
+        if not ok[i]:
+            rows = first
+    return rows
 
 
 def compile_walk() -> None:
@@ -386,6 +478,8 @@ def compile_walk() -> None:
         np.frombuffer(bytes(1), dtype=np.uint8), none, none, np.zeros((1, 4), dtype=np.int64),
         np.zeros((0, 1), dtype=np.float64), none, np.zeros(0, dtype=np.bool_),
         np.zeros(_STACK, dtype=np.int64), f32, f32.view(np.uint32), f64, f64.view(np.uint64),
+        np.zeros((0, 3), dtype=np.float64), np.zeros(0, dtype=np.int8),
+        np.zeros((0, 2), dtype=np.int64),
     )  # fmt: skip
 
 
@@ -397,6 +491,7 @@ class DecodedPackets:
     ids: list[str]  # diaObjectId
     names: tuple[str, ...]  # the gathered diaObject fields (today's names)
     values: NDArray[np.float64]  # (m, names + 1): NaN for null or not finite, then a NaN column
+    sources: Sources | None = None  # their sources (packet: the row in values), with history
 
 
 class PacketDecoder:
@@ -408,6 +503,7 @@ class PacketDecoder:
         self.skip = skip
         self._f32, self._f64 = np.zeros(1, dtype=np.float32), np.zeros(1, dtype=np.float64)
         self._stack = np.zeros(_STACK, dtype=np.int64)
+        self._rows = 256  # source rows per message to begin with
 
     def decode(self, values: Sequence[bytes]) -> DecodedPackets:
         """Decode what the walk accepts; the rest is the generic decoder's."""
@@ -420,12 +516,46 @@ class PacketDecoder:
         table[:, -1] = np.nan
         ids = np.zeros(n, dtype=np.int64)
         ok = np.zeros(n, dtype=np.bool_)
-        _run(
-            buf, starts, ends, self.program.steps, table, ids, ok,
-            self._stack, self._f32, self._f32.view(np.uint32), self._f64,
-            self._f64.view(np.uint64),
-        )  # fmt: skip
+        # source rows: about 256 a message, no more than the bytes allow (every source but a
+        # packet's diaSource takes source_size bytes or more); more when they do not fit
+        bound = n + int(lengths.sum()) // self.program.source_size
+        capacity = min(bound, self._rows * n) if self.program.history else 0
+        while True:
+            src = np.empty((capacity, 3), dtype=np.float64)
+            band = np.empty(capacity, dtype=np.int8)
+            meta = np.empty((capacity, 2), dtype=np.int64)
+            rows = _run(
+                buf, starts, ends, self.program.steps, table, ids, ok,
+                self._stack, self._f32, self._f32.view(np.uint32), self._f64,
+                self._f64.view(np.uint64), src, band, meta,
+            )  # fmt: skip
+            if rows >= 0:
+                break
+            self._rows *= 4
+            capacity = 4 * capacity + 1024
         inputs = np.flatnonzero(ok)
-        return DecodedPackets(
-            inputs, [str(i) for i in ids[inputs].tolist()], self.program.names, table[inputs]
+        sources = (
+            _sources(ok, src[:rows], band[:rows], meta[:rows]) if self.program.history else None
         )
+        return DecodedPackets(
+            inputs,
+            [str(i) for i in ids[inputs].tolist()],
+            self.program.names,
+            table[inputs],
+            sources,
+        )
+
+
+def _sources(
+    ok: NDArray[np.bool_], src: NDArray[np.float64], band: NDArray[np.int8], meta: NDArray[np.int64]
+) -> Sources:
+    """The walk's source rows as :class:`Sources` of the accepted messages, in photometry()'s
+    reading order within each (diaSource, prvDiaSources, prvDiaForcedSources)."""
+    packet = (np.cumsum(ok) - 1)[meta[:, 0]]
+    order = packet * len(_HISTORY) + meta[:, 1]
+    if len(order) and (np.diff(order) < 0).any():  # another field order than the schemas'
+        keep = np.argsort(order, kind="stable")
+        packet, src, band, meta = packet[keep], src[keep], band[keep], meta[keep]
+    return Sources(
+        packet, src[:, _MJD].copy(), band, src[:, _FLUX].copy(), src[:, _ERR].copy(), meta[:, 1] < 2
+    )

@@ -99,7 +99,7 @@ class Survey:
             return self.parse
 
         def parse(record: Any) -> Alert:
-            if isinstance(record, Mapping) and "diaSource" in record:
+            if is_packet(record):
                 return _packet_alert(record, lightcurves)
             return self.parse(record)
 
@@ -131,6 +131,11 @@ class Survey:
         if not isinstance(top, Mapping) or not top:
             raise reject("no_probabilities")
         return Alert(str(oid), features, top)
+
+
+def is_packet(record: Any) -> bool:
+    """Whether a decoded record is a Rubin alert packet (not a classifier record)."""
+    return isinstance(record, Mapping) and "diaSource" in record
 
 
 def _packet_alert(packet: Mapping[str, Any], lightcurves: bool) -> Alert:

@@ -20,7 +20,8 @@ named too). By rule:
   is the middle of each feature's training range (the preprocessing maps it to tanh(0)):
   a contribution is large when the feature is far from its usual range *and* the score is
   sensitive to it there. Contributions are signed; they do not add up to the score. For the
-  ensemble the score is the members' sum, so its attribution is the sum of the members'.
+  ensemble the score is the members' sum, so its attribution is the sum of the members' (its
+  members run as one batched network here too, models.stacked).
 - ``estimator``: the iforest's path-based credit (:func:`isolation_credit`); DistClassiPy's
   and other estimators' scores have no per-feature measure here: their explanation is empty
   (:func:`unsupported`).
@@ -31,6 +32,7 @@ push the score up, largest first.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,7 @@ import torch
 from numpy.typing import NDArray
 
 from models.networks import AnomalyNet, Ensemble, Network
+from models.stacked import StackedMembers
 
 UNSUPPORTED_REASON = (
     "{kind} has no per-feature measure of its score here (its score aggregates per-metric "
@@ -79,19 +82,29 @@ def score_and_contributions(
 def gradient_x_input(net: Network, x: torch.Tensor) -> torch.Tensor:
     """``x * d score / d x`` of every row (see the module docstring), by one batched backward
     pass; works from inside ``torch.inference_mode`` (``x`` may be an inference tensor)."""
-    members = (
-        [m for m in net.members if isinstance(m, AnomalyNet)]
-        if isinstance(net, Ensemble)
-        else [net]
-    )
     with torch.inference_mode(False), torch.enable_grad():
         inputs = x.clone().requires_grad_(True)
-        total = torch.zeros((), device=x.device)
-        for member in members:
-            raw, _ = member.score(inputs)
-            total = total + raw.sum()
-        (gradient,) = torch.autograd.grad(total, inputs)
+        if isinstance(net, Ensemble):
+            members = [m for m in net.members if isinstance(m, AnomalyNet)]
+            distances = _stacked(net).distances(members, inputs, differentiable=True)
+            raw = distances.min(dim=2).values.sum(dim=0)
+        else:
+            raw, _ = net.score(inputs)
+        (gradient,) = torch.autograd.grad(raw.sum(), inputs)
         return (gradient * inputs).detach()
+
+
+_STACKS: weakref.WeakKeyDictionary[Ensemble, StackedMembers] = weakref.WeakKeyDictionary()
+
+
+def _stacked(net: Ensemble) -> StackedMembers:
+    """The ensemble's members as one batched network, for autograd: stacked outside inference
+    mode (the scorer's own stack is made inside it, and such tensors cannot take part in a
+    backward pass); rebuilt when the members change, as the scorer's is."""
+    stack = _STACKS.get(net)
+    if stack is None:
+        stack = _STACKS[net] = StackedMembers()
+    return stack
 
 
 def isolation_credit(model: Any, x: NDArray[np.float64]) -> NDArray[np.float32]:

@@ -201,10 +201,9 @@ def write_long(n: int) -> bytes:
 
 class RecordWriter:
     """A schemaless Avro writer for a record of strings, numbers, nullable ones and arrays of
-    records of those (what the anomaly-score schema holds): one small function per field
-    instead of fastavro's generic walk; equal to fastavro's bytes (tests/unit/test_codec.py).
-    :meth:`batch` writes a batch from columns: a field with one value for the whole batch (an
-    empty explanation is the tuple ``()``) is encoded once."""
+    records of those (what the anomaly-score schema holds): one small function per field, not
+    fastavro's generic walk; fastavro's bytes (tests/unit/test_codec.py). :meth:`batch` writes
+    from columns: a field with one value for the batch (``()``: no explanation) is encoded once."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self._strings: dict[str, bytes] = {}  # repeated values (class, scorer, model, topic ...)

@@ -211,3 +211,49 @@ def test_the_ensembles_attribution_is_the_sum_of_its_members() -> None:
     expected = np.take_along_axis(members.numpy(), every.index, axis=1)
     assert np.abs(expected).max() > 0.1
     np.testing.assert_allclose(every.contribution, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["vae", "deepsvdd", "ae", "mcdsvdd"])
+def test_every_network_kind_explains_without_changing_its_scores(kind: str) -> None:
+    """The untrained tiny networks of the other kinds: same scores bitwise, an explanation of
+    each row (the VAE's, like the AE's, adds up to the score)."""
+    names = tuple("abcdefgh")
+    scorer = Scorer(tiny_bundle("ztf", "Periodic", kind, names), "cpu")
+    x = np.random.default_rng(0).normal(15.0, 20.0, (70, len(names))).astype(np.float32)
+    plain, explained = scorer.score(x), scorer.score(x, explain=len(names))
+    assert plain.raw.tobytes() == explained.raw.tobytes()
+    assert explained.explanation is not None
+    assert explained.explanation.index.shape == (70, len(names))
+    assert (np.sort(explained.explanation.index, axis=1) == np.arange(len(names))).all()
+    if kind in ("ae", "vae"):
+        total = explained.explanation.contribution.sum(axis=1)
+        np.testing.assert_allclose(total, explained.raw, rtol=1e-5)
+
+
+def test_off_computes_nothing_and_writes_one_empty_explanation_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``model.explain_features = 0``: no contribution is computed, and the batch's records
+    share one empty explanation (a value for the batch, encoded once: no per-row work)."""
+    import models.scoring
+    from service.config import load_settings
+    from service.core.processing import AlertProcessor
+    from service.records import Lineage, Row
+
+    def forbidden(*args: object) -> None:
+        raise AssertionError("contributions computed with explanations off")
+
+    monkeypatch.setattr(models.scoring, "score_and_contributions", forbidden)
+    settings = load_settings(
+        None, {"input": {"topics": ["t"]}, "model": {"explain_features": 0, "inference": "inline"}}
+    )
+    processor = AlertProcessor(settings)
+    route = processor.routes["Periodic"]
+    x = rows_of(route.scorer, "Periodic", 5)
+    scores = route.scorer.score(x, processor.explain)
+    rows = [Row(Lineage("t", 0, i, None), f"o{i}", 0.9, x[i], 1.0) for i in range(5)]
+    batch = processor.scored_batch(
+        "Periodic", rows, scores.raw, scores.percentile, scores.nearest_index, 0.0
+    )
+    assert batch.columns["explanation"] == ()
+    assert [r["explanation"] for r in batch.records] == [()] * 5

@@ -169,10 +169,11 @@ def score_now(processor: AlertProcessor, top: str, rows: list[Row]) -> ScoredBat
     """A batch of rows of class ``top`` scored here and now (no inference worker), as the
     processor's score records."""
     started = time.perf_counter()
-    scores = processor.routes[top].scorer.score(np.stack([row.features for row in rows]))
+    features = np.stack([row.features for row in rows])
+    scores = processor.routes[top].scorer.score(features, processor.explain)
     seconds = time.perf_counter() - started
     return processor.scored_batch(
-        top, rows, scores.raw, scores.percentile, scores.nearest_index, seconds
+        top, rows, scores.raw, scores.percentile, scores.nearest_index, seconds, scores.explanation
     )
 
 

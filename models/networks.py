@@ -123,6 +123,11 @@ class AnomalyNet(nn.Module):
             raise BundleError(f"scorer {self.kind!r} has no decoder")
         return self.decoder(self.embed(x))
 
+    def reconstruction_errors(self, x: torch.Tensor) -> torch.Tensor:
+        """Every feature's squared reconstruction error: (n, n_features); the score is their
+        sum (models.explain)."""
+        return (self.reconstruct(x) - x) ** 2
+
     def distances(self, x: torch.Tensor) -> torch.Tensor:
         """Squared distances of the latents to every centre: (n, n_centres)."""
         z = self.embed(x)
@@ -131,7 +136,7 @@ class AnomalyNet(nn.Module):
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly scores and the index of the nearest centre's subclass (0 with one centre)."""
         if self.rule == "reconstruction":
-            error = ((self.reconstruct(x) - x) ** 2).sum(dim=1)
+            error = self.reconstruction_errors(x).sum(dim=1)
             return error, torch.zeros_like(error, dtype=torch.long)
         if self.rule == "reference":
             distance, nearest = nearest_reference(self.embed(x), self.references)

@@ -30,6 +30,13 @@ from numpy.typing import NDArray
 
 from models.bundle import Bundle
 from models.exceptions import DataError
+from models.explain import (
+    Explanation,
+    isolation_credit,
+    score_and_contributions,
+    top_features,
+    unsupported,
+)
 
 CHUNK_ROWS = 128  # within 6% of the fastest chunk for full batches, and pads half as much
 SMALL_CHUNK_ROWS = 32  # the rest of a batch, where bitwise the same (see the docstring)
@@ -41,6 +48,8 @@ class Scores:
     percentile: NDArray[np.float32]  # 0-100 against the training inliers
     nearest: tuple[str | None, ...]  # nearest known subclass (MCDSVDD), else None
     nearest_index: NDArray[np.int64]  # its index among the bundle's centres (0 with one centre)
+    # the top features of each row (score(..., explain=k) with k > 0 and a scorer that has one)
+    explanation: Explanation | None = None
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -89,6 +98,13 @@ class Scorer:
         )
 
     @property
+    def unexplained(self) -> str | None:
+        """Why this scorer's scores carry no explanation (None: they do; models.explain)."""
+        if self.estimator is None or self.estimator.kind == "iforest":
+            return None
+        return unsupported(self.estimator.kind)
+
+    @property
     def feature_names(self) -> tuple[str, ...]:
         return self.bundle.feature_names
 
@@ -103,8 +119,10 @@ class Scorer:
         out = np.interp(raw.astype(np.float64), self._quantiles, self._levels)
         return np.asarray(out, dtype=np.float32)
 
-    def score(self, features: NDArray[np.float32]) -> Scores:
-        """Score a (n, n_features) matrix; NaN marks undefined features."""
+    def score(self, features: NDArray[np.float32], explain: int = 0) -> Scores:
+        """Score a (n, n_features) matrix; NaN marks undefined features. ``explain`` > 0: also
+        the top ``explain`` features of each row (:mod:`models.explain`; the scores are
+        bitwise the same either way)."""
         if features.ndim != 2 or features.shape[1] != len(self.feature_names):
             raise DataError(
                 f"{self.bundle.name} expects a matrix with {len(self.feature_names)} columns, "
@@ -118,22 +136,34 @@ class Scorer:
         step = SMALL_CHUNK_ROWS if self.small_chunks else CHUNK_ROWS
         padded = np.zeros((full + -(-(n - full) // step) * step, features.shape[1]), np.float32)
         padded[:n] = features
+        explanation = None
         with torch.inference_mode():
             x = self.preprocessor(self._to_device(padded))
             if self.estimator is not None:
                 inputs = x.cpu().numpy()[:n].astype(np.float64)
                 raw64, nearest_idx = self.estimator.score(inputs)
                 raw = raw64.astype(np.float32)
+                if explain > 0 and self.unexplained is None:
+                    model = self.estimator.model  # type: ignore[attr-defined]  # iforest's
+                    credit = isolation_credit(model, inputs)
+                    explanation = top_features(torch.from_numpy(credit), explain)
             else:
                 assert self.net is not None
                 net = self.net
                 chunks = [*x[:full].split(CHUNK_ROWS)] if full else []
                 chunks += x[full:].split(step) if len(x) > full else []
-                raws, nearests = zip(*(net.score(chunk) for chunk in chunks), strict=True)
+                if explain > 0:
+                    raws, nearests, parts = zip(
+                        *(score_and_contributions(net, chunk) for chunk in chunks), strict=True
+                    )
+                    explanation = top_features(torch.cat(parts)[:n], explain)
+                else:
+                    raws, nearests = zip(*(net.score(chunk) for chunk in chunks), strict=True)
                 raw = torch.cat(raws)[:n].float().cpu().numpy()
                 nearest_idx = torch.cat(nearests)[:n].cpu().numpy()
         if self._subclasses:
             nearest: tuple[str | None, ...] = tuple(self._subclasses[i] for i in nearest_idx)
         else:
             nearest = (None,) * raw.shape[0]
-        return Scores(raw, self.percentile(raw), nearest, nearest_idx.astype(np.int64, copy=False))
+        nearest_index = nearest_idx.astype(np.int64, copy=False)
+        return Scores(raw, self.percentile(raw), nearest, nearest_index, explanation)

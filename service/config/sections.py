@@ -53,6 +53,15 @@ class ModelSettings(Section):
         "measured per alert on the committed samples: ztf 0.25 to 1 (1% below 0.35, median "
         "0.95), lsst 0.53 to 1 (median 0.94)",
     )
+    explain_features: int = Field(
+        3,
+        ge=0,
+        le=64,
+        description="every score's explanation: its k features of largest contribution (ae, "
+        "vae: squared reconstruction error, adding up to the score; network SVDDs: gradient x "
+        "input; iforest: path-based credit; distclassipy: none); 0 turns explanations off "
+        "(nothing is computed, every record's explanation is empty)",
+    )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1...")
     cpu_threads: int = Field(
         1,

@@ -380,7 +380,13 @@ class Engine:
             top, rows = scored.top, scored.tag
             self._batch_id += 1
             batch = self.processor.scored_batch(
-                top, rows, scored.raw, scored.percentile, scored.nearest, scored.seconds
+                top,
+                rows,
+                scored.raw,
+                scored.percentile,
+                scored.nearest,
+                scored.seconds,
+                scored.explanation,
             )
             device = self.processor.device
             self.metrics.record_stage("score", batch.seconds)

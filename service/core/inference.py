@@ -8,7 +8,9 @@ decoding. In a worker process the two overlap on two cores. The worker is starte
 The service writes a batch's features into a slot of the shared memory, sends the worker three
 numbers over the socket and goes on; the worker scores them with the same :class:`Scorer` (same
 chunks, so bitwise the same scores) and writes raw scores, percentiles and nearest-centre indices
-back into the slot. A few slots keep both processes busy; when all are taken,
+back into the slot, and with ``model.explain_features`` = k > 0 each row's top-k feature indices
+and contributions (models.explain; k = 0: the slots have no room for them, nothing is
+computed). A few slots keep both processes busy; when all are taken,
 :meth:`ProcessInference.submit` waits for one.
 
 The worker loads the bundles itself and checks their checksums against the service's. It ignores
@@ -44,6 +46,7 @@ import torch
 from numpy.typing import NDArray
 
 from models.bundle import load_bundle
+from models.explain import Explanation
 from models.scoring import Scorer, resolve_device
 from service.exceptions import InferenceError
 
@@ -65,6 +68,7 @@ class Scored(NamedTuple, Generic[T]):
     nearest: NDArray[np.int64]  # index of the nearest centre (0 with one centre)
     seconds: float  # inference time
     device_memory: int  # bytes allocated on a CUDA device after the batch (0 on the CPU)
+    explanation: Explanation | None = None  # each row's top features (explanations on)
 
 
 @dataclass(frozen=True)
@@ -80,18 +84,28 @@ class ModelFile:
 class InlineInference(Generic[T]):
     """Scores each batch when it is submitted, in the caller's thread."""
 
-    def __init__(self, scorers: dict[str, Scorer]) -> None:
+    def __init__(self, scorers: dict[str, Scorer], explain: int = 0) -> None:
         self.scorers = scorers
+        self.explain = explain
         self._done: list[Scored[T]] = []
 
     def submit(self, top: str, features: Sequence[NDArray[np.float32]], tag: T) -> None:
         scorer = self.scorers[top]
         started = time.perf_counter()
-        scores = scorer.score(np.stack(features))
+        scores = scorer.score(np.stack(features), self.explain)
         seconds = time.perf_counter() - started
         memory = _device_memory(scorer.device)
         self._done.append(
-            Scored(top, tag, scores.raw, scores.percentile, scores.nearest_index, seconds, memory)
+            Scored(
+                top,
+                tag,
+                scores.raw,
+                scores.percentile,
+                scores.nearest_index,
+                seconds,
+                memory,
+                scores.explanation,
+            )
         )
 
     def completed(self, wait_s: float = 0.0) -> list[Scored[T]]:
@@ -111,12 +125,17 @@ class ProcessInference(Generic[T]):
     """Scores batches in a worker process (see the module docstring)."""
 
     def __init__(
-        self, models: Sequence[ModelFile], device: str, cpu_threads: int, max_rows: int
+        self,
+        models: Sequence[ModelFile],
+        device: str,
+        cpu_threads: int,
+        max_rows: int,
+        explain: int = 0,
     ) -> None:
         width = max(m.n_features for m in models)
         self._n_features = {m.top: m.n_features for m in models}
         self._max_rows = max_rows
-        layout = _SlotLayout(max_rows, width)
+        layout = _SlotLayout(max_rows, width, explain)
         memory_fd = _shared_memory(layout.size * SLOTS)
         self._memory = mmap.mmap(memory_fd, layout.size * SLOTS)
         self._slots = [layout.views(self._memory, i) for i in range(SLOTS)]
@@ -138,7 +157,7 @@ class ProcessInference(Generic[T]):
             os.close(memory_fd)
         self._connection = Connection(ours.detach())
         try:
-            self._send((list(models), device, cpu_threads, max_rows, width))
+            self._send((list(models), device, cpu_threads, max_rows, width, explain))
             started = self._connection.poll(START_TIMEOUT_S)
         except BaseException:  # interrupted (a signal at start): the worker must not outlive it
             self._process.kill()
@@ -197,9 +216,15 @@ class ProcessInference(Generic[T]):
             answer = self._receive()
             if answer[0] != "done":
                 raise InferenceError(f"the inference worker failed: {answer[1]}")
-            _, slot, seconds, memory = answer
+            _, slot, seconds, memory, explained = answer
             top, tag, n = self._busy.pop(slot)
-            _, raw, percentile, nearest = self._slots[slot]
+            _, raw, percentile, nearest, index, contribution = self._slots[slot]
+            explanation = None
+            if explained:  # k columns, or fewer when the model has fewer features
+                k = min(index.shape[1], self._n_features[top])
+                explanation = Explanation(
+                    index[:n, :k].astype(np.int64), contribution[:n, :k].copy()
+                )
             self._done.append(
                 Scored(
                     top,
@@ -209,6 +234,7 @@ class ProcessInference(Generic[T]):
                     nearest[:n].copy(),
                     seconds,
                     memory,
+                    explanation,
                 )
             )
             self._free.append(slot)
@@ -236,29 +262,48 @@ class ProcessInference(Generic[T]):
         return f"exit code {code}"
 
 
-Slot = tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.int64]]
+Slot = tuple[
+    NDArray[np.float32],
+    NDArray[np.float32],
+    NDArray[np.float32],
+    NDArray[np.int64],
+    NDArray[np.int32],
+    NDArray[np.float32],
+]
 
 
 @dataclass(frozen=True)
 class _SlotLayout:
     """Where one slot's arrays lie in the shared memory: features (max_rows, width) float32,
-    raw scores and percentiles float32, nearest-centre indices int64."""
+    raw scores and percentiles float32, nearest-centre indices int64, then the explanations'
+    feature indices (max_rows, explain) int32 and contributions float32 (none when 0)."""
 
     max_rows: int
     width: int
+    explain: int = 0
 
     @property
     def size(self) -> int:
-        return self.max_rows * (4 * self.width + 4 + 4 + 8)
+        return self.max_rows * (4 * self.width + 4 + 4 + 8 + 8 * self.explain)
 
     def views(self, memory: mmap.mmap, slot: int) -> Slot:
-        rows, at = self.max_rows, slot * self.size
+        rows, at, k = self.max_rows, slot * self.size, self.explain
         features = np.frombuffer(memory, np.float32, rows * self.width, at)
         at += 4 * rows * self.width
         raw = np.frombuffer(memory, np.float32, rows, at)
         percentile = np.frombuffer(memory, np.float32, rows, at + 4 * rows)
         nearest = np.frombuffer(memory, np.int64, rows, at + 8 * rows)
-        return features.reshape(rows, self.width), raw, percentile, nearest
+        at += 16 * rows
+        index = np.frombuffer(memory, np.int32, rows * k, at).reshape(rows, k)
+        contribution = np.frombuffer(memory, np.float32, rows * k, at + 4 * rows * k)
+        return (
+            features.reshape(rows, self.width),
+            raw,
+            percentile,
+            nearest,
+            index,
+            contribution.reshape(rows, k),
+        )
 
 
 def _shared_memory(size: int) -> int:
@@ -280,7 +325,7 @@ def _device_memory(device: torch.device) -> int:
 def _serve(connection: Connection, memory: mmap.mmap) -> None:
     """The worker's loop: load the models, then score the slots it is sent until the pipe
     closes (or ``None`` arrives)."""
-    models, device, cpu_threads, max_rows, width = connection.recv()
+    models, device, cpu_threads, max_rows, width, explain = connection.recv()
     try:
         torch.set_num_threads(cpu_threads)
         scorers = {}
@@ -292,7 +337,7 @@ def _serve(connection: Connection, memory: mmap.mmap) -> None:
     except Exception as exc:  # reported to the service, which stops with it
         connection.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    layout = _SlotLayout(max_rows, width)
+    layout = _SlotLayout(max_rows, width, explain)
     slots = [layout.views(memory, i) for i in range(SLOTS)]
     gc.freeze()  # the models live as long as the worker
     connection.send(("ready", os.getpid()))
@@ -304,17 +349,22 @@ def _serve(connection: Connection, memory: mmap.mmap) -> None:
         if request is None:
             return
         slot, top, n = request
-        features, raw, percentile, nearest = slots[slot]
+        features, raw, percentile, nearest, index, contribution = slots[slot]
         scorer = scorers[top]
         started = time.perf_counter()
         try:
-            scores = scorer.score(features[:n, : len(scorer.feature_names)])
+            scores = scorer.score(features[:n, : len(scorer.feature_names)], explain)
         except Exception as exc:
             connection.send(("error", f"{type(exc).__name__}: {exc}"))
             return
         seconds = time.perf_counter() - started
         raw[:n], percentile[:n], nearest[:n] = scores.raw, scores.percentile, scores.nearest_index
-        connection.send(("done", slot, seconds, _device_memory(scorer.device)))
+        explained = scores.explanation
+        if explained is not None:
+            k = explained.index.shape[1]
+            index[:n, :k], contribution[:n, :k] = explained.index, explained.contribution
+        done = ("done", slot, seconds, _device_memory(scorer.device), explained is not None)
+        connection.send(done)
 
 
 def main(argv: Sequence[str]) -> None:

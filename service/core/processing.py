@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from models.bundle import load_bundle
 from models.exceptions import BundleError
+from models.explain import Explanation
 from models.resources import bundle_dirname
 from models.rubin import LIGHTCURVE_PREFIX
 from models.scoring import Scorer, resolve_device
@@ -81,6 +82,14 @@ class AlertProcessor:
         )
         self._check_schema_coverage()
         self._paths = {"batch": 0, "generic": 0}
+        self.explain = settings.model.explain_features
+        for route in self.routes.values():
+            if self.explain and route.scorer.unexplained:
+                log.warning(
+                    "scores_unexplained",
+                    model=route.scorer.bundle.name,
+                    reason=route.scorer.unexplained,
+                )
 
     def _check_schema_coverage(self) -> None:
         """Input schemas that name the features (features as a record): every model must find
@@ -147,8 +156,10 @@ class AlertProcessor:
         percentile: NDArray[np.float32],
         nearest: NDArray[np.int64],
         seconds: float,
+        explanation: Explanation | None = None,
     ) -> ScoredBatch:
-        """The anomaly-score records of scored rows (``nearest``: index of the nearest centre)."""
+        """The anomaly-score records of scored rows (``nearest``: index of the nearest centre;
+        ``explanation``: their top features, else every record's explanation is empty)."""
         target = self.routes[top]
         manifest = target.bundle.manifest
         subclasses = manifest.centre_subclasses
@@ -172,8 +183,20 @@ class AlertProcessor:
             "source_timestamp": [s.timestamp_ms for s in sources],
             "service_version": __version__,
             "feature_coverage": [row.coverage for row in rows],
+            "explanation": () if explanation is None else _explanations(target, explanation),
         }
         return ScoredBatch(top, columns, raw, percentile, seconds)
+
+
+def _explanations(route: Route, explanation: Explanation) -> list[list[dict[str, object]]]:
+    """Every row's explanation as records of the schema's ``feature_contribution``."""
+    names = route.feature_names
+    return [
+        [{"feature": names[j], "contribution": c} for j, c in zip(index, values, strict=True)]
+        for index, values in zip(
+            explanation.index.tolist(), explanation.contribution.tolist(), strict=True
+        )
+    ]
 
 
 Inference = InlineInference[list[Row]] | ProcessInference[list[Row]]
@@ -186,10 +209,12 @@ def start_inference(
     ``max_rows`` (default ``batch.max_rows``); a worker process has loaded the models when
     this returns."""
     if choose_mode(settings.model.inference) == "inline":
-        return InlineInference({top: r.scorer for top, r in routes.items()})
+        scorers = {top: r.scorer for top, r in routes.items()}
+        return InlineInference(scorers, settings.model.explain_features)
     models = [
         ModelFile(top, r.path, r.bundle.checksum, len(r.feature_names)) for top, r in routes.items()
     ]
     device = str(next(iter(routes.values())).scorer.device)
     rows = max_rows or settings.batch.max_rows
-    return ProcessInference(models, device, settings.model.cpu_threads, rows)
+    threads, explain = settings.model.cpu_threads, settings.model.explain_features
+    return ProcessInference(models, device, threads, rows, explain)

@@ -131,6 +131,10 @@ SCORE_RECORDS = st.fixed_dictionaries(
         "source_timestamp": st.none() | LONG,
         "service_version": TEXT,
         "feature_coverage": st.none() | st.floats(0, 1, width=32),
+        "explanation": st.lists(
+            st.fixed_dictionaries({"feature": TEXT, "contribution": st.floats(width=32)}),
+            max_size=4,
+        ),
     }
 )
 
@@ -163,9 +167,14 @@ def test_the_score_writer_writes_what_fastavro_writes_for_fuzzed_records(
 def test_a_batch_from_columns_is_its_records_encoded_one_by_one(
     records: list[dict[str, Any]], shared: set[str]
 ) -> None:
-    """Columns: per field a list, or (``shared``) the first record's value for the batch."""
+    """Columns: per field a list, or (``shared``) the first record's value for the batch (an
+    array shared by the batch is a tuple: a list is a column)."""
+
+    def one(value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
     columns = {
-        name: records[0][name] if name in shared else [r[name] for r in records]
+        name: one(records[0][name]) if name in shared else [r[name] for r in records]
         for name in SCORE_FIELDS
     }
     expected = records_of(columns, len(records))
@@ -178,26 +187,31 @@ def test_a_batch_from_columns_is_its_records_encoded_one_by_one(
     ]
 
 
-def test_readers_of_the_previous_minor_version_still_decode_scores() -> None:
-    """1.1 appends feature_coverage: a reader with the 1.0 schema resolves 1.1 data, and even a
-    schemaless read with 1.0 alone gets every 1.0 field right (the new one comes last)."""
-    old = fastavro.parse_schema(
-        json.loads((schemas_dir() / "anomaly-score" / "1.0" / "anomaly_score.avsc").read_text())
-    )
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_readers_of_previous_minor_versions_still_decode_scores(version: str) -> None:
+    """1.1 appends feature_coverage, 1.2 explanation: a reader with an older schema resolves
+    1.2 data, and even a schemaless read with the old schema alone gets every old field right
+    (the new ones come last); the new reader decodes old records with the new fields'
+    defaults (a null coverage, an empty explanation)."""
+    path = schemas_dir() / "anomaly-score" / version / "anomaly_score.avsc"
+    old_schema = json.loads(path.read_text())
+    old = fastavro.parse_schema(old_schema)
+    assert SCORE["explanation"]  # the sample carries one
     value = make_encoder("schemaless")(SCORE)
     resolved = fastavro.schemaless_reader(io.BytesIO(value), output_schema(), old)
     plain = fastavro.schemaless_reader(io.BytesIO(value), old, None)
-    assert "feature_coverage" not in resolved
+    assert "explanation" not in resolved
     assert resolved == plain
     assert resolved["oid"] == SCORE["oid"]
     assert resolved["service_version"] == SCORE["service_version"]
-    # and the new reader gives old records a null coverage
+    # and the new reader reads old records, with the defaults of what they lack
+    old_fields = {f["name"] for f in old_schema["fields"]}
     old_value = io.BytesIO()
-    fastavro.schemaless_writer(
-        old_value, old, {k: v for k, v in SCORE.items() if k != "feature_coverage"}
-    )
+    fastavro.schemaless_writer(old_value, old, {k: v for k, v in SCORE.items() if k in old_fields})
     upgraded = fastavro.schemaless_reader(io.BytesIO(old_value.getvalue()), old, output_schema())
-    assert upgraded["feature_coverage"] is None
+    assert upgraded["explanation"] == []
+    assert upgraded["feature_coverage"] == (None if version == "1.0" else SCORE["feature_coverage"])
+    assert upgraded["oid"] == SCORE["oid"]
 
 
 def test_the_score_writer_refuses_types_it_does_not_know() -> None:

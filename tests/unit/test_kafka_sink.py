@@ -143,6 +143,7 @@ def scored(n: int, size: int) -> tuple[ScoredBatch, list[Row]]:
         "source_timestamp": [None] * n,
         "service_version": "0",
         "feature_coverage": [1.0] * n,
+        "explanation": (),
     }
     zeros = np.zeros(n, np.float32)
     return ScoredBatch("Transient", columns, zeros, zeros, 0.0), rows

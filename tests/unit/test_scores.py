@@ -49,7 +49,14 @@ def test_a_type_without_a_column_type_is_an_error() -> None:
     with pytest.raises(DataError, match="field x: unions other than"):
         arrow_field({"name": "x", "type": ["null", "string", "long"]})
     with pytest.raises(DataError, match="field y: Avro type"):
-        arrow_field({"name": "y", "type": {"type": "array", "items": "string"}})
+        arrow_field({"name": "y", "type": {"type": "map", "values": "string"}})
+
+
+def test_the_explanation_is_a_list_of_structs() -> None:
+    explanation = score_columns().field("explanation").type
+    assert explanation == pa.list_(
+        pa.struct([pa.field("feature", pa.string()), pa.field("contribution", pa.float32())])
+    )
 
 
 @pytest.fixture(scope="module")

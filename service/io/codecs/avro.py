@@ -27,7 +27,7 @@ from service.core.validation import reject
 from service.exceptions import InputError, SettingsError
 from service.records import Columns, records_of
 
-OUTPUT_SCHEMA_PATH = Path("anomaly-score", "1.1", "anomaly_score.avsc")
+OUTPUT_SCHEMA_PATH = Path("anomaly-score", "1.2", "anomaly_score.avsc")
 CONFLUENT_MAGIC = 0
 _CONFLUENT_HEADER = struct.Struct(">bI")
 CONFLUENT_HEADER_SIZE = _CONFLUENT_HEADER.size
@@ -200,10 +200,10 @@ def write_long(n: int) -> bytes:
 
 
 class RecordWriter:
-    """A schemaless Avro writer for a flat record of strings, numbers and nullable ones (what
-    the anomaly-score schema holds): one small function per field instead of fastavro's
-    generic walk; equal to fastavro's bytes (tests/unit/test_codec.py). :meth:`batch` writes
-    a batch from columns: a field with one value for the whole batch is encoded once."""
+    """A schemaless Avro writer for a record of strings, numbers, nullable ones and arrays of
+    records of those (what the anomaly-score schema holds): one small function per field, not
+    fastavro's generic walk; fastavro's bytes (tests/unit/test_codec.py). :meth:`batch` writes
+    from columns: a field with one value for the batch (``()``: no explanation) is encoded once."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self._strings: dict[str, bytes] = {}  # repeated values (class, scorer, model, topic ...)
@@ -250,13 +250,18 @@ class RecordWriter:
         return write
 
     def _field_writer(self, avro_type: Any) -> Callable[[Any], bytes]:
-        if isinstance(avro_type, dict):
+        if isinstance(avro_type, dict) and avro_type["type"] not in ("array", "record"):
             avro_type = avro_type["type"]  # logical types: their underlying type
         if isinstance(avro_type, list) and len(avro_type) == 2 and "null" in avro_type:
             null = write_long(avro_type.index("null"))
             other = write_long(1 - avro_type.index("null"))
             inner = self._field_writer(avro_type[1 - avro_type.index("null")])
             return lambda v: null if v is None else other + inner(v)
+        if isinstance(avro_type, dict) and avro_type.get("type") == "array":
+            return _array_writer(self._field_writer(avro_type["items"]))
+        if isinstance(avro_type, dict) and avro_type.get("type") == "record":
+            fields = [(f["name"], self._field_writer(f["type"])) for f in avro_type["fields"]]
+            return lambda v: b"".join([writer(v[name]) for name, writer in fields])
         if avro_type in ("long", "int"):
             return self._long()  # a cache of its own per field
         primitives: dict[str, Callable[[Any], bytes]] = {
@@ -268,6 +273,17 @@ class RecordWriter:
         if isinstance(avro_type, str) and avro_type in primitives:
             return primitives[avro_type]
         raise SettingsError(f"no fast writer for Avro type {avro_type!r}")
+
+
+def _array_writer(item: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """An array as one block (its length, the items) and the end marker; empty: the marker."""
+
+    def write(values: Any) -> bytes:
+        if not values:
+            return b"\x00"
+        return write_long(len(values)) + b"".join([item(v) for v in values]) + b"\x00"
+
+    return write
 
 
 def decode_output(value: bytes, fmt: OutputFormat = "schemaless") -> dict[str, Any]:

@@ -27,24 +27,37 @@ _LOGICAL: dict[str, pa.DataType] = {"timestamp-millis": pa.timestamp("ms", tz="U
 
 
 def arrow_field(field: Mapping[str, Any]) -> pa.Field:
-    """The Arrow field of a field of a flat Avro record: primitives by size (float ->
-    float32), timestamp-millis as UTC milliseconds, the T of a union [null, T]; any other type
-    is a :class:`DataError`. Every column is nullable, as score files have always been (a
-    resumed replay's parts written by an earlier version concatenate with new ones)."""
-    avro_type = field["type"]
+    """The Arrow field of a field of an Avro record: primitives by size (float -> float32),
+    timestamp-millis as UTC milliseconds, the T of a union [null, T], an array as a list and a
+    record as a struct of such fields (the explanation: a list of structs); any other type is a
+    :class:`DataError`. Every column is nullable, as score files have always been (a resumed
+    replay's parts written by an earlier version concatenate with new ones)."""
+    return pa.field(field["name"], _arrow_type(field["name"], field["type"]))
+
+
+def _arrow_type(name: str, avro_type: Any) -> pa.DataType:
     if isinstance(avro_type, list):
         branches = [t for t in avro_type if t != "null"]
         if len(branches) != 1:
-            raise DataError(f"field {field['name']}: unions other than [null, T] have no column")
+            raise DataError(f"field {name}: unions other than [null, T] have no column")
         avro_type = branches[0]
+    arrow: pa.DataType | None
     if isinstance(avro_type, Mapping):
         logical = avro_type.get("logicalType")
-        arrow = _LOGICAL.get(logical) if logical else _PRIMITIVES.get(avro_type["type"])
+        kind = avro_type["type"]
+        if logical:
+            arrow = _LOGICAL.get(logical)
+        elif kind == "array":
+            arrow = pa.list_(_arrow_type(name, avro_type["items"]))
+        elif kind == "record":
+            arrow = pa.struct([arrow_field(f) for f in avro_type["fields"]])
+        else:
+            arrow = _PRIMITIVES.get(kind)
     else:
         arrow = _PRIMITIVES.get(avro_type)
     if arrow is None:
-        raise DataError(f"field {field['name']}: Avro type {avro_type} has no column type")
-    return pa.field(field["name"], arrow)
+        raise DataError(f"field {name}: Avro type {avro_type} has no column type")
+    return arrow
 
 
 @cache

@@ -227,6 +227,16 @@ def write_scores_file(records: list[dict[str, Any]], path: Path) -> None:
     table = pa.Table.from_pylist(records, schema=score_columns())
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
-        pa_csv.write_csv(table, path)
+        pa_csv.write_csv(flat_columns(table), path)
     else:
         pq.write_table(table, path, compression="zstd")
+
+
+def flat_columns(table: pa.Table) -> pa.Table:
+    """``table`` with its nested columns (the explanation: a list of structs) as JSON text,
+    for CSV, which has no nested types: ``[{"feature": "Amplitude_1", "contribution": 0.5}]``."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):
+            text = [None if v is None else json.dumps(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, pa.field(field.name, pa.string()), pa.array(text))
+    return table

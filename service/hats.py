@@ -290,11 +290,13 @@ def _worker_plugin() -> Any:
 
 def run(args: Any, settings: Settings, run_parts: Callable[..., list[Any]]) -> int:
     """``alert-anomaly batch`` of the HATS catalog ``args.input``: its partitions not done scored
-    on the cluster (``run_parts``: the command's loop), then ``out/hats`` written."""
+    on the cluster (``run_parts(todo, submit, finish)``: the command's loop), then ``out/hats``
+    written."""
     import time
     from types import SimpleNamespace
 
     from service import batch
+    from service.commands.cluster import log_settings, report
 
     catalog = open_catalog(args.input)
     pixels = catalog.get_healpix_pixels()
@@ -309,12 +311,7 @@ def run(args: Any, settings: Settings, run_parts: Callable[..., list[Any]]) -> i
         f"{len(parts) - len(todo)} done, {len(todo)} to score",
         flush=True,
     )
-    logs = (getattr(args, "log_format", None), getattr(args, "log_level", "info"))
-    score = submitter(catalog, settings, args.out, logs)
-
-    def submit(client: Any, part: Any) -> Any:
-        return score(client, part.pixel)
-
+    score = submitter(catalog, settings, args.out, log_settings(args))
     written: list[str] = []
 
     def finish(client: Any) -> None:
@@ -327,21 +324,12 @@ def run(args: Any, settings: Settings, run_parts: Callable[..., list[Any]]) -> i
             if storage.is_uri(args.input) or storage.is_uri(args.out):
                 client.register_plugin(_worker_plugin())
             started.append(True)
-        return submit(client, part)
+        return score(client, part.pixel)
 
     started: list[bool] = []
     begun = time.monotonic()
-    results = run_parts(args, settings, todo, batch.READ_ROWS, start, finish) if todo else []
+    results = run_parts(todo, start, finish) if todo else []
     if not todo:  # nothing to score: the catalog is (re)written on no cluster
         written.append(write_scores_catalog(args.input, args.out))
-    read = sum(r.read for r in results)
-    scored = sum(r.scored for r in results)
-    dead = sum(r.dead_lettered for r in results)
-    peak = max((r.peak_rss_mb for r in results), default=0.0)
-    print(
-        f"read {read}, scored {scored}, dead-lettered {dead} in "
-        f"{time.monotonic() - begun:.1f} s (peak worker RSS {peak:.0f} MiB) -> {args.out} "
-        f"(HATS catalog {written[0]})",
-        flush=True,
-    )
+    report(results, begun, args.out, f" (HATS catalog {written[0]})")
     return 0

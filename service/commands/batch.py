@@ -5,20 +5,23 @@ with the processor of ``score`` (:mod:`service.batch`)."""
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from models.exceptions import ConfigurationError
-from models.extras import DASK, require
 from service.commands.args import add_setting_flags, examples, positive_int, settings_of
+from service.commands.cluster import (
+    add_cluster_options,
+    check_cluster_options,
+    log_settings,
+    report,
+    run_on_cluster,
+)
 from service.commands.replay import MODEL_FLAGS
-from service.exceptions import ClusterError
 from service.io.storage import location
 
-CONNECT_TIMEOUT_S = 30.0  # how long `--scheduler` waits for the scheduler to answer
-HEARTBEAT_S = 10.0  # a line at least this often while partitions run
+COMMAND = "alert-anomaly batch"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,23 +50,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "input", type=location, help="directory, table, s3:// prefix of tables, or a HATS catalog"
     )
     p.add_argument("--out", type=location, required=True, help="output directory or s3:// prefix")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--workers",
-        type=positive_int,
-        help="start a local cluster of N worker processes, one thread each (default 1)",
-    )
-    where.add_argument("--scheduler", help="join the cluster of this scheduler (tcp://HOST:PORT)")
-    p.add_argument(
-        "--memory-limit",
-        default="2GB",
-        help="memory limit of each local worker (Dask's: 2GB, 1.5GiB, auto; default 2GB)",
-    )
-    p.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=CONNECT_TIMEOUT_S,
-        help=f"seconds to wait for --scheduler (default {CONNECT_TIMEOUT_S:g})",
+    add_cluster_options(
+        p, "start a local cluster of N worker processes, one thread each (default 1)"
     )
     p.add_argument(
         "--partition-rows",
@@ -79,39 +67,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=run_batch)
 
 
-def _client(args: argparse.Namespace) -> Any:
-    """A client of the cluster: a local one started here, or the scheduler's."""
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # local workers inherit it
-    distributed = require("dask.distributed", DASK, "alert-anomaly batch")
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    if args.scheduler:
-        try:
-            return distributed.Client(
-                args.scheduler, timeout=args.connect_timeout, set_as_default=False
-            )
-        except (OSError, TimeoutError, ValueError) as exc:
-            detail = " ".join(str(exc).split())[:200]
-            raise ClusterError(
-                f"no Dask scheduler answered at {args.scheduler} within "
-                f"{args.connect_timeout:g} s ({detail})"
-            ) from None
-    cluster = distributed.LocalCluster(
-        n_workers=args.workers or 1,
-        threads_per_worker=1,
-        processes=True,
-        memory_limit=args.memory_limit,
-        dashboard_address=None,
-        scheduler_port=0,
-    )
-    return distributed.Client(cluster, set_as_default=False)
-
-
 def run_batch(args: argparse.Namespace) -> int:
     from service import batch
 
-    if args.connect_timeout <= 0:
-        raise ConfigurationError("--connect-timeout must be positive")
-    require("dask.distributed", DASK, "alert-anomaly batch")
+    check_cluster_options(args, COMMAND)
     # inference inline on the workers: a Dask worker is a daemon process, it starts none
     settings = settings_of(args, output={"kind": "memory"}, model={"inference": "inline"})
     if _is_hats(args.input):
@@ -127,16 +86,24 @@ def run_batch(args: argparse.Namespace) -> int:
         flush=True,
     )
     started = time.monotonic()
-    results = _run(args, settings, todo, batch.READ_ROWS) if todo else []
-    read = sum(r.read for r in results)
-    scored = sum(r.scored for r in results)
-    dead = sum(r.dead_lettered for r in results)
-    peak = max((r.peak_rss_mb for r in results), default=0.0)
-    print(
-        f"read {read}, scored {scored}, dead-lettered {dead} in "
-        f"{time.monotonic() - started:.1f} s (peak worker RSS {peak:.0f} MiB) -> {args.out}",
-        flush=True,
-    )
+    read_rows = args.read_rows or batch.READ_ROWS
+    logs = log_settings(args)
+
+    def submit(client: Any, part: batch.InputPartition) -> Any:
+        return client.submit(
+            batch.score_partition,
+            part,
+            settings,
+            args.out,
+            read_rows,
+            logs,
+            key=f"score-{part.name}",
+            pure=False,
+            retries=0,
+        )
+
+    results = _run(args, todo, submit) if todo else []
+    report(results, started, args.out)
     return 0
 
 
@@ -149,81 +116,18 @@ def _is_hats(root: Any) -> bool:
 def _run_hats(args: argparse.Namespace, settings: Any) -> int:
     from service.hats import run
 
-    return run(args, settings, _run)
+    return run(args, settings, partial(_run, args))
 
 
 def _run(
     args: argparse.Namespace,
-    settings: Any,
     todo: list[Any],
-    read_rows: int,
-    submit: Any = None,
-    finish: Any = None,
+    submit: Callable[[Any, Any], Any],
+    finish: Callable[[Any], None] | None = None,
 ) -> list[Any]:
-    """Score ``todo`` on the cluster, a line per partition done (and every HEARTBEAT_S);
-    raise ClusterError naming the first partition that failed, once every other is done.
-    ``submit(client, part)``: a future of the part's result (default: ``score_partition``);
-    ``finish(client)``: run on the cluster once every part is done."""
-    from service.batch import score_partition
-
-    distributed = require("dask.distributed", DASK, "alert-anomaly batch")
-    client = _client(args)
-    results: list[Any] = []
-    failed: list[tuple[str, BaseException]] = []
-    try:
-        if submit is not None:
-            futures = {submit(client, part): part.name for part in todo}
-        else:
-            futures = {
-                client.submit(
-                    score_partition,
-                    part,
-                    settings,
-                    args.out,
-                    args.read_rows or read_rows,
-                    (getattr(args, "log_format", None), getattr(args, "log_level", "info")),
-                    key=f"score-{part.name}",
-                    pure=False,
-                    retries=0,
-                ): part.name
-                for part in todo
-            }
-        pending = set(futures)
-        while pending:
-            try:
-                with client.as_current():
-                    finished, pending = distributed.wait(
-                        pending, timeout=HEARTBEAT_S, return_when="FIRST_COMPLETED"
-                    )
-            except TimeoutError:
-                print(f"  {len(results)} of {len(todo)} partitions done...", flush=True)
-                continue
-            for future in finished:
-                name = futures[future]
-                if future.status == "error":
-                    failed.append((name, future.exception()))
-                    print(f"  {name}: failed", flush=True)
-                    continue
-                result = future.result()
-                results.append(result)
-                print(
-                    f"  {name}: read {result.read}, scored {result.scored}, dead-lettered "
-                    f"{result.dead_lettered} in {result.seconds:.1f} s "
-                    f"(worker peak RSS {result.peak_rss_mb:.0f} MiB)",
-                    flush=True,
-                )
-        if finish is not None and not failed:
-            finish(client)
-    finally:
-        cluster = client.cluster
-        client.close()
-        if cluster is not None and not args.scheduler:
-            cluster.close()
-    if failed:
-        name, exc = failed[0]
-        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ClusterError(
-            f"{len(failed)} of {len(todo)} partitions failed (first: {name}: {detail}); "
-            "the others are done: rerun to score the rest"
-        )
-    return results
+    """Score ``todo`` on the cluster of ``args`` (:func:`service.commands.cluster
+    .run_on_cluster`: ``submit(client, part)`` a future of the part's result, ``finish(client)``
+    once every part is done)."""
+    return run_on_cluster(
+        args, COMMAND, todo, submit, "partitions", "rerun to score the rest", finish=finish
+    )

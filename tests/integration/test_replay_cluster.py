@@ -69,17 +69,13 @@ def topic(published: tuple[str, dict[int, int]]) -> str:
     return published[0]
 
 
+def replay_of(kafka_bootstrap: str, topic: str) -> tuple[str, ...]:
+    """The command line of ``replay`` of ``topic`` on the test broker, before its options."""
+    return ("replay", "--bootstrap-servers", kafka_bootstrap, "--topic", topic)
+
+
 def one_process(kafka_bootstrap: str, topic: str, out: Path, *range_args: str) -> dict[str, Any]:
-    result = cli(
-        "replay",
-        "--bootstrap-servers",
-        kafka_bootstrap,
-        "--topic",
-        topic,
-        *range_args,
-        "--out",
-        str(out),
-    )
+    result = cli(*replay_of(kafka_bootstrap, topic), *range_args, "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return {"scores": rows(read_scores(out)), "dead": rows(read_dead_letters(out))}
 
@@ -97,7 +93,7 @@ def test_two_workers_give_the_rows_of_one_process_dead_letters_included(
     whole = one_process(kafka_bootstrap, topic, tmp_path / "one", *ends)
     assert len(whole["scores"]) == 360
     assert len(whole["dead"]) == 12
-    common = ("replay", "--bootstrap-servers", kafka_bootstrap, "--topic", topic)
+    common = replay_of(kafka_bootstrap, topic)
     out = tmp_path / "split"
     result = cli(*common, *ends, "--out", str(out), "--workers", "2", "--piece-messages", "50")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -137,19 +133,8 @@ def test_a_rerun_after_a_failed_piece_replays_it_alone(
     # a secret the workers must get back (from the settings file, not from their environment)
     config = tmp_path / "settings.toml"
     config.write_text('[kafka.consumer]\n"ssl.keystore.password" = "not-for-the-scheduler"\n')
-    args = (
-        "replay",
-        "--bootstrap-servers",
-        kafka_bootstrap,
-        "--topic",
-        topic,
-        "--config",
-        str(config),
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-    )
+    replay = replay_of(kafka_bootstrap, topic)
+    args = (*replay, "--config", str(config), "--out", str(out), "--workers", "2")
     failed = cli(*args)
     assert failed.returncode == 2, failed.stderr[-3000:]
     error = failed.stderr.strip().splitlines()[-1]

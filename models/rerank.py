@@ -7,8 +7,9 @@ values allowed) plus the model's percentile. The features, not the MCDSVDD laten
 latent space differs per class model and per bundle version (a re-ranker would have to be
 retrained with every bundle and could not compare a Transient with a Periodic object), while the
 features are one space for every class, the space experts reason in (and the explanations name),
-and the kind of space Fink's AAD runs on (its own light-curve features). The percentile is added so that the forest can also learn "high
-score but not what I want" (the known oddities an expert marks ``not``). Each feature is centred
+and the kind of space Fink's AAD runs on (its own light-curve features). The percentile is added
+so that the forest can also learn "high score but not what I want" (the known oddities an expert
+marks ``not``). Each feature is centred
 on its median, divided by its robust spread and put through ``asinh`` (isolation splits are drawn
 uniformly between a column's extremes, so heavy tails would otherwise waste them); undefined
 values sit one unit below the column's least value (as the paper puts them below the scaled range).

@@ -24,7 +24,8 @@ DASK: Final = "dask"  # `batch`: a dataset scored partition by partition on a Da
 SPARK: Final = "spark"  # scoring in Apache Spark (pyspark, pandas): service.spark
 REVIEW: Final = "review"  # `review`'s web page (Flask) and PostgreSQL verdict stores (psycopg)
 HATS: Final = "hats"  # `batch` of HATS catalogs (lsdb, hats): service.hats
-EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, DASK, SPARK, HATS, REVIEW)
+RERANK: Final = "rerank"  # per-expert active re-rankers (coniferest's AADForest): models.rerank
+EXTRAS: Final = (SIM, RUBIN, DISTCLASSIPY, EMBEDDED, DASK, SPARK, HATS, REVIEW, RERANK)
 
 
 class MissingExtraError(ConfigurationError):

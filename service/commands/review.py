@@ -69,22 +69,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "alert-anomaly verdicts export verdicts.csv",
             "alert-anomaly verdicts publish --bootstrap-servers localhost:9092 "
             "--verdict-topic anomaly-verdicts --db postgresql://me@dbhost/verdicts",
+            "alert-anomaly verdicts retrain rerankers/me --expert me --scores scores.parquet "
+            "--features objects.parquet",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="export or publish the experts' stored verdicts",
+        help="export, publish or learn from the experts' stored verdicts",
         description=(
             "export OUT: the stored verdicts to a file (.csv, .jsonl or .parquet). publish: "
             "to a Kafka topic, one JSON message per verdict keyed expert/survey/oid (the "
-            "connection from the kafka.* settings, as for run). --expert: one expert's only."
+            "connection from the kafka.* settings, as for run). --expert: one expert's only. "
+            "retrain OUT: the expert's active re-ranker (an AADForest of coniferest on the "
+            "models' features and percentile, fitted to the expert's verdicts on the objects "
+            "of --scores found in --features) written to the directory OUT; needs the "
+            "'rerank' extra."
         ),
     )
-    v.add_argument("action", choices=("export", "publish"))
-    v.add_argument("out", nargs="?", type=Path, help="export: the file to write")
+    v.add_argument("action", choices=("export", "publish", "retrain"))
+    v.add_argument(
+        "out", nargs="?", type=Path, help="export: the file to write; retrain: the directory"
+    )
     v.add_argument("--db", default=DEFAULT_DB, help=DB_HELP)
     v.add_argument("--expert", help="only this expert's verdicts")
     v.add_argument(
         "--verdict-topic", default="anomaly-verdicts", help="publish: topic (anomaly-verdicts)"
     )
+    v.add_argument("--scores", type=Path, help="retrain: the scores table (score, replay)")
+    v.add_argument("--features", type=Path, help="retrain: the feature table that was scored")
+    v.add_argument("--survey", default="ztf", help="retrain: survey of the verdicts (ztf)")
+    v.add_argument("--seed", type=int, default=0, help="retrain: the forest's seed (0)")
     add_setting_flags(v, "--bootstrap-servers")
     v.set_defaults(handler=run_verdicts)
 
@@ -157,6 +169,8 @@ def run_verdicts(args: argparse.Namespace) -> int:
     from service.review.export import FORMATS, export, message
     from service.review.store import open_store
 
+    if args.action == "retrain":
+        return run_retrain(args)
     if args.action == "export" and (args.out is None or args.out.suffix.lower() not in FORMATS):
         raise ConfigurationError(f"verdicts export needs OUT ending in {', '.join(FORMATS)}")
     if args.action == "publish" and args.out is not None:
@@ -184,4 +198,45 @@ def run_verdicts(args: argparse.Namespace) -> int:
         brokers=brokers,
     )
     print(f"published {len(verdicts)} verdicts from {where} to {args.verdict_topic}")
+    return 0
+
+
+def run_retrain(args: argparse.Namespace) -> int:
+    """``verdicts retrain OUT``: the expert's re-ranker from the store, the scores and the
+    features."""
+    from models.exceptions import ConfigurationError
+    from models.extras import RERANK, require
+
+    require("coniferest", RERANK, "alert-anomaly verdicts retrain")  # named before anything else
+    from service.review.retrain import retrain
+    from service.review.store import open_store
+
+    if args.out is None:
+        raise ConfigurationError("verdicts retrain needs OUT, the re-ranker's directory")
+    missing = [f for f, v in (("--scores", args.scores), ("--features", args.features)) if not v]
+    if missing:
+        raise ConfigurationError(f"verdicts retrain needs {' and '.join(missing)}")
+    if not args.expert or not args.expert.strip():
+        raise ConfigurationError("verdicts retrain needs --expert (whose verdicts to learn)")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigurationError(f"OUT must be a directory: {args.out} is a file")
+    with open_store(args.db, create=False) as store:
+        verdicts = store.verdicts(args.expert)
+        where = store.description
+    print(f"retrain: {len(verdicts)} verdicts of {args.expert} from {where}", flush=True)
+    done = retrain(
+        verdicts,
+        args.expert,
+        args.scores,
+        args.features,
+        args.out,
+        survey=args.survey,
+        seed=args.seed,
+    )
+    learned = ", ".join(f"{n} {k}" for k, n in sorted(done.verdicts.items()))
+    skipped = f"; {done.left_out} on objects the tables lack, left out" if done.left_out else ""
+    print(
+        f"retrained the re-ranker of {args.expert} on {done.reference_rows} objects and "
+        f"{learned}{skipped} -> {done.manifest.parent}"
+    )
     return 0

@@ -35,9 +35,20 @@ OPTIONAL = {
     "spark": ("pyspark",),
     "hats": ("lsdb", "hats"),
     "review": ("flask", "psycopg"),
+    "rerank": ("coniferest",),
 }
 # a test function each, below
-ROWS_OF_EXTRAS = ("sim", "rubin", "distclassipy", "embedded", "dask", "spark", "hats", "review")
+ROWS_OF_EXTRAS = (
+    "sim",
+    "rubin",
+    "distclassipy",
+    "embedded",
+    "dask",
+    "spark",
+    "hats",
+    "review",
+    "rerank",
+)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -106,6 +117,7 @@ def test_base_install_runs_the_service_and_scores_ztf(installer: Installer) -> N
     no_db = venv.cli("verdicts", "export", "verdicts.csv")
     assert no_db.returncode == 2, no_db.stderr
     assert "no verdict database at verdicts.sqlite" in no_db.stderr
+    names_extra(venv.cli("verdicts", "retrain", "reranker"), "rerank")
 
 
 def test_sim_extra_simulates_and_evaluates(installer: Installer) -> None:
@@ -204,6 +216,28 @@ def test_review_extra_serves_the_review_page(installer: Installer) -> None:
     result = venv.cli("verdicts", "export", "v.csv", "--db", url)
     assert result.returncode == 2, result.stderr
     assert "cannot connect to postgresql://127.0.0.1:1/verdicts" in result.stderr
+
+
+def test_rerank_extra_retrains_from_a_sqlite_store(installer: Installer) -> None:
+    """``[rerank]``: ``verdicts retrain`` of an expert's verdicts in a SQLite store writes the
+    re-ranker, which loads back."""
+    venv = installer.venv("rerank", installer.project("rerank"))
+    has_only(venv, "rerank")
+    ok(venv.cli("score", ZTF_SAMPLE, "scores.parquet", "--no-progress"))
+    store = (
+        "import sys, pyarrow.parquet as pq; from service.review.store import Verdict, open_store\n"
+        "rows = pq.read_table(sys.argv[1], columns=['oid', 'subclass']).to_pylist()\n"
+        "s = open_store('verdicts.sqlite')\n"
+        "for r in rows[:200]:\n"
+        "    s.record(Verdict('me', 'ztf', r['oid'], 'anomaly' if r['subclass'] == 'SLSN' "
+        "else 'not'))\n"
+        "s.close()\n"
+    )
+    venv.python(store, ZTF_SAMPLE)
+    retrain = ("--expert", "me", "--scores", "scores.parquet", "--features", ZTF_SAMPLE)
+    assert "retrained the re-ranker of me" in ok(venv.cli("verdicts", "retrain", "r", *retrain))
+    loaded = "from pathlib import Path; from models.rerank import load_reranker; "
+    assert venv.python(loaded + "print(load_reranker(Path('r')).expert)").split()[-1] == "me"
 
 
 SPARK_SCORES = """

@@ -142,3 +142,29 @@ def test_the_replay_benchmark_runs_every_source() -> None:
         "Parquet table rows",
     ]
     assert lines[0].split()[3] == "2000"  # every message of the topic replayed
+
+
+def test_the_expert_benchmark_counts_each_rankings_finds(tmp_path: Path) -> None:
+    """`python benchmarks/bench_expert.py` on one seed and three short nights: every ranking's
+    cumulative finds per K, at most one per review and never fewer at a larger K."""
+    out = tmp_path / "expert.json"
+    small = ["--seeds", "1", "--nights", "3", "--per-night", "10", "--json", str(out)]
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_expert.py"), *small],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "loop / static in the first 25 reviews" in run.stdout, run.stdout
+    result = json.loads(out.read_text())
+    assert result["ks"] == [10, 25]
+    assert set(result["found"]) == {"static", "loop", "loop-forest", "aad"}
+    for found in result["found"].values():
+        (first, second) = found[0]
+        assert 0 <= first <= second
+        assert first <= 10
+        assert second - first <= 15
+    # the loop's first night is the static list
+    assert result["found"]["loop"][0][0] == result["found"]["static"][0][0]

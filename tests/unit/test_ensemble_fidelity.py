@@ -3,36 +3,32 @@
 docs/results.md says member k of the ensemble is the MCDSVDD-NN network the evaluation trains on
 the other K-1 folds, stopped early on fold k, with seed ``seed + k``, and that the ensemble's
 score is the sum of its members' scores. Checked here on tiny data through the evaluation's own
-detectors (models.evaluation.detectors): the members bitwise against separately trained
-mcdsvdd-nn networks, the ensemble's scores against those networks scored one at a time (no
-stacked code), and the shipped ensembles' manifests against what that training records.
+detectors (models.evaluation.detectors), in the paper configuration: the members bitwise against
+separately trained mcdsvdd-nn networks, and the ensemble's scores against those networks scored
+one at a time (no stacked code); in ``ours``, the members against mcdsvdd-nn networks given the
+ensemble's preprocessing. The shipped ensembles: tests/unit/test_shipped_ensembles.py.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 
-from models.bundle import file_sha256
 from models.configurations import get_configuration
 from models.evaluation.detectors import NeuralDetector, make_detector
 from models.networks import AnomalyNet, Ensemble
-from models.preprocessing import Preprocessor, paper_scaling
-from models.resources import bundle_dirname, bundles_dir, sample_dir
-from models.table import read_table
-from models.taxonomy import TOP_CLASSES
+from models.preprocessing import Preprocessor, fit_scaling
 from models.training import (
     CALIBRATION_LEVELS,
-    ENSEMBLE_MEMBERS,
     TrainingConfig,
-    paper_columns,
     stratified_folds,
+    train_model,
 )
 from tests.unit.test_paper_fidelity import _blobs_in_paper_features
 
@@ -68,9 +64,7 @@ def trained() -> Trained:
     trains that kind (models.evaluation.protocol), in the paper configuration."""
     names, _, x, y = _blobs_in_paper_features()
     method = get_configuration("paper")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the evaluation's cells train; two threads on a loaded
-    try:  # 2-core machine made this ~13x slower
+    with _one_thread():
         ensemble = NeuralDetector("mcdsvdd-ens", "Periodic", names, method, EPOCHS, SEED, MEMBERS)
         ensemble.fit(x, y, (x[:0], y[:0]))
         folds = stratified_folds(y, MEMBERS, np.random.default_rng(SEED))
@@ -81,9 +75,19 @@ def trained() -> Trained:
             assert isinstance(single, NeuralDetector)
             single.fit(x[fit], y[fit], (x[held], y[held]))
             singles.append(single)
+    return Trained(x, y, folds, ensemble, singles)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Train on one thread, as the evaluation's cells do: two threads on a loaded 2-core machine
+    made this module's training ~13x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
-    return Trained(x, y, folds, ensemble, singles)
 
 
 def _test_rows(n_features: int) -> np.ndarray:
@@ -91,7 +95,7 @@ def _test_rows(n_features: int) -> np.ndarray:
     _, _, x, _ = _blobs_in_paper_features()
     rng = np.random.default_rng(11)
     low, high = x.min(axis=0), x.max(axis=0)
-    rows = low + rng.uniform(-0.2, 1.2, (200, n_features)) * (high - low)
+    rows = np.asarray(low + rng.uniform(-0.2, 1.2, (200, n_features)) * (high - low), np.float64)
     rows[rng.random(rows.shape) < 0.05] = np.nan
     return rows
 
@@ -192,88 +196,31 @@ def test_the_ensemble_score_is_the_sum_of_its_members_scored_one_at_a_time(
     np.testing.assert_allclose(calibration, expected, rtol=0, atol=loo_rounding)
 
 
-def _shipped(top: str) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
-    directory = bundles_dir() / bundle_dirname("ztf", top, "mcdsvdd-ens")
-    manifest = json.loads((directory / "manifest.json").read_text())
-    with safe_open(str(directory / manifest["weights"]["file"]), "pt") as weights:
-        shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}  # noqa: SIM118
-    return manifest, shapes
-
-
-@pytest.mark.parametrize("top", TOP_CLASSES)
-def test_a_shipped_ensemble_records_five_mcdsvdd_nn_members_of_the_paper_configuration(
-    top: str,
-) -> None:
-    """What (a) checks, as far as a manifest records it: the paper configuration, five members
-    with the shapes of that configuration's mcdsvdd-nn, the settings mcdsvdd-nn records (but the
-    scorer and the seed; member k's seed, ``seed + k``, is not recorded), each member fitted on
-    the other four of the sample's folds of the recorded seed and stopped by the paper's rule."""
-    manifest, shapes = _shipped(top)
-    hyper, metrics = manifest["training"]["hyperparameters"], manifest["training"]["metrics"]
-    assert manifest["scorer"] == hyper["scorer"] == "mcdsvdd-ens"
-    assert manifest["configuration"] == hyper["configuration"] == "paper"
-    assert hyper["members"] == ENSEMBLE_MEMBERS == 5
-    ensemble = TrainingConfig(scorer="mcdsvdd-ens", top_class=top, configuration="paper")
-    assert hyper == replace(ensemble, seed=hyper["seed"]).as_dict()
-    member = TrainingConfig(scorer="mcdsvdd-nn", top_class=top, configuration="paper")
-    differ = {"scorer", "seed", "members"}
-    assert {k: v for k, v in hyper.items() if k not in differ} == {
-        k: v for k, v in member.as_dict().items() if k not in differ
-    }
-
-    n_refs = metrics["n_references"]
-    net = AnomalyNet(
-        "mcdsvdd-nn", len(manifest["feature_names"]), member.resolved_latent,
-        len(manifest["centre_subclasses"]), n_refs,
+def test_in_ours_each_member_is_the_mcdsvdd_nn_of_the_ensembles_preprocessing() -> None:
+    """``ours`` fits the preprocessing on the training rows: the ensemble fits it once on every
+    inlier and gives it to all its members (docs/results.md), so member k is bitwise the
+    mcdsvdd-nn trained on its folds with seed ``seed + k`` and that preprocessing - not the
+    evaluation's mcdsvdd-nn of the fold, which fits its own on the K-1 folds."""
+    names, _, x, y = _blobs_in_paper_features()
+    config = TrainingConfig(
+        scorer="mcdsvdd-ens", top_class="Periodic", latent=4, max_epochs=EPOCHS,
+        pretrain_epochs=2, seed=SEED, configuration="ours", members=MEMBERS,
     )  # fmt: skip
-    expected = {
-        f"members.{k}.{key}": tuple(v.shape)
-        for k in range(5)
-        for key, v in net.state_dict().items()
-    }
-    assert shapes == expected
-
-    data = sample_dir() / manifest["training"]["data"]["file"]
-    assert file_sha256(data) == manifest["training"]["data"]["sha256"]
-    table = read_table(data)
-    inliers = table.take(table.top_class == top)
-    x, _ = paper_columns(inliers)
-    assert metrics["n_train"] == n_refs == x.shape[0]
-    folds = stratified_folds(inliers.subclass, 5, np.random.default_rng(hyper["seed"]))
-    stop = hyper["patience"] + get_configuration("paper").extra_patience  # 101 epochs
-    assert len(metrics["members"]) == 5
-    for k, (recorded, held) in enumerate(zip(metrics["members"], folds, strict=True)):
-        fitted = np.delete(inliers.subclass, held)
-        counts = {s: int((fitted == s).sum()) for s in manifest["centre_subclasses"]}
-        assert recorded["subclass_counts"] == counts, f"member {k}"
-        assert (recorded["n_train"], recorded["n_validation"]) == (fitted.size, held.size)
-        assert recorded["n_references"] == n_refs
-        for stage, limit in (
-            ("pretrain", hyper["pretraining"]["max_epochs"]),
-            ("train", hyper["max_epochs"]),
-        ):
-            history = recorded[stage]
-            assert history["epochs"] == limit or history["epochs"] - history["best_epoch"] == stop
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped ensembles were trained at f93f956 (2026-11-30), before 7abc541 made the "
-    "paper configuration's AE loss a mean over the features: their pretraining losses are sums "
-    "(retraining them, issue 32 item 4, makes this pass: then drop this mark)",
-)
-@pytest.mark.parametrize("top", TOP_CLASSES)
-def test_a_shipped_ensemble_was_pretrained_with_the_paper_loss_reduction(top: str) -> None:
-    """The paper's class AE averages the squared error over the features: an AE that outputs
-    zeros (about where its N(0, 0.02) initialisation starts) has the held fold's mean squared
-    input as that loss, and the best loss of its training is no more than about that."""
-    manifest, _ = _shipped(top)
-    seed = manifest["training"]["hyperparameters"]["seed"]
-    table = read_table(sample_dir() / manifest["training"]["data"]["file"])
-    inliers = table.take(table.top_class == top)
-    x, names = paper_columns(inliers)
-    inputs = Preprocessor(paper_scaling(names))(torch.tensor(x, dtype=torch.float32)).numpy()
-    folds = stratified_folds(inliers.subclass, 5, np.random.default_rng(seed))
-    for recorded, held in zip(manifest["training"]["metrics"]["members"], folds, strict=True):
-        zeros = float((inputs[held].astype(np.float64) ** 2).mean())
-        assert recorded["pretrain"]["best_val_loss"] <= 2 * zeros
+    scaling = fit_scaling(x, names)
+    with _one_thread():
+        ensemble = train_model(x, y, names, config, progress=False)
+        assert isinstance(ensemble.net, Ensemble)
+        assert ensemble.preprocessor.to_manifest() == Preprocessor(scaling).to_manifest()
+        folds = stratified_folds(y, MEMBERS, np.random.default_rng(SEED))
+        for k, (member, held) in enumerate(zip(ensemble.net._nets(), folds, strict=True)):
+            fit = np.setdiff1d(np.arange(y.size), held)
+            alone = train_model(
+                x[fit], y[fit], names, replace(config, scorer="mcdsvdd-nn", seed=SEED + k),
+                progress=False, validation=(x[held], y[held]), scaling=scaling,
+            )  # fmt: skip
+            assert isinstance(alone.net, AnomalyNet)
+            theirs = alone.net.state_dict()
+            for key, value in member.state_dict().items():
+                if key not in ("references", "reference_subclass"):
+                    assert torch.equal(value, theirs[key]), f"member {k}: {key}"
+            assert fit_scaling(x[fit], names) != scaling  # the evaluation's own mcdsvdd-nn's

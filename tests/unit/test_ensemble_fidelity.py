@@ -6,7 +6,9 @@ score is the sum of its members' scores. Checked here on tiny data through the e
 detectors (models.evaluation.detectors), in the paper configuration: the members bitwise against
 separately trained mcdsvdd-nn networks, and the ensemble's scores against those networks scored
 one at a time (no stacked code); in ``ours``, the members against mcdsvdd-nn networks given the
-ensemble's preprocessing. The shipped ensembles: tests/unit/test_shipped_ensembles.py.
+ensemble's preprocessing. Beyond MAX_REFERENCES training inliers the members keep the
+ensemble's one subset of them as references, not their own: same networks, other scores. The
+shipped ensembles: tests/unit/test_shipped_ensembles.py.
 """
 
 from __future__ import annotations
@@ -224,3 +226,45 @@ def test_in_ours_each_member_is_the_mcdsvdd_nn_of_the_ensembles_preprocessing() 
                 if key not in ("references", "reference_subclass"):
                     assert torch.equal(value, theirs[key]), f"member {k}: {key}"
             assert fit_scaling(x[fit], names) != scaling  # the evaluation's own mcdsvdd-nn's
+
+
+def test_beyond_max_references_the_members_share_one_subset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond MAX_REFERENCES training inliers the ensemble keeps one random subset of them (seed
+    ``seed``) as every member's references, so that its members' distances add reference by
+    reference; an mcdsvdd-nn alone keeps its own subset (seed ``seed + k``). The networks are
+    still bitwise the same; the references, and so the scores, are not."""
+    import models.detectors.ensemble
+    import models.detectors.svdd
+
+    limit = 100
+    monkeypatch.setattr(models.detectors.ensemble, "MAX_REFERENCES", limit)
+    monkeypatch.setattr(models.detectors.svdd, "MAX_REFERENCES", limit)
+    names, config, x, y = _blobs_in_paper_features(scorer="mcdsvdd-ens", epochs=EPOCHS)
+    config = replace(config, seed=SEED, members=MEMBERS)
+    with _one_thread():
+        ensemble = train_model(x, y, names, config, progress=False)
+        assert isinstance(ensemble.net, Ensemble)
+        order = torch.randperm(y.size, generator=torch.Generator().manual_seed(SEED))
+        keep = torch.as_tensor(np.sort(order[:limit].numpy()))
+        inputs = ensemble.preprocessor(torch.tensor(x, dtype=torch.float32))
+        folds = stratified_folds(y, MEMBERS, np.random.default_rng(SEED))
+        for k, (member, held) in enumerate(zip(ensemble.net._nets(), folds, strict=True)):
+            fit = np.setdiff1d(np.arange(y.size), held)
+            alone = train_model(
+                x[fit], y[fit], names, replace(config, scorer="mcdsvdd-nn", seed=SEED + k),
+                progress=False, validation=(x[held], y[held]),
+            )  # fmt: skip
+            assert isinstance(alone.net, AnomalyNet)
+            theirs = alone.net.state_dict()
+            for key, value in member.state_dict().items():
+                if key not in ("references", "reference_subclass"):
+                    assert torch.equal(value, theirs[key]), f"member {k}: {key}"
+            own_order = torch.randperm(y.size, generator=torch.Generator().manual_seed(SEED + k))
+            own = torch.as_tensor(np.concatenate([fit, held])[own_order[:limit].numpy()])
+            assert set(own.tolist()) != set(keep.tolist())
+            with torch.no_grad():
+                net = alone.net.eval()
+                assert torch.equal(member.references, net.embed(inputs[keep])), f"member {k}"
+                assert torch.equal(net.references, net.embed(inputs[own])), f"member {k}"

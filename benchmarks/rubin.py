@@ -97,10 +97,10 @@ class RubinDetail:
                 f"{a.thread_us_per_alert:.1f}, librdkafka's and other threads "
                 f"{a.other_threads_us_per_alert:.1f}; the service thread by stage (timed):"
             )
-            out += [f"    {stage:44s} {us:8.1f}" for stage, us in a.stages_us_per_alert.items()]
+            out += [f"    {stage:52s} {us:8.1f}" for stage, us in a.stages_us_per_alert.items()]
         for row, stage_us in self.stages_us_per_packet.items():
             out.append(f"  stages in isolation, {row} (us/packet):")
-            out += [f"    {stage:44s} {us:8.1f}" for stage, us in stage_us.items()]
+            out += [f"    {stage:52s} {us:8.1f}" for stage, us in stage_us.items()]
         return out
 
 
@@ -110,7 +110,11 @@ def lightcurve_bundles(root: Path) -> Path:
     from service.cli import main as cli
 
     out = root / bundle_dirname("lsst", UNROUTED, LIGHTCURVE_SCORER)
-    argv = [
+    argv = [  # the benchmark's logging as configured: console, warnings and errors only
+        "--log-format",
+        "console",
+        "--log-level",
+        "warning",
         "train",
         "--data",
         str(LSST_SAMPLE),

@@ -188,7 +188,8 @@ def score_record(
     coverage: float | None,
 ) -> dict[str, Any]:
     """One anomaly-score record (``schemas/anomaly-score``), as the baselines build it field by
-    field for a consumed ``message``; ``score`` is (raw, percentile, nearest subclass)."""
+    field for a consumed ``message``; ``score`` is (raw, percentile, nearest subclass). The
+    baselines explain no score (``explanation`` empty, as with ``model.explain_features 0``)."""
     raw, percentile, nearest = score
     manifest = route.bundle.manifest
     return {
@@ -209,4 +210,5 @@ def score_record(
         "source_timestamp": message.timestamp()[1],
         "service_version": __version__,
         "feature_coverage": coverage,
+        "explanation": [],
     }

@@ -2,8 +2,8 @@
 measured side by side in one run (ratios, because shared machines are noisy).
 
     python -m benchmarks [--n 100000] [--partitions 4] [--loads 1000,5000] [--device auto]
-        [--rows passthrough,naive,peer,service,instances,latency,bursts,stages]
-        [--bursts 10000,40000] [--burst-surveys ztf,lsst]
+        [--rows passthrough,naive,peer,service,alerce,instances,latency,bursts,stages,rubin]
+        [--bursts 10000,40000] [--burst-surveys ztf,lsst] [--rubin-n 20000]
 
 On the embedded broker (tansu), or on ``KAFKA_BOOTSTRAP_SERVERS`` when set, it pre-loads N alerts
 in ALeRCE's input format (``benchmarks.workload``: 209 features each) and measures:
@@ -22,7 +22,10 @@ in ALeRCE's input format (``benchmarks.workload``: 209 features each) and measur
   the unrouted model, packets with their history and cutouts); with them, the Rubin packets'
   size distribution (bytes, history lengths) beside the sample alerts of lsst-alert-packet
   (``packet_sizes`` in the JSON);
-* a stage breakdown per alert (decode, route + assemble, score, encode, produce).
+* a stage breakdown per alert (decode, route + assemble, score, encode, produce);
+* the Rubin rows (``benchmarks.rubin``): simulated Rubin alert packets (~100 KB) on a topic of
+  their own, the passthrough of those packets and the service with the shipped diaObject models
+  and with a model of light-curve features, with a profiled run and their stages.
 
 It prints a table and writes every number, with the machine, versions and configuration, to a
 JSON file. With CUDA present (``--device auto``) the models run on the GPU.
@@ -48,7 +51,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import confluent_kafka
 import fastavro
@@ -91,6 +94,9 @@ from service.live import ScoringService
 from service.ops.logs import configure_logging
 from service.ops.metrics import Metrics
 from service.records import Input, Lineage, Row, ScoredBatch
+
+if TYPE_CHECKING:
+    from benchmarks.rubin import RubinDetail
 
 RESULTS_DIR = Path(__file__).parent / "results"
 SATURATION_TIMEOUT_S = 600.0  # the service must have scored the pre-loaded alerts by then
@@ -143,6 +149,7 @@ class Report:
     targets: list[Target] = field(default_factory=list)
     # the Rubin workload's packet sizes beside lsst-alert-packet's samples (workload.py)
     packet_sizes: dict[str, Any] = field(default_factory=dict)
+    rubin: RubinDetail | None = None  # the Rubin rows' decode paths, account, stages
 
 
 @dataclass
@@ -169,8 +176,15 @@ ROWS = (
     "latency",
     "bursts",
     "stages",
+    "rubin",
 )
 ALERCE = "service with ALeRCE's outputs"  # the alerce row's name in the report
+# the rubin rows' names in the report (benchmarks.rubin)
+RUBIN_PASSTHROUGH = "rubin passthrough"
+RUBIN_SERVICE = "rubin service"  # the shipped LSST bundles: diaObject features
+RUBIN_LIGHTCURVES = "rubin service, light-curve features"
+# the rows that read the pre-loaded ZTF alerts
+ZTF_PRELOADED = {"passthrough", "naive", "peer", "service", "alerce", "instances", "stages"}
 # p99 latency bounds by offered load (alerts/s)
 LATENCY_BOUNDS_MS = {1000.0: 100.0, 5000.0: 50.0}
 
@@ -204,6 +218,12 @@ def targets(report: Report) -> list[Target]:
         for lat in report.latency
         if lat.offered_per_second in LATENCY_BOUNDS_MS and lat.flush_when_idle  # as shipped
     ]
+    # issue 31, item 5: per replica, with the shipped (diaObject) models
+    if RUBIN_SERVICE in t:
+        out.append(Target(f"{RUBIN_SERVICE} packets/s", t[RUBIN_SERVICE], 10_000, True))
+    ratio = f"{RUBIN_SERVICE}/{RUBIN_PASSTHROUGH}"
+    if ratio in r:
+        out.append(Target(ratio.replace("/", " / "), r[ratio], 0.5, True))
     return out
 
 
@@ -679,10 +699,11 @@ def burst(settings: Settings, args: argparse.Namespace, survey: str, n: int) -> 
 # -- stages --------------------------------------------------------------------------------
 
 
-def stages(settings: Settings, n: int) -> dict[str, float]:
-    """Microseconds per alert of each stage, run in isolation on ``n`` alerts."""
+def stages(settings: Settings, n: int, survey: str = "ztf") -> dict[str, float]:
+    """Microseconds per alert of each stage, run in isolation on ``n`` alerts of the survey's
+    workload (``settings`` must be of that survey)."""
     processor = AlertProcessor(settings)
-    values = [value for _, value in workload.messages(n)]
+    values = [value for _, value in workload.messages(n, survey)]
     out: dict[str, float] = {}
 
     def timed(name: str, work: Callable[[], Any]) -> Any:
@@ -765,7 +786,9 @@ def print_report(report: Report) -> None:
     print(f"{'':42s} {'steady':>10s} {'x passthrough':>14s} {'first to last':>14s}")
     for name, rate in t.items():
         first_to_last = report.first_to_last[name]
-        ratio = f"{rate / t['passthrough']:14.2f}" if "passthrough" in t else f"{'-':>14s}"
+        # the Rubin rows against the passthrough of the Rubin packets
+        limit = RUBIN_PASSTHROUGH if name.startswith("rubin") else "passthrough"
+        ratio = f"{rate / t[limit]:14.2f}" if limit in t else f"{'-':>14s}"
         print(f"{name:42s} {rate:10,.0f} {ratio} {first_to_last:14,.0f}")
     print(", ".join(f"{name}: {value:.2f} x" for name, value in r.items()))
     several = {name: rates for name, rates in report.runs.items() if len(rates) > 1}
@@ -815,11 +838,15 @@ def print_report(report: Report) -> None:
     if report.packet_sizes:
         print("\n".join(workload.describe_sizes(report.packet_sizes)))
         print()
-    print(f"{'stage':42s} {'us/alert':>10s}")
-    for name, us in report.stages_us_per_alert.items():
-        print(f"{name:42s} {us:10.1f}")
-    print(f"decode paths in the saturation run: {report.decode_paths}")
-    print()
+    if report.rubin is not None:
+        print("\n".join(report.rubin.lines()))
+        print()
+    if report.stages_us_per_alert or report.decode_paths:  # the ZTF rows' (--rows)
+        print(f"{'stage':42s} {'us/alert':>10s}")
+        for name, us in report.stages_us_per_alert.items():
+            print(f"{name:42s} {us:10.1f}")
+        print(f"decode paths in the saturation run: {report.decode_paths}")
+        print()
     print(f"{'target':42s} {'measured':>10s} {'bound':>10s}")
     for target in report.targets:
         sign = ">=" if target.at_least else "<="
@@ -855,6 +882,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bursts", default="10000,40000", help="burst sizes (alerts)")
     parser.add_argument(
         "--burst-surveys", default="ztf,lsst", help="workloads of the bursts: ztf, lsst"
+    )
+    parser.add_argument(
+        "--rubin-n", type=int, default=20000, help="Rubin alert packets pre-loaded (~100 KB each)"
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     parser.add_argument(
@@ -905,8 +935,9 @@ def main(argv: list[str] | None = None) -> None:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         base = settings_for(kafka, topic, args)
         new_topics(base, args.partitions)
-        print(f"pre-loading {args.n} alerts into {topic} ...", flush=True)
-        publish(kafka.bootstrap_servers, topic, workload.messages(args.n))
+        preloaded = args.n if rows & ZTF_PRELOADED else 0
+        print(f"pre-loading {preloaded} alerts into {topic} ...", flush=True)
+        publish(kafka.bootstrap_servers, topic, workload.messages(preloaded))
         payload = make_encoder("schemaless")(sample_output(base))
 
         # passthrough, peer, service and the instances in turn, --repeat times: each row's
@@ -949,6 +980,12 @@ def main(argv: list[str] | None = None) -> None:
                     scaling(settings_values(kafka, topic, args), args.instances, args.n)
                 )
                 drop_topics(base)
+        if "rubin" in rows:  # on a topic of their own, deleted after them
+            from benchmarks import rubin  # it builds on this module
+
+            report.config.update(rubin.report_config(args, "stages" in rows))
+            rubin_runs, report.rubin = rubin.measure(kafka, args, "stages" in rows)
+            runs.update(rubin_runs)
         rates = {name: median_run(each) for name, each in runs.items()}
         report.runs = {
             name: [r.steady_per_second or r.per_second for r in each] for name, each in runs.items()
@@ -975,7 +1012,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 report.latency.append(latency(settings, args, rate, kafka.pid))
                 drop_topics(settings, inputs=True)
-        if "bursts" in rows and "lsst" in args.burst_surveys.split(","):
+        if "rubin" in rows or ("bursts" in rows and "lsst" in args.burst_surveys.split(",")):
             report.packet_sizes = workload.lsst_packet_sizes()
         for survey in args.burst_surveys.split(",") if "bursts" in rows else []:
             for size in (int(x) for x in args.bursts.split(",") if x):
@@ -999,6 +1036,9 @@ def main(argv: list[str] | None = None) -> None:
         scaled = f"service x{args.instances} instances"
         if scaled in t:
             report.ratios["instances/service"] = t[scaled] / t["service"]
+    for name in (RUBIN_SERVICE, RUBIN_LIGHTCURVES):
+        if name in t and RUBIN_PASSTHROUGH in t:
+            report.ratios[f"{name}/{RUBIN_PASSTHROUGH}"] = t[name] / t[RUBIN_PASSTHROUGH]
     report.targets = targets(report)
     print()
     print_report(report)
@@ -1015,9 +1055,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1)
 
 
-def sample_output(settings: Settings) -> dict[str, Any]:
-    """One anomaly-score record of the workload (to size the passthrough's outputs)."""
+def sample_output(settings: Settings, survey: str = "ztf") -> dict[str, Any]:
+    """One anomaly-score record of the survey's workload (to size the passthrough's outputs)."""
     processor = AlertProcessor(settings)
-    _, value = next(workload.messages(1))
+    _, value = next(workload.messages(1, survey))
     [[(top, row)]] = processor.rows_many([value], [Lineage(settings.input.topics[0], 0, 0, 0)])
     return score_now(processor, top, [row]).records[0]

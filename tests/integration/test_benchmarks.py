@@ -1,7 +1,8 @@
 """`python -m benchmarks` runs end to end on a small load and writes every number it prints (the
-numbers themselves are the benchmark's business, not the test's), and the replay benchmark runs
-every source. About a minute and a half - a consumer-group join per phase - so it is `slow`:
-`make slow`, which CI runs after `make test`."""
+numbers themselves are the benchmark's business, not the test's), the Rubin rows with the ZTF
+rows or alone (``--rows rubin``), and the replay benchmark runs every source. A few minutes - a
+consumer-group join per phase, simulated Rubin packets - so it is `slow`: `make slow`, which CI
+runs after `make test`."""
 
 from __future__ import annotations
 
@@ -10,48 +11,91 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks.e2e import ALERCE
+from benchmarks.e2e import ALERCE, RUBIN_LIGHTCURVES, RUBIN_PASSTHROUGH, RUBIN_SERVICE
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
+
+RUBIN_ROWS = (RUBIN_PASSTHROUGH, RUBIN_SERVICE, RUBIN_LIGHTCURVES)
+
+
+def run_benchmark(kafka_bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=REPO,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def check_rubin_rows(report: dict[str, Any], packets: int, runs: int, stages: bool) -> None:
+    """The Rubin rows of a report: every row's rate, ratio, target and detail."""
+    assert report["config"]["rubin_packets"] == packets
+    assert all(report["throughput"][row] > 0 for row in RUBIN_ROWS)
+    assert all(report["first_to_last"][row] > 0 for row in RUBIN_ROWS)
+    assert all(len(report["runs"][row]) == runs for row in RUBIN_ROWS)
+    for row in RUBIN_ROWS:  # the median run's (of two: the slower)
+        assert report["throughput"][row] == sorted(report["runs"][row])[(runs - 1) // 2]
+    assert "client" in report["cpu_us_per_alert"][RUBIN_PASSTHROUGH]
+    assert "service process" in report["cpu_us_per_alert"][RUBIN_LIGHTCURVES]
+    for row in (RUBIN_SERVICE, RUBIN_LIGHTCURVES):
+        ratio = report["ratios"][f"{row}/{RUBIN_PASSTHROUGH}"]
+        assert ratio == report["throughput"][row] / report["throughput"][RUBIN_PASSTHROUGH]
+    targets = {t["name"]: t for t in report["targets"]}
+    assert targets["rubin service packets/s"]["bound"] == 10_000
+    assert targets["rubin service / rubin passthrough"]["bound"] == 0.5
+    rubin = report["rubin"]
+    assert rubin["packets"] == packets
+    assert rubin["bytes_per_packet"] > 50_000  # realistic packets: history and cutouts
+    for row in (RUBIN_SERVICE, RUBIN_LIGHTCURVES):  # compiled walks, no per-packet fastavro
+        assert rubin["decode_paths"][row] == {"batch": packets, "generic": 0}
+    # the shipped model reads diaObject fields only, the other light-curve features too
+    assert rubin["features"][RUBIN_SERVICE]["lightcurve"] == 0
+    light = rubin["features"][RUBIN_LIGHTCURVES]
+    assert 0 < light["lightcurve"] < light["features"]
+    account = rubin["account"]["stages_us_per_alert"]
+    assert account["decode + route + assemble"] > 0
+    if stages:
+        assert set(rubin["stages_us_per_packet"]) == {RUBIN_SERVICE, RUBIN_LIGHTCURVES}
+        for stage_us in rubin["stages_us_per_packet"].values():
+            assert stage_us["decode + route + assemble, batches (service)"] > 0
+            assert "produce (until acknowledged)" in stage_us
+    else:
+        assert rubin["stages_us_per_packet"] == {}
 
 
 def test_the_end_to_end_benchmark_runs_and_writes_its_json(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "e2e.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--n",
-            "600",
-            "--naive-n",
-            "30",
-            "--repeat",
-            "2",
-            "--loads",
-            "300",
-            "--load-seconds",
-            "1",
-            "--instances",
-            "2",
-            "--bursts",
-            "200",
-            "--burst-surveys",
-            "lsst",
-            "--json",
-            str(out),
-        ],
-        cwd=REPO,
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = run_benchmark(
+        kafka_bootstrap,
+        "--n",
+        "600",
+        "--naive-n",
+        "30",
+        "--repeat",
+        "2",
+        "--loads",
+        "300",
+        "--load-seconds",
+        "1",
+        "--instances",
+        "2",
+        "--bursts",
+        "200",
+        "--burst-surveys",
+        "lsst",
+        "--rubin-n",
+        "300",
+        "--json",
+        str(out),
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -64,6 +108,7 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "service",
         ALERCE,
         "service x2 instances",
+        *RUBIN_ROWS,
     }
     assert all(rate > 0 for rate in report["throughput"].values())  # steady state
     # passthrough, peer, service and the instances twice each; the slower one counts
@@ -75,6 +120,7 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "service": 2,
         ALERCE: 2,
         "service x2 instances": 2,
+        **dict.fromkeys(RUBIN_ROWS, 2),
     }
     for name in ("passthrough", "peer", "service", ALERCE, "service x2 instances"):
         assert report["throughput"][name] == min(runs[name])
@@ -92,6 +138,8 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "service/peer",
         "alerce/service",
         "instances/service",
+        f"{RUBIN_SERVICE}/{RUBIN_PASSTHROUGH}",
+        f"{RUBIN_LIGHTCURVES}/{RUBIN_PASSTHROUGH}",
     }
     shipped, off = report["latency"]  # batch.flush_when_idle as shipped (on), then off
     assert (shipped["flush_when_idle"], off["flush_when_idle"]) == (True, False)
@@ -121,7 +169,34 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "alerce / service",
         "instances / service",
     ]
+    assert [t["name"] for t in report["targets"]][-2:] == [
+        "rubin service packets/s",
+        "rubin service / rubin passthrough",
+    ]
     assert "service / naive" in run.stdout
+    check_rubin_rows(report, 300, 2, stages=True)
+    assert "rubin service, light-curve features" in run.stdout
+
+
+def test_the_rubin_rows_run_alone(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """``--rows rubin``: the Rubin rows only, no ZTF alerts pre-loaded."""
+    out = tmp_path / "rubin.json"
+    run = run_benchmark(
+        kafka_bootstrap, "--rows", "rubin", "--rubin-n", "200", "--repeat", "1", "--json", str(out)
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["throughput"]) == set(RUBIN_ROWS)
+    assert set(report["ratios"]) == {f"{row}/{RUBIN_PASSTHROUGH}" for row in RUBIN_ROWS[1:]}
+    assert [t["name"] for t in report["targets"]] == [
+        "rubin service packets/s",
+        "rubin service / rubin passthrough",
+    ]
+    assert report["latency"] == report["bursts"] == []
+    assert report["stages_us_per_alert"] == {}
+    assert report["packet_sizes"]["simulated_bytes"]["n"] > 0  # stated beside the rows
+    assert "pre-loading 0 alerts" in run.stdout
+    check_rubin_rows(report, 200, 1, stages=False)
 
 
 def test_the_replay_benchmark_runs_every_source() -> None:

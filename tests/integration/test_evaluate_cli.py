@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from models.resources import sample_dir
 from tests.integration.conftest import CLI
 
@@ -19,6 +21,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # 75 s alone on 2 quiet cores: `make slow`
 def test_quick_evaluation_table_and_resumption(tmp_path: Path) -> None:
     out = tmp_path / "results"
     first = cli("evaluate", "--data", SAMPLE, "--out", str(out), *QUICK, *DETECTORS)

@@ -12,6 +12,7 @@ from typing import Any
 import fastavro
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from models import rubin
 from models.simulate.lsst_dataset import packet_bytes, simulate_packets
@@ -37,6 +38,7 @@ def by_oid(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     }
 
 
+@pytest.mark.slow  # 72 s alone on 2 quiet cores: `make slow`
 def test_rubin_packets_live_replay_and_offline_agree_bitwise(
     kafka_bootstrap: str, topic_prefix: str, service_process: Start, tmp_path: Path
 ) -> None:

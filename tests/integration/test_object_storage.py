@@ -274,6 +274,7 @@ def authenticating() -> Iterator[str]:
     server.wait(10)
 
 
+@pytest.mark.slow  # 62 s alone on 2 quiet cores: `make slow`
 def test_storage_errors_are_one_line_without_secrets(
     endpoint: str, authenticating: str, tmp_path: Path
 ) -> None:

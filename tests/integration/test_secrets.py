@@ -200,6 +200,7 @@ def test_errors_of_every_kind_name_no_secret(tmp_path: Path) -> None:
         one_error(cli("settings", "--config", config, env=environment()), word)
 
 
+@pytest.mark.slow  # 61 s alone on 2 quiet cores: `make slow`
 def test_broker_errors_name_no_secret(
     kafka_bootstrap: str, config_files: tuple[Path, Path]
 ) -> None:

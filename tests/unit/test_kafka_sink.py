@@ -518,3 +518,53 @@ def test_scribe_commands_are_outputs_of_their_own(monkeypatch: pytest.MonkeyPatc
 def test_scribe_commands_need_a_kafka_sink() -> None:
     with pytest.raises(Exception, match="scribe_topic is for kind kafka"):
         load_settings(None, {"output": {"kind": "memory", "scribe_topic": "scribe"}})
+
+
+class FencedProducer(FakeProducer):
+    """A producer whose purge fails what it still holds, as librdkafka reports a purge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reported: set[int] = set()
+
+    def report(self, index: int, error: KafkaError | None = None) -> None:
+        self.reported.add(index)
+        super().report(index, error)
+
+    def purge(self) -> None:
+        for i in range(len(self.sent)):
+            if i not in self.reported:
+                self.report(i, KafkaError(KafkaError._PURGE_QUEUE))
+
+
+def test_a_fenced_producer_is_replaced_and_its_outputs_written_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broker fences the producer (its retries would fail forever): at the next poll what it
+    still holds is purged into the retries and a new producer writes them; every input is
+    reported written once."""
+    settings = load_settings(
+        None, {"kafka": {"bootstrap_servers": UNUSED}, "output": {"topic": "scores"}}
+    )
+    written: list[Lineage] = []
+    sink = KafkaSink(settings, Metrics(), written.extend, Brokers(UNUSED, 60.0))
+    first, second = FencedProducer(), FencedProducer()
+    sink.producer = first
+    made: list[dict[str, Any]] = []
+    monkeypatch.setattr(kafka_sink, "new_client", lambda _, config: made.append(config) or second)
+    monkeypatch.setattr(kafka_sink, "RETRY_BACKOFF_S", (0.0,))
+    batch, rows = scored(3, 10)
+    sink.write(batch, rows)
+    first.report(0)
+    first.report(1, KafkaError(KafkaError.PRODUCER_FENCED))
+    sink.poll(0)
+    assert sink.producer is second
+    assert len(made) == 1
+    assert sorted(key for _, key, *_ in second.sent) == sorted(r.oid.encode() for r in rows[1:])
+    for i in range(len(second.sent)):
+        second.report(i)
+    sink.poll(0)
+    assert sink.producer is second  # no second renewal
+    assert sorted(written) == sorted(r.source for r in rows)
+    assert sink.in_flight() == 0
+    sink.close(0)

@@ -25,6 +25,12 @@ own. Failures are told apart:
   (``alert_anomaly_outputs_dropped_total``) and its input committed, so that no input can block
   its partition.
 
+A producer the broker has fenced (``PRODUCER_FENCED``, ``INVALID_PRODUCER_EPOCH``, or any error
+librdkafka calls fatal) can never write again: its failed outputs are retried as above, and at
+the next poll it is replaced by a new producer (a new producer id) after what it still holds is
+purged into the retries (``producer_renewed``; an output it wrote before the fence may then be
+written twice, never lost).
+
 Topics are fixed or daily (``output.topic_strategy``, :mod:`service.io.topics`). The clock is read
 once per batch (and per dead letter), and an output keeps the topics of the moment it was first
 produced: its retries go to the same topic and the reference that stands for it to the dead-letter
@@ -83,6 +89,10 @@ OUTPUT_REASONS: dict[DeadLetterReason, frozenset[int]] = {
     ),
 }
 _PERMANENT = {code: reason for reason, codes in OUTPUT_REASONS.items() for code in codes}
+# errors after which this producer can never write: a new one must take over
+_FENCED = frozenset(
+    {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError._FENCED}
+)
 
 
 @dataclass(frozen=True)
@@ -175,7 +185,9 @@ class KafkaSink:
         self.brokers = brokers
         self.metrics = metrics
         self.on_written = on_written
-        self.producer = new_client(Producer, {**producer_config(settings.kafka), **brokers.hooks()})
+        self._config = {**producer_config(settings.kafka), **brokers.hooks()}
+        self.producer = new_client(Producer, self._config)
+        self._fenced: str | None = None  # the error that fenced the producer, until it is renewed
         self._in_flight = 0
         self._retries: deque[_Output] = deque()
         self._failing: dict[tuple[str, str], int] = {}  # (topic, error) -> failures since a line
@@ -302,6 +314,8 @@ class KafkaSink:
 
     def _failed(self, output: _Output, error: KafkaError) -> None:
         code = error.code()
+        if code in _FENCED or error.fatal():
+            self._fenced = self._fenced or str(error)
         if code in _PERMANENT:
             if output.replacement:
                 self._drop(output, error)
@@ -382,6 +396,8 @@ class KafkaSink:
 
     def poll(self, timeout_s: float) -> None:
         self.producer.poll(timeout_s)
+        if self._fenced is not None:
+            self._renew_producer()
         now = time.monotonic()
         if self._failing and now - self._last_failure_summary >= SUMMARY_EVERY_S:
             log.warning(
@@ -401,6 +417,16 @@ class KafkaSink:
         for topic, timestamps in self._latencies.items():
             self.metrics.record_delivered(topic, timestamps)
         self._latencies.clear()
+
+    def _renew_producer(self) -> None:
+        """Replace a fenced producer: what it still holds fails into the retries (purged), then
+        a new producer writes them and everything after."""
+        old, error = self.producer, self._fenced
+        old.purge()
+        old.flush(0)  # serves the purged outputs' reports: they join the retries
+        self.producer = new_client(Producer, self._config)
+        self._fenced = None
+        log.warning("producer_renewed", error=error, retrying=len(self._retries))
 
     def in_flight(self) -> int:
         """Outputs produced and not yet acknowledged (retries included)."""

@@ -374,7 +374,10 @@ def main(argv: Sequence[str]) -> None:
     connection_fd, memory_fd = (int(a) for a in argv)
     memory = mmap.mmap(memory_fd, 0)
     os.close(memory_fd)
-    _serve(Connection(connection_fd), memory)
+    try:
+        _serve(Connection(connection_fd), memory)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return  # the service is gone (it stopped while this worker started): no one to tell
 
 
 def usable_cores(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:

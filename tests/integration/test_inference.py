@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from service.core.inference import (
     ModelFile,
     ProcessInference,
     Scored,
+    _shared_memory,
     choose_mode,
     usable_cores,
 )
@@ -219,3 +223,26 @@ def test_the_service_stops_when_its_worker_dies_and_a_restart_loses_nothing(
     assert 0 < len(before) < n, "the worker must die mid-stream"
 
     restart_covers_everything(kafka_bootstrap, names, topic_prefix, placed, service_process)
+
+
+def test_a_worker_whose_service_is_gone_before_it_starts_exits_quietly() -> None:
+    """The service stops (SIGTERM) before it sends the worker its models: the worker reads
+    the closed pipe and exits 0 without a traceback (tests/integration/test_signals.py races
+    for the same moment)."""
+    ours, theirs = socket.socketpair()
+    memory_fd = _shared_memory(4096)
+    try:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "service.core.inference", str(theirs.fileno()), str(memory_fd)],
+            pass_fds=(theirs.fileno(), memory_fd),
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        theirs.close()
+        os.close(memory_fd)
+    ours.close()  # the service is gone before sending anything
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr

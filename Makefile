@@ -5,8 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
-# pytest-xdist workers: most tests wait on a broker or a subprocess, so more workers than cores
-# pay off (`make test` on 2 cores: ~41 min with one, ~20 with four); 0 runs them in one process.
+# pytest-xdist workers of make test and make slow: most tests wait on a broker or a subprocess, so
+# more workers than cores pay off (`make test` on 2 cores: ~41 min with one, ~14-21 with four); 0
+# runs them in one process. The install matrix runs in one (a wheel house per worker, and four
+# installs at once ran a row past its timeout).
 TEST_WORKERS ?= 4
 XDIST = -n $(TEST_WORKERS) --dist worksteal
 # What `make demo` installs: the extras every demo of the README needs (`demo` the embedded
@@ -63,7 +65,7 @@ test: install-dev lint typecheck
 ## requirement set, make demo's) in a fresh venv, running the README's commands for it (CI runs
 ## it after test; a few minutes, most of it the demos).
 install-matrix: install-dev
-	$(BIN)/pytest -m install tests/install $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/pytest -m install tests/install $(PYTEST_ARGS)
 
 ## Tests of a minute or more (the benchmark harness end to end; CI runs them after test).
 slow: install-dev

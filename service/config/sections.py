@@ -62,6 +62,21 @@ class ModelSettings(Section):
         "input; iforest: path-based credit; distclassipy: none); 0 turns explanations off "
         "(nothing is computed, every record's explanation is empty)",
     )
+    reranker: Path | None = Field(
+        None,
+        description="directory of an expert's re-ranker (`verdicts retrain`, extra rerank): "
+        "each score also gets its reranked_percentile and the re-ranker's identity; a new "
+        "re-ranker placed there (best: a symlink swapped with `mv -T`) is loaded between "
+        "micro-batches without a restart (model.reload_interval_s); unset: null, nothing "
+        "computed",
+    )
+    reload_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="how often the service checks whether model.reranker changed (its real "
+        "directory, the SHA-256 of its manifest.json, the size and time of its arrays); 0: "
+        "loaded once at start",
+    )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1...")
     cpu_threads: int = Field(
         1,

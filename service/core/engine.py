@@ -134,6 +134,7 @@ class Engine:
         self._decode_seconds: list[float] = []
         self._decoded: dict[str, int] = {}
         self._batch_id = 0
+        metrics.record_reranker(processor.reranking.current)
 
     def stop(self) -> None:
         """Ask the loop to drain, commit and return (safe from a signal handler)."""
@@ -167,6 +168,7 @@ class Engine:
                 self._publish_scored()
                 self.sink.poll(0)
                 self._flush_metrics()
+                self._reload()
                 now = time.monotonic()
                 if o.checkpoint_every is not None and since_checkpoint >= o.checkpoint_every:
                     self._checkpoint()
@@ -411,6 +413,13 @@ class Engine:
                 rows=len(rows),
                 seconds=round(batch.seconds, 6),
             )
+
+    def _reload(self) -> None:
+        """Between micro-batches: swap in a changed re-ranker (service.core.reranking)."""
+        reload = self.processor.reranking.poll()
+        if reload is not None:
+            self.metrics.record_reload("reranker", reload.outcome)
+            self.metrics.record_reranker(self.processor.reranking.current)
 
     # -- committing ------------------------------------------------------------------------
 

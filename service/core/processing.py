@@ -27,6 +27,7 @@ from models.taxonomy import MODEL_CLASSES
 from service import __version__
 from service.config import Settings
 from service.core.inference import InlineInference, ModelFile, ProcessInference, choose_mode
+from service.core.reranking import RerankerSlot
 from service.core.routing import Route, Router
 from service.exceptions import SettingsError
 from service.io.codecs.decoding import MessageDecoder
@@ -82,6 +83,8 @@ class AlertProcessor:
         )
         self._check_schema_coverage()
         self._paths = {"batch": 0, "generic": 0}
+        # the expert's re-ranker (model.reranker), swapped between batches when it changes
+        self.reranking = RerankerSlot(settings.model.reranker, settings.model.reload_interval_s)
         self.explain = settings.model.explain_features
         for route in self.routes.values():
             if self.explain and route.scorer.unexplained:
@@ -159,7 +162,8 @@ class AlertProcessor:
         explanation: Explanation | None = None,
     ) -> ScoredBatch:
         """The anomaly-score records of scored rows (``nearest``: index of the nearest centre;
-        ``explanation``: their top features, else every record's explanation is empty)."""
+        ``explanation``: their top features, else every record's explanation is empty),
+        re-ranked by the current re-ranker if there is one."""
         target = self.routes[top]
         manifest = target.bundle.manifest
         subclasses = manifest.centre_subclasses
@@ -184,6 +188,9 @@ class AlertProcessor:
             "service_version": __version__,
             "feature_coverage": [row.coverage for row in rows],
             "explanation": () if explanation is None else _explanations(target, explanation),
+            **self.reranking.columns(
+                target.feature_names, [row.features for row in rows], percentile
+            ),
         }
         return ScoredBatch(top, columns, raw, percentile, seconds)
 

@@ -73,9 +73,10 @@ class ModelSettings(Section):
     reload_interval_s: float = Field(
         10.0,
         ge=0,
-        description="how often the service checks whether model.reranker changed (its real "
-        "directory, the SHA-256 of its manifest.json, the size and time of its arrays); 0: "
-        "loaded once at start",
+        description="how often the service checks, between micro-batches, whether "
+        "model.reranker or a bundle under model.bundles_dir changed (the real directory, the "
+        "SHA-256 of its manifest.json, the size and time of its other files) and reloads it "
+        "without a restart; 0: models are loaded once at start",
     )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1...")
     cpu_threads: int = Field(

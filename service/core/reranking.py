@@ -8,9 +8,8 @@ version = its training time, checksum = SHA-256 of its ``manifest.json``; anomal
 Without ``model.reranker`` the four fields are null and nothing is computed.
 
 Hot reload (:class:`RerankerSlot`): every ``model.reload_interval_s`` the engine, between
-micro-batches, asks the slot whether the artefact changed. Its fingerprint is the real directory
-(a symlink resolved), the SHA-256 of the manifest and the size and modification time of the
-arrays, read in a few hundred microseconds. When it changed, the new re-ranker is loaded from
+micro-batches, asks the slot whether the artefact changed (its fingerprint:
+:mod:`service.core.reloading`). When it changed, the new re-ranker is loaded from
 the resolved directory (the forest rebuilt and checked against its stored scores) and only then
 swapped in, in one assignment: a batch is re-ranked by one re-ranker, the old or the new, and
 nothing is drained, redone or dropped. A load that fails (a half-written or damaged artefact, a
@@ -35,6 +34,7 @@ import structlog
 from numpy.typing import NDArray
 
 from models.exceptions import AlertAnomalyError
+from service.core.reloading import DirectoryWatch, fingerprint
 from service.exceptions import SettingsError
 
 log = structlog.get_logger(__name__)
@@ -87,20 +87,6 @@ def _select(
     return out
 
 
-def fingerprint(directory: Path) -> str | None:
-    """What changes when the artefact in ``directory`` does (None: no manifest there)."""
-    from models.rerank import ARRAYS, MANIFEST
-
-    try:
-        real = directory.resolve(strict=True)
-        manifest = (real / MANIFEST).read_bytes()
-        arrays = (real / ARRAYS).stat()
-    except OSError:
-        return None
-    digest = hashlib.sha256(manifest).hexdigest()
-    return f"{real}|{digest}|{arrays.st_size}|{arrays.st_mtime_ns}"
-
-
 def load(directory: Path) -> LoadedReranker:
     """The re-ranker in ``directory`` (a symlink resolved once: the manifest and the arrays come
     from the same directory); :class:`~models.rerank.RerankError` if it cannot be used."""
@@ -112,7 +98,7 @@ def load(directory: Path) -> LoadedReranker:
         real = directory.resolve(strict=True)
         manifest = (real / MANIFEST).read_bytes()
     except OSError as exc:
-        raise RerankError(f"no re-ranker in {directory}: {exc.strerror}") from None
+        raise RerankError(f"no re-ranker in {directory} ({MANIFEST}: {exc.strerror})") from None
     reranker = load_reranker(real)
     checksum = hashlib.sha256(manifest).hexdigest()
     if hashlib.sha256((real / MANIFEST).read_bytes()).hexdigest() != checksum:
@@ -141,19 +127,17 @@ class RerankerSlot:
         fingerprinter: Callable[[Path], str | None] = fingerprint,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.directory, self.interval_s = directory, interval_s
-        self._load, self._fingerprint, self._clock = loader, fingerprinter, clock
+        self.directory = directory
+        self._load = loader
         self.current: LoadedReranker | None = None
-        self._seen: str | None = None  # the fingerprint last tried (loaded or failed)
-        self._next = 0.0
+        watched = [] if directory is None else [directory]
+        self._watch = DirectoryWatch(watched, interval_s, fingerprinter=fingerprinter, clock=clock)
         if directory is None:
             return
-        self._seen = fingerprinter(directory)
         try:
             self.current = loader(directory)
         except AlertAnomalyError as exc:  # RerankError, a missing extra: the setting is wrong
             raise SettingsError(f"model.reranker: {exc}") from exc
-        self._next = clock() + interval_s
         log.info(
             "reranker_loaded",
             expert=self.current.expert,
@@ -165,16 +149,11 @@ class RerankerSlot:
     def poll(self) -> Reload | None:
         """Between micro-batches: when the interval is up, swap in a changed re-ranker (or
         report why it cannot be); None when nothing changed or it is not time yet."""
-        if self.directory is None or self.interval_s <= 0 or self._clock() < self._next:
+        if self.directory is None or not self._watch.changed():
             return None
-        self._next = self._clock() + self.interval_s
-        seen = self._fingerprint(self.directory)
-        if seen == self._seen:
-            return None
-        self._seen = seen
         old = self.current
         try:
-            if seen is None:
+            if self._watch.missing:
                 raise FileNotFoundError(f"no re-ranker manifest in {self.directory}")
             new = self._load(self.directory)
         except Exception as exc:  # whatever is wrong with the new one, the old one scores on

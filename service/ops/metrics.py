@@ -16,7 +16,7 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 import numpy as np
@@ -27,7 +27,7 @@ from service.ops.histogram import BulkHistogram
 
 if TYPE_CHECKING:
     from service.core.reranking import LoadedReranker
-    from service.core.routing import Coverage
+    from service.core.routing import Coverage, Route
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -308,6 +308,14 @@ class Metrics:
         self, survey: str, top_class: str, scorer: str, version: str, checksum: str
     ) -> None:
         self.model_info.labels(survey, top_class, scorer, version, checksum).set(1)
+
+    @_never_raises
+    def record_models(self, routes: Iterable[Route]) -> None:
+        """The bundles in use (those before them forgotten)."""
+        self.model_info.clear()
+        for r in routes:
+            m = r.bundle.manifest
+            self.record_model(m.survey, m.top_class, m.scorer, m.model_version, r.bundle.checksum)
 
     @_never_raises
     def record_reranker(self, loaded: LoadedReranker | None) -> None:

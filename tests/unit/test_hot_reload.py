@@ -1,7 +1,8 @@
-"""service.core.reranking without I/O: the re-ranker slot swaps in a changed re-ranker only when
-its fingerprint changes and the interval is up, keeps the old one when the new one fails (and
-tries again only when the artefact changes again), and a batch's re-ranker columns take the
-features the re-ranker names, by name, from a bundle's order."""
+"""Hot reload without a broker: the re-ranker slot swaps in a changed re-ranker only when its
+fingerprint changes and the interval is up, keeps the old one when the new one fails (and tries
+again only when the artefact changes again), a batch's re-ranker columns take the features the
+re-ranker names, by name, from a bundle's order (all without I/O); a directory watch reports
+each change once; the fingerprint follows a symlink swap and a rewrite (real files)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from numpy.typing import NDArray
 
 from models.rerank import RerankError
+from service.core.reloading import DirectoryWatch, fingerprint
 from service.core.reranking import NO_RERANKER, LoadedReranker, RerankerSlot
 from service.exceptions import SettingsError
 
@@ -84,8 +86,8 @@ def test_a_changed_reranker_is_swapped_in_when_the_interval_is_up() -> None:
 def test_a_failed_reload_keeps_the_old_reranker_and_retries_only_a_new_artefact() -> None:
     disk = Artefacts()
     slot = disk.slot(interval_s=1.0)
-    for fingerprint, now in (("half-written", 1.0), (None, 2.0)):  # damaged, then removed
-        disk.fingerprint, disk.now = fingerprint, now
+    for state, now in (("half-written", 1.0), (None, 2.0)):  # damaged, then removed
+        disk.fingerprint, disk.now = state, now
         reload = slot.poll()
         assert reload is not None
         assert reload.outcome == "failed"
@@ -133,3 +135,45 @@ def test_the_batch_columns_take_the_rerankers_features_by_name() -> None:
         "reranker_version": "2026-12-06T00:00:00+00:00",
         "reranker_checksum": "c" * 64,
     }
+
+
+def test_a_directory_watch_reports_each_change_once_when_the_interval_is_up() -> None:
+    prints = {Path("/b/t"): "t1", Path("/b/p"): "p1"}
+    now = [0.0]
+    watch = DirectoryWatch(
+        list(prints), 5.0, fingerprinter=lambda d: prints[d], clock=lambda: now[0]
+    )
+    assert not watch.changed()
+    prints[Path("/b/p")] = "p2"
+    now[0] = 4.0
+    assert not watch.changed()  # not time yet
+    now[0] = 5.0
+    assert watch.changed()
+    now[0] = 10.0
+    assert not watch.changed()  # reported once
+    prints[Path("/b/t")] = None  # removed
+    now[0] = 15.0
+    assert watch.changed()
+    assert watch.missing == [Path("/b/t")]
+    assert not DirectoryWatch([], 1.0).changed()
+
+
+def test_the_fingerprint_follows_a_symlink_swap_and_a_rewrite(tmp_path: Path) -> None:
+    for name, text in (("v1", "{}"), ("v2", "{}")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(text)
+        (tmp_path / name / "model.safetensors").write_bytes(b"x")
+    link = tmp_path / "current"
+    link.symlink_to("v1")
+    first = fingerprint(link)
+    assert first is not None
+    assert fingerprint(link) == first
+    (tmp_path / "new").symlink_to("v2")
+    (tmp_path / "new").replace(link)
+    assert fingerprint(link) not in (None, first)  # same content, another directory
+    (tmp_path / "v2" / "manifest.json").write_text('{"model_version": "2"}')
+    second = fingerprint(link)
+    assert second != fingerprint(tmp_path / "v1")
+    (tmp_path / "v2" / "model.safetensors").write_bytes(b"xy")
+    assert fingerprint(link) != second
+    assert fingerprint(tmp_path / "absent") is None

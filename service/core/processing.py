@@ -78,6 +78,13 @@ class AlertProcessor:
         # OpenMP workers spin on the cores that the decoding and librdkafka need.
         torch.set_num_threads(settings.model.cpu_threads)
         self.device = resolve_device(settings.model.device)
+        # the bundles' directories as configured (a symlink among them followed at each look),
+        # fingerprinted before they are loaded: a change meanwhile is seen at the first look
+        self.settings = settings
+        self.bundle_watch = DirectoryWatch(
+            [_bundle_path(settings, top) for top in settings.model.scorers],
+            settings.model.reload_interval_s,
+        )
         self.routes = load_routes(settings, self.device)
         lightcurves = any(
             name.startswith(LIGHTCURVE_PREFIX)
@@ -93,11 +100,6 @@ class AlertProcessor:
         self._paths = {"batch": 0, "generic": 0}
         # the expert's re-ranker (model.reranker), swapped between batches when it changes
         self.reranking = RerankerSlot(settings.model.reranker, settings.model.reload_interval_s)
-        # the bundles' directories as configured (a symlink among them followed at each look)
-        self.settings = settings
-        self.bundle_watch = DirectoryWatch(
-            [_bundle_path(settings, top) for top in self.routes], settings.model.reload_interval_s
-        )
         self.explain = settings.model.explain_features
         for route in self.routes.values():
             if self.explain and route.scorer.unexplained:

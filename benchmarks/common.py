@@ -189,7 +189,8 @@ def score_record(
 ) -> dict[str, Any]:
     """One anomaly-score record (``schemas/anomaly-score``), as the baselines build it field by
     field for a consumed ``message``; ``score`` is (raw, percentile, nearest subclass). The
-    baselines explain no score (``explanation`` empty, as with ``model.explain_features 0``)."""
+    baselines explain no score (``explanation`` empty, as with ``model.explain_features 0``)
+    and re-rank none (the re-ranker's fields null, as without ``model.reranker``)."""
     raw, percentile, nearest = score
     manifest = route.bundle.manifest
     return {
@@ -211,4 +212,8 @@ def score_record(
         "service_version": __version__,
         "feature_coverage": coverage,
         "explanation": [],
+        "reranked_percentile": None,
+        "reranker_expert": None,
+        "reranker_version": None,
+        "reranker_checksum": None,
     }

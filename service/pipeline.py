@@ -25,6 +25,7 @@ from service.config import Settings
 from service.core.engine import Engine, Options, Stats
 from service.core.offsets import OffsetTracker
 from service.core.processing import AlertProcessor, Inference, start_inference
+from service.core.routing import Route
 from service.exceptions import KafkaServiceError
 from service.io.sinks import OutputSink
 from service.io.sources import InputSource
@@ -139,8 +140,18 @@ class Pipeline:
             self.metrics,
             on_ready=on_ready,
             on_read=on_read,
+            restart_inference=lambda routes: self._restart_inference(routes, options.max_rows),
         )
         return self.engine
+
+    def _restart_inference(self, routes: dict[str, Route], max_rows: int) -> Inference:
+        """A new inference for reloaded bundles; the old one is closed once it has started
+        (if it cannot start, the old one is kept)."""
+        new = start_inference(self.settings, routes, max_rows)
+        old, self._inference = self._inference, new
+        if old is not None:
+            old.close()
+        return new
 
     @property
     def inference_pid(self) -> int | None:

@@ -62,6 +62,22 @@ class ModelSettings(Section):
         "input; iforest: path-based credit; distclassipy: none); 0 turns explanations off "
         "(nothing is computed, every record's explanation is empty)",
     )
+    reranker: Path | None = Field(
+        None,
+        description="directory of an expert's re-ranker (`verdicts retrain`, extra rerank): "
+        "each score also gets its reranked_percentile and the re-ranker's identity; a new "
+        "re-ranker placed there (best: a symlink swapped with `mv -T`) is loaded between "
+        "micro-batches without a restart (model.reload_interval_s); unset: null, nothing "
+        "computed",
+    )
+    reload_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="how often the service checks, between micro-batches, whether "
+        "model.reranker or a bundle under model.bundles_dir changed (the real directory, the "
+        "SHA-256 of its manifest.json, the size and time of its other files) and reloads it "
+        "without a restart; 0: models are loaded once at start",
+    )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1...")
     cpu_threads: int = Field(
         1,

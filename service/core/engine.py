@@ -14,7 +14,11 @@ One thread drives everything (librdkafka and the inference worker do their work 
   ``commit_interval`` and at the end;
 * on revocation (live) the open batches are scored and the revoked partitions' outputs awaited
   (at most ``drain_timeout``) and committed; a bounded source is drained and checkpointed every
-  ``checkpoint_every`` inputs and at its end.
+  ``checkpoint_every`` inputs and at its end;
+* every ``model.reload_interval_s``, between micro-batches, a changed re-ranker is swapped in
+  (:mod:`service.core.reranking`) and changed bundles are reloaded: loaded and verified, the
+  open batches scored and published by the old ones, a new inference started, then the routes
+  swapped (:meth:`Engine._reload_bundles`); a reload that fails keeps the old models.
 
 The pipeline (:mod:`service.pipeline`) makes the engine and owns the inference it is given; the
 engine closes the source and the sink as the last steps of its drain, within its deadline.
@@ -35,6 +39,7 @@ import structlog
 from service.core.batching import MicroBatcher
 from service.core.offsets import OffsetTracker
 from service.core.processing import AlertProcessor, Inference
+from service.core.routing import Route
 from service.exceptions import InferenceError, InputError
 from service.io.sinks import OutputSink
 from service.io.sources import InputSource
@@ -121,8 +126,10 @@ class Engine:
         metrics: Metrics,
         on_ready: Callable[[bool], None] | None = None,
         on_read: Callable[[int], None] | None = None,
+        restart_inference: Callable[[dict[str, Route]], Inference] | None = None,
     ) -> None:
         self.processor, self.inference = processor, inference
+        self._restart_inference = restart_inference  # bundles are reloaded only with one
         self.source, self.sink, self.tracker = source, sink, tracker
         self.options, self.metrics = options, metrics
         self.stats = Stats(tracker=tracker)
@@ -134,6 +141,7 @@ class Engine:
         self._decode_seconds: list[float] = []
         self._decoded: dict[str, int] = {}
         self._batch_id = 0
+        metrics.record_reranker(processor.reranking.current)
 
     def stop(self) -> None:
         """Ask the loop to drain, commit and return (safe from a signal handler)."""
@@ -167,6 +175,7 @@ class Engine:
                 self._publish_scored()
                 self.sink.poll(0)
                 self._flush_metrics()
+                self._reload()
                 now = time.monotonic()
                 if o.checkpoint_every is not None and since_checkpoint >= o.checkpoint_every:
                     self._checkpoint()
@@ -411,6 +420,51 @@ class Engine:
                 rows=len(rows),
                 seconds=round(batch.seconds, 6),
             )
+
+    def _reload(self) -> None:
+        """Between micro-batches: swap in a changed re-ranker (service.core.reranking) or
+        changed bundles."""
+        reload = self.processor.reranking.poll()
+        if reload is not None:
+            self.metrics.record_reload("reranker", reload.outcome)
+            self.metrics.record_reranker(self.processor.reranking.current)
+        if self._restart_inference is not None and self.processor.bundle_watch.changed():
+            self._reload_bundles(self._restart_inference)
+
+    def _reload_bundles(self, restart: Callable[[dict[str, Route]], Inference]) -> None:
+        """Load the changed bundles; publish everything the old ones scored (under their
+        versions); start the inference of the new ones, then score with them. Anything that
+        fails keeps the old bundles and inference (logged, counted)."""
+        old = {top: r.bundle.manifest.model_version for top, r in self.processor.routes.items()}
+
+        def failed(error: str) -> None:
+            log.error("bundles_reload_failed", error=error, kept=old)
+            self.metrics.record_reload("bundles", "failed")
+
+        try:
+            routes = self.processor.load_changed_routes()
+        except Exception as exc:  # a half-copied or wrong bundle: the old ones score on
+            failed(str(exc))
+            return
+        self._drain()
+        if self.inference.pending():
+            failed("the old models' batches were not all scored in time")
+            return
+        try:
+            self.inference = restart(routes)
+        except Exception as exc:
+            failed(f"the new inference did not start: {exc}")
+            return
+        self.processor.swap_routes(routes)
+        new = {top: r.bundle.manifest.model_version for top, r in routes.items()}
+        log.info(
+            "bundles_reloaded",
+            models=new,
+            checksums={top: r.bundle.checksum for top, r in routes.items()},
+            previous=old,
+        )
+        self.metrics.record_reload("bundles", "reloaded")
+        self.metrics.record_models(routes.values())
 
     # -- committing ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import structlog
@@ -27,6 +28,8 @@ from models.taxonomy import MODEL_CLASSES
 from service import __version__
 from service.config import Settings
 from service.core.inference import InlineInference, ModelFile, ProcessInference, choose_mode
+from service.core.reloading import DirectoryWatch
+from service.core.reranking import RerankerSlot
 from service.core.routing import Route, Router
 from service.exceptions import SettingsError
 from service.io.codecs.decoding import MessageDecoder
@@ -45,7 +48,8 @@ def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
             raise SettingsError(
                 f"model.scorers: unknown class {top!r} (known: {', '.join(MODEL_CLASSES)})"
             )
-        path = settings.model.bundles_dir / bundle_dirname(survey, top, scorer_kind)
+        # resolved: a symlink swapped later leads to another bundle (hot reload)
+        path = _bundle_path(settings, top).resolve()
         try:
             bundle = load_bundle(path)
         except BundleError as exc:
@@ -60,6 +64,11 @@ def load_routes(settings: Settings, device: torch.device) -> dict[str, Route]:
     return routes
 
 
+def _bundle_path(settings: Settings, top: str) -> Path:
+    kind = settings.model.scorers[top]
+    return settings.model.bundles_dir / bundle_dirname(settings.model.survey, top, kind)
+
+
 class AlertProcessor:
     """Everything between message bytes and anomaly-score records."""
 
@@ -69,6 +78,13 @@ class AlertProcessor:
         # OpenMP workers spin on the cores that the decoding and librdkafka need.
         torch.set_num_threads(settings.model.cpu_threads)
         self.device = resolve_device(settings.model.device)
+        # the bundles' directories as configured (a symlink among them followed at each look),
+        # fingerprinted before they are loaded: a change meanwhile is seen at the first look
+        self.settings = settings
+        self.bundle_watch = DirectoryWatch(
+            [_bundle_path(settings, top) for top in settings.model.scorers],
+            settings.model.reload_interval_s,
+        )
         self.routes = load_routes(settings, self.device)
         lightcurves = any(
             name.startswith(LIGHTCURVE_PREFIX)
@@ -82,6 +98,8 @@ class AlertProcessor:
         )
         self._check_schema_coverage()
         self._paths = {"batch": 0, "generic": 0}
+        # the expert's re-ranker (model.reranker), swapped between batches when it changes
+        self.reranking = RerankerSlot(settings.model.reranker, settings.model.reload_interval_s)
         self.explain = settings.model.explain_features
         for route in self.routes.values():
             if self.explain and route.scorer.unexplained:
@@ -116,6 +134,23 @@ class AlertProcessor:
                         coverage=round(match.coverage, 4),
                         absent=list(match.absent),
                     )
+
+    def load_changed_routes(self) -> dict[str, Route]:
+        """The bundles now configured, loaded and verified (hot reload); SettingsError if one
+        does not load or reads other features than the one it replaces (that needs a
+        restart: the decoder and the router know the features)."""
+        routes = load_routes(self.settings, self.device)
+        for top, route in routes.items():
+            if route.feature_names != self.routes[top].feature_names:
+                raise SettingsError(
+                    f"{route.path} reads other features than {self.routes[top].path}: restart "
+                    "the service to change the features"
+                )
+        return routes
+
+    def swap_routes(self, routes: dict[str, Route]) -> None:
+        """Score with ``routes`` from now on (the router shares the dict)."""
+        self.routes.update(routes)
 
     def decode_paths(self) -> dict[str, int]:
         """How many messages each decoder path handled: ``batch``
@@ -159,7 +194,8 @@ class AlertProcessor:
         explanation: Explanation | None = None,
     ) -> ScoredBatch:
         """The anomaly-score records of scored rows (``nearest``: index of the nearest centre;
-        ``explanation``: their top features, else every record's explanation is empty)."""
+        ``explanation``: their top features, else every record's explanation is empty),
+        re-ranked by the current re-ranker if there is one."""
         target = self.routes[top]
         manifest = target.bundle.manifest
         subclasses = manifest.centre_subclasses
@@ -184,6 +220,9 @@ class AlertProcessor:
             "service_version": __version__,
             "feature_coverage": [row.coverage for row in rows],
             "explanation": () if explanation is None else _explanations(target, explanation),
+            **self.reranking.columns(
+                target.feature_names, [row.features for row in rows], percentile
+            ),
         }
         return ScoredBatch(top, columns, raw, percentile, seconds)
 

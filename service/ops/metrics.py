@@ -16,7 +16,7 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 import numpy as np
@@ -26,7 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from service.ops.histogram import BulkHistogram
 
 if TYPE_CHECKING:
-    from service.core.routing import Coverage
+    from service.core.reranking import LoadedReranker
+    from service.core.routing import Coverage, Route
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -195,6 +196,18 @@ class Metrics:
             ["survey", "top_class", "scorer", "model_version", "checksum"],
             registry=r,
         )
+        self.reranker_info = Gauge(
+            "alert_anomaly_reranker_info",
+            "The expert re-ranker in use (value 1; none without model.reranker)",
+            ["expert", "version", "checksum"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "alert_anomaly_model_reloads",
+            "Hot reloads of a changed model: outcome reloaded, or failed (the old one is kept)",
+            ["model", "outcome"],
+            registry=r,
+        )
         self.device_memory = Gauge(
             "alert_anomaly_device_memory_bytes",
             "Memory allocated by torch on the scoring device (CUDA only)",
@@ -295,6 +308,25 @@ class Metrics:
         self, survey: str, top_class: str, scorer: str, version: str, checksum: str
     ) -> None:
         self.model_info.labels(survey, top_class, scorer, version, checksum).set(1)
+
+    @_never_raises
+    def record_models(self, routes: Iterable[Route]) -> None:
+        """The bundles in use (those before them forgotten)."""
+        self.model_info.clear()
+        for r in routes:
+            m = r.bundle.manifest
+            self.record_model(m.survey, m.top_class, m.scorer, m.model_version, r.bundle.checksum)
+
+    @_never_raises
+    def record_reranker(self, loaded: LoadedReranker | None) -> None:
+        """The re-ranker in use (the one before it forgotten)."""
+        self.reranker_info.clear()
+        if loaded is not None:
+            self.reranker_info.labels(loaded.expert, loaded.version, loaded.checksum).set(1)
+
+    @_never_raises
+    def record_reload(self, model: str, outcome: str) -> None:
+        self.reloads.labels(model, outcome).inc()
 
     @_never_raises
     def record_device_memory(self, device: str, used_bytes: int) -> None:

@@ -135,6 +135,10 @@ SCORE_RECORDS = st.fixed_dictionaries(
             st.fixed_dictionaries({"feature": TEXT, "contribution": st.floats(width=32)}),
             max_size=4,
         ),
+        "reranked_percentile": st.none() | st.floats(0, 100, width=32),
+        "reranker_expert": st.none() | TEXT,
+        "reranker_version": st.none() | TEXT,
+        "reranker_checksum": st.none() | TEXT,
     }
 )
 
@@ -187,30 +191,35 @@ def test_a_batch_from_columns_is_its_records_encoded_one_by_one(
     ]
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
 def test_readers_of_previous_minor_versions_still_decode_scores(version: str) -> None:
-    """1.1 appends feature_coverage, 1.2 explanation: a reader with an older schema resolves
-    1.2 data, and even a schemaless read with the old schema alone gets every old field right
-    (the new ones come last); the new reader decodes old records with the new fields'
-    defaults (a null coverage, an empty explanation)."""
+    """1.1 appends feature_coverage, 1.2 explanation, 1.3 the re-ranker's fields: a reader
+    with an older schema resolves 1.3 data, and even a schemaless read with the old schema
+    alone gets every old field right (the new ones come last); the new reader decodes old
+    records with the new fields' defaults (null coverage and re-ranker, empty explanation)."""
     path = schemas_dir() / "anomaly-score" / version / "anomaly_score.avsc"
     old_schema = json.loads(path.read_text())
     old = fastavro.parse_schema(old_schema)
-    assert SCORE["explanation"]  # the sample carries one
+    old_fields = {f["name"] for f in old_schema["fields"]}
+    assert SCORE["explanation"]
+    assert SCORE["reranked_percentile"] is not None
     value = make_encoder("schemaless")(SCORE)
     resolved = fastavro.schemaless_reader(io.BytesIO(value), output_schema(), old)
     plain = fastavro.schemaless_reader(io.BytesIO(value), old, None)
-    assert "explanation" not in resolved
+    assert "reranked_percentile" not in resolved
+    assert set(resolved) == old_fields
     assert resolved == plain
     assert resolved["oid"] == SCORE["oid"]
     assert resolved["service_version"] == SCORE["service_version"]
     # and the new reader reads old records, with the defaults of what they lack
-    old_fields = {f["name"] for f in old_schema["fields"]}
     old_value = io.BytesIO()
     fastavro.schemaless_writer(old_value, old, {k: v for k, v in SCORE.items() if k in old_fields})
     upgraded = fastavro.schemaless_reader(io.BytesIO(old_value.getvalue()), old, output_schema())
-    assert upgraded["explanation"] == []
+    explained = [e["feature"] for e in upgraded["explanation"]]
+    assert explained == ([] if version < "1.2" else [e["feature"] for e in SCORE["explanation"]])
     assert upgraded["feature_coverage"] == (None if version == "1.0" else SCORE["feature_coverage"])
+    for name in ("reranked_percentile", "reranker_expert", "reranker_version", "reranker_checksum"):
+        assert upgraded[name] is None
     assert upgraded["oid"] == SCORE["oid"]
 
 

@@ -144,6 +144,10 @@ def scored(n: int, size: int) -> tuple[ScoredBatch, list[Row]]:
         "service_version": "0",
         "feature_coverage": [1.0] * n,
         "explanation": (),
+        "reranked_percentile": None,
+        "reranker_expert": None,
+        "reranker_version": None,
+        "reranker_checksum": None,
     }
     zeros = np.zeros(n, np.float32)
     return ScoredBatch("Transient", columns, zeros, zeros, 0.0), rows

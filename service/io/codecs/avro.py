@@ -27,7 +27,7 @@ from service.core.validation import reject
 from service.exceptions import InputError, SettingsError
 from service.records import Columns, records_of
 
-OUTPUT_SCHEMA_PATH = Path("anomaly-score", "1.2", "anomaly_score.avsc")
+OUTPUT_SCHEMA_PATH = Path("anomaly-score", "1.3", "anomaly_score.avsc")
 CONFLUENT_MAGIC = 0
 _CONFLUENT_HEADER = struct.Struct(">bI")
 CONFLUENT_HEADER_SIZE = _CONFLUENT_HEADER.size

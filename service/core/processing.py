@@ -29,7 +29,7 @@ from service import __version__
 from service.config import Settings
 from service.core.inference import InlineInference, ModelFile, ProcessInference, choose_mode
 from service.core.reloading import DirectoryWatch
-from service.core.reranking import RerankerSlot
+from service.core.reranking import LoadedReranker, RerankerSlot
 from service.core.routing import Route, Router
 from service.exceptions import SettingsError
 from service.io.codecs.decoding import MessageDecoder
@@ -99,7 +99,9 @@ class AlertProcessor:
         self._check_schema_coverage()
         self._paths = {"batch": 0, "generic": 0}
         # the expert's re-ranker (model.reranker), swapped between batches when it changes
-        self.reranking = RerankerSlot(settings.model.reranker, settings.model.reload_interval_s)
+        self.reranking = RerankerSlot(
+            settings.model.reranker, settings.model.reload_interval_s, check=self._check_reranker
+        )
         self.explain = settings.model.explain_features
         for route in self.routes.values():
             if self.explain and route.scorer.unexplained:
@@ -134,6 +136,20 @@ class AlertProcessor:
                         coverage=round(match.coverage, 4),
                         absent=list(match.absent),
                     )
+
+    def _check_reranker(self, loaded: LoadedReranker) -> None:
+        """SettingsError unless every bundle carries at least ``model.min_feature_coverage`` of
+        the features the re-ranker reads (a re-ranker of other features, e.g. ZTF's over LSST
+        bundles, would rank every row on its fill values)."""
+        wanted = loaded.reranker.feature_names
+        for route in self.routes.values():
+            present = len(set(wanted) & set(route.feature_names))
+            if present < self.settings.model.min_feature_coverage * len(wanted):
+                raise SettingsError(
+                    f"the re-ranker of {loaded.expert} ({loaded.directory}) reads "
+                    f"{len(wanted)} features, {route.path} has {present} of them "
+                    f"(model.min_feature_coverage is {self.settings.model.min_feature_coverage})"
+                )
 
     def load_changed_routes(self) -> dict[str, Route]:
         """The bundles now configured, loaded and verified (hot reload); SettingsError if one

@@ -115,8 +115,10 @@ class Reload(NamedTuple):
 
 
 class RerankerSlot:
-    """The current re-ranker and its hot reload (see the module docstring). ``load``,
-    ``fingerprint`` and ``clock`` are the I/O, replaceable in tests."""
+    """The current re-ranker and its hot reload (see the module docstring). ``check`` raises
+    :class:`~service.exceptions.SettingsError` for a re-ranker the bundles cannot feed (at start:
+    the error; on reload: the old one kept). ``load``, ``fingerprint`` and ``clock`` are the
+    I/O, replaceable in tests."""
 
     def __init__(
         self,
@@ -124,11 +126,12 @@ class RerankerSlot:
         interval_s: float,
         *,
         loader: Callable[[Path], LoadedReranker] = load,
+        check: Callable[[LoadedReranker], None] = lambda loaded: None,
         fingerprinter: Callable[[Path], str | None] = fingerprint,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = directory
-        self._load = loader
+        self._load, self._check = loader, check
         self.current: LoadedReranker | None = None
         watched = [] if directory is None else [directory]
         self._watch = DirectoryWatch(watched, interval_s, fingerprinter=fingerprinter, clock=clock)
@@ -136,6 +139,9 @@ class RerankerSlot:
             return
         try:
             self.current = loader(directory)
+            check(self.current)
+        except SettingsError as exc:
+            raise SettingsError(f"model.reranker: {exc}") from exc
         except AlertAnomalyError as exc:  # RerankError, a missing extra: the setting is wrong
             raise SettingsError(f"model.reranker: {exc}") from exc
         log.info(
@@ -156,6 +162,7 @@ class RerankerSlot:
             if self._watch.missing:
                 raise FileNotFoundError(f"no re-ranker manifest in {self.directory}")
             new = self._load(self.directory)
+            self._check(new)
         except Exception as exc:  # whatever is wrong with the new one, the old one scores on
             log.error(
                 "reranker_reload_failed",

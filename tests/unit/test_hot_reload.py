@@ -38,7 +38,7 @@ class Artefacts:
 
     def __init__(self) -> None:
         self.fingerprint: str | None = "a"
-        self.good = {"a": "ana", "b": "bob", "c": "cy"}  # fingerprint -> expert
+        self.good = {"a": "ana", "b": "bob", "c": "cy", "d": "dee"}  # fingerprint -> expert
         self.loads: list[str | None] = []
         self.now = 0.0
 
@@ -50,11 +50,16 @@ class Artefacts:
         expert = self.good[self.fingerprint]
         return LoadedReranker(FakeReranker(expert, ("x",)), WHERE, self.fingerprint, "v1")
 
+    def check(self, loaded: LoadedReranker) -> None:
+        if loaded.expert == "dee":  # a re-ranker the bundles cannot feed
+            raise SettingsError("dee reads other features")
+
     def slot(self, interval_s: float = 10.0) -> RerankerSlot:
         return RerankerSlot(
             WHERE,
             interval_s,
             loader=self.load,
+            check=self.check,
             fingerprinter=lambda d: self.fingerprint,
             clock=lambda: self.now,
         )
@@ -121,6 +126,19 @@ def test_a_reranker_that_does_not_load_at_start_is_a_settings_error() -> None:
     disk.fingerprint = "broken"
     with pytest.raises(SettingsError, match=r"model\.reranker: damaged: broken"):
         disk.slot()
+    disk.fingerprint = "d"
+    with pytest.raises(SettingsError, match=r"model\.reranker: dee reads other features"):
+        disk.slot()
+
+
+def test_a_new_reranker_the_bundles_cannot_feed_keeps_the_old_one() -> None:
+    disk = Artefacts()
+    slot = disk.slot(interval_s=1.0)
+    disk.fingerprint, disk.now = "d", 1.0
+    reload = slot.poll()
+    assert reload is not None
+    assert reload == ("failed", "dee reads other features")
+    assert expert(slot) == "ana"
 
 
 def test_the_batch_columns_take_the_rerankers_features_by_name() -> None:

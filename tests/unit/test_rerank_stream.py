@@ -18,7 +18,10 @@ from models.rerank import ANOMALY, REGULAR, fit_reranker
 from models.resources import sample_dir
 from models.table import AlertTable, read_table
 from service.cli import main
+from service.config import load_settings
+from service.core.processing import AlertProcessor
 from service.core.reranking import LoadedReranker, load
+from service.exceptions import SettingsError
 from service.io.codecs.surveys import get_survey
 
 ROWS = 60
@@ -116,3 +119,22 @@ def test_a_reranker_that_does_not_load_is_one_line_and_exit_2(
             "directory)"
         )
     )
+
+
+def test_a_reranker_of_other_features_than_the_bundles_is_refused(tmp_path: Path) -> None:
+    """A ZTF re-ranker over the LSST bundles would rank every row on its fill values: refused
+    at start (one line, exit 2), and on a hot reload the old one is kept."""
+    save_reranker("ana", 1, tmp_path / "ana")
+    settings = {
+        "input": {"topics": ["t"]},
+        "model": {"survey": "lsst", "inference": "inline", "reranker": str(tmp_path / "ana")},
+    }
+    with pytest.raises(SettingsError, match=r"model.reranker: the re-ranker of ana .* reads"):
+        AlertProcessor(load_settings(None, settings))
+
+    settings["model"] = {"inference": "inline", "reranker": str(tmp_path / "ana")}
+    processor = AlertProcessor(load_settings(None, settings))  # ZTF: accepted
+    assert processor.reranking.current is not None
+    lsst = AlertProcessor(load_settings(None, {**settings, "model": {"survey": "lsst"}}))
+    with pytest.raises(SettingsError, match="reads 129 features"):
+        lsst._check_reranker(processor.reranking.current)

@@ -25,6 +25,10 @@ in-sample here: a model that was never told that these subclasses are interestin
 never saw them.
 
     python benchmarks/bench_expert.py [--seeds 10] [--nights 10] [--per-night 20] [--json out.json]
+        [--plot ../docs/results/expert-yield.svg]
+
+``--plot`` draws the yield curves (true anomalies found against reviews, mean and one standard
+deviation over seeds, random order for scale) with matplotlib (the ``sim`` extra).
 """
 
 from __future__ import annotations
@@ -128,6 +132,7 @@ def main() -> int:
     parser.add_argument("--per-night", type=int, default=20, help="reviews per night (20)")
     parser.add_argument("--per-subclass", type=int, default=30, help="interesting objects (30)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path, help="the yield curves as an image (.svg, .png)")
     args = parser.parse_args()
     started = time.perf_counter()
     sample = sample_dir() / "objects.parquet"
@@ -141,6 +146,7 @@ def main() -> int:
     total = args.nights * args.per_night
     ks = [k for k in KS if k <= total]
     found: dict[str, list[list[int]]] = {m: [] for m in METHODS}
+    curves: dict[str, list[NDArray[np.int64]]] = {m: [] for m in METHODS}
     for seed in range(args.seeds):
         hits = run_seed(
             seed,
@@ -156,6 +162,7 @@ def main() -> int:
         for method, h in hits.items():
             cumulative = np.cumsum(h)
             found[method].append([int(cumulative[k - 1]) for k in ks])
+            curves[method].append(cumulative)
         print(f"seed {seed}: " + ", ".join(f"{m} {sum(h)}" for m, h in hits.items()), flush=True)
     elapsed = time.perf_counter() - started
     n_objects = int((~interesting).sum()) + args.per_subclass * len(INTERESTING)
@@ -186,6 +193,9 @@ def main() -> int:
         f"(goal >= 2x: {'met' if ratio >= 2 else 'not met'}); "
         f"{elapsed:.0f} s ({scored:.0f} s scoring the sample) on the {machine()}"
     )
+    share = len(INTERESTING) * args.per_subclass / n_objects
+    if args.plot:
+        plot(args.plot, curves, share, args)
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -197,13 +207,47 @@ def main() -> int:
                     "interesting": INTERESTING,
                     "ks": ks,
                     "found": found,
+                    "labels": METHODS,
                     "summary": table_rows,
+                    "curves": {m: np.asarray(c).tolist() for m, c in curves.items()},
                     "loop_over_static_at_100": ratio,
                 },
                 indent=1,
             )
         )
     return 0
+
+
+def plot(path: Path, curves: dict[str, list[NDArray[np.int64]]], share: float, args: Any) -> None:
+    """True anomalies found against reviews per method: the mean over seeds and a band of one
+    standard deviation; random review order (``share`` of the objects are interesting)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "bench_expert"  # the same curves, the same file
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method, label in METHODS.items():
+        values = np.asarray(curves[method], dtype=np.float64)
+        k = np.arange(1, values.shape[1] + 1)
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        (line,) = ax.plot(k, mean, label=label, linewidth=1.6)
+        ax.fill_between(k, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0)
+    k = np.arange(1, args.nights * args.per_night + 1)
+    ax.plot(k, share * k, color="grey", linestyle=":", label="random order")
+    for night in range(1, args.nights):
+        ax.axvline(night * args.per_night, color="0.9", linewidth=0.6, zorder=0)
+    ax.set_xlabel(f"reviews ({args.per_night} a night, {args.nights} nights)")
+    ax.set_ylabel("true anomalies found (SLSN, CV/Nova)")
+    ax.set_title(f"The expert in the loop: mean and ±1 std over {args.seeds} seeds", fontsize=10)
+    ax.set_xlim(0, k[-1])
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else None)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from pathlib import Path
 
 from service.commands.args import examples, positive_int
 
@@ -15,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "alert-anomaly demo",
             "alert-anomaly demo --n 500 --top 3",
             "alert-anomaly demo --survey lsst",
+            "alert-anomaly demo --reranker rerankers/ana   # verdicts retrain wrote it",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="score the sample alerts on an embedded broker and show the top anomalies",
@@ -38,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="publish only the first N sample alerts (lsst: simulate N packets, default 1000)",
     )
     p.add_argument("--top", type=positive_int, default=5, help="anomalies shown per class")
+    p.add_argument(
+        "--reranker",
+        type=Path,
+        help="an expert's re-ranker (`verdicts retrain`, extra rerank; model.reranker): the "
+        "scores carry its re-ranked percentile and the top lists are ranked by it",
+    )
     p.set_defaults(handler=run)
 
 
@@ -56,23 +64,31 @@ def run(args: argparse.Namespace) -> int:
 
     what = "simulating Rubin alert packets, " if args.survey == "lsst" else ""
     print(f"{what}starting an embedded broker and publishing the sample alerts...", flush=True)
-    result = run_demo(args.n, survey=args.survey)
+    overrides = {} if args.reranker is None else {"model": {"reranker": args.reranker}}
+    result = run_demo(args.n, overrides, survey=args.survey)
+    reranked = args.reranker is not None
     truth = result.truth
     by_class: dict[str, list[dict[str, object]]] = defaultdict(list)
     for score in result.scores:
         by_class[str(score["top_class"])].append(score)
     print()
     for top in sorted(by_class):
-        rows = sorted(by_class[top], key=lambda s: -float(s["score"]))  # type: ignore[arg-type]
+        rank = "reranked_percentile" if reranked else "score"
+        rows = sorted(by_class[top], key=lambda s: -float(s[rank]))  # type: ignore[arg-type]
         scorer = rows[0]["scorer"]
-        print(f"Top {args.top} anomalies among {len(rows)} {top} alerts ({scorer}):")
-        print(f"  {'oid':20s} {'true class':15s} {'nearest':15s} {'score':>10s} {'pct':>6s}")
+        by = f", re-ranked by {rows[0]['reranker_expert']}'s verdicts" if reranked else ""
+        print(f"Top {args.top} anomalies among {len(rows)} {top} alerts ({scorer}{by}):")
+        header = f"  {'oid':20s} {'true class':15s} {'nearest':15s} {'score':>10s} {'pct':>6s}"
+        print(header + (f" {'re-ranked':>9s}" if reranked else ""))
         for s in rows[: args.top]:
             nearest = s["nearest_subclass"] or "-"
-            print(
+            line = (
                 f"  {s['oid']!s:20s} {truth.get(str(s['oid']), '?'):15s} {nearest!s:15s} "
                 f"{float(s['score']):10.4g} {float(s['percentile']):6.2f}"  # type: ignore[arg-type]
             )
+            if reranked:
+                line += f" {float(s['reranked_percentile']):9.2f}"  # type: ignore[arg-type]
+            print(line)
         print()
     stats = result.stats
     reasons = sorted(

@@ -9,11 +9,15 @@ extra (``pip install 'alert-anomaly[EXTRA]'``), exit status 2, no traceback.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -392,3 +396,76 @@ def broker_publish_replay(venv: Venv) -> set[str]:
             broker.kill()
             broker.wait()
     return {"broker", "publish-sample", "replay"}
+
+
+def readme_loop() -> tuple[str, list[list[str]]]:
+    """The README's loop: the extras its install line names and its ``alert-anomaly`` commands
+    (arguments, comments dropped)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("### The loop in five commands", 1)[1].split("```bash", 1)[1]
+    lines = [line.split("#", 1)[0].split() for line in block.split("```", 1)[0].splitlines()]
+    install = next(line for line in lines if line and line[0].endswith("pip"))
+    extras = re.fullmatch(r'"?\.\[([a-z,]+)\]"?', install[-1])
+    assert extras, install
+    return extras.group(1), [line[1:] for line in lines if line and line[0] == "alert-anomaly"]
+
+
+def review_like_an_expert(venv: Venv, args: list[str]) -> tuple[int, int]:
+    """Run ``review`` as the README does (on a free port) and give verdicts through its own
+    forms, as a browser posts them: the first three pages of each class, anomaly for SLSN and
+    CV/Nova (the simulator's truth), not for the others; the verdicts and anomalies given."""
+    truth = "import sys, json, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); "
+    truth += "print(json.dumps(dict(zip(t['oid'].to_pylist(), t['subclass'].to_pylist()))))"
+    subclass = json.loads(venv.python(truth, ZTF_SAMPLE))
+    review = subprocess.Popen(
+        [str(venv.path / "bin" / "alert-anomaly"), *args, "--port", "0"],
+        cwd=venv.work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    given = anomalies = 0
+    try:
+        assert review.stdout is not None
+        url = review.stdout.readline().split()[1]  # "review: URL (...)"
+        form = re.compile(r'name="oid" value="([^"]+)">\s*<input type="hidden" name="survey"')
+        for cls in ("Transient", "Stochastic", "Periodic"):
+            for page in (1, 2, 3):
+                with urllib.request.urlopen(f"{url}class/{cls}?page={page}", timeout=60) as r:
+                    oids = form.findall(r.read().decode())
+                assert oids, (cls, page)
+                for oid in oids:
+                    verdict = "anomaly" if subclass[oid] in ("SLSN", "CV/Nova") else "not"
+                    given, anomalies = given + 1, anomalies + (verdict == "anomaly")
+                    fields = {"oid": oid, "survey": "ztf", "cls": cls, "page": page}
+                    data = urllib.parse.urlencode({**fields, "verdict": verdict}).encode()
+                    urllib.request.urlopen(f"{url}verdict", data=data, timeout=60).close()
+    finally:
+        review.terminate()
+        _, err = review.communicate(timeout=60)
+    assert "Traceback" not in err, err[-3000:]
+    return given, anomalies
+
+
+def test_the_readmes_loop_in_five_commands(installer: Installer) -> None:
+    """The README's expert loop in a venv of exactly its install: score, review (verdicts given
+    through the page's forms), export, retrain, and the demo stream re-ranked by the re-ranker
+    just trained, whose Transient top list then holds the SLSN the expert called anomalies."""
+    extras, commands = readme_loop()
+    assert [c[0] for c in commands] == ["score", "review", "verdicts", "verdicts", "demo"]
+    venv = installer.venv("loop", installer.project(extras))
+    sample = venv.work / "models" / "data" / "ztf-sim-sample"
+    sample.mkdir(parents=True)
+    shutil.copy(ZTF_SAMPLE, sample / "objects.parquet")  # the README's path, relative
+    score, review, export, retrain, demo = commands
+    ok(venv.cli(*score, "--no-progress"))
+    given, anomalies = review_like_an_expert(venv, review)
+    assert anomalies > 0
+    assert f"exported {given} verdicts" in ok(venv.cli(*export))
+    assert f"{anomalies} anomaly" in ok(venv.cli(*retrain))
+    shown = ok(venv.cli(*demo))
+    transient = shown.split(" Transient alerts (", 1)[1]
+    assert transient.split("\n", 1)[0].endswith(", re-ranked by ana's verdicts):"), transient
+    top = transient.split("\n\n", 1)[0].splitlines()[2:]  # the rows after the header
+    assert len(top) == 5
+    assert all(row.split()[1] == "SLSN" for row in top), transient

@@ -96,3 +96,23 @@ def test_the_readme_layout_names_only_paths_that_exist() -> None:
             if folders and not any((REPO / f / name).exists() for f in folders):
                 missing.append(f"{'|'.join(folders)}{name}")
     assert not missing, f"README layout names what does not exist: {missing}"
+
+
+def test_results_expert_table_is_the_committed_benchmark_run() -> None:
+    """docs/results.md's expert-in-the-loop table is the summary of the committed
+    ``bench_expert.py`` run, whose curves the page's figure draws."""
+    import json
+
+    page = (REPO / "docs" / "results.md").read_text()
+    run = json.loads((REPO / "benchmarks" / "results" / "expert-cpu-2core.json").read_text())
+    assert "](results/expert-yield.svg)" in page
+    assert (REPO / "docs" / "results" / "expert-yield.svg").stat().st_size > 0
+    for method, label in run["labels"].items():
+        cells = [
+            f"{c['mean']:.1f} ± {c['std']:.1f} ({c['min']}-{c['max']})"
+            for c in run["summary"][method]
+        ]
+        assert f"| {label} | " + " | ".join(cells) + " |" in page, method
+        assert [curve[k - 1] for k in run["ks"] for curve in run["curves"][method]] == [
+            found[j] for j in range(len(run["ks"])) for found in run["found"][method]
+        ]

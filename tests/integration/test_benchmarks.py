@@ -224,6 +224,7 @@ def test_the_expert_benchmark_counts_each_rankings_finds(tmp_path: Path) -> None
     cumulative finds per K, at most one per review and never fewer at a larger K."""
     out = tmp_path / "expert.json"
     small = ["--seeds", "1", "--nights", "3", "--per-night", "10", "--json", str(out)]
+    small += ["--plot", str(tmp_path / "yield.svg")]
     run = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench_expert.py"), *small],
         capture_output=True,
@@ -243,3 +244,5 @@ def test_the_expert_benchmark_counts_each_rankings_finds(tmp_path: Path) -> None
         assert second - first <= 15
     # the loop's first night is the static list
     assert result["found"]["loop"][0][0] == result["found"]["static"][0][0]
+    assert {len(c[0]) for c in result["curves"].values()} == {30}  # every review
+    assert (tmp_path / "yield.svg").read_text().count("<path") > len(result["curves"])

@@ -116,3 +116,33 @@ def test_results_expert_table_is_the_committed_benchmark_run() -> None:
         assert [curve[k - 1] for k in run["ks"] for curve in run["curves"][method]] == [
             found[j] for j in range(len(run["ks"])) for found in run["found"][method]
         ]
+
+
+def test_readme_run_of_2026_12_06_quotes_its_json() -> None:
+    """The Performance section's run of 2026-12-06 (Rubin beside ZTF, explanations on and off,
+    the old code on the same VM) quotes the committed JSONs: rates, every run, CPU per message."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**The run of 2026-12-06")
+    section = readme[start : readme.index("\n\n| stage (in isolation", start)]
+    where = REPO / "benchmarks" / "results" / "2026-12-06"
+    runs = {f.stem: json.loads(f.read_text()) for f in where.glob("*.json")}
+    assert set(runs) == {"full", "explain-off", "code-of-470e137"}
+
+    full = runs["full"]
+    for row in ("rubin passthrough", "rubin service", "rubin service, light-curve features"):
+        assert f"{full['throughput'][row]:,.0f} packets" in section, row
+        if row != "rubin passthrough":
+            assert f"{full['ratios'][row + '/rubin passthrough']:.2f}" in section, row
+    for name in ("explain-off", "code-of-470e137"):
+        rates = runs[name]["runs"]["service"]
+        assert f"{runs[name]['throughput']['service']:,.0f} alerts" in section, name
+        assert f"{min(rates):,.0f} - {max(rates):,.0f}" in section, name
+    assert f"{full['throughput']['service']:,.0f} alerts" in section
+    for row in ("rubin service", "rubin service, light-curve features"):
+        values = full["cpu_us_per_alert"][row].values()
+        assert " + ".join(f"{v:.4g}" for v in values) in section, row
+    stages = full["rubin"]["stages_us_per_packet"]["rubin service"]
+    assert f"{stages['decode + route + assemble, batches (service)']:.1f}" in section
+    assert f"{full['latency'][2]['p99_ms']:.0f} ms" in section

@@ -244,14 +244,15 @@ class AlertProcessor:
 
 
 def _explanations(route: Route, explanation: Explanation) -> list[list[dict[str, object]]]:
-    """Every row's explanation as records of the schema's ``feature_contribution``."""
-    names = route.feature_names
-    return [
-        [{"feature": names[j], "contribution": c} for j, c in zip(index, values, strict=True)]
-        for index, values in zip(
-            explanation.index.tolist(), explanation.contribution.tolist(), strict=True
-        )
+    """Every row's explanation as records of the schema's ``feature_contribution`` (made in
+    one pass over the batch's items, then cut into rows: ~1 us a row)."""
+    features = np.asarray(route.feature_names, dtype=object)[explanation.index].ravel().tolist()
+    contributions = explanation.contribution.ravel().tolist()
+    items = [
+        {"feature": f, "contribution": c} for f, c in zip(features, contributions, strict=True)
     ]
+    n, k = explanation.index.shape
+    return [items[i * k : (i + 1) * k] for i in range(n)]
 
 
 Inference = InlineInference[list[Row]] | ProcessInference[list[Row]]

@@ -257,3 +257,23 @@ def test_off_computes_nothing_and_writes_one_empty_explanation_per_batch(
     )
     assert batch.columns["explanation"] == ()
     assert [r["explanation"] for r in batch.records] == [()] * 5
+
+
+@pytest.mark.parametrize("k", [3, 1, 0])
+def test_the_records_explanations_are_each_rows_top_features(k: int) -> None:
+    """The score records' explanation column: per row, its k features by name with their
+    contributions, in order (k = 0: an empty list per row)."""
+    from models.explain import Explanation
+    from service.core.processing import _explanations
+
+    class Named:
+        feature_names = ("a", "b", "c", "d")
+
+    index = np.array([[3, 0, 1], [2, 2, 0]], dtype=np.int64)[:, :k]
+    contribution = np.array([[0.5, 0.25, 0.125], [2.0, 1.0, 0.0]], dtype=np.float32)[:, :k]
+    rows = _explanations(Named(), Explanation(index, contribution))  # type: ignore[arg-type]
+    expected = [
+        [{"feature": "dab"[j], "contribution": [0.5, 0.25, 0.125][j]} for j in range(k)],
+        [{"feature": "cca"[j], "contribution": [2.0, 1.0, 0.0][j]} for j in range(k)],
+    ]
+    assert rows == expected

@@ -258,7 +258,11 @@ class RecordWriter:
             inner = self._field_writer(avro_type[1 - avro_type.index("null")])
             return lambda v: null if v is None else other + inner(v)
         if isinstance(avro_type, dict) and avro_type.get("type") == "array":
-            return _array_writer(self._field_writer(avro_type["items"]))
+            items = avro_type["items"]
+            pair = isinstance(items, dict) and items.get("type") == "record"
+            if pair and len(items["fields"]) == 2:
+                return self._pair_array_writer(items["fields"])
+            return _array_writer(self._field_writer(items))
         if isinstance(avro_type, dict) and avro_type.get("type") == "record":
             fields = [(f["name"], self._field_writer(f["type"])) for f in avro_type["fields"]]
             return lambda v: b"".join([writer(v[name]) for name, writer in fields])
@@ -273,6 +277,22 @@ class RecordWriter:
         if isinstance(avro_type, str) and avro_type in primitives:
             return primitives[avro_type]
         raise SettingsError(f"no fast writer for Avro type {avro_type!r}")
+
+    def _pair_array_writer(self, fields: list[dict[str, Any]]) -> Callable[[Any], bytes]:
+        """An array of records of two fields (the explanation's feature and contribution), the
+        items written without a function call of their own: a few microseconds a record."""
+        (a, write_a), (b, write_b) = ((f["name"], self._field_writer(f["type"])) for f in fields)
+
+        def write(values: Any) -> bytes:
+            if not values:
+                return b"\x00"
+            parts = [write_long(len(values))]
+            for v in values:
+                parts += (write_a(v[a]), write_b(v[b]))
+            parts.append(b"\x00")
+            return b"".join(parts)
+
+        return write
 
 
 def _array_writer(item: Callable[[Any], bytes]) -> Callable[[Any], bytes]:

@@ -128,14 +128,14 @@ def test_readme_run_of_2026_12_06_quotes_its_json() -> None:
     section = readme[start : readme.index("\n\n| stage (in isolation", start)]
     where = REPO / "benchmarks" / "results" / "2026-12-06"
     runs = {f.stem: json.loads(f.read_text()) for f in where.glob("*.json")}
-    assert set(runs) == {"full", "explain-off", "code-of-470e137"}
+    assert set(runs) == {"full", "explain-off", "code-of-470e137", "records-d9c6122"}
 
     full = runs["full"]
     for row in ("rubin passthrough", "rubin service", "rubin service, light-curve features"):
         assert f"{full['throughput'][row]:,.0f} packets" in section, row
         if row != "rubin passthrough":
             assert f"{full['ratios'][row + '/rubin passthrough']:.2f}" in section, row
-    for name in ("explain-off", "code-of-470e137"):
+    for name in ("explain-off", "code-of-470e137", "records-d9c6122"):
         rates = runs[name]["runs"]["service"]
         assert f"{runs[name]['throughput']['service']:,.0f} alerts" in section, name
         assert f"{min(rates):,.0f} - {max(rates):,.0f}" in section, name

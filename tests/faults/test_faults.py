@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 from service import __version__
 from service.config import KafkaSettings
 from service.demo import publish, sample_messages
-from service.io.codecs.avro import write_long
+from service.io.codecs.avrowrite import write_long
 from service.io.embedded import EmbeddedBroker, free_port
 from service.io.kafka import create_topics
 from service.io.sinks.envelope import HEADERS_COUNT_LIMIT, KEY_LIMIT

@@ -16,13 +16,13 @@ from models.resources import schemas_dir
 from service.exceptions import InputError, SettingsError
 from service.io.codecs.avro import (
     OUTPUT_SCHEMA_PATH,
-    RecordWriter,
     decode_output,
     make_batch_encoder,
     make_decoder,
     make_encoder,
     output_schema,
 )
+from service.io.codecs.avrowrite import RecordWriter
 from service.io.codecs.surveys import SURVEYS
 from service.records import records_of
 from tests.unit.alerce_records import base_record

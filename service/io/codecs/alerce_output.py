@@ -36,8 +36,8 @@ from service.io.codecs.avro import (
     Decoder,
     make_decoder,
     read_all,
-    write_long,
 )
+from service.io.codecs.avrowrite import write_long
 from service.io.codecs.decoding import input_schemas
 from service.io.codecs.splice import splice_points
 from service.io.codecs.surveys import get_survey

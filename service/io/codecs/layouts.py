@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from service.io.codecs.avro import write_long
+from service.io.codecs.avrowrite import write_long
 
 MAX_LAYOUTS = 8  # distinct key orders kept (a stream has one; more would be unusual)
 # kinds of feature values a layout can read: numbers, null, and small others

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from models.resources import schemas_dir
-from service.io.codecs.avro import write_long
+from service.io.codecs.avrowrite import write_long
 from service.records import Columns
 
 SCRIBE_SCHEMA_PATH = Path("alerce-scribe/1/scribe.avsc")

@@ -70,6 +70,8 @@ class Candidate:
     model_version: str | None
     model_checksum: str | None
     links: tuple[tuple[str, str], ...] = field(default=())
+    reranked: float | None = None  # the expert re-ranker's percentile (anomaly-score 1.3)
+    reranker: str | None = None  # whose re-ranker made it
 
 
 def read_scores(path: Path) -> list[dict[str, Any]]:
@@ -94,9 +96,24 @@ def read_scores(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _reranked(row: dict[str, Any]) -> float | None:
+    """The row's re-ranked percentile (scores written with ``model.reranker``), if any."""
+    value = row.get("reranked_percentile")
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _order(row: dict[str, Any]) -> tuple[float, float, float]:
+    """Larger first: the re-ranked percentile (rows without one after those with one), then
+    the percentile, then the raw score."""
+    reranked = _reranked(row)
+    return (-1.0 if reranked is None else reranked, row["percentile"], row["score"])
+
+
 def rank(rows: Sequence[dict[str, Any]], survey: str = "ztf") -> dict[str, list[Candidate]]:
     """Per routed class (``top_class``; one class "all" without it), the candidates by
-    decreasing percentile, then raw score; an object scored more than once keeps its highest."""
+    decreasing re-ranked percentile when the scores have one (an expert's re-ranker in the
+    stream), then percentile, then raw score; an object scored more than once keeps its
+    highest."""
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         pct, score = row.get("percentile"), row.get("score")
@@ -104,14 +121,14 @@ def rank(rows: Sequence[dict[str, Any]], survey: str = "ztf") -> dict[str, list[
             continue
         key = (str(row.get("survey") or survey), str(row["oid"]))
         kept = best.get(key)
-        if kept is None or (pct, score) > (kept["percentile"], kept["score"]):
+        if kept is None or _order(row) > _order(kept):
             best[key] = row
     by_class: dict[str, list[dict[str, Any]]] = {}
     for row in best.values():
         by_class.setdefault(str(row.get("top_class") or "all"), []).append(row)
     ranked: dict[str, list[Candidate]] = {}
     for cls in sorted(by_class):
-        ordered = sorted(by_class[cls], key=lambda r: (-r["percentile"], -r["score"], r["oid"]))
+        ordered = sorted(by_class[cls], key=lambda r: (tuple(-v for v in _order(r)), r["oid"]))
         ranked[cls] = [_candidate(i, row, survey) for i, row in enumerate(ordered, start=1)]
     return ranked
 
@@ -132,6 +149,8 @@ def _candidate(rank: int, row: dict[str, Any], survey: str) -> Candidate:
         model_version=row.get("model_version"),
         model_checksum=row.get("model_checksum"),
         links=links,
+        reranked=_reranked(row),
+        reranker=row.get("reranker_expert") or None,
     )
 
 

@@ -159,3 +159,22 @@ def test_layout_puts_bright_magnitudes_up_and_fluxes_up() -> None:
     assert u.points[0][1] > y.points[0][1]
     assert u.color == "#1600EA"
     assert layout(Points((), (), (), (), True), "ztf") is None
+
+
+def test_rank_puts_the_rerankers_order_first_when_the_scores_have_one() -> None:
+    """Scores written with an expert's re-ranker (anomaly-score 1.3) are listed by their
+    re-ranked percentile; rows without one (older scores) after them."""
+    rows = [
+        {"oid": "a", "top_class": "T", "score": 3.0, "percentile": 99.0},
+        {"oid": "b", "top_class": "T", "score": 1.0, "percentile": 50.0},
+        {"oid": "c", "top_class": "T", "score": 2.0, "percentile": 90.0},
+        {"oid": "d", "top_class": "T", "score": 9.0, "percentile": 99.9},
+    ]
+    for row, reranked in zip(rows, (40.0, 98.0, 70.0, None), strict=True):
+        row |= {"reranked_percentile": reranked, "reranker_expert": reranked and "ana"}
+    ranked = rank(rows)["T"]
+    assert [c.oid for c in ranked] == ["b", "c", "a", "d"]
+    assert (ranked[0].reranked, ranked[0].reranker) == (98.0, "ana")
+    assert (ranked[3].reranked, ranked[3].reranker) == (None, None)
+    plain = rank([{k: v for k, v in r.items() if not k.startswith("rerank")} for r in rows])
+    assert [c.oid for c in plain["T"]] == ["d", "a", "c", "b"]

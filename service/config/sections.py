@@ -60,7 +60,8 @@ class ModelSettings(Section):
         description="every score's explanation: its k features of largest contribution (ae, "
         "vae: squared reconstruction error, adding up to the score; network SVDDs: gradient x "
         "input; iforest: path-based credit; distclassipy: none); 0 turns explanations off "
-        "(nothing is computed, every record's explanation is empty)",
+        "(nothing is computed, every record's explanation is empty); none is computed with "
+        "output.format alerce (their step record has no field for it)",
     )
     reranker: Path | None = Field(
         None,
@@ -155,6 +156,14 @@ class Settings(BaseSettings):
         description="exit after this long without input, counted from the partition assignment "
         "(batch jobs); default never",
     )
+
+    @property
+    def explained_features(self) -> int:
+        """How many features each score's explanation names: ``model.explain_features``, or 0
+        where no output carries explanations - ``output.format alerce``: ALeRCE's step record
+        has no field for them, so none is computed (the network SVDDs' backward pass is the
+        largest cost of a score)."""
+        return 0 if self.output.format == "alerce" else self.model.explain_features
 
     @model_validator(mode="before")
     @classmethod

@@ -102,7 +102,9 @@ class AlertProcessor:
         self.reranking = RerankerSlot(
             settings.model.reranker, settings.model.reload_interval_s, check=self._check_reranker
         )
-        self.explain = settings.model.explain_features
+        self.explain = settings.explained_features
+        if settings.model.explain_features and not self.explain:
+            log.info("scores_unexplained", reason=f"output.format {settings.output.format}")
         for route in self.routes.values():
             if self.explain and route.scorer.unexplained:
                 log.warning(
@@ -266,11 +268,11 @@ def start_inference(
     this returns."""
     if choose_mode(settings.model.inference) == "inline":
         scorers = {top: r.scorer for top, r in routes.items()}
-        return InlineInference(scorers, settings.model.explain_features)
+        return InlineInference(scorers, settings.explained_features)
     models = [
         ModelFile(top, r.path, r.bundle.checksum, len(r.feature_names)) for top, r in routes.items()
     ]
     device = str(next(iter(routes.values())).scorer.device)
     rows = max_rows or settings.batch.max_rows
-    threads, explain = settings.model.cpu_threads, settings.model.explain_features
+    threads, explain = settings.model.cpu_threads, settings.explained_features
     return ProcessInference(models, device, threads, rows, explain)

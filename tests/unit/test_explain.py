@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import numpy as np
@@ -277,3 +278,37 @@ def test_the_records_explanations_are_each_rows_top_features(k: int) -> None:
         [{"feature": "cca"[j], "contribution": [2.0, 1.0, 0.0][j]} for j in range(k)],
     ]
     assert rows == expected
+
+
+def test_alerce_step_records_carry_no_explanation_so_none_is_computed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``output.format alerce`` writes ALeRCE's step record, which has no field for an
+    explanation: with ``model.explain_features`` at its default, the processor and both kinds
+    of inference are given k = 0, and no contribution is computed."""
+    import models.scoring
+    import service.core.processing as processing
+    from service.config import load_settings
+
+    def forbidden(*args: object) -> None:
+        raise AssertionError("contributions computed for records that cannot carry them")
+
+    monkeypatch.setattr(models.scoring, "score_and_contributions", forbidden)
+    given: list[int] = []
+    monkeypatch.setattr(processing, "ProcessInference", lambda *args: given.append(args[-1]))
+    values: dict[str, Any] = {"input": {"topics": ["t"]}, "output": {"format": "alerce"}}
+    settings = load_settings(None, {**values, "model": {"inference": "inline"}})
+    assert settings.model.explain_features == 3 and settings.explained_features == 0
+    processor = processing.AlertProcessor(settings)
+    assert processor.explain == 0
+    inline = processing.start_inference(settings, processor.routes)
+    assert isinstance(inline, processing.InlineInference) and inline.explain == 0
+    route = processor.routes["Periodic"]
+    inline.submit("Periodic", list(rows_of(route.scorer, "Periodic", 5)), None)
+    assert [done.explanation for done in inline.completed()] == [None]
+    processing.start_inference(
+        load_settings(None, {**values, "model": {"inference": "process"}}), processor.routes
+    )
+    assert given == [0]
+    ours = load_settings(None, {"input": {"topics": ["t"]}})  # our record: explained
+    assert ours.explained_features == 3

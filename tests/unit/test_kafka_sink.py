@@ -39,6 +39,12 @@ def report(key: bytes, error: KafkaError | None = None) -> Message:
     return Message(topic="scores", partition=0, key=key, value=b"score of " + key, error=error)
 
 
+def batch_of(sink: KafkaSink, sources: list[Lineage], keys: list[bytes]) -> _BatchOutputs:
+    """A batch's scores as the sink produced them: keyed ``keys``, valued as :func:`report`."""
+    values = [b"score of " + key for key in keys]
+    return _BatchOutputs(sink, list[Lineage | None](sources), keys, values)
+
+
 def counted(metrics: Metrics, name: str, **labels: str) -> float | None:
     """The value of counter ``alert_anomaly_<name>_total`` with ``labels``, as scraped."""
     return metrics.registry.get_sample_value(f"alert_anomaly_{name}_total", labels)
@@ -56,14 +62,14 @@ def test_a_batch_is_written_together_and_a_failed_score_leaves_it() -> None:
     metrics = Metrics()
     sink = KafkaSink(settings, metrics, on_written, Brokers(UNUSED, 60.0))
     sources = [Lineage("alerts", 0, offset, None) for offset in range(3)]
-    batch = _BatchOutputs(sink, list(sources))
+    batch = batch_of(sink, sources, [b"a", b"b", b"c"])
     sink._in_flight = 3  # as if write() had queued them
     timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
 
-    batch.delivered(0, None, report(b"a"))
-    batch.delivered(1, timed_out, report(b"b", timed_out))
+    batch.delivered(None, report(b"a"))
+    batch.delivered(timed_out, report(b"b", timed_out))
     assert written == []  # the batch waits for its last score
-    batch.delivered(2, None, report(b"c"))
+    batch.delivered(None, report(b"c"))
     assert written == [[sources[0], sources[2]]]
     assert sum(map(len, written)) == 2
     assert counted(metrics, "delivery_failures", topic="scores") == 1
@@ -83,10 +89,10 @@ def test_a_batch_whose_every_score_failed_reports_nothing() -> None:
     written: list[Sequence[Lineage]] = []
     metrics = Metrics()
     sink = KafkaSink(settings, metrics, written.append, Brokers(UNUSED, 60.0))
-    batch = _BatchOutputs(sink, [Lineage("alerts", 0, 0, None)])
+    batch = batch_of(sink, [Lineage("alerts", 0, 0, None)], [b"a"])
     sink._in_flight = 1
     too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
-    batch.delivered(0, too_large, report(b"a", too_large))
+    batch.delivered(too_large, report(b"a", too_large))
     assert written == []
     # a permanent error: a reference dead letter stands for it
     assert counted(metrics, "dead_letters", reason="oversized") == 1
@@ -102,12 +108,13 @@ def test_an_outage_is_one_line_per_kind_of_failure_then_a_summary(
         None, {"kafka": {"bootstrap_servers": UNUSED}, "output": {"topic": "scores"}}
     )
     sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
-    batch = _BatchOutputs(sink, [Lineage("alerts", 0, offset, None) for offset in range(3)])
+    keys = [b"a", b"b", b"c"]
+    batch = batch_of(sink, [Lineage("alerts", 0, offset, None) for offset in range(3)], keys)
     sink._in_flight = 3
     timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
     with structlog.testing.capture_logs() as logs:
-        for i, key in enumerate((b"a", b"b", b"c")):
-            batch.delivered(i, timed_out, report(key, timed_out))
+        for key in keys:
+            batch.delivered(timed_out, report(key, timed_out))
         sink.poll(0)  # within the summary interval: nothing more
         monkeypatch.setattr(kafka_sink, "SUMMARY_EVERY_S", 0.0)
         sink.poll(0)
@@ -348,6 +355,13 @@ class FakeProducer:
     ) -> None:
         self.sent.append((topic, key, value, headers, on_delivery))
 
+    def produce_batch(
+        self, topic: str, messages: list[dict[str, Any]], on_delivery: Any = None
+    ) -> int:
+        for m in messages:
+            self.produce(topic, m["value"], m["key"], on_delivery=on_delivery)
+        return len(messages)
+
     def report(self, index: int, error: KafkaError | None = None) -> None:
         topic, key, value, _, delivered = self.sent[index]
         if error is None:
@@ -531,6 +545,13 @@ class FencedProducer(FakeProducer):
         super().__init__()
         self.reported: set[int] = set()
 
+    def produce_batch(
+        self, topic: str, messages: list[dict[str, Any]], on_delivery: Any = None
+    ) -> int:
+        for m in messages:
+            self.produce(topic, m["value"], m["key"], on_delivery=on_delivery)
+        return len(messages)
+
     def report(self, index: int, error: KafkaError | None = None) -> None:
         self.reported.add(index)
         super().report(index, error)
@@ -571,4 +592,77 @@ def test_a_fenced_producer_is_replaced_and_its_outputs_written_once(
     assert sink.producer is second  # no second renewal
     assert sorted(written) == sorted(r.source for r in rows)
     assert sink.in_flight() == 0
+    sink.close(0)
+
+
+def test_a_failure_is_told_apart_among_outputs_of_one_object() -> None:
+    """One delivery callback serves a batch: a failure report finds its output by key and
+    value - the same object's two scores are two outputs, and two outputs alike in both are
+    interchangeable (each input still gets one written output)."""
+    settings = load_settings(None, {"kafka": {"bootstrap_servers": UNUSED}})
+    written: list[Lineage] = []
+    sink = KafkaSink(settings, Metrics(), written.extend, Brokers(UNUSED, 60.0))
+    sources = [Lineage("alerts", 0, offset, None) for offset in range(4)]
+    keys = [b"ZTF1", b"ZTF1", b"ZTF2", b"ZTF2"]
+    values = [b"first", b"second", b"same", b"same"]
+    batch = _BatchOutputs(sink, list[Lineage | None](sources), keys, values)
+    sink._in_flight = 4
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+
+    def message(i: int, error: KafkaError | None) -> Message:
+        return Message(topic="s", partition=0, key=keys[i], value=values[i], error=error)
+
+    batch.delivered(timed_out, message(1, timed_out))
+    batch.delivered(timed_out, message(3, timed_out))
+    batch.delivered(None, message(0, None))
+    batch.delivered(None, message(2, None))
+    retried = sorted((r.source.offset, r.value) for r in sink._retries)
+    assert retried == [(1, b"second"), (2, b"same")]  # 2 and 3 are alike: either stands
+    assert sorted(s.offset for s in written) == [0, 3]
+    with pytest.raises(AssertionError, match="no output of the batch"):
+        batch.index_of(b"ZTF3", b"other")
+    sink.close(0)
+
+
+def test_outputs_are_produced_in_one_call_and_a_full_queue_keeps_their_order() -> None:
+    """The batch goes to librdkafka in one call; what its full local queue turns away is
+    produced one by one, in row order, once there is room."""
+    settings = load_settings(
+        None,
+        {
+            "kafka": {
+                "bootstrap_servers": UNUSED,
+                "producer": {"queue.buffering.max.messages": "3", "message.timeout.ms": "300"},
+            },
+            "output": {"topic": "scores"},
+        },
+    )
+    sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+    calls: list[int] = []
+    sent: list[bytes] = []
+    producer, send = sink.producer, sink._send
+
+    class Recording:
+        def produce_batch(self, topic: str, messages: list[dict[str, Any]], **kw: Any) -> int:
+            calls.append(len(messages))
+            queued = producer.produce_batch(topic, messages, **kw)
+            sent.extend(m["key"] for m in messages if "_error" not in m)
+            return queued
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(producer, name)
+
+    sink.producer = Recording()  # type: ignore[assignment]
+
+    def recording(topic, key, value, headers, delivered):  # type: ignore[no-untyped-def]
+        sent.append(key)
+        return send(topic, key, value, headers, delivered)
+
+    sink._send = recording  # type: ignore[method-assign]
+    batch, rows = scored(8, 10)
+    sink.write(batch, rows)
+    assert calls == [8]
+    assert sent == [row.oid.encode() for row in rows]  # 3 at once, then 5 in order
+    assert sink.in_flight() == 8
+    sink.producer = producer
     sink.close(0)

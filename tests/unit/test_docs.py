@@ -146,3 +146,28 @@ def test_readme_run_of_2026_12_06_quotes_its_json() -> None:
     stages = full["rubin"]["stages_us_per_packet"]["rubin service"]
     assert f"{stages['decode + route + assemble, batches (service)']:.1f}" in section
     assert f"{full['latency'][2]['p99_ms']:.0f} ms" in section
+
+
+def test_readme_alerce_rows_quote_their_json() -> None:
+    """Performance's rows with ALeRCE's outputs quote the committed JSONs: both rates, every
+    run's range, the ratio and the CPU per alert."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**With ALeRCE's outputs**")
+    section = readme[start : readme.index("\n\n- As shipped", start)]
+    where = REPO / "benchmarks" / "results" / "2026-12-06-alerce"
+    runs = {f.stem: json.loads(f.read_text()) for f in where.glob("*.json")}
+    assert set(runs) == {"as-shipped", "explain-off"}
+    alerce = "service with ALeRCE's outputs"
+    for name, run in runs.items():
+        line = next(row for row in section.splitlines() if f"`{name}.json`" in row)
+        for row in ("service", alerce):
+            rates = run["runs"][row]
+            assert f"{run['throughput'][row]:,.0f} ({min(rates):,.0f} - {max(rates):,.0f})" in line
+        assert f"{run['ratios']['alerce/service']:.2f}" in line, name
+        cpu = [
+            " + ".join(f"{v:.1f}" for v in run["cpu_us_per_alert"][r].values())
+            for r in ("service", alerce)
+        ]
+        assert " against ".join(cpu) in line, name

@@ -298,11 +298,13 @@ def test_alerce_step_records_carry_no_explanation_so_none_is_computed(
     monkeypatch.setattr(processing, "ProcessInference", lambda *args: given.append(args[-1]))
     values: dict[str, Any] = {"input": {"topics": ["t"]}, "output": {"format": "alerce"}}
     settings = load_settings(None, {**values, "model": {"inference": "inline"}})
-    assert settings.model.explain_features == 3 and settings.explained_features == 0
+    assert settings.model.explain_features == 3
+    assert settings.explained_features == 0
     processor = processing.AlertProcessor(settings)
     assert processor.explain == 0
     inline = processing.start_inference(settings, processor.routes)
-    assert isinstance(inline, processing.InlineInference) and inline.explain == 0
+    assert isinstance(inline, processing.InlineInference)
+    assert inline.explain == 0
     route = processor.routes["Periodic"]
     inline.submit("Periodic", list(rows_of(route.scorer, "Periodic", 5)), None)
     assert [done.explanation for done in inline.completed()] == [None]

@@ -233,6 +233,17 @@ def panels() -> list[Any]:
             (12, 44, 12, 8),
             "ops",
         ),
+        _series(
+            "Model hot reloads (by model and outcome; failed: the old one kept)",
+            [
+                (
+                    "sum by (model, outcome) "
+                    f"(increase(alert_anomaly_model_reloads_total{{{JOB}}}[{RATE}])) or vector(0)",
+                    "{{model}}: {{outcome}}",
+                )
+            ],
+            (0, 52, 24, 6),
+        ),
     ]
 
 

@@ -36,6 +36,7 @@ SILENT = {
     "AlertAnomalyDeadLetterRate",
     "AlertAnomalyLatencySLO",
     "AlertAnomalyDeliveryFailures",
+    "AlertAnomalyModelReloadFailed",
 }
 
 

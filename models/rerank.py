@@ -31,8 +31,10 @@ benchmarks/bench_expert.py (docs/results.md, "The expert in the loop").
 
 The artefact (:meth:`Reranker.save`, :func:`load_reranker`): a directory with ``manifest.json``
 (expert, re-ranker format, coniferest version, the bundle/model versions the scores came from,
-the features, hyper-parameters, checksums) and ``arrays.safetensors`` (the reference population,
-the labelled rows, their labels, the feature scaling, check scores). coniferest's forests cannot
+the features, hyper-parameters, checksums) and the arrays it names, ``arrays-<hash>.safetensors``
+(the reference population, the labelled rows, their labels, the feature scaling, check scores),
+written before the manifest, which is replaced last (a watching service never reads half a
+re-ranker). coniferest's forests cannot
 be serialised (its Rust trees expose no arrays; the Python objects hold lambdas, so not even
 pickle works), and no pickle is wanted anyway: loading rebuilds the forest from the stored rows
 with the stored seed - coniferest builds trees reproducibly from a seed whatever the thread
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,8 +230,12 @@ class Reranker:
         }
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            save_file(arrays, str(directory / ARRAYS))
-            digest = hashlib.sha256((directory / ARRAYS).read_bytes()).hexdigest()
+            staged = directory / f".{ARRAYS}.{os.getpid()}.tmp"
+            save_file(arrays, str(staged))
+            staged.chmod(0o644)  # safetensors writes 0600: the service may run as another user
+            digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+            name = f"{ARRAYS.removesuffix('.safetensors')}-{digest[:16]}.safetensors"
+            os.replace(staged, directory / name)
             counts = {
                 "anomaly": int((self.labels == ANOMALY).sum()),
                 "regular": int((self.labels == REGULAR).sum()),
@@ -246,10 +253,15 @@ class Reranker:
                 "trained_against": self.trained_against,
                 "reference_rows": len(self.reference),
                 "verdicts": counts,
-                "arrays": {"file": ARRAYS, "sha256": digest},
+                "arrays": {"file": name, "sha256": digest},
             }
             path = directory / MANIFEST
-            path.write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+            staged = directory / f".{MANIFEST}.{os.getpid()}.tmp"
+            staged.write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+            os.replace(staged, path)  # the switch: the old manifest named only old arrays
+            for stale in directory.glob("arrays*.safetensors"):
+                if stale.name != name:
+                    stale.unlink()
         except OSError as exc:
             raise RerankError(f"cannot write the re-ranker to {directory}: {exc}") from None
         return path
@@ -339,27 +351,33 @@ def load_reranker(directory: Path) -> Reranker:
     """The re-ranker saved in ``directory``, its forest rebuilt and checked against the stored
     scores (:class:`RerankError` if anything differs)."""
     from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load
 
     path = directory / MANIFEST
     try:
         manifest = json.loads(path.read_text())
-        blob = (directory / ARRAYS).read_bytes()
+        if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+            found = manifest.get("format_version") if isinstance(manifest, dict) else None
+            raise RerankError(
+                f"{path} is not a re-ranker of format {FORMAT_VERSION} (found {found})"
+            )
+        stored: dict[str, Any] = manifest.get("arrays") or {}
+        if not isinstance(stored, dict):
+            raise RerankError(f"{path} has no arrays entry")
+        name = str(stored.get("file", ARRAYS))
+        if Path(name).name != name or not name.endswith(".safetensors"):
+            raise RerankError(f"{path} names arrays outside its directory: {name!r}")
+        blob = (directory / name).read_bytes()
     except FileNotFoundError as exc:
         raise RerankError(f"no re-ranker in {directory}: {exc.filename} is missing") from None
     except (OSError, ValueError) as exc:
         raise RerankError(f"cannot read the re-ranker in {directory}: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        raise RerankError(
-            f"{path} is not a re-ranker of format {FORMAT_VERSION} "
-            f"(found {manifest.get('format_version') if isinstance(manifest, dict) else None})"
-        )
-    if hashlib.sha256(blob).hexdigest() != manifest.get("arrays", {}).get("sha256"):
-        raise RerankError(f"{directory / ARRAYS} does not match its checksum in {path}")
+    if hashlib.sha256(blob).hexdigest() != stored.get("sha256"):
+        raise RerankError(f"{directory / name} does not match its checksum in {path}")
     try:
-        arrays = load_file(str(directory / ARRAYS))
+        arrays = load(blob)  # the bytes checked, not the file read again
     except SafetensorError as exc:
-        raise RerankError(f"cannot read {directory / ARRAYS}: {exc}") from None
+        raise RerankError(f"cannot read {directory / name}: {exc}") from None
     columns = tuple(str(c) for c in manifest["columns"])
     reranker = Reranker(
         expert=str(manifest["expert"]),

@@ -125,7 +125,7 @@ def test_a_damaged_or_foreign_artefact_is_refused(tmp_path: Path) -> None:
     made.save(tmp_path / "r")
     with pytest.raises(RerankError, match="no re-ranker in"):
         load_reranker(tmp_path / "missing")
-    arrays = tmp_path / "r" / ARRAYS
+    (arrays,) = (tmp_path / "r").glob("arrays*.safetensors")
     blob = bytearray(arrays.read_bytes())
     blob[-1] ^= 0xFF
     arrays.write_bytes(bytes(blob))
@@ -256,3 +256,46 @@ def test_retrain_without_out_or_into_a_file(
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1, err
         assert message in err, err
+
+
+def test_saving_over_a_reranker_switches_at_its_manifest(tmp_path: Path) -> None:
+    """``verdicts retrain`` into the directory a running service watches: the arrays are
+    written under a name of their own (readable by another user: 0644) and the manifest is
+    replaced last, in one rename - at every moment the manifest names complete arrays - and
+    the old arrays go; a manifest naming a file elsewhere is refused."""
+    X, a, b = population(6)
+    pct = np.linspace(0, 100, len(X))
+    first = fit_reranker("ana", NAMES, X, X[a[:3]], np.full(3, ANOMALY, np.int8))
+    second = fit_reranker("ana", NAMES, X, X[b[:3]], np.full(3, REGULAR, np.int8))
+    where = tmp_path / "r"
+    first.save(where)
+    before = json.loads((where / MANIFEST).read_text())["arrays"]
+    second.save(where)
+    after = json.loads((where / MANIFEST).read_text())["arrays"]
+    assert after["file"] != before["file"]
+    assert sorted(p.name for p in where.iterdir()) == sorted([MANIFEST, after["file"]])
+    assert (where / after["file"]).stat().st_mode & 0o777 == 0o644
+    np.testing.assert_allclose(
+        load_reranker(where).rerank(X, pct), second.rerank(X, pct), rtol=1e-9
+    )
+    manifest = json.loads((where / MANIFEST).read_text())
+    manifest["arrays"]["file"] = "../elsewhere.safetensors"
+    (where / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(RerankError, match="outside its directory"):
+        load_reranker(where)
+
+
+def test_a_reranker_saved_before_named_arrays_loads(tmp_path: Path) -> None:
+    """Re-rankers saved before the arrays had a name of their own (``arrays.safetensors``)."""
+    X, a, _ = population(7)
+    pct = np.linspace(0, 100, len(X))
+    made = fit_reranker("ana", NAMES, X, X[a[:3]], np.full(3, ANOMALY, np.int8))
+    made.save(tmp_path)
+    (arrays,) = tmp_path.glob("arrays*.safetensors")
+    arrays.rename(tmp_path / ARRAYS)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["arrays"]["file"] = ARRAYS
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    np.testing.assert_allclose(
+        load_reranker(tmp_path).rerank(X, pct), made.rerank(X, pct), rtol=1e-9
+    )

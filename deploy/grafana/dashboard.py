@@ -127,6 +127,11 @@ def panels() -> list[Any]:
                     f"(rate(alert_anomaly_outputs_dropped_total{{{JOB}}}[{RATE}])) or vector(0)",
                     "outputs dropped: {{reason}}",
                 ),
+                (
+                    f"sum(rate(alert_anomaly_producer_renewals_total{{{JOB}}}[{RATE}])) "
+                    "or vector(0)",
+                    "producers renewed (fenced)",
+                ),
             ],
             (0, 16, 12, 8),
             "ops",

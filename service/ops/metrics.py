@@ -99,6 +99,12 @@ class Metrics:
             ["topic", "reason"],
             registry=r,
         )
+        self.producer_renewals = Counter(
+            "alert_anomaly_producer_renewals",
+            "Producers replaced after the broker fenced them or librdkafka called an error "
+            "fatal (their unacknowledged outputs are retried; see producer_renewed)",
+            registry=r,
+        )
         self.batch_rows = Histogram(
             "alert_anomaly_batch_rows",
             "Rows per scored micro-batch",
@@ -288,6 +294,10 @@ class Metrics:
     @_never_raises
     def record_output_dropped(self, topic: str, reason: str) -> None:
         self.outputs_dropped.labels(topic, reason).inc()
+
+    @_never_raises
+    def record_producer_renewal(self) -> None:
+        self.producer_renewals.inc()
 
     @_never_raises
     def record_rebalance(self, event: str) -> None:

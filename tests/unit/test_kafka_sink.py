@@ -572,7 +572,8 @@ def test_a_fenced_producer_is_replaced_and_its_outputs_written_once(
         None, {"kafka": {"bootstrap_servers": UNUSED}, "output": {"topic": "scores"}}
     )
     written: list[Lineage] = []
-    sink = KafkaSink(settings, Metrics(), written.extend, Brokers(UNUSED, 60.0))
+    metrics = Metrics()
+    sink = KafkaSink(settings, metrics, written.extend, Brokers(UNUSED, 60.0))
     first, second = FencedProducer(), FencedProducer()
     sink.producer = first
     made: list[dict[str, Any]] = []
@@ -590,6 +591,7 @@ def test_a_fenced_producer_is_replaced_and_its_outputs_written_once(
         second.report(i)
     sink.poll(0)
     assert sink.producer is second  # no second renewal
+    assert counted(metrics, "producer_renewals") == 1
     assert sorted(written) == sorted(r.source for r in rows)
     assert sink.in_flight() == 0
     sink.close(0)

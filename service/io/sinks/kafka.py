@@ -472,6 +472,7 @@ class KafkaSink:
         old.flush(0)  # serves the purged outputs' reports: they join the retries
         self.producer = new_client(Producer, self._config)
         self._fenced = None
+        self.metrics.record_producer_renewal()
         log.warning("producer_renewed", error=error, retrying=len(self._retries))
 
     def in_flight(self) -> int:

@@ -24,12 +24,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "the ranking of the six detectors per class against the paper's Table 1, the "
             "MCDSVDD-NN variant against the paper configuration's MCDSVDD, exact against "
             "threshold-grid AUROC, and the paper's fixed feature scales on the data (the paper "
-            "configuration alone while --ours holds no evaluation yet). With --page, it replaces "
-            "the page's generated part; otherwise it prints it."
+            "configuration alone while --ours holds no evaluation yet). With --splits, also the "
+            "error bars over several split seeds and paired differences between detectors. "
+            "With --page, it replaces the page's generated part; otherwise it prints it."
         ),
     )
     p.add_argument("--paper", type=Path, required=True, help="evaluation of --configuration paper")
     p.add_argument("--ours", type=Path, help="evaluation of --configuration ours (when run)")
+    p.add_argument(
+        "--splits",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="evaluations of the same data and settings with other seeds (--paper among them "
+        "if it is one): AUROC mean ± standard error over the splits and paired differences",
+    )
     p.add_argument("--page", type=Path, help="Markdown page to update (e.g. docs/results.md)")
     p.set_defaults(handler=run)
 
@@ -39,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.page:
         read_page(args.page)  # a missing page is an error before the work, not after
-    section = generated_section(args.paper, args.ours)
+    section = generated_section(args.paper, args.ours, args.splits)
     if args.page:
         update_page(args.page, section)
         print(f"updated the generated part of {args.page}")

@@ -87,7 +87,7 @@ def load_splits(directories: Sequence[Path]) -> SplitRuns:
         if differs:
             raise ConfigurationError(
                 f"{directory} is not a seed of {directories[0]}'s evaluation: "
-                f"{', '.join(differs)} differ"
+                f"{', '.join(differs)} {'differs' if len(differs) == 1 else 'differ'}"
             )
     seeds = [config["seed"] for config, _ in loaded]
     if len(set(seeds)) != len(seeds):

@@ -78,7 +78,7 @@ def test_runs_that_are_not_seeds_of_one_evaluation_are_refused(tmp_path: Path) -
     first = run_dir(tmp_path / "a", 0)
     with pytest.raises(ConfigurationError, match="two evaluation directories or more"):
         load_splits([first])
-    with pytest.raises(ConfigurationError, match="epochs differ"):
+    with pytest.raises(ConfigurationError, match="epochs differs"):
         load_splits([first, run_dir(tmp_path / "b", 1, epochs=7)])
     with pytest.raises(ConfigurationError, match="same seed"):
         load_splits([first, run_dir(tmp_path / "c", 0)])

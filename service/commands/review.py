@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import signal
 import socket
 import sys
@@ -151,6 +152,14 @@ def run_review(args: argparse.Namespace) -> int:
             f"verdicts of {expert} in {store.description}); Ctrl-C stops",
             flush=True,
         )
+        if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+            print(
+                f"review: listening on {host}, not only this machine: anyone who reaches it "
+                f"sees the candidates and gives verdicts as {expert} (no authentication; "
+                "put it behind an authenticating proxy, or keep the default --host 127.0.0.1)",
+                file=sys.stderr,
+                flush=True,
+            )
         previous = signal.signal(signal.SIGTERM, _stop)
         try:
             server.serve_forever()

@@ -3,15 +3,19 @@
 with its light curve (inline SVG drawn by the template), score, percentile, nearest known
 subclass, links to the brokers' pages, and the expert's verdict buttons (plain HTML forms: no
 JavaScript); a verdict is stored in the :class:`~service.review.store.VerdictStore` and the page
-comes back showing it.
+comes back showing it. Each form carries the server's random token and a verdict without it is
+refused (403): another site open in the expert's browser cannot post verdicts in their name
+(cross-site request forgery), since it cannot read the token.
 
 Imported only once the ``review`` extra is known to be there (``service.commands.review``)."""
 
 from __future__ import annotations
 
+import hmac
 import math
+import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, abort, redirect, render_template, request, url_for
@@ -33,6 +37,7 @@ class Review:
     expert: str
     page_size: int
     source: str  # the scores' description, shown in the header
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # in every form
 
 
 def create_app(review: Review) -> Flask:
@@ -85,6 +90,8 @@ def create_app(review: Review) -> Flask:
     @app.post("/verdict")
     def give_verdict() -> Response:
         form = request.form
+        if not hmac.compare_digest(form.get("token", ""), review.token):
+            abort(403, "this form is not from this review server: reload the page")
         cls, oid, survey = form.get("cls", ""), form.get("oid", ""), form.get("survey", "")
         candidate = next(
             (c for c in review.candidates.get(cls, []) if c.oid == oid and c.survey == survey),
@@ -125,5 +132,9 @@ def create_app(review: Review) -> Flask:
     @app.errorhandler(400)
     def bad_request(error: Any) -> tuple[str, int]:
         return render_template("error.html", error=error, version=__version__), 400
+
+    @app.errorhandler(403)
+    def forbidden(error: Any) -> tuple[str, int]:
+        return render_template("error.html", error=error, version=__version__), 403
 
     return app

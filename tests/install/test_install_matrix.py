@@ -429,15 +429,17 @@ def review_like_an_expert(venv: Venv, args: list[str]) -> tuple[int, int]:
         assert review.stdout is not None
         url = review.stdout.readline().split()[1]  # "review: URL (...)"
         form = re.compile(r'name="oid" value="([^"]+)">\s*<input type="hidden" name="survey"')
+        token_field = re.compile(r'name="token" value="([^"]+)"')  # each form's
         for cls in ("Transient", "Stochastic", "Periodic"):
             for page in (1, 2, 3):
                 with urllib.request.urlopen(f"{url}class/{cls}?page={page}", timeout=60) as r:
-                    oids = form.findall(r.read().decode())
+                    html = r.read().decode()
+                oids, (token, *_) = form.findall(html), token_field.findall(html)
                 assert oids, (cls, page)
                 for oid in oids:
                     verdict = "anomaly" if subclass[oid] in ("SLSN", "CV/Nova") else "not"
                     given, anomalies = given + 1, anomalies + (verdict == "anomaly")
-                    fields = {"oid": oid, "survey": "ztf", "cls": cls, "page": page}
+                    fields = {"oid": oid, "survey": "ztf", "cls": cls, "page": page, "token": token}
                     data = urllib.parse.urlencode({**fields, "verdict": verdict}).encode()
                     urllib.request.urlopen(f"{url}verdict", data=data, timeout=60).close()
     finally:

@@ -179,6 +179,7 @@ def splits_section(directories: Sequence[Path]) -> list[str]:
     """The results page's part on the runs of ``directories`` (lines of Markdown)."""
     splits = load_splits(directories)
     seeds = ", ".join(str(s) for s in splits.seeds)
+    freedom = len(splits.seeds) - 1
     return [
         f"### Over {len(splits.seeds)} split seeds ({seeds}): mean ± standard error over splits",
         "",
@@ -189,7 +190,7 @@ def splits_section(directories: Sequence[Path]) -> list[str]:
         headline(splits),
         per_column(splits),
         "Paired differences, run by run on the same split (95% CI: Student's t with "
-        f"{len(splits.seeds) - 1} degrees of freedom):",
+        f"{freedom} degree{'s' if freedom != 1 else ''} of freedom):",
         "",
         paired(splits),
     ]

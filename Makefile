@@ -139,13 +139,19 @@ lsst-report: install-dev
 	$(BIN)/alert-anomaly top --survey lsst --data $(LSST_SAMPLE) --scorer iforest --lightcurves out/lsst/lightcurves.parquet --report docs/lsst/iforest
 	$(BIN)/alert-anomaly top --survey lsst --data $(LSST_SAMPLE) --scorer distclassipy --lightcurves out/lsst/lightcurves.parquet --report docs/lsst/distclassipy
 
-## Evaluate both configurations on the sample and regenerate docs/results.md's tables (resumable).
+## Evaluate both configurations on the sample, the paper configuration again with other split
+## seeds (the error bars), and regenerate docs/results.md's tables (resumable).
 SAMPLE := models/data/ztf-sim-sample/objects.parquet
-EVALUATE := $(BIN)/alert-anomaly --log-level warning evaluate --data $(SAMPLE) --folds 5 --epochs 500 --seed 0 --no-progress
+EVALUATE := $(BIN)/alert-anomaly --log-level warning evaluate --data $(SAMPLE) --folds 5 --epochs 500 --no-progress
+SPLIT_SEEDS := 1 2
+SPLIT_DETECTORS := iforest,ae,mcdsvdd,mcdsvdd-nn,mcdsvdd-ens
 results: install-dev
-	$(EVALUATE) --configuration paper --out docs/results/paper --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-nn,mcdsvdd-ens
-	$(EVALUATE) --configuration ours --out docs/results/ours --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-ens
-	$(BIN)/alert-anomaly compare --paper docs/results/paper --ours docs/results/ours --page docs/results.md
+	$(EVALUATE) --seed 0 --configuration paper --out docs/results/paper --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-nn,mcdsvdd-ens
+	$(EVALUATE) --seed 0 --configuration ours --out docs/results/ours --detectors iforest,ocsvm,ae,vae,deepsvdd,mcdsvdd,distclassipy,mcdsvdd-ens
+	for seed in $(SPLIT_SEEDS); do \
+		$(EVALUATE) --seed $$seed --configuration paper --out docs/results/splits/paper-seed$$seed --detectors $(SPLIT_DETECTORS) || exit 1; \
+	done
+	$(BIN)/alert-anomaly compare --paper docs/results/paper --ours docs/results/ours --splits $(foreach s,$(SPLIT_SEEDS),docs/results/splits/paper-seed$(s)) --page docs/results.md
 
 ## Remove .venv and the tools' caches.
 clean:

@@ -228,7 +228,19 @@ def test_the_results_page_shows_the_committed_evaluations(monkeypatch: pytest.Mo
         assert len(cells) == 15 * len(config["detectors"])  # every subclass of every detector
     paper = json.loads((results / "paper" / "config.json").read_text())
     assert set(paper["detectors"]) == {*DETECTORS, *VARIANTS}
-    section = generated_section(results / "paper", results / "ours")
+    splits = sorted((results / "splits").glob("paper-seed*"))
+    assert len(splits) >= 2  # the error bars' runs: other seeds of the paper configuration
+    for run in splits:
+        config = json.loads((run / "config.json").read_text())
+        assert run.name == f"paper-seed{config['seed']}"
+        assert config["data_sha256"] == paper["data_sha256"]
+        assert {k: config[k] for k in ("configuration", "folds", "epochs")} == {
+            "configuration": "paper",
+            "folds": 5,
+            "epochs": paper["epochs"],
+        }
+        assert len(list((run / CELLS_DIR).glob("*.json"))) == 15 * len(config["detectors"])
+    section = generated_section(results / "paper", results / "ours", splits)
     assert section in (REPO / "docs" / "results.md").read_text()
 
 

@@ -160,19 +160,21 @@ def scored(n: int, size: int) -> tuple[ScoredBatch, list[Row]]:
     return ScoredBatch("Transient", columns, zeros, zeros, 0.0), rows
 
 
-def test_a_full_local_queue_waits_and_a_refused_score_is_replaced() -> None:
+def small_queue_sink(messages: int) -> KafkaSink:
+    """A sink whose local queue holds ``messages``; what is queued times out after 0.3 s."""
+    producer = {"queue.buffering.max.messages": str(messages), "message.timeout.ms": "300"}
     settings = load_settings(
         None,
         {
-            "kafka": {
-                "bootstrap_servers": UNUSED,
-                # two messages fit the local queue; what is queued times out after 0.3 s
-                "producer": {"queue.buffering.max.messages": "2", "message.timeout.ms": "300"},
-            },
+            "kafka": {"bootstrap_servers": UNUSED, "producer": producer},
             "output": {"topic": "scores"},
         },
     )
-    sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+    return KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+
+
+def test_a_full_local_queue_waits_and_a_refused_score_is_replaced() -> None:
+    sink = small_queue_sink(2)
     batch, rows = scored(5, 10)
     sink.write(batch, rows)  # returns once every score is queued or failed
     assert sink.in_flight() == 5  # none lost on the way: queued, or failed and to be retried
@@ -629,17 +631,7 @@ def test_a_failure_is_told_apart_among_outputs_of_one_object() -> None:
 def test_outputs_are_produced_in_one_call_and_a_full_queue_keeps_their_order() -> None:
     """The batch goes to librdkafka in one call; what its full local queue turns away is
     produced one by one, in row order, once there is room."""
-    settings = load_settings(
-        None,
-        {
-            "kafka": {
-                "bootstrap_servers": UNUSED,
-                "producer": {"queue.buffering.max.messages": "3", "message.timeout.ms": "300"},
-            },
-            "output": {"topic": "scores"},
-        },
-    )
-    sink = KafkaSink(settings, Metrics(), lambda sources: None, Brokers(UNUSED, 60.0))
+    sink = small_queue_sink(3)
     calls: list[int] = []
     sent: list[bytes] = []
     producer, send = sink.producer, sink._send

@@ -30,18 +30,24 @@ Two reference bugs are deliberately not reproduced (see :mod:`models.paper`): it
 applies the log only to columns whose minimum is <= 0 and otherwise scales the column with the
 previous column's range (here every log-family value is logged and scaled with its own family's
 range), and it gives a feature the first family whose name occurs in it ('PercentAmplitude_1'
-gets 'Amplitude''s scale; here the longest match).
+gets 'Amplitude''s scale; here the longest match). To measure what not reproducing them changes,
+the paper configuration can be evaluated with either bug put back (:func:`with_reference_bugs`,
+``alert-anomaly evaluate --reference-bug``; never in a shipped bundle).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Final, Literal, get_args
 
 from models.exceptions import ConfigurationError
 
 ConfigurationName = Literal["paper", "ours"]
 CONFIGURATION_NAMES: Final[tuple[str, ...]] = get_args(ConfigurationName)
+# the reference's preprocessing bugs that can be put back to measure their effect
+ReferenceBug = Literal["log-branch", "first-match"]
+REFERENCE_BUGS: Final[tuple[str, ...]] = get_args(ReferenceBug)
 DEFAULT_CONFIGURATION: Final[ConfigurationName] = "ours"
 
 
@@ -60,6 +66,7 @@ class Configuration:
     iforest_trees: int
     iforest_max_samples: int | Literal["auto"]
     ocsvm_nu: float
+    reference_bugs: frozenset[str] = frozenset()  # put back to measure them (REFERENCE_BUGS)
 
     def evaluation_patience(self, epochs: int) -> int:
         """Early-stopping patience of ``alert-anomaly evaluate`` for a maximum of ``epochs``."""
@@ -109,3 +116,22 @@ def get_configuration(name: str) -> Configuration:
             f"unknown configuration {name!r}; known configurations: "
             f"{', '.join(CONFIGURATION_NAMES)}"
         ) from None
+
+
+def with_reference_bugs(configuration: Configuration, bugs: Iterable[str]) -> Configuration:
+    """``configuration`` with the named bugs of the reference's preprocessing put back: only
+    the paper configuration has the reference's preprocessing (ConfigurationError otherwise)."""
+    chosen = frozenset(bugs)
+    if not chosen:
+        return configuration
+    unknown = sorted(chosen.difference(REFERENCE_BUGS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown reference bug(s) {', '.join(unknown)}; known: {', '.join(REFERENCE_BUGS)}"
+        )
+    if configuration.preprocessing != "paper":
+        raise ConfigurationError(
+            f"the reference's bugs belong to its preprocessing: the {configuration.name} "
+            "configuration does not use it"
+        )
+    return replace(configuration, reference_bugs=chosen)

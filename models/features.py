@@ -21,7 +21,7 @@ import json
 from functools import cache
 from typing import Final
 
-from models.paper import EXCLUDED, family_of
+from models.paper import EXCLUDED, family_of, first_family_of
 from models.resources import schemas_dir
 
 CURRENT_NAMING: Final = "2024"
@@ -69,13 +69,14 @@ def name_2023(name: str) -> str:
     return _OLD_NAME.get(name, name)
 
 
-def paper_family(name: str) -> str | None:
+def paper_family(name: str, *, first_match: bool = False) -> str | None:
     """The family of the paper's preprocessing that a feature (named either way) belongs to;
-    None for features the paper does not use."""
+    None for features the paper does not use. ``first_match``: the reference's own lookup
+    (models.paper.first_family_of) instead of the longest matching family."""
     old = name_2023(canonical_name(name))
     if old in EXCLUDED or old not in ztf_feature_names("2023"):
         return None  # excluded on purpose, or computed only since 2024 (e.g. 'MHPS_high_30_1')
-    return family_of(old)
+    return first_family_of(old) if first_match else family_of(old)
 
 
 def paper_subset(names: tuple[str, ...]) -> tuple[str, ...]:

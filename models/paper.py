@@ -156,3 +156,10 @@ def family_of(name_2023: str) -> str | None:
     reference takes the first in its table order, which differs for 'PercentAmplitude_*')."""
     found = [family for family in FAMILY_SCALES if family in name_2023]
     return max(found, key=len) if found else None
+
+
+def first_family_of(name_2023: str) -> str | None:
+    """The family the reference itself gives a feature: the first in its table order whose name
+    occurs in the feature's (``get_key_of_feature_scales``; reproduced only to measure the effect
+    of not doing so, see models.preprocessing)."""
+    return next((family for family in FAMILY_SCALES if family in name_2023), None)

@@ -93,29 +93,59 @@ def fit_scaling(
     return tuple(out)
 
 
-def paper_scaling(names: tuple[str, ...]) -> tuple[FeatureScaling, ...]:
-    """The reference's fixed preprocessing of features named either way (models.features)."""
-    unknown = [n for n in names if paper_family(n) is None]
+def paper_scaling(
+    names: tuple[str, ...],
+    *,
+    reference_bugs: frozenset[str] = frozenset(),
+    features: NDArray[np.float64] | None = None,
+) -> tuple[FeatureScaling, ...]:
+    """The reference's fixed preprocessing of features named either way (models.features).
+
+    ``reference_bugs`` puts the reference's own behaviour back, only to measure what fixing it
+    changes (models.configurations): ``first-match`` gives a feature the first family whose name
+    occurs in it; ``log-branch`` logs a log-family column only when its smallest value in
+    ``features`` (the rows the model is fitted on; the reference decides per table it
+    preprocesses) is <= 0 and otherwise leaves it linear with the range the previous column left
+    behind (the natural-log bounds of a log family, the plain bounds of a linear one), in the
+    order of ``names``."""
+    first_match = "first-match" in reference_bugs
+    unknown = [n for n in names if paper_family(n, first_match=first_match) is None]
     if unknown:
         raise DataError(
             f"the paper's preprocessing has no scale for {len(unknown)} features "
             f"({', '.join(unknown[:5])}{'...' if len(unknown) > 5 else ''}); select the paper's "
             "features first"
         )
+    log_branch = "log-branch" in reference_bugs
+    if log_branch and (features is None or features.shape[1] != len(names)):
+        raise DataError("the reference's log branch needs the fitted rows of every feature")
     out = []
-    for name in names:
-        family = paper_family(name)
+    previous: tuple[float, float] | None = None  # the reference's range left from the last column
+    for j, name in enumerate(names):
+        family = paper_family(name, first_match=first_match)
         assert family is not None
         low, high = FAMILY_SCALES[family]
-        if family in LOG_FAMILIES or family in CLIP_LOG_FAMILIES:
+        if family in LOG_FAMILIES and log_branch and not _has_non_positive(features, j):
+            if previous is None:
+                raise DataError(f"the reference's log branch fails on a first column {name!r}")
+            out.append(FeatureScaling(name, "linear", 0.0, *previous, MISSING_VALUE))
+        elif family in LOG_FAMILIES or family in CLIP_LOG_FAMILIES:
             floor = low if family in CLIP_LOG_FAMILIES else 0.0
-            scaling = FeatureScaling(
-                name, "log", floor, float(np.log10(low)), float(np.log10(high)), MISSING_VALUE
-            )
+            log_low, log_high = float(np.log10(low)), float(np.log10(high))
+            out.append(FeatureScaling(name, "log", floor, log_low, log_high, MISSING_VALUE))
+            previous = (float(np.log(low)), float(np.log(high)))
         else:
-            scaling = FeatureScaling(name, "linear", 0.0, low, high, MISSING_VALUE)
-        out.append(scaling)
+            out.append(FeatureScaling(name, "linear", 0.0, low, high, MISSING_VALUE))
+            previous = (low, high)
     return tuple(out)
+
+
+def _has_non_positive(features: NDArray[np.float64] | None, column: int) -> bool:
+    """The reference's test ``column.min() <= 0`` (pandas' min skips NaN; all NaN: False)."""
+    assert features is not None
+    values = features[:, column]
+    values = values[~np.isnan(values)]
+    return bool(values.size) and bool(values.min() <= 0.0)
 
 
 class Preprocessor(torch.nn.Module):

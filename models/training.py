@@ -26,6 +26,7 @@ from models.configurations import (
     Configuration,
     ConfigurationName,
     get_configuration,
+    with_reference_bugs,
 )
 from models.detectors import get
 from models.detectors.fitting import balanced_resample, new_network
@@ -77,11 +78,12 @@ class TrainingConfig:
     device: str = "cpu"
     configuration: ConfigurationName = DEFAULT_CONFIGURATION
     members: int = ENSEMBLE_MEMBERS  # mcdsvdd-ens: networks, one per fold of the inliers
+    reference_bugs: tuple[str, ...] = ()  # evaluation only: models.configurations
 
     def __post_init__(self) -> None:
         check_scorer(self.scorer)
         check_model_class(self.top_class)
-        get_configuration(self.configuration)
+        with_reference_bugs(get_configuration(self.configuration), self.reference_bugs)
         if self.members < 2:
             raise ConfigurationError(f"an ensemble needs 2 or more members, got {self.members}")
         for name in ("batch_size", "max_epochs", "patience"):
@@ -98,7 +100,7 @@ class TrainingConfig:
 
     @property
     def method(self) -> Configuration:
-        return get_configuration(self.configuration)
+        return with_reference_bugs(get_configuration(self.configuration), self.reference_bugs)
 
     @property
     def _paper_settings(self) -> tuple[float, int]:
@@ -208,7 +210,10 @@ def configured_scaling(
     x: NDArray[np.float64], names: tuple[str, ...], config: TrainingConfig
 ) -> tuple[FeatureScaling, ...]:
     """The configuration's preprocessing: the paper's fixed scales, or ours fitted on ``x``."""
-    return paper_scaling(names) if config.method.preprocessing == "paper" else fit_scaling(x, names)
+    method = config.method
+    if method.preprocessing == "paper":
+        return paper_scaling(names, reference_bugs=method.reference_bugs, features=x)
+    return fit_scaling(x, names)
 
 
 def preprocess(preprocessor: Preprocessor, features: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -68,7 +68,8 @@ class FeatureDetector:
         require("sklearn.ensemble", SIM, "the evaluation")
         require("sklearn.svm", SIM, "the evaluation")
         if self.method.preprocessing == "paper":
-            scaling = paper_scaling(self.names)
+            bugs = self.method.reference_bugs
+            scaling = paper_scaling(self.names, reference_bugs=bugs, features=features)
         else:
             scaling = fit_scaling(features, self.names)
         self._preprocessor = Preprocessor(scaling)
@@ -104,6 +105,7 @@ class NeuralDetector:
             seed=seed,
             configuration=method.name,
             members=members,
+            reference_bugs=tuple(sorted(method.reference_bugs)),
         )
         self._scorer: Scorer | None = None
 

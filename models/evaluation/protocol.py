@@ -31,7 +31,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models.configurations import DEFAULT_CONFIGURATION, get_configuration
+from models.configurations import (
+    DEFAULT_CONFIGURATION,
+    Configuration,
+    get_configuration,
+    with_reference_bugs,
+)
 from models.detectors import get
 from models.evaluation.detectors import NeuralDetector, make_detector
 from models.exceptions import ConfigurationError, DataError
@@ -57,13 +62,19 @@ class EvaluationConfig:
     seed: int = 0
     test_fraction: float = 0.2
     configuration: str = DEFAULT_CONFIGURATION
+    reference_bugs: tuple[str, ...] = ()  # put back to measure their effect (paper only)
+
+    @property
+    def method(self) -> Configuration:
+        """The training method: the named configuration with its reference bugs, if any."""
+        return with_reference_bugs(get_configuration(self.configuration), self.reference_bugs)
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ConfigurationError("--folds must be at least 2 (one fold stops the training)")
         if self.epochs < 1:
             raise ConfigurationError("--epochs must be positive")
-        get_configuration(self.configuration)
+        with_reference_bugs(get_configuration(self.configuration), self.reference_bugs)
         unknown = [d for d in self.detectors if d not in DETECTORS + VARIANTS]
         if unknown:
             known = DETECTORS + VARIANTS
@@ -141,7 +152,7 @@ def _fold_scores(
     early on this one; for an ensemble, whose K members are exactly those models, of the
     ensemble without this fold's member (K-1 members: a spread, and a conservative one)."""
     x, y, names = training
-    method = get_configuration(config.configuration)
+    method = config.method
     if get(cell.detector).family == "ensemble":
         ensemble = NeuralDetector(
             cell.detector, cell.top_class, names, method, config.epochs, config.seed, config.folds
@@ -210,9 +221,10 @@ def _check_or_write_config(out: Path, config: EvaluationConfig) -> None:
         **asdict(config),
         "detectors": list(config.detectors),
         "classes": list(config.classes),
+        "reference_bugs": list(config.reference_bugs),
     }
     if path.is_file():
-        saved = json.loads(path.read_text())
+        saved = {"reference_bugs": [], **json.loads(path.read_text())}  # older runs: none
         same_but_more = {**saved, "detectors": current["detectors"]} == current and set(
             saved.get("detectors", [])
         ) < set(current["detectors"])

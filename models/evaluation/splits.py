@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from models.evaluation.compare import NOT_IN_TABLE1, Results, load_run
 from models.evaluation.detectors import LABELS
+from models.evaluation.fixes import bugs_of
 from models.exceptions import ConfigurationError
 from models.extras import SIM, require
 from models.scorers import DETECTORS, VARIANTS
@@ -83,6 +84,11 @@ def load_splits(directories: Sequence[Path]) -> SplitRuns:
     loaded = [load_run(d) for d in directories]
     first = loaded[0][0]
     for directory, (config, _) in zip(directories, loaded, strict=True):
+        if bugs_of(config):
+            raise ConfigurationError(
+                f"{directory} put a reference bug back ({', '.join(bugs_of(config))}): give it "
+                "to --fixes, not --splits"
+            )
         differs = [k for k in SAME if config.get(k) != first.get(k)]
         if differs:
             raise ConfigurationError(

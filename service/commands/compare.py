@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "MCDSVDD-NN variant against the paper configuration's MCDSVDD, exact against "
             "threshold-grid AUROC, and the paper's fixed feature scales on the data (the paper "
             "configuration alone while --ours holds no evaluation yet). With --splits, also the "
-            "error bars over several split seeds and paired differences between detectors. "
+            "error bars over several split seeds and paired differences between detectors; with "
+            "--fixes, what each fix of the reference's preprocessing changes. "
             "With --page, it replaces the page's generated part; otherwise it prints it."
         ),
     )
@@ -40,6 +41,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="evaluations of the same data and settings with other seeds (--paper among them "
         "if it is one): AUROC mean ± standard error over the splits and paired differences",
     )
+    p.add_argument(
+        "--fixes",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="evaluations with one reference bug put back (evaluate --reference-bug), each "
+        "beside the run of --paper or --splits with its seed: what each preprocessing fix changes",
+    )
     p.add_argument("--page", type=Path, help="Markdown page to update (e.g. docs/results.md)")
     p.set_defaults(handler=run)
 
@@ -49,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.page:
         read_page(args.page)  # a missing page is an error before the work, not after
-    section = generated_section(args.paper, args.ours, args.splits)
+    section = generated_section(args.paper, args.ours, args.splits, args.fixes)
     if args.page:
         update_page(args.page, section)
         print(f"updated the generated part of {args.page}")

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from models.configurations import REFERENCE_BUGS
 from models.detectors import REGISTRY
 from models.scorers import DETECTORS, VARIANTS
 from models.taxonomy import TOP_CLASSES
@@ -57,6 +58,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--classes", type=comma_list, default=TOP_CLASSES, help="top-level classes (default all)"
     )
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--reference-bug",
+        action="append",
+        choices=REFERENCE_BUGS,
+        default=[],
+        help="with --configuration paper: put this bug of the reference's preprocessing back "
+        "(repeatable), to measure what fixing it changes (compare --fixes)",
+    )
     p.add_argument("--jobs", type=positive_int, default=default_jobs(), help="worker processes")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=run)
@@ -95,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         classes=tuple(args.classes),
         seed=args.seed,
         configuration=args.configuration,
+        reference_bugs=tuple(sorted(set(args.reference_bug))),
     )
     bar = tqdm(unit="cell", disable=args.no_progress, desc="evaluate")
 

@@ -13,7 +13,8 @@
    above the 99.5th).
 
     python benchmarks/bench_bundles.py [--data models/data/ztf-sim-sample/objects.parquet]
-        [--epochs 1000] [--classes Periodic,...] [--explain]
+        [--epochs 1000] [--classes Periodic,...] [--configuration paper] [--skip-speed]
+        [--skip-quality] [--explain]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from common import cores, machine
 from sklearn.metrics import roc_auc_score
 
 from models.bundle import Bundle, load_bundle
+from models.configurations import CONFIGURATION_NAMES
 from models.estimators import DistanceEstimator
 from models.resources import bundle_dirname, bundles_dir, sample_dir
 from models.scoring import Scorer
@@ -43,11 +45,14 @@ from models.training import (
 from service.ops.logs import configure_logging
 
 
-def quality(data: Path, epochs: int, classes: list[str], seed: int) -> None:
+def quality(data: Path, epochs: int, classes: list[str], seed: int, configuration: str) -> None:
     table = read_table(data)
     train_idx, test_idx = stratified_split(table.subclass, 0.2, np.random.default_rng(seed))
     train, test = table.take(train_idx), table.take(test_idx)
-    print(f"\nleave-one-subclass-out AUROC ({data.name}: {len(train)} train / {len(test)} test)")
+    print(
+        f"\nleave-one-subclass-out AUROC ({data.name}: {len(train)} train / {len(test)} test; "
+        f"configuration {configuration})"
+    )
     print(f"{'class':10s} {'outlier':15s} {'mcdsvdd':>8s} {'ae':>8s}")
     aurocs = []
     for top in classes:
@@ -57,7 +62,13 @@ def quality(data: Path, epochs: int, classes: list[str], seed: int) -> None:
             test_sel = test.top_class == top
             labels = (test.subclass[test_sel] == outlier).astype(int)
             for scorer in ("mcdsvdd", "ae"):
-                config = TrainingConfig(scorer=scorer, top_class=top, max_epochs=epochs, seed=seed)
+                config = TrainingConfig(
+                    scorer=scorer,
+                    top_class=top,
+                    max_epochs=epochs,
+                    seed=seed,
+                    configuration=configuration,  # type: ignore[arg-type]
+                )
                 features, names = paper_columns(inliers)
                 trained = train_model(features, inliers.subclass, names, config, progress=False)
                 bundle = Bundle.from_training(trained, config, "ztf", names, {}, "bench")
@@ -190,6 +201,13 @@ def main() -> None:
     parser.add_argument("--classes", default=",".join(TOP_CLASSES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument(
+        "--configuration",
+        choices=CONFIGURATION_NAMES,
+        default="paper",
+        help="of the quality run's models (default paper: the shipped ZTF bundles')",
+    )
     parser.add_argument("--explain", action="store_true", help="explanations' cost only")
     args = parser.parse_args()
     configure_logging("console", "warning")
@@ -198,9 +216,10 @@ def main() -> None:
         torch.set_num_threads(1)  # the service's model.cpu_threads
         explain()
         return
-    speed()
+    if not args.skip_speed:
+        speed()
     if not args.skip_quality:
-        quality(args.data, args.epochs, args.classes.split(","), args.seed)
+        quality(args.data, args.epochs, args.classes.split(","), args.seed, args.configuration)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,8 @@ learning rate and latent size per class and scorer.
 
 MCDSVDD and Deep SVDD first pretrain an autoencoder; the encoder's mean latent per subclass (one
 overall mean for Deep SVDD), with near-zero coordinates pushed to +-0.01, become the centres.
-The encoder is then trained to pull each latent towards its own subclass's centre. How the
-autoencoder is pretrained, whether the centres are recomputed after training, the preprocessing,
-the initialisation and the stopping rule follow the named configuration
+The encoder is then trained to pull each latent towards its own subclass's centre. Pretraining,
+centres, preprocessing, initialisation and stopping follow the named configuration
 (:mod:`models.configurations`). What each kind trains, and how, is its hooks' business
 (:mod:`models.detectors`); this module holds the settings, the data splits and the entry point.
 """
@@ -210,8 +209,7 @@ def configured_scaling(
     x: NDArray[np.float64], names: tuple[str, ...], config: TrainingConfig
 ) -> tuple[FeatureScaling, ...]:
     """The configuration's preprocessing: the paper's fixed scales, or ours fitted on ``x``."""
-    method = config.method
-    if method.preprocessing == "paper":
+    if (method := config.method).preprocessing == "paper":
         return paper_scaling(names, reference_bugs=method.reference_bugs, features=x)
     return fit_scaling(x, names)
 

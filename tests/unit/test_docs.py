@@ -171,3 +171,23 @@ def test_readme_alerce_rows_quote_their_json() -> None:
             for r in ("service", alerce)
         ]
         assert " against ".join(cpu) in line, name
+
+
+def test_readme_quality_table_is_the_committed_bench_bundles_output() -> None:
+    """The bundles' quality table (Models and service, measured) is the committed output of
+    bench_bundles.py's quality part in the shipped bundles' configuration, row by row."""
+    where = REPO / "benchmarks" / "results" / "2026-12-06-bundles" / "quality-paper.txt"
+    output = where.read_text()
+    assert "configuration paper" in output
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(
+        r"^(Transient|Stochastic|Periodic)\s+(\S+)\s+([\d.]+)\s+([\d.]+)$", output, re.M
+    )
+    assert len(rows) == 15
+    for top, outlier, mcdsvdd, ae in rows:
+        cells = [f"**{v}**" if v == max(mcdsvdd, ae) else v for v in (mcdsvdd, ae)]
+        assert f"| {top} | {outlier} | {cells[0]} | {cells[1]} |" in readme, outlier
+    means = re.search(r"mean AUROC: mcdsvdd ([\d.]+), ae ([\d.]+)", output)
+    assert means is not None
+    assert f"| mean | | {means[1]} (" in readme
+    assert f"| {means[2]} (" in readme

@@ -191,7 +191,7 @@ def test_retrain_from_a_sqlite_store_on_the_sample(
     assert manifest["expert"] == "ana"
     assert manifest["verdicts"] == {"anomaly": 8, "regular": 8}
     assert {m["model_version"] for m in manifest["trained_against"]["models"]} == {
-        "2.0.0+sim20261122"
+        "2.1.0+sim20261122"
     }
     assert len(manifest["columns"]) == 130
     assert manifest["columns"][-1] == PERCENTILE

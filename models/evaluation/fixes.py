@@ -25,9 +25,10 @@ from models.taxonomy import SUBCLASSES, TOP_CLASSES
 # what must be equal for a run with a bug and its baseline
 SAME: Final = ("data_sha256", "configuration", "folds", "epochs", "test_fraction", "seed")
 WHAT: Final = {
-    "log-branch": "its log branch (a log-family column logged only when its smallest training "
-    "value is <= 0, else left linear with the previous column's range)",
-    "first-match": "its first-match scale lookup ('PercentAmplitude_*' scaled as 'Amplitude')",
+    "log-branch": "the reference's log branch (a log-family column logged only when its "
+    "smallest training value is <= 0, else left linear with the previous column's range)",
+    "first-match": "the reference's first-match scale lookup ('PercentAmplitude_*' scaled as "
+    "'Amplitude')",
 }
 
 Cells = dict[tuple[str, str, str], list[float]]  # (detector, top class, subclass) -> fold AUROCs
@@ -83,8 +84,8 @@ def fixes_section(baselines: Sequence[Path], bug_runs: Sequence[Path]) -> list[s
         fixed, buggy = _cells(load_run(base_dir)[1]), _cells(results)
         detectors = sorted({k[0] for k in buggy if k in fixed})
         out += [
-            f"**{bugs[0]}**: the reference's {WHAT[bugs[0]]}; seed {config['seed']}, "
-            f"`{directory}` against `{base_dir}`.",
+            f"**{bugs[0]}**: {WHAT[bugs[0]]}; seed {config['seed']}, "
+            f"`{directory.name}` against `{base_dir.name}`.",
             "",
         ]
         for detector in detectors:

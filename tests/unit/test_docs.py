@@ -191,3 +191,24 @@ def test_readme_quality_table_is_the_committed_bench_bundles_output() -> None:
     assert means is not None
     assert f"| mean | | {means[1]} (" in readme
     assert f"| {means[2]} (" in readme
+
+
+def test_readme_default_against_ensemble_rows_quote_their_json() -> None:
+    """The Models section's end-to-end rows (default bundles, earlier bundles, every class on the
+    ensemble) are the committed runs' medians and the ensemble's inference-worker cost."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**Default routing against\nthe ensemble**")
+    section = readme[start : readme.index("Like every nearest-neighbour score", start)]
+    section = " ".join(section.split())
+    where = REPO / "benchmarks" / "results" / "2026-12-06-bundles"
+    for name in ("service-2.1.0-bundles", "service-2.0.0-bundles", "service-ensemble"):
+        run = json.loads((where / f"{name}.json").read_text())
+        assert f"{run['throughput']['service']:,.0f}" in section, name
+        assert f"`{name}.json`" in section
+    ensemble = json.loads((where / "service-ensemble.json").read_text())
+    assert f"{ensemble['config']['alerts']:,} alerts" in section
+    default = json.loads((where / "service-2.1.0-bundles.json").read_text())
+    worker = [r["cpu_us_per_alert"]["service"]["inference worker"] for r in (ensemble, default)]
+    assert f"{worker[0]:.0f} us per alert against {worker[1]:.1f}" in section

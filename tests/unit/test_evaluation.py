@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models.configurations import get_configuration
+from models.configurations import REFERENCE_BUGS, get_configuration
 from models.evaluation.compare import class_summary, grid_effect, ranking, variant_versus
 from models.evaluation.detectors import make_detector
 from models.evaluation.page import BEGIN, END, generated_section, update_page
@@ -240,7 +240,19 @@ def test_the_results_page_shows_the_committed_evaluations(monkeypatch: pytest.Mo
             "epochs": paper["epochs"],
         }
         assert len(list((run / CELLS_DIR).glob("*.json"))) == 15 * len(config["detectors"])
-    section = generated_section(results / "paper", results / "ours", splits)
+    fixes = sorted(  # in the order of REFERENCE_BUGS, as make results passes them
+        (results / "fixes").glob("*-seed*"),
+        key=lambda d: REFERENCE_BUGS.index(d.name.rsplit("-seed", 1)[0]),
+    )
+    assert {json.loads((f / "config.json").read_text())["reference_bugs"][0] for f in fixes} == {
+        "log-branch",
+        "first-match",
+    }  # the effect of each preprocessing fix, as measured
+    for run in fixes:
+        config = json.loads((run / "config.json").read_text())
+        assert run.name == f"{config['reference_bugs'][0]}-seed{config['seed']}"
+        assert len(list((run / CELLS_DIR).glob("*.json"))) == 15 * len(config["detectors"])
+    section = generated_section(results / "paper", results / "ours", splits, fixes)
     assert section in (REPO / "docs" / "results.md").read_text()
 
 

@@ -101,7 +101,7 @@ def test_fix_effects_against_the_run_of_the_same_seed(tmp_path: Path) -> None:
     other, fixed = run(tmp_path, "other", 1, []), run(tmp_path, "fixed", 3, [])
     buggy = run(tmp_path, "buggy", 3, ["log-branch"])
     text = "\n".join(fixes_section([other, fixed], [buggy]))
-    assert f"`{buggy}` against `{fixed}`" in text
+    assert "`buggy` against `fixed`" in text
     # per fold, mean over columns of fixed - buggy: (0.1 - 0.05 + 0.1) / 3 and (0.2 + 0.05 + 0) / 3
     per_fold = np.array([0.15 / 3, 0.25 / 3])
     se = np.std(per_fold, ddof=1) / np.sqrt(2)

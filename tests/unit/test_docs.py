@@ -212,3 +212,23 @@ def test_readme_default_against_ensemble_rows_quote_their_json() -> None:
     default = json.loads((where / "service-2.1.0-bundles.json").read_text())
     worker = [r["cpu_us_per_alert"]["service"]["inference worker"] for r in (ensemble, default)]
     assert f"{worker[0]:.0f} us per alert against {worker[1]:.1f}" in section
+
+
+def test_readme_bundle_speed_and_explanation_rows_are_the_committed_outputs() -> None:
+    """The per-bundle throughput table's 2026-12-06 column and the explanation cost table are
+    bench_bundles.py's committed outputs (--skip-quality, --explain), row by row."""
+    readme = (REPO / "README.md").read_text()
+    where = REPO / "benchmarks" / "results" / "2026-12-06-bundles"
+    speed = re.findall(r"^\s+(ztf/\S+)\s+([\d,]+) rows/s$", (where / "speed.txt").read_text(), re.M)
+    assert len(speed) == 9
+    for name, rate in speed:
+        assert re.search(rf"^\| {re.escape(name)} \| [\d,]+ \| {rate} \|$", readme, re.M), name
+    explain = re.findall(
+        r"^\s+(\S+/\S+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+(.+?)\s*$",
+        (where / "explain.txt").read_text(),
+        re.M,
+    )
+    assert len(explain) == 10
+    for name, off, on, ratio, pushed in explain:
+        shown = "no such row" if pushed == "0% of 0" else pushed
+        assert f"| {name} | {off} | {on} | {ratio} | {shown} |" in readme, name

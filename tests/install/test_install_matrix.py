@@ -64,6 +64,16 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+RESULTS = "docs/results"
+COMPARE = ("compare", "--paper", f"{RESULTS}/paper", "--ours", f"{RESULTS}/ours")
+COMPARE_SPLITS = (
+    "--splits",
+    *(f"{RESULTS}/splits/paper-seed{seed}" for seed in (1, 2, 3)),
+    "--fixes",
+    *(f"{RESULTS}/fixes/{bug}-seed3" for bug in ("log-branch", "first-match")),
+)
+
+
 def names_extra(result: subprocess.CompletedProcess[str], extra: str) -> None:
     """The command failed in one line on stderr naming ``extra``, exit status 2."""
     lines = result.stderr.strip().splitlines()
@@ -133,6 +143,12 @@ def test_sim_extra_simulates_and_evaluates(installer: Installer) -> None:
     evaluate = ("--folds", "2", "--detectors", "iforest", "--classes", "Periodic", "--jobs", "1")
     ok(venv.cli("evaluate", "--data", ZTF_SAMPLE, "--out", "evaluation", *evaluate))
     assert list((venv.work / "evaluation").glob("*.png"))
+    bug = ("--configuration", "paper", "--reference-bug", "log-branch", "--no-progress")
+    ok(venv.cli("evaluate", "--data", ZTF_SAMPLE, "--out", "with-bug", *evaluate, *bug))
+    # the results page's error bars and fixes, from the committed runs (named relative to REPO)
+    page = ok(venv.cli(*COMPARE, *COMPARE_SPLITS, cwd=REPO))
+    assert "Over 3 split seeds" in page
+    assert "What the preprocessing fixes change" in page
 
     lsst = ("--survey", "lsst", "--n", "30", "--out", "lsst.parquet")
     names_extra(venv.cli("simulate", *lsst), "rubin")
@@ -328,8 +344,10 @@ def test_make_demo_set_runs_every_demo_and_command_of_the_readme(installer: Inst
     iforest = ("--top-class", "All", "--scorer", "iforest", "--out", "b/lsst/all-iforest")
     ok(venv.cli("train", "--data", LSST_SAMPLE, *iforest))
     # The committed evaluations name their data relative to the checkout.
-    compare = ("compare", "--paper", "docs/results/paper", "--ours", "docs/results/ours")
-    ok(venv.cli(*compare, cwd=REPO))
+    ok(venv.cli(*COMPARE, cwd=REPO))
+    assert "What the preprocessing fixes change" in ok(
+        venv.cli(*COMPARE, *COMPARE_SPLITS, cwd=REPO)
+    )
     names_extra(venv.cli("simulate", "--n", "30", "--out", "sim.parquet"), "sim")
     names_extra(venv.cli("evaluate", "--data", ZTF_SAMPLE, "--out", "evaluation"), "sim")
     names_extra(venv.cli("batch", ZTF_SAMPLE, "--out", "batch"), "dask")

@@ -29,7 +29,7 @@ from models.configurations import ConfigurationName
 from models.detectors import get_scorer
 from models.detectors.spec import DetectorSpec
 from models.exceptions import BundleError
-from models.networks import HIDDEN, AnomalyNet, Network
+from models.networks import AnomalyNet, Network
 from models.preprocessing import Preprocessor
 from models.scorers import ScorerKind, check_scorer
 from models.training import CALIBRATION_LEVELS, TrainedModel, TrainingConfig
@@ -159,7 +159,7 @@ class Bundle:
             feature_names=list(feature_names),
             preprocessing=trained.preprocessor.to_manifest(),
             latent_dim=config.resolved_latent,
-            hidden=list(HIDDEN) if net is not None else [],
+            hidden=list(net.hidden) if net is not None else [],
             centres=centres,
             centre_subclasses=list(trained.centre_subclasses),
             calibration=Calibration(
@@ -253,8 +253,14 @@ def check_digest(weights: Path, digest: str, manifest: Manifest) -> None:
 
 def load_network(spec: DetectorSpec, manifest: Manifest, weights: Path) -> Bundle:
     """The bundle of a network or ensemble kind: safetensors weights in the shapes the kind's
-    hooks build, and (multi-centre) the manifest's centres equal to the saved ones."""
+    hooks build (the kind's hidden widths, which the manifest states), and (multi-centre) the
+    manifest's centres equal to the saved ones."""
     check_digest(weights, file_sha256(weights), manifest)
+    if manifest.hidden != list(spec.hidden):
+        raise BundleError(
+            f"{weights.parent}: a {spec.name} has hidden widths {list(spec.hidden)}, the "
+            f"manifest says {manifest.hidden}"
+        )
     n_features = len(manifest.feature_names)
     n_centres = max(len(manifest.centre_subclasses), 1)
     try:

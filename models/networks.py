@@ -2,7 +2,8 @@
 scorers, the mirrored decoder of the autoencoders, and the scores.
 
 Encoder: Linear(in, 512)-BN-LeakyReLU-Linear(512, 256)-BN-LeakyReLU-Linear(256, 128)-BN-LeakyReLU-
-Linear(128, z, no bias). The decoder mirrors it and ends in tanh (inputs are tanh-scaled).
+Linear(128, z, no bias) - the paper's widths, a kind's spec may give others (mcdsvdd-ens-lite:
+128, 64). The decoder mirrors it and ends in tanh (inputs are tanh-scaled).
 
 Scores (higher = more anomalous):
 - ``ae``: summed squared reconstruction error;
@@ -14,7 +15,8 @@ Scores (higher = more anomalous):
   is a centre, so a subclass spread over several clumps is no longer summarised by one mean;
 - ``mcdsvdd-ens``: K mcdsvdd-nn networks, each trained on K-1 folds of the training inliers and
   stopped early on the remaining one (the paper's folds, models.detectors.ensemble): the sum
-  of their scores, and the subclass of the training inlier nearest over all of them.
+  of their scores, and the subclass of the training inlier nearest over all of them;
+- ``mcdsvdd-ens-lite``: the same with members of widths (128, 64) and at most 256 references.
 """
 
 from __future__ import annotations
@@ -26,12 +28,10 @@ import torch
 from torch import nn
 
 from models.detectors import get
+from models.detectors.spec import PAPER_HIDDEN
 from models.exceptions import BundleError
 from models.scorers import ScorerKind
 from models.stacked import StackedMembers
-
-HIDDEN = (512, 256, 128)
-
 
 INIT_STD = 0.02  # the reference's initialisation: N(0, 0.02) for Linear weights and biases
 
@@ -56,9 +56,9 @@ def _mlp(sizes: tuple[int, ...], bias_last: bool) -> nn.Sequential:
 
 
 class Encoder(nn.Module):
-    def __init__(self, n_features: int, latent: int) -> None:
+    def __init__(self, n_features: int, latent: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
-        self.net = _mlp((n_features, *HIDDEN, latent), bias_last=False)
+        self.net = _mlp((n_features, *hidden, latent), bias_last=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.net(x)
@@ -66,9 +66,9 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, n_features: int, latent: int) -> None:
+    def __init__(self, n_features: int, latent: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
-        self.net = _mlp((latent, *reversed(HIDDEN), n_features), bias_last=True)
+        self.net = _mlp((latent, *reversed(hidden), n_features), bias_last=True)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(z))
@@ -94,6 +94,7 @@ class AnomalyNet(nn.Module):
         latent: int,
         n_centres: int = 1,
         n_references: int = 0,
+        hidden: tuple[int, ...] = PAPER_HIDDEN,
     ) -> None:
         super().__init__()
         spec = get(kind)
@@ -102,11 +103,12 @@ class AnomalyNet(nn.Module):
         layout = spec.network
         self.kind = kind
         self.latent = latent
+        self.hidden = hidden
         self.posterior = layout.posterior
         self.rule = spec.score
         # The VAE encoder outputs the posterior mean and log-variance.
-        self.encoder = Encoder(n_features, 2 * latent if layout.posterior else latent)
-        self.decoder = Decoder(n_features, latent) if layout.decoder else None
+        self.encoder = Encoder(n_features, 2 * latent if layout.posterior else latent, hidden)
+        self.decoder = Decoder(n_features, latent, hidden) if layout.decoder else None
         n_centres = n_centres if layout.multi_centre else 1
         self.register_buffer("centres", torch.zeros(n_centres, latent))
         if layout.references:
@@ -146,32 +148,39 @@ class AnomalyNet(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """mcdsvdd-ens: mcdsvdd-nn members whose references are the same training inliers in the
-    same order (so that their distances can be added reference by reference)."""
+    """An ensemble kind (mcdsvdd-ens, mcdsvdd-ens-lite): networks of its member kind whose
+    references are the same training inliers in the same order (so that their distances can be
+    added reference by reference)."""
 
-    kind: Final = "mcdsvdd-ens"
-
-    def __init__(self, members: list[AnomalyNet]) -> None:
+    def __init__(self, members: list[AnomalyNet], kind: str = "mcdsvdd-ens") -> None:
         super().__init__()
-        member = get(self.kind).member
-        if not members or any(m.kind != member for m in members):
-            raise BundleError(f"an ensemble holds one or more {member} networks")
+        spec = get(kind)
+        if spec.family != "ensemble":
+            raise BundleError(f"{kind!r} is not an ensemble kind")
+        if not members or any(m.kind != spec.member for m in members):
+            raise BundleError(f"an ensemble holds one or more {spec.member} networks")
+        self.kind: Final = kind
         self.members = nn.ModuleList(members)
         self._stacked = StackedMembers()
 
     def _nets(self) -> list[AnomalyNet]:
         return [m for m in self.members if isinstance(m, AnomalyNet)]
 
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """The members' hidden widths."""
+        return self._nets()[0].hidden
+
     def member_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Every member's score of every row: (members, n)."""
-        return self._stacked.distances(self._nets(), x).min(dim=2).values
+        return self._stacked.distances(self._nets(), x).amin(dim=2)
 
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The members' scores added, and the subclass of the reference with the least summed
         distance; the members run as one batched network (models.stacked, eval mode)."""
         nets = self._nets()
         distances = self._stacked.distances(nets, x)
-        raw = distances.min(dim=2).values.sum(dim=0)
+        raw = distances.amin(dim=2).sum(dim=0)
         summed = distances[0] + distances[1] if len(distances) > 1 else distances[0]
         for d in distances[2:]:
             summed += d

@@ -222,3 +222,14 @@ class Preprocessor(torch.nn.Module):
         if bad:
             raise BundleError(f"unknown preprocessing kind for features {bad}")
         return cls(scaling)
+
+
+def preprocess(preprocessor: Preprocessor, features: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Network inputs of raw features (NaN = undefined) as float64, computed on the CPU in
+    float32 chunks of 128 rows (the scoring path's layout, models.scoring)."""
+    n = features.shape[0]
+    padded = np.zeros((-(-n // 128) * 128, features.shape[1]), np.float32)
+    padded[:n] = features
+    with torch.inference_mode():
+        x = preprocessor(torch.from_numpy(padded))
+    return np.asarray(x.numpy()[:n], dtype=np.float64)

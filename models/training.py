@@ -29,7 +29,7 @@ from models.configurations import (
 )
 from models.detectors import get
 from models.detectors.fitting import balanced_resample, new_network
-from models.detectors.svdd import CENTRE_EPS, MAX_REFERENCES
+from models.detectors.svdd import CENTRE_EPS
 from models.exceptions import ConfigurationError, DataError
 from models.features import paper_features
 from models.networks import Network
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from models.estimators import Estimator
 
 __all__ = [  # the training helpers of models.detectors, long imported from here
-    "CENTRE_EPS", "MAX_REFERENCES", "balanced_resample", "new_network",
+    "CENTRE_EPS", "balanced_resample", "new_network",
 ]  # fmt: skip
 
 ENSEMBLE_MEMBERS = 5  # the paper's K folds
@@ -77,6 +77,7 @@ class TrainingConfig:
     device: str = "cpu"
     configuration: ConfigurationName = DEFAULT_CONFIGURATION
     members: int = ENSEMBLE_MEMBERS  # mcdsvdd-ens: networks, one per fold of the inliers
+    hidden: tuple[int, ...] | None = None  # the encoder's widths; default: the kind's (its spec)
     reference_bugs: tuple[str, ...] = ()  # evaluation only: models.configurations
 
     def __post_init__(self) -> None:
@@ -117,6 +118,10 @@ class TrainingConfig:
         return self.latent if self.latent is not None else self._paper_settings[1]
 
     @property
+    def resolved_hidden(self) -> tuple[int, ...]:
+        return self.hidden if self.hidden is not None else get(self.scorer).hidden
+
+    @property
     def resolved_pretrain_epochs(self) -> int:
         if self.pretrain_epochs is not None:
             return self.pretrain_epochs
@@ -140,9 +145,7 @@ class TrainedModel:
     net: Network | None  # None for the estimator kinds
     preprocessor: Preprocessor
     centre_subclasses: tuple[str, ...]
-    calibration_scores: tuple[
-        float, ...
-    ]  # score quantiles of training inliers at CALIBRATION_LEVELS
+    calibration_scores: tuple[float, ...]  # training inliers' score quantiles (CALIBRATION_LEVELS)
     metrics: dict[str, Any] = field(default_factory=dict)
     estimator: Estimator | None = None  # iforest, distclassipy (models.estimators)
 
@@ -214,17 +217,6 @@ def configured_scaling(
     return fit_scaling(x, names)
 
 
-def preprocess(preprocessor: Preprocessor, features: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Network inputs of raw features (NaN = undefined) as float64, computed on the CPU in
-    float32 chunks of 128 rows (the scoring path's layout, models.scoring)."""
-    n = features.shape[0]
-    padded = np.zeros((-(-n // 128) * 128, features.shape[1]), np.float32)
-    padded[:n] = features
-    with torch.inference_mode():
-        x = preprocessor(torch.from_numpy(padded))
-    return np.asarray(x.numpy()[:n], dtype=np.float64)
-
-
 @dataclass(frozen=True)
 class Inliers:
     """One class's inliers split into fitted and held-out (early stopping) rows, with the
@@ -286,8 +278,8 @@ def train_model(
 
     Early stopping uses ``validation`` (features, subclasses) when given, e.g. the held-out fold
     of the evaluation; otherwise a stratified ``val_fraction`` of the rows, which are not fitted.
-    ``scaling`` fixes the preprocessing (default: the configuration's). An ensemble
-    (``mcdsvdd-ens``) makes its own folds: see :func:`models.detectors.ensemble.train_ensemble`.
+    ``scaling`` fixes the preprocessing (default: the configuration's). An ensemble kind makes
+    its own folds: see :func:`models.detectors.ensemble.train_ensemble`.
     """
     if features.shape[0] != subclasses.shape[0]:
         raise DataError("features and labels have different lengths")

@@ -1,5 +1,6 @@
-"""The hooks of the ensemble kind (mcdsvdd-ens): K networks of its member kind (mcdsvdd-nn), one
-per fold of the training inliers, saved together as one safetensors file."""
+"""The hooks of the ensemble kinds (mcdsvdd-ens, mcdsvdd-ens-lite): K networks of the member
+kind (mcdsvdd-nn) in the kind's widths, one per fold of the training inliers, saved together as
+one safetensors file."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from numpy.typing import NDArray
 from models.detectors import get
 from models.detectors.network import network_hyperparameters, neural_detector
 from models.detectors.spec import DetectorSpec, Validation
-from models.detectors.svdd import MAX_REFERENCES, leave_one_out_scores
+from models.detectors.svdd import leave_one_out_scores
 from models.exceptions import DataError
 from models.networks import AnomalyNet, Ensemble, Network
 from models.preprocessing import FeatureScaling, Preprocessor
@@ -39,16 +40,18 @@ def train_ensemble(
     config: TrainingConfig,
     progress: bool = True,
 ) -> TrainedModel:
-    """mcdsvdd-ens: the inliers are split in ``config.members`` folds stratified by subclass (as
-    the evaluation splits them); member k is an mcdsvdd-nn fitted on the other folds, stopped
-    early on fold k, with seed ``config.seed + k``. One preprocessing for all (fitted on every
-    inlier for ``ours``). Every member's references are then the same inliers in the same order
-    (all of them, or one random subset beyond MAX_REFERENCES), and the calibration scores are the
-    members' leave-one-out scores added."""
+    """An ensemble kind: the inliers are split in ``config.members`` folds stratified by subclass
+    (as the evaluation splits them); member k is an mcdsvdd-nn of the kind's widths fitted on
+    the other folds, stopped early on fold k, with seed ``config.seed + k``. One preprocessing
+    for all (fitted on every inlier for ``ours``). Every member's references are then the same
+    inliers in the same order (all of them, or one random subset beyond the kind's
+    ``max_references``), and the calibration scores are the members' leave-one-out scores
+    added."""
     started = time.perf_counter()
+    spec = get(config.scorer)
     scaling = configured_scaling(features, feature_names, config)
     folds = stratified_folds(subclasses, config.members, np.random.default_rng(config.seed))
-    member_config = replace(config, scorer=get(config.scorer).member)
+    member_config = replace(config, scorer=spec.member, hidden=config.resolved_hidden)
     members: list[TrainedModel] = []
     for k, held in enumerate(folds):
         fit = np.setdiff1d(np.arange(features.shape[0]), held)
@@ -62,9 +65,9 @@ def train_ensemble(
     if any(m.centre_subclasses != names for m in members):
         raise DataError("every subclass needs a row in every fold: too few rows for an ensemble")
     keep = np.arange(features.shape[0])
-    if keep.size > MAX_REFERENCES:
+    if keep.size > spec.max_references:
         order = torch.randperm(keep.size, generator=torch.Generator().manual_seed(config.seed))
-        keep = np.sort(order[:MAX_REFERENCES].numpy())
+        keep = np.sort(order[: spec.max_references].numpy())
     preprocessor = Preprocessor(scaling)
     with torch.no_grad():
         x = preprocessor(torch.as_tensor(features[keep], dtype=torch.float32))
@@ -89,7 +92,7 @@ def train_ensemble(
         "seconds": round(time.perf_counter() - started, 2),
     }
     calibration = calibration_scores(scores)
-    return TrainedModel(Ensemble(nets), preprocessor, names, calibration, metrics)
+    return TrainedModel(Ensemble(nets, spec.name), preprocessor, names, calibration, metrics)
 
 
 class EnsembleHooks:
@@ -120,9 +123,17 @@ class EnsembleHooks:
         n_members = 1 if state is None else n_members
         return Ensemble(
             [
-                AnomalyNet(spec.member, n_features, latent, n_centres, references(f"members.{i}."))
+                AnomalyNet(
+                    spec.member,
+                    n_features,
+                    latent,
+                    n_centres,
+                    references(f"members.{i}."),
+                    spec.hidden,
+                )
                 for i in range(n_members)
-            ]
+            ],
+            spec.name,
         )
 
     def train(

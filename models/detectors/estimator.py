@@ -176,7 +176,8 @@ class EstimatorHooks(BaselineHooks):
         scaling: tuple[FeatureScaling, ...] | None,
     ) -> TrainedModel:
         """Fit on the preprocessed fitted rows; calibrate on their scores."""
-        from models.training import TrainedModel, calibration_scores, preprocess, split_inliers
+        from models.preprocessing import preprocess
+        from models.training import TrainedModel, calibration_scores, split_inliers
 
         inliers = split_inliers(features, subclasses, feature_names, config, validation, scaling)
         preprocessor, names = inliers.preprocessor, inliers.names

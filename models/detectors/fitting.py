@@ -175,7 +175,7 @@ def new_network(
     kind: ScorerKind, n_features: int, latent: int, n_centres: int, config: TrainingConfig
 ) -> AnomalyNet:
     """An untrained network, initialised as the configuration says, on the training device."""
-    net = AnomalyNet(kind, n_features, latent, n_centres)
+    net = AnomalyNet(kind, n_features, latent, n_centres, hidden=config.resolved_hidden)
     if config.method.init == "normal":
         net.apply(init_normal)
     return net.to(torch.device(config.device))

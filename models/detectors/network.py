@@ -87,7 +87,7 @@ class NetworkHooks:
         state: dict[str, torch.Tensor] | None = None,
     ) -> Network:
         references = state["references"].shape[0] if state and "references" in state else 0
-        return AnomalyNet(spec.name, n_features, latent, n_centres, references)
+        return AnomalyNet(spec.name, n_features, latent, n_centres, references, spec.hidden)
 
     def train(
         self,

@@ -33,6 +33,11 @@ Group = Literal["paper", "tutorial", "variant"]
 ScoreRule = Literal["reconstruction", "centre", "reference", "ensemble", "estimator"]
 Loss = Literal["reconstruction", "elbo", "svdd"]
 
+# The encoder's hidden widths in the paper (its decoder mirrors them), and how many training
+# inliers a network keeps as references (mcdsvdd-nn; a random subset beyond).
+PAPER_HIDDEN: tuple[int, ...] = (512, 256, 128)
+MAX_REFERENCES = 20_000
+
 
 @dataclass(frozen=True)
 class NetworkLayout:
@@ -60,6 +65,9 @@ class DetectorSpec:
     member: str = ""  # family ensemble: the kind of its members
     pretrained: bool = False  # an autoencoder pretrains its encoder and its centres (SVDDs)
     paper_settings: str = ""  # the kind whose learning rate and latent size the paper gives
+    hidden: tuple[int, ...] = PAPER_HIDDEN  # neural: the encoder's hidden widths (an ensemble's
+    # members': its member kind's spec keeps the paper's)
+    max_references: int = MAX_REFERENCES  # family ensemble: training inliers kept as references
     # The reference code scores normality and reports 1 - AUROC (its scikit-learn detectors):
     # the evaluation's reference-grid AUROC does the same.
     reference_normality: bool = False

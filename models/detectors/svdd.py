@@ -20,13 +20,13 @@ from models.detectors.fitting import (
     loss_function,
     new_network,
 )
+from models.detectors.spec import MAX_REFERENCES
 from models.networks import AnomalyNet, squared_distances
 
 if TYPE_CHECKING:
     from models.training import TrainingConfig
 
 CENTRE_EPS = 0.01
-MAX_REFERENCES = 20_000  # training inliers kept as mcdsvdd-nn references (a random subset beyond)
 
 
 def _push_from_zero(centres: torch.Tensor) -> torch.Tensor:

@@ -191,6 +191,9 @@ VARIANT_NOTES: Final[dict[str, str]] = {
     "mcdsvdd-ens": "The K fold networks of MCDSVDD-NN as one detector, their scores added "
     "(`--scorer mcdsvdd-ens`). Its per-fold values are the ensembles without that fold's member "
     "(K-1 networks each: a spread, and a conservative one; the shipped ensemble has all K).",
+    "mcdsvdd-ens-lite": "The same ensemble of small networks (hidden widths 128, 64 instead of "
+    "512, 256, 128) keeping at most 256 training inliers as references (`--scorer "
+    "mcdsvdd-ens-lite`): about the arithmetic of one paper MCDSVDD per row.",
 }
 
 

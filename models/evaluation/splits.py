@@ -37,6 +37,8 @@ SAME: Final = ("data_sha256", "configuration", "folds", "epochs", "test_fraction
 # differences shown, where both detectors are in every run: (detector, baseline)
 PAIRS: Final = (
     ("mcdsvdd-ens", "mcdsvdd"),
+    ("mcdsvdd-ens-lite", "mcdsvdd"),
+    ("mcdsvdd-ens-lite", "mcdsvdd-ens"),
     ("mcdsvdd-nn", "mcdsvdd"),
     ("mcdsvdd", "ae"),
     ("mcdsvdd", "iforest"),

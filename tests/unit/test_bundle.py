@@ -16,6 +16,8 @@ from models.exceptions import BundleError
 from models.scoring import Scorer
 from models.training import TrainingConfig, train_model
 
+KINDS = ("mcdsvdd", "ae", "mcdsvdd-nn", "mcdsvdd-ens", "mcdsvdd-ens-lite")
+
 
 def _blobs(n: int = 240) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(7)
@@ -28,11 +30,11 @@ def _blobs(n: int = 240) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A briefly trained MCDSVDD, our two variants and an autoencoder, saved."""
+    """A briefly trained MCDSVDD, our three variants and an autoencoder, saved."""
     X, labels = _blobs()
     names = tuple(f"feat_{i}" for i in range(5))
     saved = {}
-    for scorer in ("mcdsvdd", "ae", "mcdsvdd-nn", "mcdsvdd-ens"):
+    for scorer in KINDS:
         config = TrainingConfig(
             scorer=scorer,  # type: ignore[arg-type]
             top_class="Transient",
@@ -46,7 +48,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return saved
 
 
-@pytest.fixture(params=["mcdsvdd", "ae", "mcdsvdd-nn", "mcdsvdd-ens"])
+@pytest.fixture(params=KINDS)
 def saved(request: pytest.FixtureRequest, bundles: dict[str, Path]) -> Path:
     return bundles[request.param]
 
@@ -142,6 +144,18 @@ def test_corrupted_weights_fail_the_checksum(copy: Path) -> None:
 def test_other_format_version_is_refused(copy: Path) -> None:
     _edit_manifest(copy, format_version=2)
     with pytest.raises(BundleError, match="format version 2; this alert-anomaly reads version 1"):
+        load_bundle(copy)
+
+
+def test_hidden_widths_other_than_the_kinds_are_refused(copy: Path) -> None:
+    """The manifest states the kind's widths (the paper's, or the lite ensemble's 128, 64)."""
+    manifest = json.loads((copy / MANIFEST).read_text())
+    expected = [128, 64] if manifest["scorer"] == "mcdsvdd-ens-lite" else [512, 256, 128]
+    assert manifest["hidden"] == expected
+    _edit_manifest(copy, hidden=[256, 128])
+    with pytest.raises(
+        BundleError, match=r"has hidden widths \[.*\], the manifest says \[256, 128\]"
+    ):
         load_bundle(copy)
 
 

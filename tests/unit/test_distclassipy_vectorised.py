@@ -18,9 +18,9 @@ from models.bundle import load_bundle
 from models.distances import METRICS, Centroids, class_distances
 from models.estimators import DistanceEstimator
 from models.exceptions import BundleError, DataError
+from models.preprocessing import preprocess
 from models.resources import bundles_dir
 from models.table import read_table
-from models.training import preprocess
 
 pytest.importorskip("distclassipy")
 

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from models.configurations import get_configuration
+from models.detectors import get
 from models.evaluation.detectors import NeuralDetector, make_detector
 from models.networks import AnomalyNet, Ensemble
 from models.preprocessing import Preprocessor, fit_scaling
@@ -235,11 +236,11 @@ def test_beyond_max_references_the_members_share_one_subset(
     ``seed``) as every member's references, so that its members' distances add reference by
     reference; an mcdsvdd-nn alone keeps its own subset (seed ``seed + k``). The networks are
     still bitwise the same; the references, and so the scores, are not."""
-    import models.detectors.ensemble
     import models.detectors.svdd
 
     limit = 100
-    monkeypatch.setattr(models.detectors.ensemble, "MAX_REFERENCES", limit)
+    ensemble_spec = replace(get("mcdsvdd-ens"), max_references=limit)
+    monkeypatch.setitem(models.detectors.REGISTRY, "mcdsvdd-ens", ensemble_spec)
     monkeypatch.setattr(models.detectors.svdd, "MAX_REFERENCES", limit)
     names, config, x, y = _blobs_in_paper_features(scorer="mcdsvdd-ens", epochs=EPOCHS)
     config = replace(config, seed=SEED, members=MEMBERS)

@@ -19,11 +19,12 @@ from models.estimators import (
     IForestEstimator,
 )
 from models.exceptions import BundleError, ConfigurationError
+from models.preprocessing import preprocess
 from models.resources import bundle_dirname
 from models.scorers import SCORER_KINDS
 from models.scoring import Scorer
 from models.taxonomy import UNROUTED, check_model_class, check_top_class
-from models.training import TrainingConfig, preprocess, train_model
+from models.training import TrainingConfig, train_model
 
 ESTIMATOR_KINDS = kinds(family="estimator")  # the registry's estimator kinds
 

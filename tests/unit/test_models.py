@@ -281,7 +281,7 @@ def test_every_shipped_bundle_names_the_configuration_that_trained_it() -> None:
         named[name] = manifest.get("configuration")
         recorded = manifest["training"]["hyperparameters"].get("configuration")
         assert recorded in (None, named[name]), name  # the training record agrees
-    assert len(named) == 18
+    assert len(named) == 21
     assert {v for k, v in named.items() if k.startswith("ztf/")} == {"paper"}
     assert {v for k, v in named.items() if k.startswith("lsst/")} == {"ours"}
 

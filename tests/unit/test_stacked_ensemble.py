@@ -1,5 +1,6 @@
 """The ensemble's members evaluated as one batched network (models.stacked): bitwise the scores
-of the members run one by one, on the shipped ensemble bundles and the sample data."""
+of the members run one by one, on the shipped ensemble bundles (both kinds) and the sample
+data."""
 
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ def scorer_chunks(scorer: Scorer, features: np.ndarray) -> list[torch.Tensor]:
     return [*x[:full].split(CHUNK_ROWS), *x[full:].split(step)]
 
 
+@pytest.mark.parametrize("kind", ["mcdsvdd-ens", "mcdsvdd-ens-lite"])
 @pytest.mark.parametrize("top", TOP_CLASSES)
-def test_a_shipped_ensemble_scores_bitwise_as_its_members_one_by_one(top: str) -> None:
-    scorer = Scorer(load_bundle(bundles_dir() / bundle_dirname("ztf", top, "mcdsvdd-ens")), "cpu")
+def test_a_shipped_ensemble_scores_bitwise_as_its_members_one_by_one(top: str, kind: str) -> None:
+    scorer = Scorer(load_bundle(bundles_dir() / bundle_dirname("ztf", top, kind)), "cpu")
     table = read_table(sample_dir() / "objects.parquet")
     features = table.columns(scorer.feature_names)[:ROWS].astype(np.float32)
     ensemble = scorer.net

@@ -8,7 +8,7 @@ named too). By rule:
 - ``reconstruction`` (ae, vae): each feature's squared reconstruction error. This is an exact
   decomposition: the score *is* their sum (the same tensor, summed), so the contributions of
   all features add up to the score.
-- ``centre``, ``reference`` (mcdsvdd, deepsvdd, mcdsvdd-nn) and ``ensemble`` (mcdsvdd-ens):
+- ``centre``, ``reference`` (mcdsvdd, deepsvdd, mcdsvdd-nn) and ``ensemble`` (the ensembles):
   gradient x input of the score (the squared latent distance to the nearest centre or
   reference), ``x_j * d score / d x_j``. No exact per-feature decomposition exists for a deep
   non-linear encoder (the distance decomposes over latent dimensions, not inputs; Shapley
@@ -16,12 +16,15 @@ named too). By rule:
   attributions do add up to ``score(x) - score(baseline)``, cost one backward pass per
   integration step. Gradient x input is the first-order term of the same expansion for one
   forward and one backward pass, batched (rows are independent in eval mode, so the gradient
-  of the batch's summed score is every row's own gradient). Its baseline is the input 0, which
-  is the middle of each feature's training range (the preprocessing maps it to tanh(0)):
-  a contribution is large when the feature is far from its usual range *and* the score is
-  sensitive to it there. Contributions are signed; they do not add up to the score. For the
-  ensemble the score is the members' sum, so its attribution is the sum of the members' (its
-  members run as one batched network here too, models.stacked).
+  of the batch's summed score is every row's own gradient); the forward pass gives the scores
+  too, and the distance's gradient, ``2 (z - nearest point)``, enters the backward pass at
+  the latents (no backward pass through the distances to every centre or reference). Its
+  baseline is the input 0, which is the middle of each feature's training range (the
+  preprocessing maps it to tanh(0)): a contribution is large when the feature is far from
+  its usual range *and* the score is sensitive to it there. Contributions are signed; they
+  do not add up to the score. For the ensembles (mcdsvdd-ens, mcdsvdd-ens-lite) the score is
+  the members' sum, so the attribution is the sum of the members' (the members run as one
+  batched network here too, models.stacked).
 - ``estimator``: the iforest's path-based credit (:func:`isolation_credit`); DistClassiPy's
   and other estimators' scores have no per-feature measure here: their explanation is empty
   (:func:`unsupported`).
@@ -75,23 +78,36 @@ def score_and_contributions(
     if isinstance(net, AnomalyNet) and net.rule == "reconstruction":
         errors = net.reconstruction_errors(x)
         return errors.sum(dim=1), torch.zeros(x.shape[0], dtype=torch.long, device=x.device), errors
-    raw, nearest = net.score(x)
-    return raw, nearest, gradient_x_input(net, x)
+    return gradient_x_input(net, x)
 
 
-def gradient_x_input(net: Network, x: torch.Tensor) -> torch.Tensor:
-    """``x * d score / d x`` of every row (see the module docstring), by one batched backward
-    pass; works from inside ``torch.inference_mode`` (``x`` may be an inference tensor)."""
+def gradient_x_input(
+    net: Network, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores and nearest-centre indices of a distance rule (as ``net.score``, bitwise) and
+    ``x * d score / d x`` of every row (see the module docstring), from one forward pass with
+    autograd on: the scores are computed from its latents ``z``, and the gradient of a squared
+    distance to the nearest point ``p``, ``2 (z - p)``, is carried back through the encoder by
+    one batched backward pass. Works from inside ``torch.inference_mode`` (``x`` may be an
+    inference tensor)."""
     with torch.inference_mode(False), torch.enable_grad():
         inputs = x.clone().requires_grad_(True)
         if isinstance(net, Ensemble):
-            members = [m for m in net.members if isinstance(m, AnomalyNet)]
-            distances = _stacked(net).distances(members, inputs, differentiable=True)
-            raw = distances.min(dim=2).values.sum(dim=0)
+            members, stack = net._nets(), _stacked(net)
+            z = stack.embed(members, inputs)  # [K, n, latent]
+            with torch.no_grad():
+                latents = z.detach()
+                distances = stack.distances(members, latents)
+                raw, nearest = net.score_distances(distances)
+                closest = stack.references_at(members, distances.argmin(dim=2))
         else:
-            raw, _ = net.score(inputs)
-        (gradient,) = torch.autograd.grad(raw.sum(), inputs)
-        return (gradient * inputs).detach()
+            z = net.embed(inputs)
+            with torch.no_grad():
+                latents = z.detach()
+                raw, point = net.nearest_point(latents)
+                nearest, closest = net.subclass_of(point), net.points[point]
+        (gradient,) = torch.autograd.grad(z, inputs, grad_outputs=2.0 * (latents - closest))
+    return raw, nearest, (gradient * inputs).detach()
 
 
 _STACKS: weakref.WeakKeyDictionary[Ensemble, StackedMembers] = weakref.WeakKeyDictionary()

@@ -130,21 +130,30 @@ class AnomalyNet(nn.Module):
         sum (models.explain)."""
         return (self.reconstruct(x) - x) ** 2
 
-    def distances(self, x: torch.Tensor) -> torch.Tensor:
-        """Squared distances of the latents to every centre: (n, n_centres)."""
-        z = self.embed(x)
-        return ((z[:, None, :] - self.centres[None, :, :]) ** 2).sum(dim=-1)
+    @property
+    def points(self) -> torch.Tensor:
+        """What a distance rule measures to: the training inliers' latents (``reference``) or
+        the centres (``centre``)."""
+        return self.references if self.rule == "reference" else self.centres
+
+    def nearest_point(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared distance of every latent to its nearest point (:attr:`points`) and that
+        point's index."""
+        if self.rule == "reference":
+            return nearest_reference(z, self.references)
+        return ((z[:, None, :] - self.centres[None, :, :]) ** 2).sum(dim=-1).min(dim=1)
+
+    def subclass_of(self, point: torch.Tensor) -> torch.Tensor:
+        """The subclass indices of points (a centre is its subclass's)."""
+        return self.reference_subclass[point] if self.rule == "reference" else point
 
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly scores and the index of the nearest centre's subclass (0 with one centre)."""
         if self.rule == "reconstruction":
             error = self.reconstruction_errors(x).sum(dim=1)
             return error, torch.zeros_like(error, dtype=torch.long)
-        if self.rule == "reference":
-            distance, nearest = nearest_reference(self.embed(x), self.references)
-            return distance, self.reference_subclass[nearest]
-        distance, nearest = self.distances(x).min(dim=1)
-        return distance, nearest
+        distance, point = self.nearest_point(self.embed(x))
+        return distance, self.subclass_of(point)
 
 
 class Ensemble(nn.Module):
@@ -173,18 +182,22 @@ class Ensemble(nn.Module):
 
     def member_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Every member's score of every row: (members, n)."""
-        return self._stacked.distances(self._nets(), x).amin(dim=2)
+        nets = self._nets()
+        return self._stacked.distances(nets, self._stacked.embed(nets, x)).amin(dim=2)
 
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The members' scores added, and the subclass of the reference with the least summed
         distance; the members run as one batched network (models.stacked, eval mode)."""
         nets = self._nets()
-        distances = self._stacked.distances(nets, x)
+        return self.score_distances(self._stacked.distances(nets, self._stacked.embed(nets, x)))
+
+    def score_distances(self, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`score` from the members' squared distances to their references [K, n, R]."""
         raw = distances.amin(dim=2).sum(dim=0)
         summed = distances[0] + distances[1] if len(distances) > 1 else distances[0]
         for d in distances[2:]:
             summed += d
-        return raw, nets[0].reference_subclass[summed.argmin(dim=1)]
+        return raw, self._nets()[0].reference_subclass[summed.argmin(dim=1)]
 
 
 Network = AnomalyNet | Ensemble

@@ -144,17 +144,17 @@ class StackedMembers:
             h = h.view(n, k, -1).transpose(0, 1)
         return h
 
-    def distances(
-        self, members: list[AnomalyNet], x: torch.Tensor, differentiable: bool = False
-    ) -> torch.Tensor:
-        """Squared distances of every member's latents to its references: [K, n, R], the
-        expansion |z|^2 - 2 z.r + |r|^2 clamped at 0 (models.networks.squared_distances);
-        ``differentiable``: without the in-place steps, for autograd (models.explain)."""
-        z = self.embed(members, x)
-        if differentiable:
-            cross = torch.bmm(z, self._references)
-            out = (z * z).sum(dim=2, keepdim=True) - 2.0 * cross + self._reference_norms
-            return out.clamp_min(0.0)
+    def distances(self, members: list[AnomalyNet], z: torch.Tensor) -> torch.Tensor:
+        """Squared distances of the members' latents ``z`` [K, n, latent] (:meth:`embed`) to
+        their references: [K, n, R], the expansion |z|^2 - 2 z.r + |r|^2 clamped at 0
+        (models.networks.squared_distances)."""
+        self._refresh(members)
         out = torch.bmm(z, self._references).mul_(2.0)  # exact: a power of two
         out = torch.sub((z * z).sum(dim=2, keepdim=True), out, out=out)
         return out.add_(self._reference_norms).clamp_min_(0.0)
+
+    def references_at(self, members: list[AnomalyNet], index: torch.Tensor) -> torch.Tensor:
+        """Each member's references at ``index`` [K, n]: [K, n, latent]."""
+        self._refresh(members)
+        refs = self._references.transpose(1, 2)  # [K, R, latent]
+        return torch.gather(refs, 1, index[:, :, None].expand(-1, -1, refs.shape[2]))

@@ -207,11 +207,37 @@ def test_the_ensembles_attribution_is_the_sum_of_its_members() -> None:
     assert isinstance(scorer.net, Ensemble)
     with torch.inference_mode():
         inputs = scorer.preprocessor(torch.from_numpy(x.copy()))
-    members = sum(gradient_x_input(m, inputs) for m in scorer.net.members)
+    members = sum(gradient_x_input(m, inputs)[2] for m in scorer.net.members)
     assert isinstance(members, torch.Tensor)
     expected = np.take_along_axis(members.numpy(), every.index, axis=1)
     assert np.abs(expected).max() > 0.1
     np.testing.assert_allclose(every.contribution, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["ztf/periodic-mcdsvdd", "ztf/transient-mcdsvdd-ens-lite", "ztf/stochastic-mcdsvdd-ens"]
+)
+def test_the_shortcut_gradient_is_autograds_gradient_of_the_score(name: str) -> None:
+    """``2 (z - nearest point)`` entering the backward pass at the latents gives the gradient
+    that autograd gives through the whole score (for an ensemble: its members one by one, the
+    distances to every reference included), and the scores of ``net.score``, bitwise."""
+    scorer = shipped(name)
+    x = rows_of(scorer, "Transient" if "periodic" in name else "Periodic", 50)
+    with torch.inference_mode():
+        inputs = scorer.preprocessor(torch.from_numpy(x.copy()))
+        expected_raw, expected_nearest = scorer.net.score(inputs)
+    raw, nearest, contributions = gradient_x_input(scorer.net, inputs)
+    assert raw.numpy().tobytes() == expected_raw.numpy().tobytes()
+    assert torch.equal(nearest, expected_nearest)
+    nets = scorer.net.members if isinstance(scorer.net, Ensemble) else [scorer.net]
+    with torch.enable_grad():
+        leaf = inputs.clone().requires_grad_(True)
+        total = sum(net.score(leaf)[0].sum() for net in nets)
+        assert isinstance(total, torch.Tensor)
+        (gradient,) = torch.autograd.grad(total, leaf)
+    expected = (gradient * inputs).numpy()
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(contributions.numpy(), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["vae", "deepsvdd", "ae", "mcdsvdd"])

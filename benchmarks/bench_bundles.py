@@ -104,7 +104,7 @@ def speed(rows: int = 4096, repeats: int = 50) -> None:
             for _ in range(repeats):
                 bundle_scorer.score(batch)
             rate = rows * repeats / (time.perf_counter() - t0)
-            print(f"  {bundle_scorer.bundle.name:24s} {rate:12,.0f} rows/s")
+            print(f"  {bundle_scorer.bundle.name:32s} {rate:12,.0f} rows/s")
     speed_lsst(rows, repeats, rng)
 
 

@@ -17,6 +17,7 @@ members rebuilds it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,9 +48,26 @@ class _Layer:
     slope: float
 
 
-def _key(members: list[AnomalyNet]) -> tuple[tuple[int, int], ...]:
-    tensors = [t for m in members for t in (*m.parameters(), *m.buffers())]
-    return tuple((t.data_ptr(), t._version) for t in tensors)
+_Slot = tuple[Mapping[str, torch.Tensor | None], str]
+
+
+def _slots(members: list[AnomalyNet]) -> list[_Slot]:
+    """Where the members' parameters and buffers live (their modules' dictionaries): read
+    through these, the cache key sees a tensor replaced or changed in place without walking
+    the modules at every call (which took ~0.1 ms, ~1 us per row of a 128-row chunk)."""
+    return [
+        (table, name)
+        for member in members
+        for module in member.modules()
+        for table in (module._parameters, module._buffers)
+        for name, tensor in table.items()
+        if tensor is not None
+    ]
+
+
+def _key(slots: list[_Slot]) -> tuple[tuple[int, int], ...]:
+    tensors = [table[name] for table, name in slots]
+    return tuple((t.data_ptr(), t._version) if t is not None else (0, -1) for t in tensors)
 
 
 _Block = tuple[nn.Linear, nn.BatchNorm1d | None, nn.LeakyReLU | None]
@@ -100,12 +118,18 @@ class StackedMembers:
 
     def __init__(self) -> None:
         self._key: tuple[tuple[int, int], ...] | None = None
+        self._members: list[AnomalyNet] = []  # held, so that their identities stay theirs
+        self._slots: list[_Slot] = []
         self._layers: list[_Layer] = []
         self._references = torch.empty(0)
         self._reference_norms = torch.empty(0)
 
     def _refresh(self, members: list[AnomalyNet]) -> None:
-        key = _key(members)
+        if len(members) != len(self._members) or any(
+            a is not b for a, b in zip(members, self._members, strict=False)
+        ):
+            self._members, self._slots, self._key = list(members), _slots(members), None
+        key = _key(self._slots)
         if key == self._key:
             return
         with torch.no_grad():

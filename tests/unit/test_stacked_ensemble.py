@@ -78,8 +78,15 @@ def test_the_stacked_weights_follow_changes_to_the_members() -> None:
         first.weight.mul_(1.5)
         after = ensemble.score(x)[0]
         expected = one_by_one(ensemble, x)[0]
+        second = ensemble._nets()[1]
+        second.references = second.references[:10].clone()  # a buffer replaced, not changed
+        ensemble._nets()[0].references = ensemble._nets()[0].references[:10].clone()
+        fewer = ensemble.score(x)[0]
+        expected_fewer = one_by_one(ensemble, x)[0]
     assert not torch.equal(before, after)
     assert torch.equal(after, expected)
+    assert not torch.allclose(after, fewer)  # rebuilt: stale references would give `after`
+    torch.testing.assert_close(fewer, expected_fewer)  # other kernels for 10 references
 
 
 def test_the_stacked_ensemble_scores_in_eval_mode_only() -> None:

@@ -29,7 +29,7 @@ from models.evaluation.detectors import LABELS
 from models.evaluation.fixes import bugs_of
 from models.exceptions import ConfigurationError
 from models.extras import SIM, require
-from models.scorers import DETECTORS, VARIANTS
+from models.scorers import DETECTORS, PAPER_BEST_SCORERS, VARIANTS
 from models.taxonomy import SUBCLASSES, TOP_CLASSES
 
 # what must be equal for runs to be seeds of one evaluation
@@ -183,6 +183,31 @@ def paired(splits: SplitRuns) -> str:
     return "\n".join(out) + "\n"
 
 
+def per_class(splits: SplitRuns, detector: str = "mcdsvdd-ens-lite") -> str:
+    """Per top-level class, ``detector`` against the paper's best model of the class
+    (:data:`models.scorers.PAPER_BEST_SCORERS`, the service's default before): the paired
+    difference of their means over the class's columns, run by run."""
+    out = [
+        "| class | difference | mean ± SE [95% CI] | each run | runs above 0 |",
+        "|---|---|---|---|---|",
+    ]
+    for top, baseline in PAPER_BEST_SCORERS.items():
+        columns = [c for c in splits.columns if c[0] == top]
+        if not columns or not all(
+            (d, *c) in splits.mean for d in (detector, baseline) for c in columns
+        ):
+            continue
+        diff = splits.per_run_mean(detector, columns) - splits.per_run_mean(baseline, columns)
+        low, high = _interval(diff)
+        out.append(
+            f"| {top} | {LABELS[detector]} - {LABELS[baseline]} | {diff.mean():+.3f} ± "
+            f"{_se(diff):.3f} [{low:+.3f}, {high:+.3f}] | "
+            + " / ".join(f"{v:+.3f}" for v in diff)
+            + f" | {int((diff > 0).sum())} of {len(diff)} |"
+        )
+    return "\n".join(out) + "\n" if len(out) > 2 else ""
+
+
 def splits_section(directories: Sequence[Path]) -> list[str]:
     """The results page's part on the runs of ``directories`` (lines of Markdown)."""
     splits = load_splits(directories)
@@ -201,4 +226,15 @@ def splits_section(directories: Sequence[Path]) -> list[str]:
         f"{freedom} degree{'s' if freedom != 1 else ''} of freedom):",
         "",
         paired(splits),
+        *(
+            (
+                "Per class, the small ensemble (the ZTF default) against the paper's best model "
+                "of the class (the default before): the difference of their means over the "
+                "class's columns, run by run:",
+                "",
+                table,
+            )
+            if (table := per_class(splits))
+            else ()
+        ),
     ]

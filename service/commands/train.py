@@ -17,13 +17,13 @@ if TYPE_CHECKING:
     from models.table import AlertTable
 from models.detectors import get
 from models.resources import bundle_dirname
-from models.scorers import DEFAULT_SCORERS, SCORER_KINDS
+from models.scorers import SCORER_KINDS, SURVEY_DEFAULT_SCORERS
 from models.taxonomy import MODEL_CLASSES, TOP_CLASSES, UNROUTED, check_model_class
 from service.commands.args import add_configuration_arg, examples, non_negative_int, positive_int
 
-# The paper's two scorers (our mcdsvdd-ens ships too, trained in the paper configuration on which
-# it was evaluated: `make bundles`).
-ALL_SCORERS = ("mcdsvdd", "ae")
+# The paper's two scorers and ZTF's default, our small ensemble (mcdsvdd-ens ships too, trained
+# in the paper configuration on which it was evaluated: `make bundles`).
+ALL_SCORERS = ("mcdsvdd", "ae", "mcdsvdd-ens-lite")
 # LSST: unrouted models for raw Rubin alerts (the tutorial's two detectors and the AE) and the
 # paper's two scorers per top-level class for alerts with classifier probabilities.
 LSST_UNROUTED_SCORERS = ("iforest", "distclassipy", "ae")
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             trained, config, survey, names, description, version, simulated_notice(survey)
         )
         bundle.save(out)
-        default = " (default)" if DEFAULT_SCORERS.get(top) == scorer else ""
+        default = " (default)" if SURVEY_DEFAULT_SCORERS[survey].get(top) == scorer else ""
         spec = get(scorer)
         what = spec.implementation().describe(spec, trained.metrics)
         print(

@@ -33,8 +33,9 @@ class ModelSettings(Section):
     scorers: dict[str, ScorerKind] = Field(
         default_factory=lambda: dict(DEFAULT_SCORERS),
         description="top-level class (or All, the unrouted model) -> scorer "
-        f"({', '.join(SCORER_KINDS)}); default: the paper's best per class (mcdsvdd-ens, our "
-        "variant, scores better: docs/results.md), and for lsst also All -> iforest",
+        f"({', '.join(SCORER_KINDS)}); default for ztf: mcdsvdd-ens-lite for every class "
+        "(better than the paper's best per class, docs/results.md); for lsst: the paper's best "
+        "per class (mcdsvdd, ae, mcdsvdd) and All -> iforest",
     )
     min_feature_coverage: float = Field(
         0.9,

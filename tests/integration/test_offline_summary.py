@@ -116,7 +116,7 @@ def test_a_table_with_some_bad_rows_is_scored_and_its_dead_letters_summarised(
         at = listed.stdout.index(f"routed to {top}: top 2\n")
         block = listed.stdout[at:].splitlines()[2:4]
         assert [line.split()[0] for line in block] == [r["oid"] for r in mine[:2]]
-    assert listed.stdout.splitlines()[-1] == f"36 objects scored by {scores} (ae, mcdsvdd)"
+    assert listed.stdout.splitlines()[-1] == f"36 objects scored by {scores} (mcdsvdd-ens-lite)"
 
 
 def test_replay_and_top_of_the_other_surveys_table(tmp_path: Path) -> None:

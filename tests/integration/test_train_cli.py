@@ -26,7 +26,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
 
 
-def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
+def test_train_all_writes_nine_loadable_bundles(tmp_path: Path) -> None:
     quick = ["--epochs", "3", "--pretrain-epochs", "2", "--no-progress"]
     result = run("train", "--data", str(SAMPLE), "--all", "--out", str(tmp_path), *quick)
     assert result.returncode == 0, result.stderr
@@ -34,10 +34,14 @@ def test_train_all_writes_six_loadable_bundles(tmp_path: Path) -> None:
     assert [str(d) for d in dirs] == [
         f"ztf/{top}-{scorer}"
         for top in ("periodic", "stochastic", "transient")
-        for scorer in ("ae", "mcdsvdd")
+        for scorer in ("ae", "mcdsvdd", "mcdsvdd-ens-lite")
     ]
-    assert "ztf/periodic-mcdsvdd (default)" in result.stdout
-    assert "ztf/stochastic-ae (default)" in result.stdout
+    assert "ztf/periodic-mcdsvdd-ens-lite (default)" in result.stdout
+    assert "ztf/stochastic-ae (" in result.stdout
+    assert "ztf/stochastic-ae (default)" not in result.stdout
+    lite = load_bundle(tmp_path / "ztf" / "stochastic-mcdsvdd-ens-lite")
+    assert isinstance(lite.net, Ensemble)
+    assert lite.manifest.hidden == [128, 64]
     assert '"event": "epoch"' not in result.stderr  # epochs are debug lines
     table = read_table(SAMPLE)
     periodic = table.take(table.top_class == "Periodic")
@@ -86,7 +90,7 @@ def test_train_paper_configuration(tmp_path: Path) -> None:
         "train", "--data", str(SAMPLE), "--configuration", "paper", "--out", str(out), *quick
     )
     assert result.returncode == 0, result.stderr
-    assert "ztf/periodic-mcdsvdd (default) (paper): 3 epochs" in result.stdout
+    assert "ztf/periodic-mcdsvdd (paper): 3 epochs" in result.stdout
     bundle = load_bundle(out)
     assert bundle.manifest.configuration == "paper"
     hyper = bundle.manifest.training["hyperparameters"]
@@ -154,7 +158,9 @@ def test_train_all_for_lsst_writes_unrouted_and_routed_bundles(tmp_path: Path) -
             for s in ("mcdsvdd", "ae")
         ]
     )
-    assert "lsst/all-iforest (ours): fitted on" in result.stdout
+    assert "lsst/all-iforest (default) (ours): fitted on" in result.stdout  # LSST's defaults
+    assert "lsst/all-ae (ours)" in result.stdout
+    assert "lsst/periodic-mcdsvdd (default) (ours)" in result.stdout
     table = read_table(lsst)
     for name in ("all-iforest", "all-distclassipy", "periodic-mcdsvdd"):
         bundle = load_bundle(tmp_path / "lsst" / name)

@@ -25,7 +25,9 @@ def test_defaults() -> None:
     s = load_settings(None, TOPICS)
     assert s.batch.max_rows == 1024
     assert s.batch.max_delay_ms == 20
-    assert s.model.scorers == {"Transient": "mcdsvdd", "Stochastic": "ae", "Periodic": "mcdsvdd"}
+    assert s.model.scorers == dict.fromkeys(
+        ("Transient", "Stochastic", "Periodic"), "mcdsvdd-ens-lite"
+    )
     assert s.output.dead_letter_topic == "anomaly-scores-dlq"
 
 

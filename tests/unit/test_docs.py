@@ -193,42 +193,62 @@ def test_readme_quality_table_is_the_committed_bench_bundles_output() -> None:
     assert f"| {means[2]} (" in readme
 
 
-def test_readme_default_against_ensemble_rows_quote_their_json() -> None:
-    """The Models section's end-to-end rows (default bundles, earlier bundles, every class on the
-    ensemble) are the committed runs' medians and the ensemble's inference-worker cost."""
+def test_readme_default_against_lite_rows_quote_their_json() -> None:
+    """The Models section's end-to-end rows (the paper's best per class against the lite
+    ensemble, explanations on and off; earlier: the full ensemble and the bundles of the day)
+    are the committed runs' medians and inference-worker costs."""
     import json
 
     readme = (REPO / "README.md").read_text()
-    start = readme.index("**Default routing against\nthe ensemble**")
-    section = readme[start : readme.index("Like every nearest-neighbour score", start)]
+    start = readme.index("**Default routing against the lite ensemble**")
+    section = readme[start : readme.index("Per bundle, one thread, 4096-row batches", start)]
     section = " ".join(section.split())
-    where = REPO / "benchmarks" / "results" / "2026-12-06-bundles"
-    for name in ("service-2.1.0-bundles", "service-2.0.0-bundles", "service-ensemble"):
-        run = json.loads((where / f"{name}.json").read_text())
-        assert f"{run['throughput']['service']:,.0f}" in section, name
-        assert f"`{name}.json`" in section
-    ensemble = json.loads((where / "service-ensemble.json").read_text())
-    assert f"{ensemble['config']['alerts']:,} alerts" in section
-    default = json.loads((where / "service-2.1.0-bundles.json").read_text())
-    worker = [r["cpu_us_per_alert"]["service"]["inference worker"] for r in (ensemble, default)]
-    assert f"{worker[0]:.0f} us per alert against {worker[1]:.1f}" in section
+    runs = {}
+    for folder, names in (
+        ("2026-12-06-lite", ("default", "lite", "default-explain-off", "lite-explain-off")),
+        ("2026-12-06-bundles", ("2.1.0-bundles", "2.0.0-bundles", "ensemble")),
+    ):
+        for name in names:
+            path = REPO / "benchmarks" / "results" / folder / f"service-{name}.json"
+            runs[name] = json.loads(path.read_text())
+            assert f"{runs[name]['throughput']['service']:,.0f}" in section, name
+            assert f"`service-{name}.json`" in section
+    assert f"{runs['ensemble']['config']['alerts']:,} alerts" in section
+    worker = [
+        runs[n]["cpu_us_per_alert"]["service"]["inference worker"] for n in ("lite", "default")
+    ]
+    assert f"{worker[0]:.1f} us per alert against {worker[1]:.1f}" in section
+    # the rule for a new default, in one run: explanations off, the lite row at 45,000 or more
+    # and not below the default's
+    off = [runs[n]["throughput"]["service"] for n in ("lite-explain-off", "default-explain-off")]
+    assert off[0] >= 45_000
+    assert off[0] >= off[1]
 
 
 def test_readme_bundle_speed_and_explanation_rows_are_the_committed_outputs() -> None:
-    """The per-bundle throughput table's 2026-12-06 column and the explanation cost table are
-    bench_bundles.py's committed outputs (--skip-quality, --explain), row by row."""
+    """The per-bundle throughput table's two 2026-12-06 columns and the explanation cost table
+    are bench_bundles.py's committed outputs (--skip-quality, --explain), row by row."""
     readme = (REPO / "README.md").read_text()
-    where = REPO / "benchmarks" / "results" / "2026-12-06-bundles"
-    speed = re.findall(r"^\s+(ztf/\S+)\s+([\d,]+) rows/s$", (where / "speed.txt").read_text(), re.M)
-    assert len(speed) == 9
-    for name, rate in speed:
-        assert re.search(rf"^\| {re.escape(name)} \| [\d,]+ \| {rate} \|$", readme, re.M), name
+    results = REPO / "benchmarks" / "results"
+    speed = [
+        re.findall(
+            r"^\s+(ztf/\S+)\s+([\d,]+) rows/s$", (results / f / "speed.txt").read_text(), re.M
+        )
+        for f in ("2026-12-06-bundles", "2026-12-06-lite")
+    ]
+    assert [len(rows) for rows in speed] == [9, 12]
+    for name, rate in speed[0]:  # the second column
+        assert re.search(rf"^\| {re.escape(name)} \| [\d,]+ \| {rate} \| [\d,]+ \|$", readme, re.M)
+    for name, rate in speed[1]:  # the third
+        assert re.search(
+            rf"^\| {re.escape(name)} \| [\d,-]+ \| [\d,-]+ \| {rate} \|$", readme, re.M
+        )
     explain = re.findall(
         r"^\s+(\S+/\S+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+(.+?)\s*$",
-        (where / "explain.txt").read_text(),
+        (results / "2026-12-06-lite" / "explain.txt").read_text(),
         re.M,
     )
-    assert len(explain) == 10
+    assert len(explain) == 13
     for name, off, on, ratio, pushed in explain:
         shown = "no such row" if pushed == "0% of 0" else pushed
         assert f"| {name} | {off} | {on} | {ratio} | {shown} |" in readme, name

@@ -16,6 +16,7 @@ import structlog
 
 from models.features import paper_features, ztf_feature_names
 from models.resources import sample_dir
+from models.scorers import DEFAULT_SCORERS
 from models.table import read_table
 from service.config import load_settings
 from service.core.processing import AlertProcessor
@@ -135,7 +136,8 @@ def test_records_of_mostly_null_features_are_dead_letters(bundles: Path) -> None
         results = route(p, records)
         assert reasons(results)[:4] == ["null_features"] * 3 + [None]
         assert str(results[0]) == (
-            f"0 of the {len(PAPER)} features of model ztf/periodic-mcdsvdd have a value, the "
+            f"0 of the {len(PAPER)} features of model ztf/periodic-{DEFAULT_SCORERS['Periodic']} "
+            "have a value, the "
             "others are null (0% < model.min_feature_values 20%)"
         )
         assert str(results[2]).startswith(f"10 of the {len(PAPER)} features")

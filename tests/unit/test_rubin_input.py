@@ -189,10 +189,10 @@ def test_the_defaults_score_rubin_packets_with_the_shipped_lsst_bundles() -> Non
         "Periodic": "mcdsvdd",
         UNROUTED: "iforest",
     }
-    assert load_settings(None, {}).model.scorers == {  # ZTF has no unrouted model
-        "Transient": "mcdsvdd",
-        "Stochastic": "ae",
-        "Periodic": "mcdsvdd",
+    assert load_settings(None, {}).model.scorers == {  # ZTF: no unrouted model, the lite ensemble
+        "Transient": "mcdsvdd-ens-lite",
+        "Stochastic": "mcdsvdd-ens-lite",
+        "Periodic": "mcdsvdd-ens-lite",
     }
     alerts = [(rubin.sample_alerts(v)[0], v) for v in VERSIONS]
     values = [rubin.confluent_bytes(a, v) for a, v in alerts]

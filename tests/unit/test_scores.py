@@ -60,17 +60,21 @@ def test_the_explanation_is_a_list_of_structs() -> None:
 
 
 @pytest.fixture(scope="module")
-def processor(tmp_path_factory: pytest.TempPathFactory) -> AlertProcessor:
-    bundles = write_bundles(tmp_path_factory.mktemp("bundles"), "ztf", paper_features())
-    model = {"bundles_dir": str(bundles), "inference": "inline"}
-    return AlertProcessor(load_settings(None, {"input": {"topics": ["t"]}, "model": model}))
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_bundles(tmp_path_factory.mktemp("bundles"), "ztf", paper_features())
 
 
-@pytest.mark.parametrize("scorer", ["mcdsvdd", "ae"])  # with and without nearest subclasses
+@pytest.mark.parametrize(  # with and without nearest subclasses
+    ("top", "scorer"),
+    [("Periodic", "mcdsvdd"), ("Stochastic", "ae"), ("Periodic", "mcdsvdd-ens-lite")],
+)
 def test_scored_batches_have_the_schemas_fields_in_order(
-    processor: AlertProcessor, scorer: str
+    bundles: Path, top: str, scorer: str
 ) -> None:
-    top = next(t for t, r in processor.routes.items() if r.scorer.bundle.manifest.scorer == scorer)
+    model = {"bundles_dir": str(bundles), "inference": "inline", "scorers": {top: scorer}}
+    settings = load_settings(None, {"input": {"topics": ["t"]}, "model": model})
+    processor = AlertProcessor(settings)
+    assert processor.routes[top].scorer.bundle.manifest.scorer == scorer
     rows = [
         Row(Lineage("t", 0, i, None), f"o{i}", 0.5, np.zeros(3, np.float32), 1.0) for i in (0, 1)
     ]

@@ -12,7 +12,14 @@ import pytest
 from scipy import stats
 
 from models.evaluation.protocol import CELLS_DIR, CONFIG_FILE
-from models.evaluation.splits import headline, load_splits, paired, per_column, splits_section
+from models.evaluation.splits import (
+    headline,
+    load_splits,
+    paired,
+    per_class,
+    per_column,
+    splits_section,
+)
 from models.exceptions import ConfigurationError
 
 # per seed, detector and column: the folds' AUROC
@@ -72,6 +79,25 @@ def test_means_standard_errors_and_paired_intervals(tmp_path: Path) -> None:
     section = "\n".join(splits_section([tmp_path / f"seed{s}" for s in range(3)]))
     assert section.startswith("### Over 3 split seeds (0, 1, 2)")
     assert "2 degrees of freedom" in section
+
+
+def test_per_class_differences_against_the_papers_best_model_of_the_class(tmp_path: Path) -> None:
+    """Per class, a detector against the paper's best model of that class (MCDSVDD for
+    Periodic): run by run, the difference of their means over the class's columns; classes
+    without columns are left out, and so is the table when the detector is in no run."""
+    splits = load_splits([run_dir(tmp_path, s) for s in range(3)])
+    table = per_class(splits, detector="mcdsvdd-ens")
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "class" not in line]
+    assert len(rows) == 1
+    assert rows[0].startswith("| Periodic | MCDSVDD-NN ensemble - MCDSVDD |")
+    diff = per_run("mcdsvdd-ens") - per_run("mcdsvdd")
+    half = stats.t.ppf(0.975, 2) * np.std(diff, ddof=1) / np.sqrt(3)
+    assert f"[{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}]" in rows[0]
+    assert " / ".join(f"{v:+.3f}" for v in diff) in rows[0]
+    assert rows[0].endswith(f"| {int((diff > 0).sum())} of 3 |")
+    assert per_class(splits) == ""  # the default, mcdsvdd-ens-lite, is in no run
+    section = "\n".join(splits_section([tmp_path / f"seed{s}" for s in range(3)]))
+    assert "Per class" not in section
 
 
 def test_runs_that_are_not_seeds_of_one_evaluation_are_refused(tmp_path: Path) -> None:

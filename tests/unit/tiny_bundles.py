@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 
 from models.bundle import Bundle, Calibration, Manifest, Weights
-from models.networks import AnomalyNet
+from models.detectors import get
+from models.networks import AnomalyNet, Ensemble, Network
 from models.preprocessing import FeatureScaling, Preprocessor
 from models.resources import bundle_dirname
-from models.scorers import DEFAULT_SCORERS
+from models.scorers import DEFAULT_SCORERS, PAPER_BEST_SCORERS
 from models.taxonomy import SUBCLASSES
 
 
@@ -19,8 +20,22 @@ def tiny_bundle(
     survey: str, top_class: str, scorer: str, names: tuple[str, ...], seed: int = 0
 ) -> Bundle:
     torch.manual_seed(seed)
-    subclasses = SUBCLASSES[top_class] if scorer == "mcdsvdd" else ()
-    net = AnomalyNet(scorer, len(names), 4, max(len(subclasses), 1)).eval()  # type: ignore[arg-type]
+    spec = get(scorer)
+    subclasses: tuple[str, ...] = ()
+    if scorer == "mcdsvdd":
+        subclasses = tuple(SUBCLASSES[top_class])
+    elif spec.family == "ensemble":
+        subclasses = tuple(SUBCLASSES[top_class][:3])
+    net: Network
+    if spec.family == "ensemble":  # two members, eight random references of three subclasses
+        members = [AnomalyNet(spec.member, len(names), 4, 3, 8, spec.hidden) for _ in range(2)]
+        references = torch.randn(8, 4)
+        for member in members:
+            member.references = references.clone()
+            member.reference_subclass = torch.arange(8) % 3
+        net = Ensemble(members, scorer).eval()
+    else:
+        net = AnomalyNet(scorer, len(names), 4, max(len(subclasses), 1)).eval()  # type: ignore[arg-type]
     preprocessor = Preprocessor(tuple(FeatureScaling(n, "linear", 0.0, -10.0, 40.0) for n in names))
     manifest = Manifest(
         format_version=1,
@@ -31,8 +46,8 @@ def tiny_bundle(
         feature_names=list(names),
         preprocessing=preprocessor.to_manifest(),
         latent_dim=4,
-        hidden=[512, 256, 128],
-        centres=net.centres.tolist() if scorer == "mcdsvdd" else [],
+        hidden=list(net.hidden),
+        centres=net.centres.tolist() if isinstance(net, AnomalyNet) and scorer == "mcdsvdd" else [],
         centre_subclasses=list(subclasses),
         calibration=Calibration(levels=[0.0, 50.0, 100.0], scores=[0.0, 1.0, 10.0]),
         training={},
@@ -43,9 +58,11 @@ def tiny_bundle(
 
 
 def write_bundles(root: Path, survey: str, names: tuple[str, ...]) -> Path:
-    """A bundle root with the default scorer of every top-level class, all using ``names``."""
-    for i, (top, scorer) in enumerate(DEFAULT_SCORERS.items()):
-        tiny_bundle(survey, top, scorer, names, seed=i).save(
-            root / bundle_dirname(survey, top, scorer)
-        )
+    """A bundle root with the default scorer and the paper's best of every top-level class, all
+    using ``names``."""
+    for i, top in enumerate(DEFAULT_SCORERS):
+        for scorer in dict.fromkeys((DEFAULT_SCORERS[top], PAPER_BEST_SCORERS[top])):
+            tiny_bundle(survey, top, scorer, names, seed=i).save(
+                root / bundle_dirname(survey, top, scorer)
+            )
     return root

@@ -184,13 +184,27 @@ def test_readme_quality_table_is_the_committed_bench_bundles_output() -> None:
         r"^(Transient|Stochastic|Periodic)\s+(\S+)\s+([\d.]+)\s+([\d.]+)$", output, re.M
     )
     assert len(rows) == 15
+    lite_output = (where.parent.parent / "2026-12-06-lite" / "quality-lite.txt").read_text()
+    assert "configuration paper" in lite_output
+    lite = {
+        (top, outlier): value
+        for top, outlier, value in re.findall(
+            r"^(Transient|Stochastic|Periodic)\s+(\S+)\s+([\d.]+)$", lite_output, re.M
+        )
+    }
+    assert len(lite) == 15
     for top, outlier, mcdsvdd, ae in rows:
-        cells = [f"**{v}**" if v == max(mcdsvdd, ae) else v for v in (mcdsvdd, ae)]
-        assert f"| {top} | {outlier} | {cells[0]} | {cells[1]} |" in readme, outlier
+        values = (mcdsvdd, ae, lite[(top, outlier)])
+        cells = [f"**{v}**" if v == max(values) else v for v in values]
+        row = f"| {top} | {outlier} | {cells[0]} | {cells[1]} | {cells[2]} |"
+        assert row in readme, outlier
     means = re.search(r"mean AUROC: mcdsvdd ([\d.]+), ae ([\d.]+)", output)
     assert means is not None
     assert f"| mean | | {means[1]} (" in readme
     assert f"| {means[2]} (" in readme
+    lite_mean = re.search(r"mean AUROC: mcdsvdd-ens-lite ([\d.]+)", lite_output)
+    assert lite_mean is not None
+    assert f"| {lite_mean[1]} (" in readme
 
 
 def test_readme_default_against_lite_rows_quote_their_json() -> None:

@@ -470,7 +470,8 @@ def review_like_an_expert(venv: Venv, args: list[str]) -> tuple[int, int]:
 def test_the_readmes_loop_in_five_commands(installer: Installer) -> None:
     """The README's expert loop in a venv of exactly its install: score, review (verdicts given
     through the page's forms), export, retrain, and the demo stream re-ranked by the re-ranker
-    just trained, whose Transient top list then holds the SLSN the expert called anomalies."""
+    just trained, whose Transient and Stochastic top lists then hold only the kinds the expert
+    called anomalies (SLSN and CV/Nova; an SLSN first in Transient)."""
     extras, commands = readme_loop()
     assert [c[0] for c in commands] == ["score", "review", "verdicts", "verdicts", "demo"]
     venv = installer.venv("loop", installer.project(extras))
@@ -481,11 +482,16 @@ def test_the_readmes_loop_in_five_commands(installer: Installer) -> None:
     ok(venv.cli(*score, "--no-progress"))
     given, anomalies = review_like_an_expert(venv, review)
     assert anomalies > 0
+    said = " ".join((REPO / "README.md").read_text().split())  # the README's account of it
+    assert f"{given} verdicts, {anomalies} anomalies" in said, (given, anomalies)
     assert f"exported {given} verdicts" in ok(venv.cli(*export))
     assert f"{anomalies} anomaly" in ok(venv.cli(*retrain))
     shown = ok(venv.cli(*demo))
-    transient = shown.split(" Transient alerts (", 1)[1]
-    assert transient.split("\n", 1)[0].endswith(", re-ranked by ana's verdicts):"), transient
-    top = transient.split("\n\n", 1)[0].splitlines()[2:]  # the rows after the header
-    assert len(top) == 5
-    assert all(row.split()[1] == "SLSN" for row in top), transient
+    for cls in ("Transient", "Stochastic"):  # the README: "all CV/Nova and SLSN"
+        listed = shown.split(f" {cls} alerts (", 1)[1]
+        assert listed.split("\n", 1)[0].endswith(", re-ranked by ana's verdicts):"), listed
+        top = listed.split("\n\n", 1)[0].splitlines()[2:]  # the rows after the header
+        assert len(top) == 5
+        assert all(row.split()[1] in ("SLSN", "CV/Nova") for row in top), listed
+    transient = shown.split(" Transient alerts (", 1)[1].splitlines()[2]
+    assert transient.split()[1] == "SLSN", shown  # the Transient list starts with an SLSN

@@ -55,7 +55,8 @@ UNSUPPORTED_REASON = (
 @dataclass(frozen=True)
 class Explanation:
     """The top-k features of each row: their indices among the bundle's features and their
-    contributions, largest first (``k`` columns; fewer features than ``k``: all of them)."""
+    contributions, largest first (``k`` columns; fewer features than ``k``: all of them). A
+    row left unexplained (below the scorer's ``explain_from`` percentile) has indices -1."""
 
     index: NDArray[np.int64]  # (n, k)
     contribution: NDArray[np.float32]  # (n, k)

@@ -119,10 +119,13 @@ class Scorer:
         out = np.interp(raw.astype(np.float64), self._quantiles, self._levels)
         return np.asarray(out, dtype=np.float32)
 
-    def score(self, features: NDArray[np.float32], explain: int = 0) -> Scores:
+    def score(
+        self, features: NDArray[np.float32], explain: int = 0, explain_from: float = 0.0
+    ) -> Scores:
         """Score a (n, n_features) matrix; NaN marks undefined features. ``explain`` > 0: also
-        the top ``explain`` features of each row (:mod:`models.explain`; the scores are
-        bitwise the same either way)."""
+        the top ``explain`` features of the rows whose percentile is at least ``explain_from``
+        (:mod:`models.explain`; the other rows' indices are -1; the scores are bitwise the same
+        either way)."""
         if features.ndim != 2 or features.shape[1] != len(self.feature_names):
             raise DataError(
                 f"{self.bundle.name} expects a matrix with {len(self.feature_names)} columns, "
@@ -132,38 +135,73 @@ class Scorer:
             empty = np.empty(0, dtype=np.float32)
             return Scores(empty, empty, (), np.empty(0, dtype=np.int64))
         n = features.shape[0]
-        full = n // CHUNK_ROWS * CHUNK_ROWS  # rows in full chunks; the rest in small ones
-        step = SMALL_CHUNK_ROWS if self.small_chunks else CHUNK_ROWS
-        padded = np.zeros((full + -(-(n - full) // step) * step, features.shape[1]), np.float32)
+        padded = np.zeros((self._padded_rows(n), features.shape[1]), np.float32)
         padded[:n] = features
         explanation = None
+        everyone = explain > 0 and explain_from <= 0.0
         with torch.inference_mode():
             x = self.preprocessor(self._to_device(padded))
             if self.estimator is not None:
                 inputs = x.cpu().numpy()[:n].astype(np.float64)
                 raw64, nearest_idx = self.estimator.score(inputs)
                 raw = raw64.astype(np.float32)
-                if explain > 0 and self.unexplained is None:
-                    model = self.estimator.model  # type: ignore[attr-defined]  # iforest's
-                    credit = isolation_credit(model, inputs)
-                    explanation = top_features(torch.from_numpy(credit), explain)
             else:
                 assert self.net is not None
                 net = self.net
-                chunks = [*x[:full].split(CHUNK_ROWS)] if full else []
-                chunks += x[full:].split(step) if len(x) > full else []
-                if explain > 0:
+                if everyone:  # scores and contributions from the same forward passes
                     raws, nearests, parts = zip(
-                        *(score_and_contributions(net, chunk) for chunk in chunks), strict=True
+                        *(score_and_contributions(net, c) for c in self._chunks(x)), strict=True
                     )
                     explanation = top_features(torch.cat(parts)[:n], explain)
                 else:
-                    raws, nearests = zip(*(net.score(chunk) for chunk in chunks), strict=True)
+                    raws, nearests = zip(*(net.score(c) for c in self._chunks(x)), strict=True)
                 raw = torch.cat(raws)[:n].float().cpu().numpy()
                 nearest_idx = torch.cat(nearests)[:n].cpu().numpy()
+            percentile = self.percentile(raw)
+            if explain > 0 and explanation is None and self.unexplained is None:
+                rows = np.arange(n) if everyone else np.flatnonzero(percentile >= explain_from)
+                explanation = self._explain_rows(x, rows, n, explain)
         if self._subclasses:
             nearest: tuple[str | None, ...] = tuple(self._subclasses[i] for i in nearest_idx)
         else:
             nearest = (None,) * raw.shape[0]
         nearest_index = nearest_idx.astype(np.int64, copy=False)
-        return Scores(raw, self.percentile(raw), nearest, nearest_index, explanation)
+        return Scores(raw, percentile, nearest, nearest_index, explanation)
+
+    def _padded_rows(self, n: int) -> int:
+        """Rows of the chunk layout of ``n`` rows: full chunks of ``CHUNK_ROWS``, the rest in
+        chunks of ``SMALL_CHUNK_ROWS`` where they agree (see the module docstring)."""
+        full = n // CHUNK_ROWS * CHUNK_ROWS
+        step = SMALL_CHUNK_ROWS if self.small_chunks else CHUNK_ROWS
+        return full + -(-(n - full) // step) * step
+
+    def _chunks(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The padded network inputs ``x`` (``_padded_rows`` of them) in their fixed shapes."""
+        full = x.shape[0] // CHUNK_ROWS * CHUNK_ROWS
+        step = SMALL_CHUNK_ROWS if self.small_chunks else CHUNK_ROWS
+        return [
+            *(torch.split(x[:full], CHUNK_ROWS) if full else ()),
+            *(torch.split(x[full:], step) if x.shape[0] > full else ()),
+        ]
+
+    def _explain_rows(self, x: torch.Tensor, rows: NDArray[np.intp], n: int, k: int) -> Explanation:
+        """The top ``k`` features of the chosen ``rows`` of the network inputs ``x`` (the
+        batch's ``n`` rows, padded); every other row's indices are -1 and contributions 0.
+        The chosen rows run in the same fixed chunk shapes as a batch of their own."""
+        width = min(k, x.shape[1])
+        index = np.full((n, width), -1, dtype=np.int64)
+        contribution = np.zeros((n, width), dtype=np.float32)
+        if rows.size:
+            picked = x[torch.from_numpy(rows).to(x.device)]
+            if self.estimator is not None:  # the iforest's credit, row by row
+                inputs = picked.cpu().numpy().astype(np.float64)
+                model = self.estimator.model  # type: ignore[attr-defined]  # iforest's
+                top = top_features(torch.from_numpy(isolation_credit(model, inputs)), k)
+            else:
+                assert self.net is not None
+                padded = x.new_zeros((self._padded_rows(rows.size), x.shape[1]))
+                padded[: rows.size] = picked
+                parts = [score_and_contributions(self.net, c)[2] for c in self._chunks(padded)]
+                top = top_features(torch.cat(parts)[: rows.size], k)
+            index[rows], contribution[rows] = top.index, top.contribution
+        return Explanation(index, contribution)

@@ -64,6 +64,15 @@ class ModelSettings(Section):
         "(nothing is computed, every record's explanation is empty); none is computed with "
         "output.format alerce (their step record has no field for it)",
     )
+    explain_min_percentile: float = Field(
+        90.0,
+        ge=0.0,
+        le=100.0,
+        description="explain only the scores at or above this percentile (the candidates an "
+        "expert looks at; the others' explanation is empty): the network SVDDs' explanation "
+        "costs more than their score, so explaining every alert would cut the service's rate "
+        "by a third; 0 explains every score",
+    )
     reranker: Path | None = Field(
         None,
         description="directory of an expert's re-ranker (`verdicts retrain`, extra rerank): "

@@ -9,9 +9,9 @@ The service writes a batch's features into a slot of the shared memory, sends th
 numbers over the socket and goes on; the worker scores them with the same :class:`Scorer` (same
 chunks, so bitwise the same scores) and writes raw scores, percentiles and nearest-centre indices
 back into the slot, and with ``model.explain_features`` = k > 0 each row's top-k feature indices
-and contributions (models.explain; k = 0: the slots have no room for them, nothing is
-computed). A few slots keep both processes busy; when all are taken,
-:meth:`ProcessInference.submit` waits for one.
+and contributions (models.explain; -1 for a row below ``model.explain_min_percentile``; k = 0:
+the slots have no room for them, nothing is computed). A few slots keep both processes busy;
+when all are taken, :meth:`ProcessInference.submit` waits for one.
 
 The worker loads the bundles itself and checks their checksums against the service's. It ignores
 SIGINT and SIGTERM (the service scores what it holds, then closes the socket) and exits when the
@@ -84,15 +84,18 @@ class ModelFile:
 class InlineInference(Generic[T]):
     """Scores each batch when it is submitted, in the caller's thread."""
 
-    def __init__(self, scorers: dict[str, Scorer], explain: int = 0) -> None:
+    def __init__(
+        self, scorers: dict[str, Scorer], explain: int = 0, explain_from: float = 0.0
+    ) -> None:
         self.scorers = scorers
         self.explain = explain
+        self.explain_from = explain_from
         self._done: list[Scored[T]] = []
 
     def submit(self, top: str, features: Sequence[NDArray[np.float32]], tag: T) -> None:
         scorer = self.scorers[top]
         started = time.perf_counter()
-        scores = scorer.score(np.stack(features), self.explain)
+        scores = scorer.score(np.stack(features), self.explain, self.explain_from)
         seconds = time.perf_counter() - started
         memory = _device_memory(scorer.device)
         self._done.append(
@@ -131,6 +134,7 @@ class ProcessInference(Generic[T]):
         cpu_threads: int,
         max_rows: int,
         explain: int = 0,
+        explain_from: float = 0.0,
     ) -> None:
         width = max(m.n_features for m in models)
         self._n_features = {m.top: m.n_features for m in models}
@@ -157,7 +161,7 @@ class ProcessInference(Generic[T]):
             os.close(memory_fd)
         self._connection = Connection(ours.detach())
         try:
-            self._send((list(models), device, cpu_threads, max_rows, width, explain))
+            self._send((list(models), device, cpu_threads, max_rows, width, explain, explain_from))
             started = self._connection.poll(START_TIMEOUT_S)
         except BaseException:  # interrupted (a signal at start): the worker must not outlive it
             self._process.kill()
@@ -325,7 +329,7 @@ def _device_memory(device: torch.device) -> int:
 def _serve(connection: Connection, memory: mmap.mmap) -> None:
     """The worker's loop: load the models, then score the slots it is sent until the pipe
     closes (or ``None`` arrives)."""
-    models, device, cpu_threads, max_rows, width, explain = connection.recv()
+    models, device, cpu_threads, max_rows, width, explain, explain_from = connection.recv()
     try:
         torch.set_num_threads(cpu_threads)
         scorers = {}
@@ -353,7 +357,8 @@ def _serve(connection: Connection, memory: mmap.mmap) -> None:
         scorer = scorers[top]
         started = time.perf_counter()
         try:
-            scores = scorer.score(features[:n, : len(scorer.feature_names)], explain)
+            matrix = features[:n, : len(scorer.feature_names)]
+            scores = scorer.score(matrix, explain, explain_from)
         except Exception as exc:
             connection.send(("error", f"{type(exc).__name__}: {exc}"))
             return

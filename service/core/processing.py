@@ -247,14 +247,22 @@ class AlertProcessor:
 
 def _explanations(route: Route, explanation: Explanation) -> list[list[dict[str, object]]]:
     """Every row's explanation as records of the schema's ``feature_contribution`` (made in
-    one pass over the batch's items, then cut into rows: ~1 us a row)."""
-    features = np.asarray(route.feature_names, dtype=object)[explanation.index].ravel().tolist()
-    contributions = explanation.contribution.ravel().tolist()
+    one pass over the explained rows' items, then cut into rows: ~1 us a row); a row left
+    unexplained (indices -1: below ``model.explain_min_percentile``) has none."""
+    n, k = explanation.index.shape
+    explained = explanation.index[:, 0] >= 0 if k else np.zeros(n, dtype=bool)
+    index = explanation.index[explained]
+    features = np.asarray(route.feature_names, dtype=object)[index].ravel().tolist()
+    contributions = explanation.contribution[explained].ravel().tolist()
     items = [
         {"feature": f, "contribution": c} for f, c in zip(features, contributions, strict=True)
     ]
-    n, k = explanation.index.shape
-    return [items[i * k : (i + 1) * k] for i in range(n)]
+    rows: list[list[dict[str, object]]] = []
+    at = 0
+    for row_explained in explained.tolist():
+        rows.append(items[at : at + k] if row_explained else [])
+        at += k if row_explained else 0
+    return rows
 
 
 Inference = InlineInference[list[Row]] | ProcessInference[list[Row]]
@@ -268,11 +276,15 @@ def start_inference(
     this returns."""
     if choose_mode(settings.model.inference) == "inline":
         scorers = {top: r.scorer for top, r in routes.items()}
-        return InlineInference(scorers, settings.explained_features)
+        return InlineInference(
+            scorers, settings.explained_features, settings.model.explain_min_percentile
+        )
     models = [
         ModelFile(top, r.path, r.bundle.checksum, len(r.feature_names)) for top, r in routes.items()
     ]
     device = str(next(iter(routes.values())).scorer.device)
     rows = max_rows or settings.batch.max_rows
     threads, explain = settings.model.cpu_threads, settings.explained_features
-    return ProcessInference(models, device, threads, rows, explain)
+    return ProcessInference(
+        models, device, threads, rows, explain, settings.model.explain_min_percentile
+    )

@@ -70,6 +70,41 @@ def test_explaining_never_changes_a_score(name: str) -> None:
     np.testing.assert_array_equal(plain.nearest_index, explained.nearest_index)
 
 
+@pytest.mark.parametrize(
+    "name", ["ztf/periodic-mcdsvdd-ens-lite", "ztf/stochastic-ae", "lsst/all-iforest"]
+)
+def test_only_the_rows_at_or_above_explain_from_are_explained(name: str) -> None:
+    """``explain_from``: the rows at or above that percentile get the explanation they get
+    when every row is explained (their own batch of fixed chunk shapes: the same top features,
+    contributions to float32 rounding); the others indices -1; scores bitwise the same."""
+    if name.endswith("iforest") and not available("sklearn.ensemble"):
+        pytest.skip("the rubin extra (scikit-learn)")
+    scorer = shipped(name)
+    if name.startswith("lsst"):
+        table = read_table(sample_dir().parent / "lsst-sim-sample" / "objects.parquet")
+        x = table.columns(scorer.feature_names)[:300].astype(np.float32)
+    else:
+        x = rows_of(scorer, scorer.bundle.manifest.top_class, 300)  # 2 full chunks and more
+    every, some = scorer.score(x, explain=3), scorer.score(x, explain=3, explain_from=90.0)
+    assert every.explanation is not None
+    assert some.explanation is not None
+    assert some.raw.tobytes() == every.raw.tobytes()
+    chosen = some.percentile >= 90.0
+    assert 0 < chosen.sum() < len(x)
+    assert (some.explanation.index[~chosen] == -1).all()
+    assert (some.explanation.contribution[~chosen] == 0).all()
+    np.testing.assert_array_equal(some.explanation.index[chosen], every.explanation.index[chosen])
+    np.testing.assert_allclose(
+        some.explanation.contribution[chosen],
+        every.explanation.contribution[chosen],
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    none = scorer.score(x, explain=3, explain_from=100.0 + 1e-3).explanation
+    assert none is not None
+    assert (none.index == -1).all()
+
+
 def test_mcdsvdd_attributions_point_at_a_feature_pushed_out_of_range() -> None:
     """A tiny synthetic case: an untrained network whose centres are put where training puts
     them, on the inliers' latent (here the middle of every feature's range, where the
@@ -160,26 +195,35 @@ def _score(tmp_path: Path, out: str, monkeypatch: pytest.MonkeyPatch, explain: i
 
 
 @pytest.mark.parametrize("inference", ["inline", "process"])
-def test_score_explains_every_score_and_off_writes_todays_records(
+def test_score_explains_the_candidates_and_off_writes_todays_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inference: str
 ) -> None:
+    """By default only the scores at or above ``model.explain_min_percentile`` (90) are
+    explained, each as with every score explained (0); off: no explanation, the same records
+    otherwise."""
     monkeypatch.setenv("ALERT_ANOMALY_MODEL__INFERENCE", inference)
+    monkeypatch.setenv("ALERT_ANOMALY_MODEL__EXPLAIN_MIN_PERCENTILE", "0")
+    every = pq.read_table(_score(tmp_path, "every.parquet", monkeypatch, 3)).to_pylist()
+    monkeypatch.delenv("ALERT_ANOMALY_MODEL__EXPLAIN_MIN_PERCENTILE")
     on = pq.read_table(_score(tmp_path, "on.parquet", monkeypatch, 3)).to_pylist()
     off = pq.read_table(_score(tmp_path, "off.parquet", monkeypatch, 0)).to_pylist()
-    assert len(on) == len(off) > 0
-    features = {
-        top: set(load_bundle(bundles_dir() / "ztf" / f"{top.lower()}-{kind}").feature_names)
-        for top, kind in {"Transient": "mcdsvdd", "Stochastic": "ae", "Periodic": "mcdsvdd"}.items()
-    }
-    for a, b in zip(on, off, strict=True):
+    assert len(every) == len(on) == len(off) > 0
+    candidates = [b["percentile"] >= 90.0 for b in on]
+    assert 0 < sum(candidates) < len(on)
+    for a, b, c, candidate in zip(every, on, off, candidates, strict=True):
         assert len(a["explanation"]) == 3
-        assert {e["feature"] for e in a["explanation"]} <= features[a["top_class"]]
+        bundle = load_bundle(bundles_dir() / "ztf" / f"{a['top_class'].lower()}-{a['scorer']}")
+        assert {e["feature"] for e in a["explanation"]} <= set(bundle.feature_names)
         contributions = [e["contribution"] for e in a["explanation"]]
         assert contributions == sorted(contributions, reverse=True)
-        assert b["explanation"] == []
+        assert b["explanation"] == (a["explanation"] if candidate else [])
+        assert c["explanation"] == []
         same = ("explanation", "scored_at")
         assert {k: v for k, v in a.items() if k not in same} == {
             k: v for k, v in b.items() if k not in same
+        }
+        assert {k: v for k, v in a.items() if k not in same} == {
+            k: v for k, v in c.items() if k not in same
         }
 
 
@@ -188,10 +232,15 @@ def test_a_csv_holds_the_explanation_as_json(
 ) -> None:
     monkeypatch.setenv("ALERT_ANOMALY_MODEL__INFERENCE", "inline")
     table = pa_csv.read_csv(_score(tmp_path, "scores.csv", monkeypatch, 2))
-    first = json.loads(table.column("explanation")[0].as_py())
+    explanations = [json.loads(text) for text in table.column("explanation").to_pylist()]
+    candidates = [p >= 90.0 for p in table.column("percentile").to_pylist()]
+    assert [bool(e) for e in explanations] == candidates  # explained: the candidates only
+    explained = [i for i, e in enumerate(explanations) if e]
+    assert explained
+    first = explanations[explained[0]]
     assert [sorted(e) for e in first] == [["contribution", "feature"]] * 2
-    top = table.column("top_class")[0].as_py()
-    kind = table.column("scorer")[0].as_py()
+    top = table.column("top_class")[explained[0]].as_py()
+    kind = table.column("scorer")[explained[0]].as_py()
     bundle = load_bundle(bundles_dir() / "ztf" / f"{top.lower()}-{kind}")
     assert {e["feature"] for e in first} <= set(bundle.feature_names)
 
@@ -289,18 +338,19 @@ def test_off_computes_nothing_and_writes_one_empty_explanation_per_batch(
 @pytest.mark.parametrize("k", [3, 1, 0])
 def test_the_records_explanations_are_each_rows_top_features(k: int) -> None:
     """The score records' explanation column: per row, its k features by name with their
-    contributions, in order (k = 0: an empty list per row)."""
+    contributions, in order (k = 0, or a row left unexplained: an empty list)."""
     from models.explain import Explanation
     from service.core.processing import _explanations
 
     class Named:
         feature_names = ("a", "b", "c", "d")
 
-    index = np.array([[3, 0, 1], [2, 2, 0]], dtype=np.int64)[:, :k]
-    contribution = np.array([[0.5, 0.25, 0.125], [2.0, 1.0, 0.0]], dtype=np.float32)[:, :k]
+    index = np.array([[3, 0, 1], [-1, -1, -1], [2, 2, 0]], dtype=np.int64)[:, :k]
+    contribution = np.array([[0.5, 0.25, 0.125], [0, 0, 0], [2.0, 1.0, 0.0]], np.float32)[:, :k]
     rows = _explanations(Named(), Explanation(index, contribution))  # type: ignore[arg-type]
     expected = [
         [{"feature": "dab"[j], "contribution": [0.5, 0.25, 0.125][j]} for j in range(k)],
+        [],  # left unexplained (below model.explain_min_percentile)
         [{"feature": "cca"[j], "contribution": [2.0, 1.0, 0.0][j]} for j in range(k)],
     ]
     assert rows == expected
@@ -321,7 +371,7 @@ def test_alerce_step_records_carry_no_explanation_so_none_is_computed(
 
     monkeypatch.setattr(models.scoring, "score_and_contributions", forbidden)
     given: list[int] = []
-    monkeypatch.setattr(processing, "ProcessInference", lambda *args: given.append(args[-1]))
+    monkeypatch.setattr(processing, "ProcessInference", lambda *args: given.append(args[4]))
     values: dict[str, Any] = {"input": {"topics": ["t"]}, "output": {"format": "alerce"}}
     settings = load_settings(None, {**values, "model": {"inference": "inline"}})
     assert settings.model.explain_features == 3

@@ -239,6 +239,43 @@ def test_readme_default_against_lite_rows_quote_their_json() -> None:
     assert off[0] >= off[1]
 
 
+def test_readme_candidates_only_rows_quote_their_json() -> None:
+    """The run with only the candidates explained (model.explain_min_percentile): each row's
+    median and the inference worker's costs are the committed JSONs', the per-bundle range is
+    speed.txt's, and in that one run the shipped default is not slower than the paper's best
+    per class with the same settings, nor than explaining every score."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**Explaining the candidates only**")
+    section = " ".join(readme[start : readme.index("Per bundle, one thread", start)].split())
+    folder = REPO / "benchmarks" / "results" / "2026-12-06-explain"
+    runs = {}
+    for name in ("default", "paper-best", "explain-every", "explain-off"):
+        runs[name] = json.loads((folder / f"service-{name}.json").read_text())
+        quoted = f"{runs[name]['throughput']['service']:,.0f}"
+        assert re.search(rf"{quoted}( alerts/s)? \(`service-{name}\.json`\)", section), name
+    worker = [
+        runs[n]["cpu_us_per_alert"]["service"]["inference worker"]
+        for n in ("default", "explain-every", "explain-off")
+    ]
+    assert (
+        "{:.1f} us per alert as shipped, {:.1f} with every score explained and {:.1f}".format(
+            *worker
+        )
+        in section
+    )
+    rates = [
+        int(line.split()[1].replace(",", ""))
+        for line in (folder / "speed.txt").read_text().splitlines()
+        if line.strip().startswith("ztf/") and line.split()[0].endswith("-mcdsvdd")
+    ]
+    assert f"MCDSVDD {min(rates):,}-{max(rates):,} rows/s" in section
+    shipped = runs["default"]["throughput"]["service"]
+    assert shipped >= runs["paper-best"]["throughput"]["service"]
+    assert shipped >= runs["explain-every"]["throughput"]["service"]
+
+
 def test_readme_bundle_speed_and_explanation_rows_are_the_committed_outputs() -> None:
     """The per-bundle throughput table's two 2026-12-06 columns and the explanation cost table
     are bench_bundles.py's committed outputs (--skip-quality, --explain), row by row."""

@@ -118,6 +118,12 @@ def get_configuration(name: str) -> Configuration:
         ) from None
 
 
+def configured(name: str, bugs: Iterable[str] = ()) -> Configuration:
+    """The configuration called ``name`` with the named reference bugs put back (the
+    training's and the evaluation's method); ConfigurationError for an unknown name or bug."""
+    return with_reference_bugs(get_configuration(name), bugs)
+
+
 def with_reference_bugs(configuration: Configuration, bugs: Iterable[str]) -> Configuration:
     """``configuration`` with the named bugs of the reference's preprocessing put back: only
     the paper configuration has the reference's preprocessing (ConfigurationError otherwise)."""

@@ -24,8 +24,7 @@ from models.configurations import (
     DEFAULT_CONFIGURATION,
     Configuration,
     ConfigurationName,
-    get_configuration,
-    with_reference_bugs,
+    configured,
 )
 from models.detectors import get
 from models.detectors.fitting import balanced_resample, new_network
@@ -83,7 +82,7 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         check_scorer(self.scorer)
         check_model_class(self.top_class)
-        with_reference_bugs(get_configuration(self.configuration), self.reference_bugs)
+        configured(self.configuration, self.reference_bugs)
         if self.members < 2:
             raise ConfigurationError(f"an ensemble needs 2 or more members, got {self.members}")
         for name in ("batch_size", "max_epochs", "patience"):
@@ -100,7 +99,7 @@ class TrainingConfig:
 
     @property
     def method(self) -> Configuration:
-        return with_reference_bugs(get_configuration(self.configuration), self.reference_bugs)
+        return configured(self.configuration, self.reference_bugs)
 
     @property
     def _paper_settings(self) -> tuple[float, int]:

@@ -34,8 +34,7 @@ from numpy.typing import NDArray
 from models.configurations import (
     DEFAULT_CONFIGURATION,
     Configuration,
-    get_configuration,
-    with_reference_bugs,
+    configured,
 )
 from models.detectors import get
 from models.evaluation.detectors import NeuralDetector, make_detector
@@ -67,14 +66,14 @@ class EvaluationConfig:
     @property
     def method(self) -> Configuration:
         """The training method: the named configuration with its reference bugs, if any."""
-        return with_reference_bugs(get_configuration(self.configuration), self.reference_bugs)
+        return configured(self.configuration, self.reference_bugs)
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ConfigurationError("--folds must be at least 2 (one fold stops the training)")
         if self.epochs < 1:
             raise ConfigurationError("--epochs must be positive")
-        with_reference_bugs(get_configuration(self.configuration), self.reference_bugs)
+        configured(self.configuration, self.reference_bugs)
         unknown = [d for d in self.detectors if d not in DETECTORS + VARIANTS]
         if unknown:
             known = DETECTORS + VARIANTS

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from service.io.codecs.avro import decode_output
 from tests.integration.conftest import service_process
+from tests.reading import read_all
 
 __all__ = ["service_process"]  # the fixture, for the fault tests
 
@@ -46,27 +46,6 @@ class Audit:
         )
 
 
-def read_all(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 120.0) -> list:
-    """Every message of a topic, read with kafka-python from the beginning of each partition
-    until none came for ``idle_s`` (watermarks are not trusted: see tansu's gaps)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(idle_s * 1000),
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-        request_timeout_ms=int(timeout_s * 1000) + 1000,
-    )
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        return list(consumer)
-    finally:
-        consumer.close()
-
-
 def lineage(messages: Iterable) -> Counter[tuple[int, int]]:
     """(source partition, source offset) of every score and dead letter."""
     out: Counter[tuple[int, int]] = Counter()
@@ -86,7 +65,9 @@ def lineage(messages: Iterable) -> Counter[tuple[int, int]]:
 
 
 def audit(bootstrap: str, names: tuple[str, str, str], inputs: set[tuple[int, int]]) -> Audit:
-    outputs = lineage(read_all(bootstrap, names[1])) + lineage(read_all(bootstrap, names[2]))
+    outputs = lineage(read_all(bootstrap, names[1], quiet_s=3.0)) + lineage(
+        read_all(bootstrap, names[2], quiet_s=3.0)
+    )
     return Audit(inputs, outputs)
 
 

@@ -25,9 +25,10 @@ from service.io.codecs.avrowrite import write_long
 from service.io.embedded import EmbeddedBroker, free_port
 from service.io.kafka import create_topics
 from service.io.sinks.envelope import HEADERS_COUNT_LIMIT, KEY_LIMIT
-from tests.faults.conftest import audit, audit_when_complete, read_all
+from tests.faults.conftest import audit, audit_when_complete
 from tests.integration.conftest import ServiceProcess
 from tests.integration.test_service import committed, service_args
+from tests.reading import read_all
 
 Start = Callable[..., ServiceProcess]
 RSS_LIMIT_MB = 2048  # service process and inference worker, each
@@ -167,7 +168,7 @@ def test_hostile_input_never_stops_the_service(
     assert not [e for e in service.events if e.get("event") == "output_dropped"]
     references = [
         m
-        for m in read_all(kafka_bootstrap, names[2])
+        for m in read_all(kafka_bootstrap, names[2], quiet_s=3.0)
         if dict(m.headers).get("alert_anomaly.error") == b"oversized"
     ]
     assert len(references) == expected
@@ -199,7 +200,7 @@ def test_sigkill_during_catch_up_redoes_at_most_a_commit_interval(
         killed_ms = time.time() * 1000
         service.kill()
         position = committed(kafka_bootstrap, topic_prefix, names[0], 2)
-        scores = read_all(kafka_bootstrap, names[1], idle_s=2.0)
+        scores = read_all(kafka_bootstrap, names[1])
         redone = [  # this instance's outputs of inputs it had not committed
             m.timestamp
             for m in scores
@@ -358,7 +359,7 @@ def test_broker_restart_on_durable_storage_loses_nothing(
         # it acknowledged (a broker gap: Kafka with acks=all keeps them). Count the inputs it
         # kept, and tell outputs it acknowledged and dropped from outputs the service never had
         # acknowledged: every one of those must come out.
-        kept = {(m.partition, m.offset) for m in read_all(bootstrap, names[0])}
+        kept = {(m.partition, m.offset) for m in read_all(bootstrap, names[0], quiet_s=3.0)}
         deadline = time.monotonic() + 240
         while True:
             result = audit(bootstrap, names, kept)

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
-from kafka import KafkaConsumer, TopicPartition
 
 from models.resources import bundle_dirname, bundles_dir, schemas_dir
 from models.scorers import DEFAULT_SCORERS
@@ -26,6 +24,7 @@ from service.demo import publish, sample_messages
 from service.io.kafka import create_topics
 from service.io.topics import DailyTopics
 from tests.integration.conftest import ServiceProcess
+from tests.reading import read_all
 from tests.unit.test_scribe import THEIR_SCHEMA, their_writer_accepts
 from tests.unit.test_step_metrics import their_schema_accepts
 
@@ -49,32 +48,6 @@ def model_version(top_class: str) -> str:
     bundle = bundles_dir() / bundle_dirname("ztf", top_class, DEFAULT_SCORERS[top_class])
     version: str = json.loads((bundle / "manifest.json").read_text())["model_version"]
     return version
-
-
-def read_all(bootstrap: str, topic: str, at_least: int, timeout_s: float = 120.0) -> list[Any]:
-    """Every message of ``topic`` with kafka-python, from the beginning: until ``at_least`` came
-    and then none for 3 s (a duplicate would show), or ``timeout_s``."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or {0}
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        messages: list[Any] = []
-        deadline, quiet_until = time.monotonic() + timeout_s, None
-        while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=500)
-            got = [m for records in batch.values() for m in records]
-            messages += got
-            if got or len(messages) < at_least:
-                quiet_until = None
-            elif quiet_until is None:
-                quiet_until = time.monotonic() + 3.0
-            elif time.monotonic() >= quiet_until:
-                break
-        return messages
-    finally:
-        consumer.close()
 
 
 def test_alerce_records_in_alerce_outputs_out(

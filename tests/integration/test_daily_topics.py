@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from models.resources import sample_dir
 from models.table import read_table
 from service.config import KafkaSettings, load_settings
-from service.demo import read_topic
 from service.exceptions import InputError
 from service.io.kafka import create_topics
 from service.io.sinks.kafka import KafkaSink
@@ -21,6 +20,7 @@ from service.ops.availability import Brokers
 from service.ops.metrics import Metrics
 from service.pipeline import Pipeline
 from service.records import Input, Lineage, Row, ScoredBatch
+from tests.reading import read_all
 
 BATCH = 64
 BEFORE_BATCHES = 5  # batches written before the change hour
@@ -84,14 +84,9 @@ def test_a_replay_across_the_change_hour_writes_each_score_once_to_its_day(
     assert len(sizes) > BEFORE_BATCHES
     n_before = sum(sizes[:BEFORE_BATCHES])
 
-    def keys(topic: str) -> list[bytes]:
-        """Every message of ``topic`` (read until no more come: a duplicate would show)."""
-        return [m.key() for m in read_topic(kafka_bootstrap, topic, len(oids) + 1, timeout_s=10)]
-
-    before, after = keys(topics["before"][0]), keys(topics["after"][0])
+    before = [m.key for m in read_all(kafka_bootstrap, topics["before"][0], n_before)]
+    after = [m.key for m in read_all(kafka_bootstrap, topics["after"][0], len(oids) - n_before)]
     assert len(before) == n_before
     assert sorted(before + after) == sorted(oid.encode() for oid in oids)  # each once, none lost
     for when, bad_input in zip(("before", "after"), bad, strict=True):
-        assert [
-            m.value() for m in read_topic(kafka_bootstrap, topics[when][1], 2, timeout_s=10)
-        ] == [bad_input.value]
+        assert [m.value for m in read_all(kafka_bootstrap, topics[when][1], 1)] == [bad_input.value]

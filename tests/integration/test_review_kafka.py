@@ -5,40 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
-
-from kafka import KafkaConsumer, TopicPartition
 
 from service.config import KafkaSettings
 from service.io.kafka import create_topics
 from service.review.store import SCHEMA_VERSION, Verdict, open_store
 from tests.integration.conftest import CLI
-
-
-def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[Any]:
-    """The messages of ``topic`` from the beginning: until ``expected`` came and none for 2 s
-    more (a duplicate would show), or ``timeout_s``."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        got: list[Any] = []
-        deadline, quiet_until = time.monotonic() + timeout_s, None
-        while time.monotonic() < deadline:
-            batch = [m for ms in consumer.poll(timeout_ms=300).values() for m in ms]
-            got += batch
-            if batch or len(got) < expected:
-                quiet_until = None
-            elif quiet_until is None:
-                quiet_until = time.monotonic() + 2.0
-            elif time.monotonic() >= quiet_until:
-                break
-        return got
-    finally:
-        consumer.close()
+from tests.reading import read_all
 
 
 def test_verdicts_are_published_one_message_each(
@@ -59,7 +32,7 @@ def test_verdicts_are_published_one_message_each(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"published 2 verdicts from sqlite:///{db} to {topic}" in result.stdout
-    messages = read_topic(kafka_bootstrap, topic, 2)
+    messages = read_all(kafka_bootstrap, topic, 2)
     assert len(messages) == 2
     by_key = {m.key.decode(): json.loads(m.value) for m in messages}
     assert set(by_key) == {"ana/ztf/ZTF21a", "ana/lsst/170"}

@@ -276,6 +276,46 @@ def test_readme_candidates_only_rows_quote_their_json() -> None:
     assert shipped >= runs["explain-every"]["throughput"]["service"]
 
 
+def test_readme_full_speed_rows_quote_their_json() -> None:
+    """The 2026-12-07 run: each row's median, the runs' ranges, the inference worker's costs and
+    the CPU account per alert are the committed JSONs'."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**The same rows on a full-speed VM**")
+    section = " ".join(readme[start : readme.index("Per bundle, one thread", start)].split())
+    folder = REPO / "benchmarks" / "results" / "2026-12-07"
+    runs = {}
+    for name in ("default", "paper-best", "explain-every", "explain-off", "paper-best-off"):
+        runs[name] = json.loads((folder / f"service-{name}.json").read_text())
+        quoted = f"{runs[name]['throughput']['service']:,.0f}"
+        assert re.search(rf"{quoted}( alerts/s)? \(`service-{name}\.json`", section), name
+
+    def spread(name: str) -> str:
+        low, *_, high = sorted(runs[name]["runs"]["service"])
+        return f"{low:,.0f}-{high:,.0f}"
+
+    assert f"{spread('default')} against {spread('paper-best')}" in section
+    assert f"(runs {spread('explain-off')})" in section
+    cpu = {n: runs[n]["cpu_us_per_alert"]["service"] for n in runs}
+    worker = [cpu[n]["inference worker"] for n in ("default", "explain-every", "explain-off")]
+    assert (
+        "{:.1f} us per alert as shipped, {:.1f} with every score explained and {:.1f}".format(
+            *worker
+        )
+        in section
+    )
+    shipped = cpu["default"]
+    total = sum(shipped.values())
+    assert (
+        f"{shipped['service process']:.1f} us per alert in the service process, "
+        f"{shipped['inference worker']:.1f} in the inference worker and {shipped['broker']:.1f} "
+        f"in the broker, {total:.1f} us of CPU per alert on 2 cores, a ceiling of about "
+        f"{round(2e6 / total, -3):,.0f} alerts/s"
+    ) in section
+    assert max(runs[n]["throughput"]["service"] for n in ("default", "paper-best")) < 45_000
+
+
 def test_readme_bundle_speed_and_explanation_rows_are_the_committed_outputs() -> None:
     """The per-bundle throughput table's two 2026-12-06 columns and the explanation cost table
     are bench_bundles.py's committed outputs (--skip-quality, --explain), row by row."""
@@ -285,15 +325,16 @@ def test_readme_bundle_speed_and_explanation_rows_are_the_committed_outputs() ->
         re.findall(
             r"^\s+(ztf/\S+)\s+([\d,]+) rows/s$", (results / f / "speed.txt").read_text(), re.M
         )
-        for f in ("2026-12-06-bundles", "2026-12-06-lite")
+        for f in ("2026-12-06-bundles", "2026-12-06-lite", "2026-12-07")
     ]
-    assert [len(rows) for rows in speed] == [9, 12]
-    for name, rate in speed[0]:  # the second column
-        assert re.search(rf"^\| {re.escape(name)} \| [\d,]+ \| {rate} \| [\d,]+ \|$", readme, re.M)
-    for name, rate in speed[1]:  # the third
-        assert re.search(
-            rf"^\| {re.escape(name)} \| [\d,-]+ \| [\d,-]+ \| {rate} \|$", readme, re.M
-        )
+    assert [len(rows) for rows in speed] == [9, 12, 12]
+    number = r"[\d,-]+"
+    for column, rows in enumerate(speed, start=1):  # the second, third and fourth columns
+        for name, rate in rows:
+            cells = [number] * 4
+            cells[column] = rate
+            row = r" \| ".join(cells)
+            assert re.search(rf"^\| {re.escape(name)} \| {row} \|$", readme, re.M), (name, column)
     explain = re.findall(
         r"^\s+(\S+/\S+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+(.+?)\s*$",
         (results / "2026-12-06-lite" / "explain.txt").read_text(),

@@ -127,11 +127,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, signals: Signals | None) -> int:
+    settings = settings_of(args)  # before the imports: a settings error comes in a blink
     from service.live import ScoringService
     from service.ops.health import Health
     from service.ops.metrics import Metrics
 
-    settings = settings_of(args)
     metrics, health = Metrics(), Health.for_settings(settings)
     if not args.check:  # a check's report is its output; debug: an error line stays alone
         log.debug(

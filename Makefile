@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 # pytest-xdist workers of make test and make slow: most tests wait on a broker or a subprocess, so
-# more workers than cores pay off (`make test` on 2 cores: ~41 min with one, ~14-21 with four); 0
-# runs them in one process. The install matrix runs in one (a wheel house per worker, and four
+# more workers than cores pay off (`make test` on 2 cores: ~41 min with one, ~14-21 with four in
+# 2026-11; on 2026-12-07 four took 7m45s-9m25s and six 9m25s, with the 2 cores busy the whole
+# run: 1,097 s of CPU in 566 s); 0 runs them in one process. The install matrix runs in one (a wheel house per worker, and four
 # installs at once ran a row past its timeout).
 TEST_WORKERS ?= 4
 XDIST = -n $(TEST_WORKERS) --dist worksteal

@@ -115,10 +115,6 @@ def _offsets(items: list[str], flag: str) -> dict[int, int]:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from service.commands.offline import conclude
-    from service.io.sinks.kafka import KafkaSink
-    from service.pipeline import Pipeline
-
     if bool(args.topic) == bool(args.files):
         raise ConfigurationError("replay reads --topic TOPIC or --files PATH...: give one")
     if args.topic and len(args.topic) > 1:
@@ -145,6 +141,10 @@ def run_replay(args: argparse.Namespace) -> int:
         else {"kind": "kafka"}
     )
     settings = settings_of(args, input=_replay_input(args), output=output)
+    from service.commands.offline import conclude  # after the checks: they take no seconds
+    from service.io.sinks.kafka import KafkaSink
+    from service.pipeline import Pipeline
+
     pipeline = Pipeline(settings)
     sink = pipeline.make_sink()
     if isinstance(sink, KafkaSink):  # waits for the output topic, says so, gives up
@@ -185,15 +185,6 @@ def _label(args: argparse.Namespace, label: str) -> str | None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from service.commands.offline import NothingScoredError, conclude
-    from service.io.sinks.files import (
-        CollectingSink,
-        dead_letters_path,
-        write_dead_letters_file,
-        write_scores_file,
-    )
-    from service.pipeline import Pipeline
-
     if is_uri(args.output):
         raise ConfigurationError(
             "score writes OUTPUT to a local file; for object storage use "
@@ -202,6 +193,15 @@ def run_score(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigurationError(f"OUTPUT must end in .parquet or .csv, got {args.output.name}")
     settings = settings_of(args, input=_files_input([args.input]), output={"kind": "memory"})
+    from service.commands.offline import NothingScoredError, conclude  # after the checks
+    from service.io.sinks.files import (
+        CollectingSink,
+        dead_letters_path,
+        write_dead_letters_file,
+        write_scores_file,
+    )
+    from service.pipeline import Pipeline
+
     pipeline = Pipeline(settings)
     sink = pipeline.make_sink()
     assert isinstance(sink, CollectingSink)

@@ -1,8 +1,9 @@
 """Every error made on purpose, in every command, is one line and exit status 2: a misspelled or
 malformed variable, an unreachable broker, an unknown topic, bad partition and offset syntax, a
-property librdkafka rejects, a port in use, a manifest that is not UTF-8, a page not written yet.
-A command that waits for a broker says so once, then every 15 s, and gives up (sooner when
-connections are refused); librdkafka's own lines reach the log at debug level only.
+property librdkafka rejects, a port in use, a manifest that is not UTF-8, a page not written yet;
+settings and argument errors before torch and the pipeline load. A command that waits for a
+broker says so once, then every 15 s, and gives up (sooner when connections are refused);
+librdkafka's own lines reach the log at debug level only.
 
 Every command started here gets metrics port 0 (any free one): none binds a fixed port."""
 
@@ -108,6 +109,39 @@ def test_every_command_reports_a_bad_environment_in_one_line(
     result = cli(command_lines(tmp_path)[command], env)
     one_line_error(result, expected)
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--topic", "x", "--check", "--offline"], "kafka.sasl_mechanism"),
+        (["replay", "--topic", "x", "--out", "{tmp}/o", "--partitions", "0,x"], "--partitions"),
+        (["replay", "--topic", "x", "--out", "{tmp}/o", "--since", "soon"], "'soon'"),
+        (["score", SAMPLE, "{tmp}/scores.txt"], "OUTPUT must end in"),
+    ],
+    ids=["run settings", "replay partitions", "replay time", "score output"],
+)
+def test_settings_and_argument_errors_come_before_the_models_load(
+    args: list[str], expected: str, tmp_path: Path
+) -> None:
+    """An operator's mistake is reported without importing torch or the pipeline first (the
+    imports take seconds): Python's import log (-X importtime) of the failing command names
+    neither."""
+    env = {"ALERT_ANOMALY_KAFKA__SASL_MECHANISM": "SCRAM-SHA-1"} if args[0] == "run" else {}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_ANOMALY_")}
+    result = subprocess.run(
+        [CLI[0], "-X", "importtime", *CLI[1:], *(a.replace("{tmp}", str(tmp_path)) for a in args)],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=120,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert expected in lines[-1], lines[-1]
+    imported = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
+    assert "service.commands" in imported  # the log is there
+    assert not {"torch", "service.pipeline", "service.live"} & imported
 
 
 @pytest.mark.parametrize(

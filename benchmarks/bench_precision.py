@@ -31,7 +31,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from models.bundle import Bundle, load_bundle
-from models.evaluation.protocol import EvaluationConfig, _split, file_digest
+from models.evaluation.config import EvaluationConfig, file_digest
+from models.evaluation.protocol import _split
 from models.networks import AnomalyNet
 from models.resources import bundles_dir, sample_dir
 from models.scoring import Scorer

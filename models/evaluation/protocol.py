@@ -19,7 +19,6 @@ it finishes, so an interrupted run resumes with the cells that are missing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -31,56 +30,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models.configurations import (
-    DEFAULT_CONFIGURATION,
-    Configuration,
-    configured,
-)
 from models.detectors import get
+from models.evaluation.config import EvaluationConfig
 from models.evaluation.detectors import NeuralDetector, make_detector
 from models.exceptions import ConfigurationError, DataError
 from models.extras import SIM, require
-from models.scorers import DETECTORS, VARIANTS
 from models.table import AlertTable, read_table
-from models.taxonomy import SUBCLASSES, TOP_CLASSES
+from models.taxonomy import SUBCLASSES
 from models.training import model_columns, stratified_folds, stratified_split
 
 CELLS_DIR = "cells"
 CONFIG_FILE = "config.json"
 ROC_POINTS = 101
-
-
-@dataclass(frozen=True)
-class EvaluationConfig:
-    data: str
-    data_sha256: str
-    folds: int = 5
-    epochs: int = 100
-    detectors: tuple[str, ...] = DETECTORS
-    classes: tuple[str, ...] = TOP_CLASSES
-    seed: int = 0
-    test_fraction: float = 0.2
-    configuration: str = DEFAULT_CONFIGURATION
-    reference_bugs: tuple[str, ...] = ()  # put back to measure their effect (paper only)
-
-    @property
-    def method(self) -> Configuration:
-        """The training method: the named configuration with its reference bugs, if any."""
-        return configured(self.configuration, self.reference_bugs)
-
-    def __post_init__(self) -> None:
-        if self.folds < 2:
-            raise ConfigurationError("--folds must be at least 2 (one fold stops the training)")
-        if self.epochs < 1:
-            raise ConfigurationError("--epochs must be positive")
-        configured(self.configuration, self.reference_bugs)
-        unknown = [d for d in self.detectors if d not in DETECTORS + VARIANTS]
-        if unknown:
-            known = DETECTORS + VARIANTS
-            raise ConfigurationError(f"unknown detector(s) {unknown} (known: {known})")
-        wrong = [c for c in self.classes if c not in TOP_CLASSES]
-        if wrong:
-            raise ConfigurationError(f"unknown top-level class(es) {wrong}")
 
 
 @dataclass(frozen=True)
@@ -92,10 +53,6 @@ class Cell:
     @property
     def filename(self) -> str:
         return f"{self.top_class}__{self.outlier.replace('/', '-')}__{self.detector}.json"
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def cells(config: EvaluationConfig, table: AlertTable) -> list[Cell]:

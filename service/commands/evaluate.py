@@ -72,22 +72,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from dataclasses import replace
 
-    from models.evaluation.protocol import (
-        EvaluationConfig,
-        file_digest,
-        require_extras,
-        run_evaluation,
-    )
-    from models.evaluation.report import markdown_table, plot_rocs, write_csv
+    from models.evaluation.config import EvaluationConfig, file_digest
     from models.exceptions import ConfigurationError, DataError
 
-    require_extras()  # the 'sim' extra's one line before any note
     if not args.data.is_file():
         raise DataError(f"feature table {args.data} does not exist")
-    detectors = tuple(args.detectors)
-    for detector in tuple(detectors):  # a detector without its optional extra: a note
+    config = EvaluationConfig(  # checks the arguments before the detectors are imported
+        data=str(args.data),
+        data_sha256=file_digest(args.data),
+        folds=args.folds,
+        epochs=args.epochs,
+        detectors=tuple(args.detectors),
+        classes=tuple(args.classes),
+        seed=args.seed,
+        configuration=args.configuration,
+        reference_bugs=tuple(sorted(set(args.reference_bug))),
+    )
+
+    from tqdm import tqdm
+
+    from models.evaluation.protocol import require_extras, run_evaluation
+    from models.evaluation.report import markdown_table, plot_rocs, write_csv
+
+    require_extras()  # the 'sim' extra's one line before any note
+    detectors = config.detectors
+    for detector in config.detectors:  # a detector without its optional extra: a note
         spec = REGISTRY.get(detector)
         reason = spec.implementation().unavailable(spec) if spec is not None else None
         if spec is not None and reason is not None:
@@ -95,17 +106,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {spec.label} is skipped: {reason}", file=sys.stderr)
             if not detectors:
                 raise ConfigurationError("no detector left to evaluate")
-    config = EvaluationConfig(
-        data=str(args.data),
-        data_sha256=file_digest(args.data),
-        folds=args.folds,
-        epochs=args.epochs,
-        detectors=detectors,
-        classes=tuple(args.classes),
-        seed=args.seed,
-        configuration=args.configuration,
-        reference_bugs=tuple(sorted(set(args.reference_bug))),
-    )
+    config = replace(config, detectors=detectors)
     bar = tqdm(unit="cell", disable=args.no_progress, desc="evaluate")
 
     def progress(done: int, total: int) -> None:

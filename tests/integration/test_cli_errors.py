@@ -118,8 +118,20 @@ def test_every_command_reports_a_bad_environment_in_one_line(
         (["replay", "--topic", "x", "--out", "{tmp}/o", "--partitions", "0,x"], "--partitions"),
         (["replay", "--topic", "x", "--out", "{tmp}/o", "--since", "soon"], "'soon'"),
         (["score", SAMPLE, "{tmp}/scores.txt"], "OUTPUT must end in"),
+        (["evaluate", "--data", SAMPLE, "--out", "{tmp}/e", "--detectors", "lof"], "'lof'"),
+        (
+            ["evaluate", "--data", SAMPLE, "--out", "{tmp}/e", "--reference-bug", "log-branch"],
+            "ours configuration",
+        ),
     ],
-    ids=["run settings", "replay partitions", "replay time", "score output"],
+    ids=[
+        "run settings",
+        "replay partitions",
+        "replay time",
+        "score output",
+        "evaluate detector",
+        "evaluate bug without paper",
+    ],
 )
 def test_settings_and_argument_errors_come_before_the_models_load(
     args: list[str], expected: str, tmp_path: Path

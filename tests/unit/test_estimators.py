@@ -192,7 +192,8 @@ def test_unrouted_is_a_model_class_but_not_a_top_level_class() -> None:
 
 
 def test_evaluation_adds_detectors_to_existing_results(tmp_path: Path) -> None:
-    from models.evaluation.protocol import EvaluationConfig, _check_or_write_config
+    from models.evaluation.config import EvaluationConfig
+    from models.evaluation.protocol import _check_or_write_config
 
     six = EvaluationConfig(data="x", data_sha256="0" * 64, detectors=("iforest", "ae"))
     _check_or_write_config(tmp_path, six)

@@ -12,15 +12,10 @@ from sklearn.metrics import roc_auc_score
 
 from models.configurations import REFERENCE_BUGS, get_configuration
 from models.evaluation.compare import class_summary, grid_effect, ranking, variant_versus
+from models.evaluation.config import EvaluationConfig, file_digest
 from models.evaluation.detectors import make_detector
 from models.evaluation.page import BEGIN, END, generated_section, update_page
-from models.evaluation.protocol import (
-    CELLS_DIR,
-    EvaluationConfig,
-    file_digest,
-    reference_grid_auroc,
-    stratified_folds,
-)
+from models.evaluation.protocol import CELLS_DIR, reference_grid_auroc, stratified_folds
 from models.evaluation.report import best_per_column, markdown_table, write_csv
 from models.evaluation.top import robust_z
 from models.exceptions import ConfigurationError

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from models.configurations import get_configuration, with_reference_bugs
+from models.evaluation.config import EvaluationConfig
 from models.evaluation.fixes import fixes_section
-from models.evaluation.protocol import CELLS_DIR, CONFIG_FILE, EvaluationConfig
+from models.evaluation.protocol import CELLS_DIR, CONFIG_FILE
 from models.evaluation.splits import load_splits
 from models.exceptions import ConfigurationError, DataError
 from models.preprocessing import Preprocessor, paper_scaling

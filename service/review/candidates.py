@@ -5,6 +5,7 @@ links to the brokers' pages of each object."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ class Candidate:
     links: tuple[tuple[str, str], ...] = field(default=())
     reranked: float | None = None  # the expert re-ranker's percentile (anomaly-score 1.3)
     reranker: str | None = None  # whose re-ranker made it
+    # the features that drive the score, largest contribution first (anomaly-score 1.2; empty
+    # below model.explain_min_percentile and for scorers without an explanation)
+    explanation: tuple[tuple[str, float], ...] = ()
 
 
 def read_scores(path: Path) -> list[dict[str, Any]]:
@@ -100,6 +104,27 @@ def _reranked(row: dict[str, Any]) -> float | None:
     """The row's re-ranked percentile (scores written with ``model.reranker``), if any."""
     value = row.get("reranked_percentile")
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _explanation(row: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """The row's explanation: a list of {feature, contribution} in Parquet, that list as JSON
+    text in CSV (which has no nested types); none in scores written before anomaly-score 1.2."""
+    value = row.get("explanation")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            text = value[:80]
+            raise DataError(f"the explanation of {row['oid']} is not JSON: {text!r}") from None
+    if not value:
+        return ()
+    try:
+        return tuple((str(item["feature"]), float(item["contribution"])) for item in value)
+    except (TypeError, KeyError, ValueError):
+        raise DataError(
+            f"the explanation of {row['oid']} is not a list of feature and contribution: "
+            f"{str(value)[:80]!r}"
+        ) from None
 
 
 def _order(row: dict[str, Any]) -> tuple[float, float, float]:
@@ -151,6 +176,7 @@ def _candidate(rank: int, row: dict[str, Any], survey: str) -> Candidate:
         links=links,
         reranked=_reranked(row),
         reranker=row.get("reranker_expert") or None,
+        explanation=_explanation(row),
     )
 
 

@@ -132,6 +132,17 @@ def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_p
         }
         assert links["ALeRCE"] == f"https://alerce.online/object/{first_page[0]}"
         assert links["Fink"] == f"https://ztf.fink-portal.org/{first_page[0]}"
+        # a top candidate is explained (percentile >= model.explain_min_percentile): the card
+        # lists the features that `score` wrote for it, in its order
+        written = pq.read_table(scores, columns=["oid", "explanation"]).to_pylist()
+        (explained,) = [r["explanation"] for r in written if r["oid"] == first_page[0]]
+        assert len(explained) == 3
+        items = card.find_elements(By.CSS_SELECTOR, "ol.explanation li")
+        assert [i.find_element(By.CSS_SELECTOR, ".feature").text for i in items] == [
+            e["feature"] for e in explained
+        ]
+        shown_values = [float(i.find_element(By.CSS_SELECTOR, ".contribution").text) for i in items]
+        assert shown_values == pytest.approx([e["contribution"] for e in explained], rel=1e-2)
 
         browser.find_element(By.CSS_SELECTOR, ".pager a.next").click()
         shown(browser, ".pager .position", "page 2 of 3")

@@ -178,3 +178,34 @@ def test_rank_puts_the_rerankers_order_first_when_the_scores_have_one() -> None:
     assert (ranked[3].reranked, ranked[3].reranker) == (None, None)
     plain = rank([{k: v for k, v in r.items() if not k.startswith("rerank")} for r in rows])
     assert [c.oid for c in plain["T"]] == ["d", "a", "c", "b"]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_candidate_carries_its_explanation_from_either_scores_format(
+    tmp_path: Path, suffix: str
+) -> None:
+    """The explanation as `score` writes it: a list of structs in Parquet, JSON text in CSV;
+    a score below the explained percentile has none."""
+    from service.io.sinks.files import write_scores_file
+
+    drivers = [
+        {"feature": "Amplitude_1", "contribution": 0.5},
+        {"feature": "Mean_2", "contribution": -0.125},
+    ]
+    path = tmp_path / f"scores{suffix}"
+    top = {"top_class": "T", "score": 3.0, "percentile": 99.0}
+    low = {"top_class": "T", "score": 1.0, "percentile": 50.0}
+    write_scores_file(
+        [{"oid": "a", **top, "explanation": drivers}, {"oid": "b", **low, "explanation": []}], path
+    )
+    (first, second) = rank(read_scores(path))["T"]
+    assert first.explanation == (("Amplitude_1", 0.5), ("Mean_2", -0.125))
+    assert second.explanation == ()
+
+
+def test_an_explanation_that_is_not_one_is_a_data_error() -> None:
+    row = {"oid": "a", "top_class": "T", "score": 3.0, "percentile": 99.0}
+    with pytest.raises(DataError, match="explanation of a is not JSON"):
+        rank([{**row, "explanation": "[{"}])
+    with pytest.raises(DataError, match="not a list of feature and contribution"):
+        rank([{**row, "explanation": '[{"name": "x"}]'}])

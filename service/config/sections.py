@@ -118,7 +118,11 @@ class BatchSettings(Section):
 
     max_rows: int = Field(1024, ge=1, le=65536, description="rows per micro-batch")
     max_delay_ms: float = Field(
-        20.0, gt=0, le=60000, description="deadline of a micro-batch after its first alert"
+        20.0,
+        gt=0,
+        le=60000,
+        description="deadline of a micro-batch after its first alert (a late batch waits, and "
+        "grows, while inference holds two batches: one scored, one queued)",
     )
     flush_when_idle: bool = Field(
         True,

@@ -1,7 +1,8 @@
 """Micro-batching by size and deadline, one open batch per key (the top-level class).
 
 Pure logic with an injectable clock, no I/O: a batch is released as soon as it holds
-``max_rows`` items, or once its oldest item is ``max_delay_s`` old.
+``max_rows`` items, or once its oldest item is ``max_delay_s`` old - as many of those as the
+caller has room for (the engine: while inference is busy, a late batch waits and grows).
 """
 
 from __future__ import annotations
@@ -46,10 +47,14 @@ class MicroBatcher(Generic[T]):
             return batch.items
         return None
 
-    def due(self) -> list[tuple[str, list[T]]]:
-        """Release the batches whose deadline has passed."""
+    def due(self, limit: int | None = None) -> list[tuple[str, list[T]]]:
+        """Release the batches whose deadline has passed, oldest first: at most ``limit``
+        (the others stay open, and keep growing up to ``max_rows``)."""
         now = self._clock()
-        keys = [k for k, b in self._open.items() if now >= b.started + self.max_delay_s]
+        late = sorted(
+            (b.started, k) for k, b in self._open.items() if now >= b.started + self.max_delay_s
+        )
+        keys = [k for _, k in late][:limit]
         return [(k, self._open.pop(k).items) for k in keys]
 
     def drain(self) -> list[tuple[str, list[T]]]:

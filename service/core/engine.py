@@ -8,7 +8,8 @@ One thread drives everything (librdkafka and the inference worker do their work 
   every input is registered with the number of outputs it will have;
 * rows wait in a :class:`MicroBatcher` per class until it is full or its deadline passes - or,
   with ``flush_when_idle``, until a read finds nothing new while no batch is being scored - then
-  go to inference; scored batches go to the sink, and so do dead letters;
+  go to inference (a late batch waits while inference holds ``QUEUED_BATCHES``, and grows);
+  scored batches go to the sink, and so do dead letters;
 * the sink reports every written output to the :class:`OffsetTracker`, and only positions whose
   outputs (and all earlier ones in the partition) are written get committed, every
   ``commit_interval`` and at the end;
@@ -52,6 +53,10 @@ IDLE_WAIT_S = 0.5  # longest wait for input before the loop's housekeeping runs 
 # ... while outputs await acknowledgement or batches their scores: acknowledgements and scores
 # are only seen between reads, so this bounds how long either waits unseen
 BUSY_POLL_S = 0.002
+# batches in inference (one being scored, one queued) before a late batch waits for one to come
+# back: the model never starves, and the batch that waits grows - a larger batch costs less per
+# alert (the model's and the explanation's fixed cost per batch), which is what saturation needs
+QUEUED_BATCHES = 2
 # after the drain: the least time the final commit and the closing of each client get (they get
 # what is left of drain_timeout_s if more), so a stop ends within drain_timeout + 3 x this
 CLOSE_S = 2.0
@@ -166,8 +171,7 @@ class Engine:
                     self._idle_since = time.monotonic()
                     self._handle(inputs)
                     since_checkpoint += len(inputs)
-                for top, rows in self.batcher.due():
-                    self._score(top, rows, "deadline")
+                self._release_late()
                 if not inputs and o.flush_when_idle and not self.inference.pending():
                     # the input is quiet and the model idle: waiting would only add latency
                     for top, rows in self.batcher.drain():
@@ -215,7 +219,7 @@ class Engine:
         when idle) open batches a quiet input."""
         waits = [IDLE_WAIT_S]
         deadline = self.batcher.seconds_to_deadline()
-        if deadline is not None:
+        if deadline is not None and (deadline > 0 or self._room()):  # else: the scores' poll
             waits.append(deadline)
         if (
             self.tracker.in_flight()
@@ -224,6 +228,19 @@ class Engine:
         ):
             waits.append(BUSY_POLL_S)
         return min(waits)
+
+    def _room(self) -> int:
+        """How many late batches inference takes now (see ``QUEUED_BATCHES``)."""
+        return max(0, QUEUED_BATCHES - self.inference.pending())
+
+    def _release_late(self) -> None:
+        """The batches past their deadline to inference, oldest first, while it has room."""
+        while self._room():
+            late = self.batcher.due(limit=1)
+            if not late:
+                return
+            ((top, rows),) = late
+            self._score(top, rows, "deadline")
 
     def _shutdown(self) -> None:
         """Drain, commit and close within ``drain_timeout_s`` plus a few seconds, whatever the

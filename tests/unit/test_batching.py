@@ -77,3 +77,21 @@ def test_invalid_limits() -> None:
         MicroBatcher(0, 1.0)
     with pytest.raises(ValueError, match="max_delay_s"):
         MicroBatcher(1, 0.0)
+
+
+def test_late_batches_leave_oldest_first_and_no_more_than_asked() -> None:
+    clock = Clock()
+    batcher: MicroBatcher[str] = MicroBatcher(10, 1.0, clock)
+    batcher.add("Stochastic", "s1")
+    clock.now = 0.1
+    batcher.add("Periodic", "p1")
+    clock.now = 0.2
+    batcher.add("Transient", "t1")
+    clock.now = 1.15  # Stochastic and Periodic are late, Transient not yet
+    assert batcher.due(limit=0) == []
+    assert batcher.due(limit=1) == [("Stochastic", ["s1"])]
+    batcher.add("Periodic", "p2")  # a late batch left open keeps taking rows
+    assert batcher.due() == [("Periodic", ["p1", "p2"])]
+    clock.now = 1.2
+    assert batcher.due(limit=5) == [("Transient", ["t1"])]
+    assert len(batcher) == 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from service.config import reference_markdown
 from tests.conftest import REPO
@@ -314,6 +316,51 @@ def test_readme_full_speed_rows_quote_their_json() -> None:
         f"{round(2e6 / total, -3):,.0f} alerts/s"
     ) in section
     assert max(runs[n]["throughput"]["service"] for n in ("default", "paper-best")) < 45_000
+
+
+def test_readme_late_batch_rows_quote_their_json() -> None:
+    """The runs before and after late batches wait: rates, CPU per alert, the worker's and the
+    service process's share, the latency rows and the batches released full."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**A late micro-batch waits while inference holds two**")
+    section = " ".join(readme[start : readme.index("Per bundle, one thread", start)].split())
+    folder = REPO / "benchmarks" / "results" / "2026-12-07-hold"
+    runs = {
+        f"{when}-{i}": json.loads((folder / f"service-{when}-{i}.json").read_text())
+        for when in ("before", "after")
+        for i in (1, 2)
+    }
+
+    def pair(when: str, value: Callable[[dict[str, Any]], float], form: str) -> str:
+        return " and ".join(form.format(value(runs[f"{when}-{i}"])) for i in (1, 2))
+
+    def cpu(name: str) -> Callable[[dict[str, Any]], float]:
+        return lambda run: float(run["cpu_us_per_alert"]["service"][name])
+
+    for when in ("before", "after"):
+        assert pair(when, lambda r: r["throughput"]["service"], "{:,.0f}") in section
+        assert pair(when, lambda r: sum(r["cpu_us_per_alert"]["service"].values()), "{:.1f}") in (
+            section
+        )
+        for name in ("inference worker", "service process"):
+            assert re.search(rf"{pair(when, cpu(name), '{:.1f}')}( us)? {when}", section), name
+    latency = {
+        when: json.loads((folder / f"latency-{when}.json").read_text())["latency"]
+        for when in ("before", "after")
+    }
+    at_5000 = [latency[w][0] for w in ("before", "after")]
+    assert all(row["offered_per_second"] == 5000 for row in at_5000)
+    assert "p50 {:.1f} and {:.1f} ms".format(*(r["p50_ms"] for r in at_5000)) in section
+    assert "p99 {:.1f} and {:.1f} ms".format(*(r["p99_ms"] for r in at_5000)) in section
+    full = [latency[w][1]["batches"] for w in ("before", "after")]
+    assert (
+        "{} of {} batches left full (1,024 alerts) before, {} of {} after".format(
+            full[0].get("full", 0), sum(full[0].values()), full[1]["full"], sum(full[1].values())
+        )
+        in section
+    )
 
 
 def test_readme_bundle_speed_and_explanation_rows_are_the_committed_outputs() -> None:

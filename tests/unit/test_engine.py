@@ -3,12 +3,13 @@ busy, with the shipped models and a deadline that never passes during a test (no
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from service.config import Settings, load_settings
-from service.core.engine import Engine, Options
+from service.core.engine import BUSY_POLL_S, QUEUED_BATCHES, Engine, Options
 from service.core.inference import InlineInference
 from service.core.offsets import OffsetTracker
 from service.core.processing import AlertProcessor
@@ -49,21 +50,26 @@ class ScriptedSource:
 
 
 class HeldInference(InlineInference[list[Row]]):
-    """Inline scoring that reports a batch as being scored while ``busy``; logs every release
-    as (reads so far, class, rows)."""
+    """Inline scoring that reports ``busy`` more batches as being scored; logs every release
+    as (reads so far, class, rows) and how long each call for scores may wait."""
 
     def __init__(self, processor: AlertProcessor, source: ScriptedSource) -> None:
         super().__init__({top: r.scorer for top, r in processor.routes.items()})
         self.source = source
-        self.busy = False
+        self.busy = 0
         self.released: list[tuple[int, str, int]] = []
+        self.waits: list[float] = []
 
     def submit(self, top: str, features: Any, tag: list[Row]) -> None:
         self.released.append((self.source.count, top, len(features)))
         super().submit(top, features, tag)
 
+    def completed(self, wait_s: float = 0.0) -> list[Any]:
+        self.waits.append(wait_s)
+        return super().completed(wait_s)
+
     def pending(self) -> int:
-        return super().pending() + int(self.busy)
+        return super().pending() + self.busy
 
 
 class Reasons(Metrics):
@@ -103,16 +109,19 @@ def idle_options(flush_when_idle: bool) -> Options:
 
 
 def run(
-    processor: AlertProcessor, reads: list[list[Input]], flush_when_idle: bool, busy: bool = False
+    processor: AlertProcessor,
+    reads: list[list[Input]],
+    flush_when_idle: bool,
+    busy: int = 0,
+    max_delay_s: float = NEVER_S,
 ) -> tuple[HeldInference, Reasons, CollectingSink]:
     source = ScriptedSource(reads)
     inference = HeldInference(processor, source)
     inference.busy = busy
     metrics, tracker = Reasons(), OffsetTracker()
     sink = CollectingSink(tracker.written)
-    Engine(
-        processor, inference, source, sink, tracker, idle_options(flush_when_idle), metrics
-    ).run()
+    options = replace(idle_options(flush_when_idle), max_delay_s=max_delay_s)
+    Engine(processor, inference, source, sink, tracker, options, metrics).run()
     return inference, metrics, sink
 
 
@@ -143,10 +152,39 @@ def test_without_flush_when_idle_batches_wait_for_their_deadline(
 
 def test_batches_keep_filling_while_a_batch_is_being_scored(processor: AlertProcessor) -> None:
     reads = [inputs(0, 20), [], inputs(20, 30), []]
-    inference, metrics, sink = run(processor, reads, flush_when_idle=True, busy=True)
+    inference, metrics, sink = run(processor, reads, flush_when_idle=True, busy=1)
     assert len(sink.records) == 50
     assert {at for at, _, _ in inference.released} == {5}  # at the end of the input
     assert set(metrics.reasons) == {"drain"}
+
+
+LATE_S = 1e-9  # a deadline every batch has passed when the loop next looks
+
+
+def test_a_late_batch_goes_to_inference_at_once_while_it_has_room(
+    processor: AlertProcessor,
+) -> None:
+    reads = [inputs(0, 20), inputs(20, 30), []]
+    inference, metrics, sink = run(processor, reads, False, busy=1, max_delay_s=LATE_S)
+    assert len(sink.records) == 50
+    assert set(metrics.reasons) == {"deadline"}
+    assert {at for at, _, _ in inference.released} == {1, 2}  # right after each read
+    assert len(inference.released) > len({top for _, top, _ in inference.released})
+
+
+def test_a_late_batch_waits_and_grows_while_inference_holds_two(
+    processor: AlertProcessor,
+) -> None:
+    """With QUEUED_BATCHES in inference (one scored, one queued), a late batch is not handed
+    over (it would only queue): it keeps taking rows, and the loop polls for scores instead
+    of spinning on the passed deadline."""
+    reads = [inputs(0, 20), inputs(20, 30), []]
+    inference, metrics, sink = run(processor, reads, False, busy=QUEUED_BATCHES, max_delay_s=LATE_S)
+    assert len(sink.records) == 50
+    assert set(metrics.reasons) == {"drain"}  # released only when the input ended
+    assert sum(n for _, _, n in inference.released) == 50
+    assert len(inference.released) == len({top for _, top, _ in inference.released})  # grown
+    assert BUSY_POLL_S in inference.waits  # the quiet read waited for scores, briefly
 
 
 def test_full_batches_go_at_once(processor: AlertProcessor) -> None:

@@ -391,3 +391,40 @@ def test_readme_bundle_speed_and_explanation_rows_are_the_committed_outputs() ->
     for name, off, on, ratio, pushed in explain:
         shown = "no such row" if pushed == "0% of 0" else pushed
         assert f"| {name} | {off} | {on} | {ratio} | {shown} |" in readme, name
+
+
+def _evaluate_runs(commands: str, variables: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Each `evaluate` command's output directory (a shell loop's variable left as `*`) and its
+    detectors, from shell or Makefile text with the Makefile's variables expanded."""
+    for name, value in variables.items():
+        commands = commands.replace(f"$({name})", value)
+    commands = commands.replace("\\\n", " ").replace("$$", "$")
+    runs = {}
+    for line in commands.splitlines():
+        found = re.search(r"evaluate .*--out (\S+).*--detectors (\S+)", line)
+        if found:
+            runs[re.sub(r"\$\w+", "*", found[1])] = tuple(found[2].split(","))
+    return runs
+
+
+def test_results_commands_are_the_makefiles_and_the_committed_runs() -> None:
+    """docs/results.md's Commands block, `make results` and each committed run's config.json
+    name the same output directories with the same detectors."""
+    import json
+
+    page = (REPO / "docs" / "results.md").read_text()
+    block = page[page.index("## Commands") :]
+    block = block[block.index("```bash") : block.index("```\n", block.index("```bash") + 7)]
+    makefile = (REPO / "Makefile").read_text()
+    variables = dict(re.findall(r"^([A-Z_]+) := (.*)$", makefile, re.MULTILINE))
+    start = makefile.index("\nresults:")
+    target = makefile[start : makefile.index("\n\n", start)]
+    documented, made = _evaluate_runs(block, {}), _evaluate_runs(target, variables)
+    assert documented == made
+    assert len(made) == 4  # paper, ours, a loop over the split seeds and one over the bugs
+    for out, detectors in made.items():
+        runs = sorted(REPO.glob(out))
+        assert runs, out
+        for run in runs:
+            config = json.loads((run / "config.json").read_text())
+            assert config["detectors"] == list(detectors), run

@@ -13,7 +13,12 @@ One departure, so that a score does not depend on the other alerts of its batch:
 scored (and fills undefined distances with their mean over those rows). Here the minimum,
 maximum and mean of each metric are those of the training rows, frozen at fit time: on the
 training rows the scores are DistClassiPy's own ``decision_function`` (tested); on new rows each
-metric is scaled by the same affine map, so values outside [0, 1] are possible. The nearest
+metric is scaled by the same affine map, so values outside [0, 1] are possible. A metric whose
+training distances span no more than rounding (:data:`ROUNDING` of their magnitude) is taken as
+constant, as DistClassiPy takes an exactly constant one: scaling it to [0, 1] would turn the
+last bits of the arithmetic into a score (seen with the correlation metric when a known class has
+a constant feature, whose 1/eps weight makes every weighted vector point the same way: its
+distances are 0 to 7e-16, and which of those bits appear depends on summation order). The nearest
 known subclass is the class DistClassiPy's classifier predicts with the Euclidean metric
 (distance to the class centroid scaled by the class's dispersion). DistClassiPy fits the model
 (its centroids and dispersions); the distances are computed on whole batches from them by
@@ -58,6 +63,7 @@ DISTCLASSIPY_SETTINGS: Final[dict[str, Any]] = {
     "normalize_scores": True,
 }
 _INFINITY: Final = 1e9  # DistClassiPy's stand-in for infinite distances
+ROUNDING: Final = 1e-12  # a metric spanning no more than this share of its magnitude is constant
 NEAREST_METRIC: Final = "euclidean"
 
 Matrix = NDArray[np.float64]
@@ -232,7 +238,9 @@ class DistanceEstimator:
         distances = np.where(np.isnan(distances), norm.fill, distances)
         if self.model.normalize_scores:
             span = norm.maximum - norm.minimum
-            distances = (distances - norm.minimum) / np.where(span == 0.0, 1.0, span)
+            magnitude = np.maximum(1.0, np.maximum(np.abs(norm.minimum), np.abs(norm.maximum)))
+            constant = span <= ROUNDING * magnitude
+            distances = (distances - norm.minimum) / np.where(constant, 1.0, span)
         aggregate = self.model.metric_agg
         if aggregate == "median":
             raw = np.nanmedian(distances, axis=1)

@@ -93,6 +93,37 @@ def test_distclassipy_is_the_tutorials_detector_with_frozen_normalisation() -> N
     assert ours.score(far)[0][0] > np.max(raw)
 
 
+def test_a_metric_spanning_only_rounding_is_constant() -> None:
+    """A feature constant in every known class (std 0, so DistClassiPy weights it 1/eps) makes the
+    correlation metric 0 up to rounding for every row; scaling that to [0, 1] would score the
+    last bits of the arithmetic, which differ between machines and summation orders."""
+    from dataclasses import replace
+
+    X, labels = _blobs()
+    X[:, 5] = 1.0
+    estimator = DistanceEstimator.fit(X, labels)
+    j = [str(m) for m in estimator.metrics].index("correlation")
+    new = _blobs(100, seed=9)[0]
+    new[:, 5] = 1.0
+    exact, _ = estimator.metric_distances(new)
+    assert np.abs(exact[:, j]).max() < 1e-12
+    assert np.abs(estimator.normalisation.maximum[j]) < 1e-12
+    exact[:, j] = 0.0
+    rng = np.random.default_rng(3)
+    scores = []
+    for noise in (0.0, 2.2e-16, 6.7e-16):  # what other arithmetic leaves of the zeros
+        distances = exact.copy()
+        distances[:, j] += rng.uniform(0.0, noise, len(new))
+        norm = estimator.normalisation
+        minimum, maximum = norm.minimum.copy(), norm.maximum.copy()
+        minimum[j], maximum[j] = 0.0, noise
+        estimator.normalisation = replace(norm, minimum=minimum, maximum=maximum)
+        estimator.metric_distances = lambda x, d=distances: (d, np.zeros(len(x), np.int64))  # type: ignore[method-assign,misc]
+        scores.append(estimator.score(new)[0])
+    np.testing.assert_allclose(scores[1], scores[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(scores[2], scores[0], rtol=0, atol=1e-12)
+
+
 def test_scores_do_not_depend_on_the_batch() -> None:
     X, labels = _blobs()
     new = _blobs(100, seed=9)[0] * 1.5

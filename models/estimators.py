@@ -11,14 +11,9 @@ DistanceAnomaly's is its ``decision_function`` (the tutorial ranks by the lowest
 One departure, so that a score does not depend on the other alerts of its batch: with
 ``normalize_scores=True`` DistClassiPy min-max scales each metric's distances over the rows being
 scored (and fills undefined distances with their mean over those rows). Here the minimum,
-maximum and mean of each metric are those of the training rows, frozen at fit time: on the
-training rows the scores are DistClassiPy's own ``decision_function`` (tested); on new rows each
-metric is scaled by the same affine map, so values outside [0, 1] are possible. A metric whose
-training distances span no more than rounding (:data:`ROUNDING` of their magnitude) is taken as
-constant, as DistClassiPy takes an exactly constant one: scaling it to [0, 1] would turn the
-last bits of the arithmetic into a score (seen with the correlation metric when a known class has
-a constant feature, whose 1/eps weight makes every weighted vector point the same way: its
-distances are 0 to 7e-16, and which of those bits appear depends on summation order). The nearest
+maximum and mean of each metric are those of the training rows, frozen at fit time (on them the
+scores are DistClassiPy's own ``decision_function``, tested; on new rows values outside [0, 1]
+are possible), and a metric spanning only rounding is constant (:data:`ROUNDING`). The nearest
 known subclass is the class DistClassiPy's classifier predicts with the Euclidean metric
 (distance to the class centroid scaled by the class's dispersion). DistClassiPy fits the model
 (its centroids and dispersions); the distances are computed on whole batches from them by
@@ -26,9 +21,8 @@ known subclass is the class DistClassiPy's classifier predicts with the Euclidea
 own to 1e-9 relative), not metric by metric and pair by pair as the library does (~390 rows/s).
 
 Storage: the fitted scikit-learn / DistClassiPy estimator is pickled and xz-compressed
-(``model.pkl.xz``; an Isolation Forest of 100 trees is ~0.4 MB so); the bundle checks the file's
-SHA-256 against the manifest before decompressing and unpickling it, and the manifest records
-the library versions that wrote it. Both libraries run on the CPU.
+(``model.pkl.xz``, ~0.4 MB for 100 trees), its SHA-256 checked against the manifest before it is
+decompressed and unpickled; the manifest records the libraries' versions. Both run on the CPU.
 """
 
 from __future__ import annotations
@@ -63,7 +57,10 @@ DISTCLASSIPY_SETTINGS: Final[dict[str, Any]] = {
     "normalize_scores": True,
 }
 _INFINITY: Final = 1e9  # DistClassiPy's stand-in for infinite distances
-ROUNDING: Final = 1e-12  # a metric spanning no more than this share of its magnitude is constant
+# A metric spanning at most this share of its size is constant, as an exactly constant one is for
+# DistClassiPy: scaling it would score the last bits of the arithmetic (the correlation metric is
+# 0..7e-16 on every row when a known class has a constant feature, weighted 1/eps).
+ROUNDING: Final = 1e-12
 NEAREST_METRIC: Final = "euclidean"
 
 Matrix = NDArray[np.float64]
@@ -238,9 +235,8 @@ class DistanceEstimator:
         distances = np.where(np.isnan(distances), norm.fill, distances)
         if self.model.normalize_scores:
             span = norm.maximum - norm.minimum
-            magnitude = np.maximum(1.0, np.maximum(np.abs(norm.minimum), np.abs(norm.maximum)))
-            constant = span <= ROUNDING * magnitude
-            distances = (distances - norm.minimum) / np.where(constant, 1.0, span)
+            size = np.maximum(1.0, np.maximum(np.abs(norm.minimum), np.abs(norm.maximum)))
+            distances = (distances - norm.minimum) / np.where(span <= ROUNDING * size, 1.0, span)
         aggregate = self.model.metric_agg
         if aggregate == "median":
             raw = np.nanmedian(distances, axis=1)
@@ -259,11 +255,7 @@ class DistanceEstimator:
             "settings": dict(DISTCLASSIPY_SETTINGS),
             "metrics": [str(m) for m in self.metrics],
             "classes": list(self.classes),
-            "normalisation": {
-                "minimum": norm.minimum.tolist(),
-                "maximum": norm.maximum.tolist(),
-                "fill": norm.fill.tolist(),
-            },
+            "normalisation": {k: getattr(norm, k).tolist() for k in ("minimum", "maximum", "fill")},
             "libraries": _library_versions("distclassipy", "scikit-learn", "scipy"),
         }
 

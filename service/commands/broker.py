@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import queue
 import signal
-import threading
 from types import FrameType
 
 from service.commands.args import comma_list, examples, positive_int
@@ -39,10 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from service.io.embedded import EmbeddedBroker
     from service.io.kafka import create_topics
 
-    done = threading.Event()
+    # SimpleQueue.put is safe in a signal handler (an Event's set takes a lock the interrupted
+    # main thread may hold)
+    stops: queue.SimpleQueue[int] = queue.SimpleQueue()
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        done.set()
+        stops.put(signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -54,8 +56,17 @@ def run(args: argparse.Namespace) -> int:
                 args.partitions,
             )
         print(f"broker listening on {broker.bootstrap_servers} (Ctrl-C to stop)", flush=True)
-        while not done.wait(EXIT_CHECK_S):
+        while not _stopped(stops):
             status = broker.exit_status
             if status is not None:
                 raise KafkaServiceError(f"the embedded broker exited with status {status}")
     return 0
+
+
+def _stopped(stops: queue.SimpleQueue[int]) -> bool:
+    """A signal came (waits at most :data:`EXIT_CHECK_S` for one)."""
+    try:
+        stops.get(timeout=EXIT_CHECK_S)
+    except queue.Empty:
+        return False
+    return True

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import queue
 import signal
+import threading
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -56,17 +58,37 @@ class StopRequested(BaseException):  # not an error: how a signal interrupts the
     """SIGTERM/SIGINT before the main loop: the start stops where it is (nothing to drain)."""
 
 
+REPORT_WAIT_S = 5.0  # how long the command waits for the signal's log line at its end
+
+
 class Signals:
     """SIGTERM and SIGINT at every stage: before the main loop they interrupt the start
     (:class:`StopRequested`, raised where the main thread is); in it they ask the service to
-    drain, commit and stop (the drain is bounded by ``drain_timeout_s``)."""
+    drain, commit and stop (the drain is bounded by ``drain_timeout_s``).
+
+    The handler logs nothing itself: it runs in the main thread between two of its bytecodes,
+    possibly inside a log call holding the log's lock, and would wait for that lock forever. It
+    hands the line to a thread (``SimpleQueue.put`` is safe in a handler) that writes it when the
+    lock is free; :meth:`close` waits for it."""
 
     def __init__(self) -> None:
         self.service: ScoringService | None = None
         self.received: str | None = None
         self.received_in: str | None = None  # the stage the first signal came in
+        self._reports: queue.SimpleQueue[dict[str, str] | None] = queue.SimpleQueue()
+        self._reporter = threading.Thread(target=self._report, name="signal-log", daemon=True)
+        self._reporter.start()
         signal.signal(signal.SIGTERM, self)
         signal.signal(signal.SIGINT, self)
+
+    def _report(self) -> None:
+        while (fields := self._reports.get()) is not None:
+            log.info("signal_received", **fields)
+
+    def close(self) -> None:
+        """Write the signal's line if one came (waits at most :data:`REPORT_WAIT_S`)."""
+        self._reports.put(None)
+        self._reporter.join(REPORT_WAIT_S)
 
     @property
     def stage(self) -> str:
@@ -80,7 +102,7 @@ class Signals:
         name = signal.Signals(signum).name
         if self.received is None:
             self.received_in = self.stage
-            log.info("signal_received", signal=name, stage=self.stage)
+            self._reports.put({"signal": name, "stage": self.stage})
         self.received = name
         if self.service is not None and self.service.stage in ("running", "stopped"):
             self.service.stop()
@@ -110,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, signals)
     except StopRequested:
         assert signals is not None
+        signals.close()
         log.info("stopped_before_start", signal=signals.received, stage=signals.received_in)
         return 0
     except Exception as exc:
@@ -117,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         # the signal's exception raised inside a library's C code (torch, safetensors) comes
         # back as that library's error: after a stop request at the start, that is the stop
+        signals.close()
         log.info(
             "stopped_before_start",
             signal=signals.received,
@@ -124,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
             interrupted=f"{type(exc).__name__}: {exc}",
         )
         return 0
+    finally:
+        if signals is not None:
+            signals.close()
 
 
 def _run(args: argparse.Namespace, signals: Signals | None) -> int:

@@ -57,7 +57,7 @@ def configure_logging(fmt: LogFormat | None = None, level: str = "info") -> None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=STDERR),  # type: ignore[arg-type]
+        logger_factory=structlog.WriteLoggerFactory(file=STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries' stdlib logs (librdkafka through LIBRDKAFKA_LOGGER, urllib3...) in the same format

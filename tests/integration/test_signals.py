@@ -6,14 +6,18 @@ drain_timeout_s): a process that ignored the signal would fail the wait."""
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 from collections.abc import Callable
+
+import pytest
 
 from service.config import KafkaSettings
 from service.demo import publish, sample_messages
 from service.io.kafka import create_topics
 from service.live import STOP_MARGIN_S
-from tests.integration.conftest import ServiceProcess
+from tests.integration.conftest import CLI, ServiceProcess
 from tests.integration.test_outage import Proxy, proxied_broker  # noqa: F401 - a fixture
 from tests.integration.test_service import service_args
 
@@ -58,8 +62,8 @@ def test_sigterm_while_waiting_for_brokers_at_start(
     service = service_process(*service_args(UNRESOLVABLE, names, "signals"))
     service.event("waiting_for_brokers")
     stops_in_time(service, STOP_MARGIN_S)
-    signal = service.event("signal_received")
-    assert signal["stage"] == "waiting_for_brokers"
+    received = service.event("signal_received")
+    assert received["stage"] == "waiting_for_brokers"
     assert service.event("stopped_before_start")["stage"] == "waiting_for_brokers"
 
 
@@ -102,3 +106,27 @@ def test_sigterm_while_draining_unacknowledged_outputs(
     stops_in_time(service, drain_s + STOP_MARGIN_S)
     stopped = service.event("service_stopped", timeout=5)
     assert stopped["consumed"] > 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_broker_command_stops_on_a_signal(signum: int) -> None:
+    """`alert-anomaly broker` exits 0 on SIGTERM and on SIGINT (Ctrl-C), its broker with it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    broker = subprocess.Popen(
+        [*CLI, "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert broker.stdout is not None and broker.stderr is not None
+    try:
+        line = broker.stdout.readline()  # the command prints it once the broker listens
+        assert line.startswith("broker listening on"), line + broker.stderr.read()
+        broker.send_signal(signum)
+        assert broker.wait(STOP_MARGIN_S) == 0, broker.stderr.read()
+    finally:
+        if broker.poll() is None:
+            broker.kill()
+            broker.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import queue
 import signal
 import threading
@@ -69,7 +70,8 @@ class Signals:
     The handler logs nothing itself: it runs in the main thread between two of its bytecodes,
     possibly inside a log call holding the log's lock, and would wait for that lock forever. It
     hands the line to a thread (``SimpleQueue.put`` is safe in a handler) that writes it when the
-    lock is free; :meth:`close` waits for it."""
+    lock is free; :meth:`close` waits for it. SIGUSR1 prints every thread's stack to stderr and
+    the process goes on (a C-level handler: it answers even when the main thread is stuck)."""
 
     def __init__(self) -> None:
         self.service: ScoringService | None = None
@@ -80,6 +82,7 @@ class Signals:
         self._reporter.start()
         signal.signal(signal.SIGTERM, self)
         signal.signal(signal.SIGINT, self)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def _report(self) -> None:
         while (fields := self._reports.get()) is not None:

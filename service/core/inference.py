@@ -26,6 +26,7 @@ neither can change without the other.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import gc
 import mmap
 import os
@@ -376,6 +377,7 @@ def main(argv: Sequence[str]) -> None:
     """The worker process: ``python -m service.core.inference <socket fd> <memory fd>``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service drains first, then closes the pipe
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks to stderr, as the service
     connection_fd, memory_fd = (int(a) for a in argv)
     memory = mmap.mmap(memory_fd, 0)
     os.close(memory_fd)

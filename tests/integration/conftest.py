@@ -61,9 +61,26 @@ class ServiceProcess:
             if self.process.poll() is not None and not self._reader.is_alive():
                 break
             time.sleep(0.05)
+        tail = "".join(self.raw[-20:])
         raise AssertionError(
-            f"event not seen within {timeout} s; log tail:\n{''.join(self.raw[-20:])}"
+            f"event not seen within {timeout} s; log tail:\n{tail}\nstacks:\n{self.stacks()}"
         )
+
+    def stacks(self, pid: int | None = None, timeout: float = 10.0) -> str:
+        """Every thread's stack, as a live service (or its inference worker: ``pid``) prints it
+        on SIGUSR1 (for failure messages: where a process that did not do what was expected
+        is); "" once the service has exited."""
+        if self.process.poll() is not None:
+            return ""
+        start = len(self.raw)
+        os.kill(pid or self.process.pid, signal.SIGUSR1)
+        deadline, seen = time.monotonic() + timeout, start
+        while time.monotonic() < deadline:
+            time.sleep(0.5)  # the dump is written at once: done when no line came meanwhile
+            if seen != start and len(self.raw) == seen:
+                break
+            seen = len(self.raw)
+        return "".join(self.raw[start:])
 
     def event(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
         return self.wait_for(lambda e: e.get("event") == name, timeout)

@@ -31,8 +31,10 @@ def stops_in_time(service: ServiceProcess, bound_s: float) -> None:
     try:
         code = service.process.wait(bound_s)
     except subprocess.TimeoutExpired:
+        tail = "".join(service.raw[-20:])
         raise AssertionError(
-            f"still running {bound_s} s after SIGTERM; log tail:\n{''.join(service.raw[-20:])}"
+            f"still running {bound_s} s after SIGTERM; log tail:\n{tail}\n"
+            f"stacks:\n{service.stacks()}"
         ) from None
     assert code == 0, "".join(service.raw[-20:])
     service._reader.join(30)
@@ -65,6 +67,26 @@ def test_sigterm_while_waiting_for_brokers_at_start(
     received = service.event("signal_received")
     assert received["stage"] == "waiting_for_brokers"
     assert service.event("stopped_before_start")["stage"] == "waiting_for_brokers"
+
+
+def test_sigusr1_prints_the_stacks_and_the_service_goes_on(
+    service_process: Callable[..., ServiceProcess], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """An operator's look into a process that seems stuck: SIGUSR1 to the service or to its
+    inference worker prints every thread's stack to stderr; both go on (and stop cleanly)."""
+    names = (f"{topic_prefix}-in", f"{topic_prefix}-scores", f"{topic_prefix}-dlq")
+    create_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), names)
+    service = service_process(
+        *service_args(kafka_bootstrap, names, topic_prefix),
+        env={"ALERT_ANOMALY_MODEL__INFERENCE": "process"},
+    )
+    worker = service.event("service_starting")["inference_pid"]
+    stacks = service.stacks()
+    assert "most recent call first" in stacks, stacks
+    assert "service/core/engine.py" in stacks, stacks  # the main loop
+    stacks = service.stacks(worker)
+    assert "service/core/inference.py" in stacks, stacks
+    stops_in_time(service, STOP_MARGIN_S)
 
 
 def test_sigterm_while_the_inference_worker_starts(
@@ -120,7 +142,8 @@ def test_the_broker_command_stops_on_a_signal(signum: int) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert broker.stdout is not None and broker.stderr is not None
+    assert broker.stdout is not None
+    assert broker.stderr is not None
     try:
         line = broker.stdout.readline()  # the command prints it once the broker listens
         assert line.startswith("broker listening on"), line + broker.stderr.read()

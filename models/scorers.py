@@ -22,7 +22,7 @@ PAPER_BEST_SCORERS: Final[dict[str, ScorerKind]] = {
     "Periodic": "mcdsvdd",
 }
 # ZTF's default: our small MCDSVDD-NN ensemble, better than the paper's best in every class over
-# three split seeds (docs/results.md) and as fast end to end (README, "Models").
+# four split seeds (docs/results.md) and as fast end to end (README, "Models").
 DEFAULT_SCORERS: Final[dict[str, ScorerKind]] = {
     "Transient": "mcdsvdd-ens-lite",
     "Stochastic": "mcdsvdd-ens-lite",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -428,3 +429,28 @@ def test_results_commands_are_the_makefiles_and_the_committed_runs() -> None:
         for run in runs:
             config = json.loads((run / "config.json").read_text())
             assert config["detectors"] == list(detectors), run
+    # the page's compare command is the one make runs (the Makefile's variables expanded by make)
+    expanded = subprocess.run(
+        ["make", "-n", "results"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    compared = [line for line in expanded.splitlines() if " compare " in line]
+    assert len(compared) == 1, expanded
+    shown = block[block.index("alert-anomaly compare") :].replace("\\\n", " ")
+    assert compared[0].split(" compare ")[1].split() == shown.split()[2:]
+
+
+def test_readme_split_seed_numbers_are_the_results_pages() -> None:
+    """The README's summary of the evaluation over split seeds quotes docs/results.md's
+    generated tables: each mean ± standard error and each interval, and the count of seeds."""
+    readme = (REPO / "README.md").read_text()
+    page = (REPO / "docs" / "results.md").read_text()
+    start = readme.index("references. Over ")
+    summary = readme[start : readme.index('"per class" table', start)]
+    words = {"three": 3, "four": 4, "five": 5, "six": 6}
+    count = words[summary.split()[2]]
+    assert f"### Over {count} split seeds" in page
+    quoted = re.findall(r"\d\.\d{3} ± \d\.\d{3}|\[[-+]\d\.\d{3}, [-+]\d\.\d{3}\]", summary)
+    assert len(quoted) >= 8, summary
+    generated = page[page.index("### Over ") : page.index("### What the preprocessing")]
+    for number in quoted:
+        assert number in generated, number

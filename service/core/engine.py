@@ -171,6 +171,8 @@ class Engine:
                     self._idle_since = time.monotonic()
                     self._handle(inputs)
                     since_checkpoint += len(inputs)
+                else:
+                    self.inference.check()  # a worker that dies while the input is quiet
                 self._release_late()
                 if not inputs and o.flush_when_idle and not self.inference.pending():
                     # the input is quiet and the model idle: waiting would only add latency

@@ -121,6 +121,9 @@ class InlineInference(Generic[T]):
         """Batches submitted and not yet returned by :meth:`completed`."""
         return len(self._done)
 
+    def check(self) -> None:
+        """Nothing to check: scoring runs in this process."""
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -203,6 +206,13 @@ class ProcessInference(Generic[T]):
     def pending(self) -> int:
         """Batches submitted and not yet returned by :meth:`completed`."""
         return len(self._busy) + len(self._done)
+
+    def check(self) -> None:
+        """Raise :class:`InferenceError` if the worker has exited (killed, out of memory) - seen
+        at once, not only when the next batch is sent to it."""
+        code = self._process.poll()
+        if code is not None:
+            raise InferenceError(f"the inference worker is gone (exit code {code})")
 
     def close(self) -> None:
         """Stop the worker (it finishes the batch it is scoring)."""

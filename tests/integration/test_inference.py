@@ -225,6 +225,24 @@ def test_the_service_stops_when_its_worker_dies_and_a_restart_loses_nothing(
     restart_covers_everything(kafka_bootstrap, names, topic_prefix, placed, service_process)
 
 
+def test_a_worker_that_dies_while_the_input_is_quiet_stops_the_service(
+    kafka_bootstrap: str, topic_prefix: str, service_process: Start
+) -> None:
+    """No batch is in the worker's hands, so no answer is missing: the service still sees its
+    worker gone (killed, out of memory) and exits with the error, to be restarted, instead of
+    waiting, ready, for the next alert."""
+    names = topics(kafka_bootstrap, topic_prefix, partitions=1)
+    args = service_args(kafka_bootstrap, names, topic_prefix)
+    service = service_process(*args, env={"ALERT_ANOMALY_MODEL__INFERENCE": "process"})
+    pid = service.event("service_starting")["inference_pid"]
+    service.assigned()
+    os.kill(pid, signal.SIGKILL)
+    assert service.process.wait(60) == 2, "".join(service.raw[-20:])
+    errors = [line for line in service.raw if "the inference worker is gone" in line]
+    assert errors, service.raw
+    assert not [line for line in service.raw if "Traceback" in line], service.raw
+
+
 def test_a_worker_whose_service_is_gone_before_it_starts_exits_quietly() -> None:
     """The service stops (SIGTERM) before it sends the worker its models: the worker reads
     the closed pipe and exits 0 without a traceback (tests/integration/test_signals.py races

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,25 @@ TANSU_CONSUMER = {"fetch.wait.max.ms": "10"}
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def code_version() -> str | None:
+    """The commit the benchmark runs (``+changes`` when the checkout differs from it); None
+    outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        if done.returncode:
+            raise OSError(done.stderr.strip())
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=7", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except OSError:  # no git, or not a checkout (an installed package)
+        return None
+    return commit + ("+changes" if changed else "")
 
 
 def machine() -> str:

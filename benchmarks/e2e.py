@@ -68,6 +68,7 @@ from benchmarks.common import (
     Progress,
     StageTimer,
     Throughput,
+    code_version,
     cores,
     machine,
     score_now,
@@ -134,7 +135,7 @@ class Burst:
 @dataclass
 class Report:
     machine: str
-    versions: dict[str, str]
+    versions: dict[str, str | None]
     config: dict[str, Any]
     throughput: dict[str, float] = field(default_factory=dict)  # steady state, median run
     runs: dict[str, list[float]] = field(default_factory=dict)  # every run's steady rate
@@ -227,9 +228,10 @@ def targets(report: Report) -> list[Target]:
     return out
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | None]:
     return {
         "alert_anomaly": __version__,
+        "commit": code_version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -934,6 +936,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         base = settings_for(kafka, topic, args)
+        report.config |= {  # what the service rows score with (ALERT_ANOMALY_* included)
+            "scorers": dict(base.model.scorers),
+            "explain_features": base.model.explain_features,
+            "explain_min_percentile": base.model.explain_min_percentile,
+        }
         new_topics(base, args.partitions)
         preloaded = args.n if rows & ZTF_PRELOADED else 0
         print(f"pre-loading {preloaded} alerts into {topic} ...", flush=True)

@@ -114,6 +114,12 @@ class Scorer:
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
 
+    def warm_up(self, explain: int) -> None:
+        """Score a row of zeros once, explaining it when ``explain`` > 0: a process's first
+        backward pass costs ~0.3 s (torch's autograd starting up), which the first candidate
+        to explain would otherwise add to the latency of every alert queued behind it."""
+        self.score(np.zeros((1, len(self.feature_names)), np.float32), explain, 0.0)
+
     def percentile(self, raw: NDArray[np.float32]) -> NDArray[np.float32]:
         """Percentile of raw scores among the training inliers (0-100, clipped at the ends)."""
         out = np.interp(raw.astype(np.float64), self._quantiles, self._levels)

@@ -92,6 +92,9 @@ class InlineInference(Generic[T]):
         self.explain = explain
         self.explain_from = explain_from
         self._done: list[Scored[T]] = []
+        if explain:
+            for scorer in scorers.values():
+                scorer.warm_up(explain)  # not on the first candidate's latency
 
     def submit(self, top: str, features: Sequence[NDArray[np.float32]], tag: T) -> None:
         scorer = self.scorers[top]
@@ -349,6 +352,8 @@ def _serve(connection: Connection, memory: mmap.mmap) -> None:
             if bundle.checksum != model.checksum:
                 raise InferenceError(f"{model.path} changed after the service loaded it")
             scorers[model.top] = Scorer(bundle, resolve_device(device))
+            if explain:
+                scorers[model.top].warm_up(explain)  # not on the first candidate's latency
     except Exception as exc:  # reported to the service, which stops with it
         connection.send(("error", f"{type(exc).__name__}: {exc}"))
         return

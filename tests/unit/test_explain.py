@@ -70,6 +70,22 @@ def test_explaining_never_changes_a_score(name: str) -> None:
     np.testing.assert_array_equal(plain.nearest_index, explained.nearest_index)
 
 
+@pytest.mark.parametrize("name", ["ztf/periodic-mcdsvdd-ens-lite", "ztf/stochastic-ae"])
+def test_warming_up_changes_nothing(name: str) -> None:
+    """The inference's warm-up (one explained row of zeros at start) leaves a scorer's scores
+    and explanations bitwise those of a scorer that never warmed up."""
+    cold, warm = shipped(name), shipped(name)
+    warm.warm_up(3)
+    x = rows_of(cold, cold.bundle.manifest.top_class, 150)
+    for explain_from in (0.0, 90.0):
+        a, b = cold.score(x, 3, explain_from), warm.score(x, 3, explain_from)
+        assert a.explanation is not None
+        assert b.explanation is not None
+        assert a.raw.tobytes() == b.raw.tobytes()
+        assert a.explanation.index.tobytes() == b.explanation.index.tobytes()
+        assert a.explanation.contribution.tobytes() == b.explanation.contribution.tobytes()
+
+
 @pytest.mark.parametrize(
     "name", ["ztf/periodic-mcdsvdd-ens-lite", "ztf/stochastic-ae", "lsst/all-iforest"]
 )

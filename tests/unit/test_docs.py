@@ -454,3 +454,51 @@ def test_readme_split_seed_numbers_are_the_results_pages() -> None:
     generated = page[page.index("### Over ") : page.index("### What the preprocessing")]
     for number in quoted:
         assert number in generated, number
+
+
+def test_readme_current_code_rows_quote_their_json() -> None:
+    """The Performance section's run of the current code: every row's median, runs and CPU
+    account, the paired rows, the latency before/after and the bursts are the committed
+    JSONs', each JSON names the commit it ran and the routing it scored with."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**The current code, as shipped**")
+    section = " ".join(readme[start : readme.index("**The run of 2026-11-30**", start)].split())
+    folder = REPO / "benchmarks" / "results" / "2026-12-07-head"
+    full = json.loads((folder / "full.json").read_text())
+    assert f"on commit {full['versions']['commit']}" in section
+    assert set(full["config"]["scorers"].values()) == {"mcdsvdd-ens-lite"}
+
+    for name in ("passthrough", "service", "service x2 instances", "service with ALeRCE's outputs"):
+        assert f"{full['throughput'][name]:,.0f} alerts" in section, name
+        assert " / ".join(f"{r:,.0f}" for r in full["runs"][name]) in section, name
+    for name in ("rubin service", "rubin service, light-curve features"):
+        assert f"{full['throughput'][name]:,.0f} packets" in section, name
+        assert " / ".join(f"{r:,.0f}" for r in full["runs"][name]) in section, name
+    for name, parts in full["cpu_us_per_alert"].items():
+        if name.startswith(("service", "rubin service")):
+            assert " + ".join(f"{us:.1f}" for us in parts.values()) in section, name
+    for routing, scorers in (("paper-best", {"mcdsvdd", "ae"}), ("default", {"mcdsvdd-ens-lite"})):
+        run = json.loads((folder / f"service-{routing}.json").read_text())
+        assert run["versions"]["commit"] == full["versions"]["commit"]
+        assert set(run["config"]["scorers"].values()) == scorers
+        assert f"{run['throughput']['service']:,.0f} alerts" in section, routing
+        assert " / ".join(f"{r:,.0f}" for r in run["runs"]["service"]) in section, routing
+        parts = run["cpu_us_per_alert"]["service"].values()
+        assert " + ".join(f"{us:.1f}" for us in parts) in section, routing
+    latency = {
+        f"{when}-{i}": json.loads((folder / f"latency-{when}-{i}.json").read_text())["latency"]
+        for when in ("before", "after")
+        for i in (1, 2)
+    }
+    for offered, where in ((1000, "1,000 alerts/s, p99"), (5000, "5,000/s, p99")):
+        p99 = {
+            k: next(x["p99_ms"] for x in v if x["offered_per_second"] == offered)
+            for k, v in latency.items()
+        }
+        quoted = section[section.index(where) :]
+        assert quoted.index(f"{p99['before-1']:.1f}") < quoted.index(f"{p99['before-2']:.1f}")
+        assert f"{p99['after-1']:.1f} and {p99['after-2']:.1f}" in quoted, offered
+    for burst in full["bursts"]:
+        assert f"in {burst['seconds']:.2f} s" in section

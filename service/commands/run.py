@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import io
 import queue
 import signal
 import threading
@@ -82,7 +83,10 @@ class Signals:
         self._reporter.start()
         signal.signal(signal.SIGTERM, self)
         signal.signal(signal.SIGINT, self)
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        try:  # to the file descriptor of stderr: none when a caller swapped it for an object
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
+        except (AttributeError, ValueError, io.UnsupportedOperation):
+            log.debug("stack_dumps_unavailable", reason="stderr has no file descriptor")
 
     def _report(self) -> None:
         while (fields := self._reports.get()) is not None:

@@ -6,6 +6,7 @@ line is being written is logged, not a deadlock."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -48,6 +49,17 @@ def test_a_signal_turned_into_a_library_error_while_loading_is_a_stop(
     monkeypatch.setattr(
         run_command, "_run", lambda args, signals: library_call_interrupted_by(signum)
     )
+    assert run_command.run(args()) == 0
+
+
+@pytest.mark.usefixtures("restore_handlers")
+def test_run_starts_with_a_stderr_that_has_no_file_descriptor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A caller that swapped stderr for an object (a notebook, a test's capture) still runs
+    the service; only SIGUSR1's stack dumps, which need a descriptor, are not offered."""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setattr(run_command, "_run", lambda args, signals: 0)
     assert run_command.run(args()) == 0
 
 

@@ -41,6 +41,7 @@ import io
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -857,6 +858,9 @@ def print_report(report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # SIGTERM stops it as Ctrl-C does: the context managers stop the embedded broker (a session
+    # of its own, which the signal does not reach) and the services they started
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
     )

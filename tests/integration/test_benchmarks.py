@@ -10,12 +10,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks.e2e import ALERCE, RUBIN_LIGHTCURVES, RUBIN_PASSTHROUGH, RUBIN_SERVICE
+from models.scorers import DEFAULT_SCORERS
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -101,6 +103,10 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
     report = json.loads(out.read_text())
     assert report["config"]["alerts"] == 600
     assert report["config"]["features_per_alert"] > 140  # ALeRCE-sized records
+    assert report["config"]["scorers"] == dict(DEFAULT_SCORERS)  # what the service rows ran
+    head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=REPO, text=True,
+                          capture_output=True).stdout.strip()  # fmt: skip
+    assert report["versions"]["commit"] in (None, head, f"{head}+changes")  # None: no git
     assert set(report["throughput"]) == {
         "passthrough",
         "naive",
@@ -246,3 +252,54 @@ def test_the_expert_benchmark_counts_each_rankings_finds(tmp_path: Path) -> None
     assert result["found"]["loop"][0][0] == result["found"]["static"][0][0]
     assert {len(c[0]) for c in result["curves"].values()} == {30}  # every review
     assert (tmp_path / "yield.svg").read_text().count("<path") > len(result["curves"])
+
+
+def children(pid: int) -> set[int]:
+    """The process ids of ``pid``'s children (Linux: /proc/PID/task/*/children)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_sigterm_stops_the_benchmark_and_its_broker() -> None:
+    """SIGTERM stops `python -m benchmarks` as Ctrl-C does: its embedded broker (a process of
+    its own session, which a plain SIGTERM death used to leave running) goes with it."""
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks", "--rows", "passthrough", "--n", "200000"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bench.stdout is not None
+        line = bench.stdout.readline()  # printed once the broker runs
+        assert line.startswith("pre-loading"), line
+        started = children(bench.pid)
+        assert started, "no broker process"
+        bench.terminate()
+        bench.wait(60)
+        left = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the broker's own shutdown, not a race
+            left = {pid for pid in started if running(pid)}
+            if not left:
+                break
+            time.sleep(0.2)
+        assert not left, f"still running after the benchmark: {left}"
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()

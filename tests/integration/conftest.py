@@ -12,12 +12,39 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 CLI = [sys.executable, "-m", "service.cli", "--log-format", "json"]
 TEST_CONSUMER = json.dumps({"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"})
+
+
+def children(pid: int) -> set[int]:
+    """The process ids of ``pid``'s children (Linux: /proc/PID/task/*/children)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited
+
+
+def still_running(pids: set[int], wait_s: float) -> set[int]:
+    """Those of ``pids`` still running after up to ``wait_s`` (returns as soon as none is)."""
+    deadline = time.monotonic() + wait_s
+    left = {pid for pid in pids if running(pid)}
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = {pid for pid in left if running(pid)}
+    return left
 
 
 class ServiceProcess:

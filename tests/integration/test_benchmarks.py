@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from benchmarks.e2e import ALERCE, RUBIN_LIGHTCURVES, RUBIN_PASSTHROUGH, RUBIN_SERVICE
 from models.scorers import DEFAULT_SCORERS
 from tests.conftest import REPO
+from tests.integration.conftest import children, still_running
 
 pytestmark = pytest.mark.slow
 
@@ -254,22 +254,6 @@ def test_the_expert_benchmark_counts_each_rankings_finds(tmp_path: Path) -> None
     assert (tmp_path / "yield.svg").read_text().count("<path") > len(result["curves"])
 
 
-def children(pid: int) -> set[int]:
-    """The process ids of ``pid``'s children (Linux: /proc/PID/task/*/children)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(c) for c in (task / "children").read_text().split()}
-    return found
-
-
-def running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"  # a zombie has exited
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
 def test_sigterm_stops_the_benchmark_and_its_broker() -> None:
     """SIGTERM stops `python -m benchmarks` as Ctrl-C does: its embedded broker (a process of
@@ -291,13 +275,7 @@ def test_sigterm_stops_the_benchmark_and_its_broker() -> None:
         assert started, "no broker process"
         bench.terminate()
         bench.wait(60)
-        left = set()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the broker's own shutdown, not a race
-            left = {pid for pid in started if running(pid)}
-            if not left:
-                break
-            time.sleep(0.2)
+        left = still_running(started, 30)  # the broker's own shutdown, not a race
         assert not left, f"still running after the benchmark: {left}"
     finally:
         if bench.poll() is None:

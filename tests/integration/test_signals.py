@@ -6,10 +6,13 @@ drain_timeout_s): a process that ignored the signal would fail the wait."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +20,7 @@ from service.config import KafkaSettings
 from service.demo import publish, sample_messages
 from service.io.kafka import create_topics
 from service.live import STOP_MARGIN_S
-from tests.integration.conftest import CLI, ServiceProcess
+from tests.integration.conftest import CLI, ServiceProcess, children, still_running
 from tests.integration.test_outage import Proxy, proxied_broker  # noqa: F401 - a fixture
 from tests.integration.test_service import service_args
 
@@ -153,3 +156,34 @@ def test_the_broker_command_stops_on_a_signal(signum: int) -> None:
         if broker.poll() is None:
             broker.kill()
             broker.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_the_brokers_process_dies_with_the_broker_command_even_on_sigkill() -> None:
+    """SIGKILL gives `alert-anomaly broker` no chance to stop its tansu (a process of its own
+    session, so no signal of the command's reaches it): the kernel ends it instead
+    (service/io/embedded.py dies_with_parent), rather than leaving it holding the port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    broker = subprocess.Popen(
+        [*CLI, "broker", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert broker.stdout is not None
+    tansu: set[int] = set()
+    try:
+        line = broker.stdout.readline()
+        assert line.startswith(b"broker listening on"), line
+        tansu = children(broker.pid)
+        assert tansu, "no broker process"
+        broker.kill()
+        broker.wait()
+        left = still_running(tansu, 30)
+        assert not left, f"the broker's process outlived the command: {left}"
+    finally:
+        if broker.poll() is None:
+            broker.kill()
+            broker.wait()
+        for pid in tansu:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -2,7 +2,8 @@
 measured side by side in one run (ratios, because shared machines are noisy).
 
     python -m benchmarks [--n 100000] [--partitions 4] [--loads 1000,5000] [--device auto]
-        [--rows passthrough,naive,peer,service,alerce,instances,latency,bursts,stages,rubin]
+        [--rows passthrough,naive,peer,service,baseline,alerce,instances,latency,bursts,stages,
+                rubin]
         [--bursts 10000,40000] [--burst-surveys ztf,lsst] [--rubin-n 20000]
 
 On the embedded broker (tansu), or on ``KAFKA_BOOTSTRAP_SERVERS`` when set, it pre-loads N alerts
@@ -14,8 +15,10 @@ in ALeRCE's input format (``benchmarks.workload``: 209 features each) and measur
   model, encode, produce, wait for the acknowledgement, commit (a straightforward at-least-once
   implementation);
 * the service at saturation (alerts/s from the first message consumed to the last output
-  acknowledged) and its latency (input timestamp to output acknowledgement) at fixed offered
-  loads, produced by a separate process (``benchmarks.load``);
+  acknowledged); right after each service run, the service routing every class to the paper's
+  best model instead (``baseline``: the default before ours, the rule for a new default is
+  measured against it in the same run); the service's latency (input timestamp to output
+  acknowledgement) at fixed offered loads, produced by a separate process (``benchmarks.load``);
 * bursts - N alerts produced at once (a Rubin visit: 10,000 typical, 40,000 at most) into a
   joined, idle service: the time from the first alert's timestamp to the last output
   acknowledged, for ZTF classifier records and for Rubin alert packets (``model.survey lsst``,
@@ -78,6 +81,7 @@ from benchmarks.common import (
 )
 from benchmarks.peer import peer
 from models.exceptions import DataError
+from models.scorers import PAPER_BEST_SCORERS
 from models.scoring import resolve_device
 from service import __version__
 from service.config import Settings, load_settings
@@ -173,6 +177,7 @@ ROWS = (
     "naive",
     "peer",
     "service",
+    "baseline",
     "alerce",
     "instances",
     "latency",
@@ -181,12 +186,25 @@ ROWS = (
     "rubin",
 )
 ALERCE = "service with ALeRCE's outputs"  # the alerce row's name in the report
+BASELINE = "service, the paper's best per class"  # the baseline row's name in the report
+# issue 32: a new default must keep the service row at this rate or more, measured in the same
+# run as the default before it (the baseline row)
+DEFAULT_RULE_ALERTS_S = 45_000
 # the rubin rows' names in the report (benchmarks.rubin)
 RUBIN_PASSTHROUGH = "rubin passthrough"
 RUBIN_SERVICE = "rubin service"  # the shipped LSST bundles: diaObject features
 RUBIN_LIGHTCURVES = "rubin service, light-curve features"
 # the rows that read the pre-loaded ZTF alerts
-ZTF_PRELOADED = {"passthrough", "naive", "peer", "service", "alerce", "instances", "stages"}
+ZTF_PRELOADED = {
+    "passthrough",
+    "naive",
+    "peer",
+    "service",
+    "baseline",
+    "alerce",
+    "instances",
+    "stages",
+}
 # p99 latency bounds by offered load (alerts/s)
 LATENCY_BOUNDS_MS = {1000.0: 100.0, 5000.0: 50.0}
 
@@ -197,6 +215,9 @@ def targets(report: Report) -> list[Target]:
     out = []
     if "service" in t:
         out.append(Target("service alerts/s", t["service"], 10_000, True))
+    if "service" in t and BASELINE in t:
+        rule = "service alerts/s beside the previous default (the rule for a default)"
+        out.append(Target(rule, t["service"], DEFAULT_RULE_ALERTS_S, True))
     bounds = {
         "service/passthrough": 0.5,
         "service/naive": 10,
@@ -299,6 +320,14 @@ def alerce_settings_for(kafka: Broker, topic: str, args: argparse.Namespace) -> 
         "scribe_topic": f"{topic}-scribe",
         "metrics_topic": f"{topic}-metrics",
     }
+    return load_settings(None, values)
+
+
+def baseline_settings_for(kafka: Broker, topic: str, args: argparse.Namespace) -> Settings:
+    """The service row's settings routing every class to the paper's best model (the
+    service's default before the lite ensemble)."""
+    values = settings_values(kafka, topic, args)
+    values["model"] = {**values["model"], "scorers": dict(PAPER_BEST_SCORERS)}
     return load_settings(None, values)
 
 
@@ -945,6 +974,9 @@ def main(argv: list[str] | None = None) -> None:
             "explain_features": base.model.explain_features,
             "explain_min_percentile": base.model.explain_min_percentile,
         }
+        if "baseline" in rows:
+            routing = baseline_settings_for(kafka, topic, args).model.scorers
+            report.config["baseline_scorers"] = dict(routing)
         new_topics(base, args.partitions)
         preloaded = args.n if rows & ZTF_PRELOADED else 0
         print(f"pre-loading {preloaded} alerts into {topic} ...", flush=True)
@@ -980,6 +1012,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 runs.setdefault("service", []).append(rate)
                 drop_topics(base)
+            if "baseline" in rows:
+                print(f"{BASELINE}{of} ...", flush=True)
+                baseline = baseline_settings_for(kafka, topic, args)
+                runs.setdefault(BASELINE, []).append(saturation(baseline, args.n, kafka.pid)[0])
+                drop_topics(baseline)
             if "alerce" in rows:
                 print(f"{ALERCE}{of} ...", flush=True)
                 alerce = alerce_settings_for(kafka, topic, args)
@@ -1044,6 +1081,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         if ALERCE in t:
             report.ratios["alerce/service"] = t[ALERCE] / t["service"]
+        if BASELINE in t:
+            report.ratios["service/baseline"] = t["service"] / t[BASELINE]
         scaled = f"service x{args.instances} instances"
         if scaled in t:
             report.ratios["instances/service"] = t[scaled] / t["service"]

@@ -15,8 +15,14 @@ from typing import Any
 
 import pytest
 
-from benchmarks.e2e import ALERCE, RUBIN_LIGHTCURVES, RUBIN_PASSTHROUGH, RUBIN_SERVICE
-from models.scorers import DEFAULT_SCORERS
+from benchmarks.e2e import (
+    ALERCE,
+    BASELINE,
+    RUBIN_LIGHTCURVES,
+    RUBIN_PASSTHROUGH,
+    RUBIN_SERVICE,
+)
+from models.scorers import DEFAULT_SCORERS, PAPER_BEST_SCORERS
 from tests.conftest import REPO
 from tests.integration.conftest import children, still_running
 
@@ -104,6 +110,7 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
     assert report["config"]["alerts"] == 600
     assert report["config"]["features_per_alert"] > 140  # ALeRCE-sized records
     assert report["config"]["scorers"] == dict(DEFAULT_SCORERS)  # what the service rows ran
+    assert report["config"]["baseline_scorers"] == dict(PAPER_BEST_SCORERS)  # the baseline's
     head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=REPO, text=True,
                           capture_output=True).stdout.strip()  # fmt: skip
     assert report["versions"]["commit"] in (None, head, f"{head}+changes")  # None: no git
@@ -112,6 +119,7 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "naive",
         "peer",
         "service",
+        BASELINE,
         ALERCE,
         "service x2 instances",
         *RUBIN_ROWS,
@@ -124,11 +132,12 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "naive": 1,
         "peer": 2,
         "service": 2,
+        BASELINE: 2,
         ALERCE: 2,
         "service x2 instances": 2,
         **dict.fromkeys(RUBIN_ROWS, 2),
     }
-    for name in ("passthrough", "peer", "service", ALERCE, "service x2 instances"):
+    for name in ("passthrough", "peer", "service", BASELINE, ALERCE, "service x2 instances"):
         assert report["throughput"][name] == min(runs[name])
     assert set(report["first_to_last"]) == set(report["throughput"])
     assert all(rate > 0 for rate in report["first_to_last"].values())
@@ -143,6 +152,7 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "service/naive",
         "service/peer",
         "alerce/service",
+        "service/baseline",
         "instances/service",
         f"{RUBIN_SERVICE}/{RUBIN_PASSTHROUGH}",
         f"{RUBIN_LIGHTCURVES}/{RUBIN_PASSTHROUGH}",
@@ -167,8 +177,9 @@ def test_the_end_to_end_benchmark_runs_and_writes_its_json(
         "decode + route + assemble, batches (service)",
         "encode (a batch at once)",
     } <= set(report["stages_us_per_alert"])
-    assert [t["name"] for t in report["targets"]][:6] == [
+    assert [t["name"] for t in report["targets"]][:7] == [
         "service alerts/s",
+        "service alerts/s beside the previous default (the rule for a default)",
         "service / passthrough",
         "service / naive",
         "service / peer",

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.e2e import ALERCE, BASELINE
+from models.scorers import PAPER_BEST_SCORERS
 from service.config import reference_markdown
 from tests.conftest import REPO
 
@@ -458,12 +460,58 @@ def test_readme_split_seed_numbers_are_the_results_pages() -> None:
 
 def test_readme_current_code_rows_quote_their_json() -> None:
     """The Performance section's run of the current code: every row's median, runs and CPU
+    account (the baseline's too), the five pairs, the rule's verdict, the latency and the
+    bursts are the committed JSONs', both of one commit, each with the routing it scored."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**The current code, as shipped**")
+    section = " ".join(readme[start : readme.index("**The morning of 2026-12-07**", start)].split())
+    folder = REPO / "benchmarks" / "results" / "2026-12-07-final"
+    full = json.loads((folder / "full.json").read_text())
+    pairs = json.loads((folder / "service-baseline.json").read_text())
+    assert f"on commit {full['versions']['commit']}" in section
+    assert pairs["versions"]["commit"] == full["versions"]["commit"]
+    for run in (full, pairs):
+        assert set(run["config"]["scorers"].values()) == {"mcdsvdd-ens-lite"}
+        assert run["config"]["baseline_scorers"] == dict(PAPER_BEST_SCORERS)
+    quoted = section[section.index("| passthrough") :]
+    for name in ("passthrough", "service", BASELINE, "service x2 instances", ALERCE):
+        assert f"{full['throughput'][name]:,.0f} alerts" in quoted, name
+        assert " / ".join(f"{r:,.0f}" for r in full["runs"][name]) in quoted, name
+    for name in ("rubin service", "rubin service, light-curve features"):
+        assert f"{full['throughput'][name]:,.0f} packets" in quoted, name
+        assert " / ".join(f"{r:,.0f}" for r in full["runs"][name]) in quoted, name
+    for run in (full, pairs):
+        for name, parts in run["cpu_us_per_alert"].items():
+            if name.startswith(("service", "rubin service")):
+                assert " + ".join(f"{us:.1f}" for us in parts.values()) in quoted, name
+    paired = quoted[quoted.index("5 pairs") :]
+    for name in ("service", BASELINE):
+        assert f"{pairs['throughput'][name]:,.0f} alerts" in paired, name
+        assert " / ".join(f"{r:,.0f}" for r in pairs["runs"][name]) in paired, name
+    rule = next(t for t in full["targets"] if "rule for a default" in t["name"])
+    assert rule["bound"] == 45_000
+    met = rule["met"] and pairs["throughput"]["service"] >= rule["bound"]
+    assert ("**not met" in section) == (not met)
+    assert f"service / baseline {pairs['ratios']['service/baseline']:.2f}" in section
+    assert f"{full['ratios']['service/baseline']:.2f} in the full run" in section
+    for lat in full["latency"]:
+        if lat["flush_when_idle"]:
+            assert f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms" in section
+    assert f"ALeRCE's outputs {full['ratios']['alerce/service']:.2f}" in section
+    for burst in full["bursts"]:
+        assert f"in {burst['seconds']:.2f} s" in section
+
+
+def test_readme_morning_run_rows_quote_their_json() -> None:
+    """The morning run of 2026-12-07 (commit 5d4f8e2): every row's median, runs and CPU
     account, the paired rows, the latency before/after and the bursts are the committed
     JSONs', each JSON names the commit it ran and the routing it scored with."""
     import json
 
     readme = (REPO / "README.md").read_text()
-    start = readme.index("**The current code, as shipped**")
+    start = readme.index("**The morning of 2026-12-07**")
     section = " ".join(readme[start : readme.index("**The run of 2026-11-30**", start)].split())
     folder = REPO / "benchmarks" / "results" / "2026-12-07-head"
     full = json.loads((folder / "full.json").read_text())

@@ -155,3 +155,10 @@ def test_the_facts_are_still_upstream_s() -> None:
     assert "return UpsertScoreCommand(**message)" in decode_py
     assert 'constraint="score_pkey"' in commands_py
     assert 'if len(data["categories"]) < 1' in commands_py
+    executor = upstream(FACTS["writer"]["executor_file"])
+    assert "self.data.extend(command.data)" in executor  # every command's rows, one query
+    assert "self.query(session, self.data)" in executor
+    pins = FACTS["writer"]["pins"]
+    lock = upstream(pins["file"])
+    for package in ("sqlalchemy", "psycopg2-binary"):
+        assert f'name = "{package}"\nversion = "{pins[package]}"' in lock, package

@@ -195,16 +195,7 @@ RUBIN_PASSTHROUGH = "rubin passthrough"
 RUBIN_SERVICE = "rubin service"  # the shipped LSST bundles: diaObject features
 RUBIN_LIGHTCURVES = "rubin service, light-curve features"
 # the rows that read the pre-loaded ZTF alerts
-ZTF_PRELOADED = {
-    "passthrough",
-    "naive",
-    "peer",
-    "service",
-    "baseline",
-    "alerce",
-    "instances",
-    "stages",
-}
+ZTF_PRELOADED = set(ROWS) - {"latency", "bursts", "rubin"}
 # p99 latency bounds by offered load (alerts/s)
 LATENCY_BOUNDS_MS = {1000.0: 100.0, 5000.0: 50.0}
 

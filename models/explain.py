@@ -16,9 +16,13 @@ named too). By rule:
   attributions do add up to ``score(x) - score(baseline)``, cost one backward pass per
   integration step. Gradient x input is the first-order term of the same expansion for one
   forward and one backward pass, batched (rows are independent in eval mode, so the gradient
-  of the batch's summed score is every row's own gradient); the forward pass gives the scores
-  too, and the distance's gradient, ``2 (z - nearest point)``, enters the backward pass at
-  the latents (no backward pass through the distances to every centre or reference). Its
+  of the batch's summed score is every row's own gradient). The forward pass is the scoring
+  pass itself: it keeps each hidden layer's output (a :class:`Tape`), and once the scores
+  say which rows to explain, only those rows run backwards, through the network's own
+  layers written out (Linear, eval-mode BatchNorm, LeakyReLU: no autograd, whose graph
+  would cost more than the products on these small networks). The distance's gradient,
+  ``2 (z - nearest point)``, enters the backward pass at the latents (no backward pass
+  through the distances to every centre or reference). Its
   baseline is the input 0, which is the middle of each feature's training range (the
   preprocessing maps it to tanh(0)): a contribution is large when the feature is far from
   its usual range *and* the score is sensitive to it there. Contributions are signed; they
@@ -35,7 +39,8 @@ push the score up, largest first.
 
 from __future__ import annotations
 
-import weakref
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +48,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models.networks import AnomalyNet, Ensemble, Network
-from models.stacked import StackedMembers
+from models.exceptions import BundleError
+from models.networks import AnomalyNet, Network
 
 UNSUPPORTED_REASON = (
     "{kind} has no per-feature measure of its score here (its score aggregates per-metric "
@@ -71,57 +76,98 @@ def top_features(contributions: torch.Tensor, k: int) -> Explanation:
     )
 
 
+@dataclass(frozen=True)
+class Tape:
+    """What a scoring pass keeps of its rows so that any of them can be explained afterwards
+    without running the network forwards again: the network inputs and either every feature's
+    reconstruction error (``reconstruction``) or the encoder's hidden outputs and what the
+    network needs at its latents to start the backward pass there (the distance rules: the
+    network's ``score_keeping``). Row ``i`` of every tensor is row ``i`` of the inputs (the
+    rows are the second-to-last axis: an ensemble's [K, n, ...] tensors keep K first)."""
+
+    inputs: torch.Tensor  # [n, features]
+    hidden: tuple[torch.Tensor, ...] = ()  # [n, width] each
+    latent: tuple[torch.Tensor, ...] = ()
+    errors: torch.Tensor | None = None  # [n, features]
+
+    def _map(self, op: Callable[[torch.Tensor, int], torch.Tensor]) -> Tape:
+        def rows(t: torch.Tensor) -> torch.Tensor:
+            return op(t, t.dim() - 2)
+
+        errors = self.errors
+        return Tape(
+            rows(self.inputs),
+            tuple(map(rows, self.hidden)),
+            tuple(map(rows, self.latent)),
+            None if errors is None else rows(errors),
+        )
+
+    def take(self, index: torch.Tensor) -> Tape:
+        """The rows at ``index``."""
+        return self._map(lambda t, dim: t.index_select(dim, index))
+
+    def split(self, sizes: list[int]) -> list[Tape]:
+        """Consecutive pieces of ``sizes`` rows."""
+        starts = itertools.accumulate(sizes[:-1], initial=0)
+        return [self._narrow(a, m) for a, m in zip(starts, sizes, strict=True)]
+
+    def _narrow(self, start: int, length: int) -> Tape:
+        return self._map(lambda t, dim: t.narrow(dim, start, length))
+
+    @staticmethod
+    def join(tapes: list[Tape], rows: int) -> Tape:
+        """``tapes`` one after the other, zero rows added up to ``rows`` rows (padding: zero
+        inputs contribute nothing)."""
+        have = sum(t.inputs.shape[0] for t in tapes)
+
+        def joined(parts: list[torch.Tensor]) -> torch.Tensor:
+            dim = parts[0].dim() - 2
+            shape = list(parts[0].shape)
+            shape[dim] = rows - have
+            return torch.cat([*parts, parts[0].new_zeros(shape)], dim=dim)
+
+        errors = [t.errors for t in tapes if t.errors is not None]
+        return Tape(
+            joined([t.inputs for t in tapes]),
+            tuple(joined(list(h)) for h in zip(*(t.hidden for t in tapes), strict=True)),
+            tuple(joined(list(k)) for k in zip(*(t.latent for t in tapes), strict=True)),
+            joined(errors) if errors else None,
+        )
+
+
+@torch.inference_mode()
+def score_keeping(net: Network, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Tape]:
+    """Scores and nearest-centre indices of a chunk of network inputs ``x`` (as ``net.score``,
+    bitwise) and the :class:`Tape` that :func:`contributions` explains any of its rows from."""
+    if isinstance(net, AnomalyNet) and net.rule == "reconstruction":
+        errors = net.reconstruction_errors(x)
+        nearest = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        return errors.sum(dim=1), nearest, Tape(x, errors=errors)
+    hidden: list[torch.Tensor] = []
+    raw, nearest, latent = net.score_keeping(x, hidden)
+    return raw, nearest, Tape(x, tuple(hidden), latent)
+
+
+@torch.inference_mode()
+def contributions(net: Network, tape: Tape) -> torch.Tensor:
+    """Every feature's contribution (n, features) to the score of each row of ``tape``: its
+    reconstruction errors, or gradient x input from one backward pass through the kept hidden
+    outputs (the network's own layers backwards, no autograd; see the module docstring)."""
+    if tape.errors is not None:
+        return tape.errors
+    if not tape.latent:
+        raise BundleError("a tape with neither errors nor latents")
+    return net.input_gradient(list(tape.hidden), tape.latent) * tape.inputs
+
+
+@torch.inference_mode()
 def score_and_contributions(
     net: Network, x: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores, nearest-centre indices (as ``net.score``, bitwise) and every feature's
     contribution (n, features) of a chunk of network inputs ``x``."""
-    if isinstance(net, AnomalyNet) and net.rule == "reconstruction":
-        errors = net.reconstruction_errors(x)
-        return errors.sum(dim=1), torch.zeros(x.shape[0], dtype=torch.long, device=x.device), errors
-    return gradient_x_input(net, x)
-
-
-def gradient_x_input(
-    net: Network, x: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scores and nearest-centre indices of a distance rule (as ``net.score``, bitwise) and
-    ``x * d score / d x`` of every row (see the module docstring), from one forward pass with
-    autograd on: the scores are computed from its latents ``z``, and the gradient of a squared
-    distance to the nearest point ``p``, ``2 (z - p)``, is carried back through the encoder by
-    one batched backward pass. Works from inside ``torch.inference_mode`` (``x`` may be an
-    inference tensor)."""
-    with torch.inference_mode(False), torch.enable_grad():
-        inputs = x.clone().requires_grad_(True)
-        if isinstance(net, Ensemble):
-            members, stack = net._nets(), _stacked(net)
-            z = stack.embed(members, inputs)  # [K, n, latent]
-            with torch.no_grad():
-                latents = z.detach()
-                distances = stack.distances(members, latents)
-                raw, nearest = net.score_distances(distances)
-                closest = stack.references_at(members, distances.argmin(dim=2))
-        else:
-            z = net.embed(inputs)
-            with torch.no_grad():
-                latents = z.detach()
-                raw, point = net.nearest_point(latents)
-                nearest, closest = net.subclass_of(point), net.points[point]
-        (gradient,) = torch.autograd.grad(z, inputs, grad_outputs=2.0 * (latents - closest))
-    return raw, nearest, (gradient * inputs).detach()
-
-
-_STACKS: weakref.WeakKeyDictionary[Ensemble, StackedMembers] = weakref.WeakKeyDictionary()
-
-
-def _stacked(net: Ensemble) -> StackedMembers:
-    """The ensemble's members as one batched network, for autograd: stacked outside inference
-    mode (the scorer's own stack is made inside it, and such tensors cannot take part in a
-    backward pass); rebuilt when the members change, as the scorer's is."""
-    stack = _STACKS.get(net)
-    if stack is None:
-        stack = _STACKS[net] = StackedMembers()
-    return stack
+    raw, nearest, tape = score_keeping(net, x)
+    return raw, nearest, contributions(net, tape)
 
 
 def isolation_credit(model: Any, x: NDArray[np.float64]) -> NDArray[np.float32]:

@@ -26,12 +26,13 @@ from typing import Final
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from models.detectors import get
 from models.detectors.spec import PAPER_HIDDEN
 from models.exceptions import BundleError
 from models.scorers import ScorerKind
-from models.stacked import StackedMembers
+from models.stacked import StackedMembers, blocks, leaky_backward, norm_derivative
 
 INIT_STD = 0.02  # the reference's initialisation: N(0, 0.02) for Linear weights and biases
 
@@ -155,6 +156,42 @@ class AnomalyNet(nn.Module):
         distance, point = self.nearest_point(self.embed(x))
         return distance, self.subclass_of(point)
 
+    def score_keeping(
+        self, x: torch.Tensor, hidden: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """:meth:`score` of a distance rule (bitwise: the encoder's modules in turn), keeping
+        every hidden layer's output in ``hidden``; the third: what :meth:`input_gradient` needs
+        at the latents, here the score's gradient there, ``2 (z - nearest point)``."""
+        if self.rule == "reconstruction":
+            raise BundleError(f"{self.kind!r} scores a reconstruction, not a distance")
+        h = x
+        for module in self.encoder.net:
+            h = module(h)
+            if isinstance(module, nn.LeakyReLU):
+                hidden.append(h)
+        z = h[:, : self.latent] if self.posterior else h
+        distance, point = self.nearest_point(z)
+        return distance, self.subclass_of(point), (2.0 * (z - self.points[point]),)
+
+    def input_gradient(
+        self, hidden: list[torch.Tensor], latent: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
+        """The score's gradient with respect to the inputs: the encoder's layers backwards
+        from the gradient at the latents, through the ``hidden`` outputs, both kept for these
+        rows by :meth:`score_keeping`."""
+        (grad,) = latent
+        g = functional.pad(grad, (0, self.latent)) if self.posterior else grad
+        layers = blocks(self)
+        for i in reversed(range(len(layers))):
+            linear, norm, activation = layers[i]
+            if norm is not None and activation is not None:
+                if norm.running_var is None:
+                    raise BundleError("a BatchNorm without running statistics")
+                derivative = norm_derivative(norm.running_var, norm.weight, norm.eps)
+                g = leaky_backward(g, hidden[i], activation.negative_slope) * derivative
+            g = g @ linear.weight
+        return g
+
 
 class Ensemble(nn.Module):
     """An ensemble kind (mcdsvdd-ens, mcdsvdd-ens-lite): networks of its member kind whose
@@ -190,6 +227,31 @@ class Ensemble(nn.Module):
         distance; the members run as one batched network (models.stacked, eval mode)."""
         nets = self._nets()
         return self.score_distances(self._stacked.distances(nets, self._stacked.embed(nets, x)))
+
+    def score_keeping(
+        self, x: torch.Tensor, hidden: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """:meth:`score` (bitwise), keeping the stacked hidden outputs in ``hidden``; the third:
+        the members' latents [K, n, latent] and distances to their references [K, n, R], from
+        which :meth:`input_gradient` finds the nearest references of the rows it explains
+        only (a search over every row's distances would cost more than those rows' backward
+        pass)."""
+        nets = self._nets()
+        z = self._stacked.embed(nets, x, hidden)
+        distances = self._stacked.distances(nets, z)
+        raw, nearest = self.score_distances(distances)
+        return raw, nearest, (z, distances)
+
+    def input_gradient(
+        self, hidden: list[torch.Tensor], latent: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
+        """The members' input gradients added (models.stacked) of the score, the members'
+        nearest distances added: each member's gradient at its latents is ``2 (z - nearest
+        reference)``."""
+        nets = self._nets()
+        z, distances = latent
+        closest = self._stacked.references_at(nets, distances.argmin(dim=2))
+        return self._stacked.input_gradient(nets, hidden, 2.0 * (z - closest))
 
     def score_distances(self, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`score` from the members' squared distances to their references [K, n, R]."""

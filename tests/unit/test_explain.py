@@ -18,7 +18,7 @@ import torch
 
 from models.bundle import load_bundle
 from models.estimators import distclassipy_available
-from models.explain import gradient_x_input
+from models.explain import score_and_contributions
 from models.extras import available
 from models.networks import AnomalyNet, Ensemble
 from models.records import input_records
@@ -272,7 +272,7 @@ def test_the_ensembles_attribution_is_the_sum_of_its_members() -> None:
     assert isinstance(scorer.net, Ensemble)
     with torch.inference_mode():
         inputs = scorer.preprocessor(torch.from_numpy(x.copy()))
-    members = sum(gradient_x_input(m, inputs)[2] for m in scorer.net.members)
+    members = sum(score_and_contributions(m, inputs)[2] for m in scorer.net.members)
     assert isinstance(members, torch.Tensor)
     expected = np.take_along_axis(members.numpy(), every.index, axis=1)
     assert np.abs(expected).max() > 0.1
@@ -291,7 +291,7 @@ def test_the_shortcut_gradient_is_autograds_gradient_of_the_score(name: str) -> 
     with torch.inference_mode():
         inputs = scorer.preprocessor(torch.from_numpy(x.copy()))
         expected_raw, expected_nearest = scorer.net.score(inputs)
-    raw, nearest, contributions = gradient_x_input(scorer.net, inputs)
+    raw, nearest, contributions = score_and_contributions(scorer.net, inputs)
     assert raw.numpy().tobytes() == expected_raw.numpy().tobytes()
     assert torch.equal(nearest, expected_nearest)
     nets = scorer.net.members if isinstance(scorer.net, Ensemble) else [scorer.net]
@@ -335,7 +335,7 @@ def test_off_computes_nothing_and_writes_one_empty_explanation_per_batch(
     def forbidden(*args: object) -> None:
         raise AssertionError("contributions computed with explanations off")
 
-    monkeypatch.setattr(models.scoring, "score_and_contributions", forbidden)
+    monkeypatch.setattr(models.scoring, "score_keeping", forbidden)
     settings = load_settings(
         None, {"input": {"topics": ["t"]}, "model": {"explain_features": 0, "inference": "inline"}}
     )
@@ -385,7 +385,7 @@ def test_alerce_step_records_carry_no_explanation_so_none_is_computed(
     def forbidden(*args: object) -> None:
         raise AssertionError("contributions computed for records that cannot carry them")
 
-    monkeypatch.setattr(models.scoring, "score_and_contributions", forbidden)
+    monkeypatch.setattr(models.scoring, "score_keeping", forbidden)
     given: list[int] = []
     monkeypatch.setattr(processing, "ProcessInference", lambda *args: given.append(args[4]))
     values: dict[str, Any] = {"input": {"topics": ["t"]}, "output": {"format": "alerce"}}

@@ -8,10 +8,13 @@
    bundles (all-distclassipy also by DistClassiPy's own per-metric path) scoring 4096-row
    batches on the CPU.
 3. ``--explain``: instead, per shipped ZTF bundle and LSST's all-iforest, rows/s without and
-   with explanations (models.explain, top 3) in the service's micro-batches (1024 rows), and
-   how often a feature pushed far out of its range is among the three named, in the rows
-   that the push makes anomalous (from below the 90th percentile of the training inliers to
-   above the 99.5th).
+   with explanations (models.explain, top 3) of every row in the service's micro-batches (1024
+   rows); then as the service explains by default (``model.explain_min_percentile``: the
+   rows at or above the 90th percentile) on 340-row batches of the bundle's own class (what
+   a class gets of a micro-batch), off and on, with the share of rows explained; and how
+   often a feature pushed far out of its range is among the three named, in the rows that
+   the push makes anomalous (from below the 90th percentile of the training inliers to above
+   the 99.5th).
 
     python benchmarks/bench_bundles.py [--data models/data/ztf-sim-sample/objects.parquet]
         [--epochs 1000] [--classes Periodic,...] [--configuration paper] [--skip-speed]
@@ -43,6 +46,7 @@ from models.training import (
     stratified_split,
     train_model,
 )
+from service.config.sections import ModelSettings
 from service.ops.logs import configure_logging
 
 SHIPPED_ZTF = ("mcdsvdd", "ae", "mcdsvdd-ens", "mcdsvdd-ens-lite")  # kinds of the ZTF bundles
@@ -140,15 +144,19 @@ def speed_lsst(rows: int, repeats: int, rng: np.random.Generator) -> None:
             print(f"  {'  the library per metric':24s} {rate:12,.0f} rows/s")
 
 
-def explain(rows: int = 1024, repeats: int = 4, k: int = 3) -> None:
-    """Rows/s with explanations off and on, and the pushed-feature hit rate (module docstring)."""
+def explain(rows: int = 1024, repeats: int = 4, k: int = 3, class_rows: int = 340) -> None:
+    """Rows/s with explanations off and on (every row; from the service's default percentile
+    on the class's own rows) and the pushed-feature hit rate (module docstring)."""
+    explain_from = ModelSettings().explain_min_percentile
     print(
-        f"\nexplanations (top {k}): {rows}-row batches, CPU, torch threads "
-        f"{torch.get_num_threads()}"
+        f"\nexplanations (top {k}): every row of {rows}-row batches; from the "
+        f"{explain_from:g}th percentile on {class_rows}-row batches of the class's own rows "
+        f"(the service's default); CPU, torch threads {torch.get_num_threads()}"
     )
     print(
-        f"  {'bundle':24s} {'off rows/s':>12s} {'on rows/s':>12s} {'on/off':>7s} "
-        f"{'pushed in top 3':>16s}"
+        f"  {'bundle':32s} {'off rows/s':>11s} {'every row':>10s} {'on/off':>6s} "
+        f"{'off, class':>11s} {'from p' + format(explain_from, 'g'):>9s} {'on/off':>6s} "
+        f"{'explained':>9s} {'pushed in top 3':>16s}"
     )
     rng = np.random.default_rng(0)
     ztf = read_table(sample_dir() / "objects.parquet")
@@ -164,20 +172,36 @@ def explain(rows: int = 1024, repeats: int = 4, k: int = 3) -> None:
         scorer = Scorer(load_bundle(path), "cpu")
         X = table.columns(scorer.feature_names)
         batch = X[rng.integers(0, len(X), rows)].astype(np.float32)
+        top = scorer.bundle.manifest.top_class  # LSST's unrouted bundles: "All"
+        classes = np.asarray(table.top_class)
+        own = np.flatnonzero(classes == top) if top in TOP_CLASSES else np.arange(len(X))
+        class_batch = X[rng.choice(own, class_rows)].astype(np.float32)
         scorer.score(batch, k)  # warm-up
-        seconds = [0.0, 0.0]
-        for _ in range(repeats):  # off and on in turn: a loaded machine slows both alike
-            for i, on in enumerate((0, k)):
-                t0 = time.perf_counter()
-                scorer.score(batch, on)
-                seconds[i] += time.perf_counter() - t0
-        rates = [rows * repeats / s for s in seconds]
+        every = _rates(scorer, batch, [(0, 0.0), (k, 0.0)], repeats)
+        served = _rates(scorer, class_batch, [(0, 0.0), (k, explain_from)], 3 * repeats)
+        share = float((scorer.score(class_batch).percentile >= explain_from).mean())
         hit = _pushed_hit_rate(scorer, X, rng, k)
+        name = path.parent.name + "/" + path.name
         print(
-            f"  {path.parent.name + '/' + path.name:24s} {rates[0]:12,.0f} {rates[1]:12,.0f} "
-            f"{rates[1] / rates[0]:7.2f} {hit:>16s}",
+            f"  {name:32s} {every[0]:11,.0f} {every[1]:10,.0f} {every[1] / every[0]:6.2f} "
+            f"{served[0]:11,.0f} {served[1]:9,.0f} {served[1] / served[0]:6.2f} "
+            f"{share:9.1%} {hit:>16s}",
             flush=True,
         )
+
+
+def _rates(
+    scorer: Scorer, batch: np.ndarray, settings: list[tuple[int, float]], repeats: int
+) -> list[float]:
+    """Rows/s of ``scorer`` on ``batch`` with each (explain, explain_from) of ``settings``,
+    timed in turn (a loaded machine slows them alike)."""
+    seconds = [0.0] * len(settings)
+    for _ in range(repeats):
+        for i, (k, explain_from) in enumerate(settings):
+            t0 = time.perf_counter()
+            scorer.score(batch, k, explain_from)
+            seconds[i] += time.perf_counter() - t0
+    return [len(batch) * repeats / s for s in seconds]
 
 
 def _pushed_hit_rate(scorer: Scorer, X: np.ndarray, rng: np.random.Generator, k: int) -> str:

@@ -385,15 +385,39 @@ def test_readme_bundle_speed_and_explanation_rows_are_the_committed_outputs() ->
             cells[column] = rate
             row = r" \| ".join(cells)
             assert re.search(rf"^\| {re.escape(name)} \| {row} \|$", readme, re.M), (name, column)
-    explain = re.findall(
-        r"^\s+(\S+/\S+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+(.+?)\s*$",
-        (results / "2026-12-06-lite" / "explain.txt").read_text(),
-        re.M,
-    )
+    explain = _explain_rows(results / "2026-12-07-tape" / "explain.txt")
     assert len(explain) == 13
-    for name, off, on, ratio, pushed in explain:
+    for name, cells in explain.items():
+        *numbers, pushed = cells
         shown = "no such row" if pushed == "0% of 0" else pushed
-        assert f"| {name} | {off} | {on} | {ratio} | {shown} |" in readme, name
+        assert f"| {name} | {' | '.join(numbers)} | {shown} |" in readme, name
+
+
+def _explain_rows(path: Path) -> dict[str, tuple[str, ...]]:
+    """bench_bundles.py --explain's rows: off, every row, on/off, off on the class's rows, as
+    served, on/off, the share explained, pushed in top 3."""
+    numbers = r"\s+".join([r"([\d,.]+%?)"] * 7)
+    row = rf"^\s+(\S+/\S+)\s+{numbers}\s+(.+?)\s*$"
+    return {m[0]: m[1:] for m in re.findall(row, path.read_text(), re.M)}
+
+
+def test_readme_explanation_before_and_after_are_the_committed_outputs() -> None:
+    """The as-served on/off ranges quoted for the code before and after keeping the scoring
+    pass's outputs are those of the two committed runs, kind by kind."""
+    readme = " ".join((REPO / "README.md").read_text().split())
+    folder = REPO / "benchmarks" / "results" / "2026-12-07-tape"
+    before, after = (_explain_rows(folder / f) for f in ("explain-before.txt", "explain.txt"))
+
+    def span(rows: dict[str, tuple[str, ...]], kind: str) -> str:
+        ratios = sorted(float(c[5]) for n, c in rows.items() if n.split("-", 1)[1] == kind)
+        return f"{ratios[0]:.2f}-{ratios[-1]:.2f}"
+
+    lite, svdd, ae = "mcdsvdd-ens-lite", "mcdsvdd", "ae"
+    assert f"on/off {span(before, lite)} for the lite ensembles (now {span(after, lite)})" in readme
+    assert f"{span(before, svdd)} for MCDSVDD ({span(after, svdd)})" in readme
+    assert f"{span(before, ae)} for the autoencoders ({span(after, ae)})" in readme
+    ens = "mcdsvdd-ens"
+    assert f"({span(before, ens)} before, {span(after, ens)} now)" in readme
 
 
 def _evaluate_runs(commands: str, variables: dict[str, str]) -> dict[str, tuple[str, ...]]:

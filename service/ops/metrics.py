@@ -99,6 +99,13 @@ class Metrics:
             ["topic", "reason"],
             registry=r,
         )
+        self.outputs_superseded = Counter(
+            "alert_anomaly_outputs_superseded",
+            "Outputs of one message per object (ALeRCE's scribe commands) left out because a "
+            "later row of the same batch has the same object: its message stands for both",
+            ["topic"],
+            registry=r,
+        )
         self.producer_renewals = Counter(
             "alert_anomaly_producer_renewals",
             "Producers replaced after the broker fenced them or librdkafka called an error "
@@ -294,6 +301,10 @@ class Metrics:
     @_never_raises
     def record_output_dropped(self, topic: str, reason: str) -> None:
         self.outputs_dropped.labels(topic, reason).inc()
+
+    @_never_raises
+    def record_superseded(self, topic: str, n: int) -> None:
+        self.outputs_superseded.labels(topic).inc(n)
 
     @_never_raises
     def record_producer_renewal(self) -> None:

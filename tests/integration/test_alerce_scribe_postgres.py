@@ -4,7 +4,8 @@ sends for a consumed batch of commands, both as read from alercebroker/pipeline
 (tests/unit/upstream/alerce_scribe.json: ``table``, ``writer.batch``, ``writer.statement``).
 What our commands become there - one row per object, the same rows again on a replay - and what
 their database refuses: an object it does not hold, and two commands for one object in one of
-their batches (PostgreSQL will not update a row twice in one statement)."""
+their batches (PostgreSQL will not update a row twice in one statement) - which is why our sink
+writes one command per object of a micro-batch."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from service.io.codecs.scribe import make_scribe_encoder
 from tests.integration.postgres_server import postgres_server
+from tests.unit.test_kafka_sink import scored, scribe_sink
 from tests.unit.test_scribe import FACTS, columns, decode, their_writer_accepts
 
 psycopg = pytest.importorskip("psycopg", reason="the review extra (psycopg)")
@@ -107,3 +109,21 @@ def test_two_commands_for_one_object_in_one_of_their_batches_fail_the_batch(db: 
     for message in messages:  # one command per batch: the later one's score stays
         write_batch(db, [message])
     assert [row[4] for row in scores(db)] == [batch["score"][1]]
+
+
+def test_our_sink_s_commands_of_a_batch_with_an_object_twice_are_written(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scribe commands of one micro-batch as our Kafka sink produces them, two alerts of
+    one object in it: their writer takes them in one batch, the later alert's score."""
+    sink, producer, _, _ = scribe_sink(monkeypatch)
+    batch, rows = scored(3, 1)
+    rows[2] = rows[2]._replace(oid=rows[0].oid)
+    batch.columns["oid"] = [r.oid for r in rows]
+    batch.columns["score"] = [0.1, 0.2, 0.3]
+    sink.write(batch, rows)
+    for oid in {r.oid for r in rows}:
+        db.execute("INSERT INTO object (oid) VALUES (%s)", (oid,))
+    write_batch(db, [value for topic, _, value, _, _ in producer.sent if topic == "scribe"])
+    assert [(row[0], row[4]) for row in scores(db)] == [(rows[0].oid, 0.3), (rows[1].oid, 0.2)]
+    sink.close(0)

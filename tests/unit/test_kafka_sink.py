@@ -535,6 +535,81 @@ def test_scribe_commands_are_outputs_of_their_own(monkeypatch: pytest.MonkeyPatc
     sink.close(0)
 
 
+def scribe_sink(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[KafkaSink, FakeProducer, Metrics, list[Lineage]]:
+    """A sink writing scores and scribe commands to a fake producer; the inputs it reports."""
+    settings = load_settings(
+        None,
+        {
+            "kafka": {"bootstrap_servers": UNUSED},
+            "output": {"topic": "scores", "scribe_topic": "scribe", "detector_name": "ours"},
+        },
+    )
+    metrics, written = Metrics(), list[Lineage]()
+    sink = KafkaSink(settings, metrics, written.extend, Brokers(UNUSED, 60.0))
+    producer = FakeProducer()
+    sink.producer = producer
+    monkeypatch.setattr(kafka_sink, "RETRY_BACKOFF_S", (0.0,))
+    return sink, producer, metrics, written
+
+
+def command_of(value: bytes | None) -> Any:
+    """A scribe message's command (schemaless Avro ``scribe_message``, JSON payload)."""
+    record = fastavro.schemaless_reader(io.BytesIO(value or b""), SCRIBE_MESSAGE, None)
+    return json.loads(record["payload"])  # type: ignore[call-overload, index]
+
+
+SCRIBE_MESSAGE = fastavro.parse_schema(
+    {"type": "record", "name": "scribe_message", "fields": [{"name": "payload", "type": "string"}]}
+)
+
+
+def test_one_scribe_command_per_object_and_batch_the_latest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two rows of one object in a batch: both scores, but one scribe command - the later
+    row's, in its place (their writer fails a batch of commands with two rows of one key,
+    tests/integration/test_alerce_scribe_postgres.py); the earlier row's input is reported
+    written for that output when the batch's commands are, also when the later command failed
+    and is retried on its own; the left-out command is counted."""
+    sink, producer, metrics, written = scribe_sink(monkeypatch)
+    batch, rows = scored(4, 1)
+    rows[2] = rows[2]._replace(oid=rows[0].oid)  # objects a, b, a, d
+    batch.columns["oid"] = [r.oid for r in rows]
+    batch.columns["score"] = [0.1, 0.2, 0.3, 0.4]
+    sink.write(batch, rows)
+    scribe = [s for s in producer.sent if s[0] == "scribe"]
+    commands = [command_of(s[2]) for s in scribe]
+    assert [c["criteria"]["_id"] for c in commands] == [rows[i].oid for i in (1, 2, 3)]
+    assert [c["data"]["categories"][0]["score"] for c in commands] == [0.2, 0.3, 0.4]
+    assert [s[1] for s in producer.sent if s[0] == "scores"] == [r.oid.encode() for r in rows]
+    assert counted(metrics, "outputs_superseded", topic="scribe") == 1
+    for i in range(4):
+        producer.report(i)  # the scores
+    assert sorted(written) == sorted(r.source for r in rows)
+    written.clear()
+    producer.report(4)
+    producer.report(5, KafkaError(KafkaError._MSG_TIMED_OUT))  # the command that stands for two
+    producer.report(6)
+    # the batch is settled: its written commands and the row the failed one stands for
+    assert sorted(written) == sorted([rows[0].source, rows[1].source, rows[3].source])
+    sink.poll(0)
+    producer.report(7)  # the failed command again: the later row's own input
+    assert sorted(written) == sorted(r.source for r in rows)
+    assert sink.in_flight() == 0
+    sink.close(0)
+
+
+def test_a_batch_of_distinct_objects_has_a_command_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, producer, metrics, _ = scribe_sink(monkeypatch)
+    batch, rows = scored(3, 1)
+    sink.write(batch, rows)
+    assert [s[1] for s in producer.sent if s[0] == "scribe"] == [r.oid.encode() for r in rows]
+    assert counted(metrics, "outputs_superseded", topic="scribe") is None
+    sink.close(0)
+
+
 def test_scribe_commands_need_a_kafka_sink() -> None:
     with pytest.raises(Exception, match="scribe_topic is for kind kafka"):
         load_settings(None, {"output": {"kind": "memory", "scribe_topic": "scribe"}})

@@ -162,3 +162,14 @@ def test_the_facts_are_still_upstream_s() -> None:
     lock = upstream(pins["file"])
     for package in ("sqlalchemy", "psycopg2-binary"):
         assert f'name = "{package}"\nversion = "{pins[package]}"' in lock, package
+    # the score upsert alone keeps every row of a batch (README: one command per object)
+    score_command = commands_py.split("class UpsertScoreCommand")[1].split("\nclass ")[0]
+    assert "unique" not in score_command
+    assert 'unique = {(el["oid"], el["name"], el["fid"]): el for el in data}' in commands_py
+    step_py, apf_step = (upstream(f) for f in FACTS["writer"]["failure"]["files"])
+    assert "self.db_client.bulk_execute(valid_commands)" in step_py
+    before = step_py.split("self.db_client.bulk_execute")[0].split("def execute")[1]
+    assert "except" in before.rsplit("try:", 1)[-1]  # every try closed before the call
+    at_execute = apf_step.split("result = self.execute(preprocessed_msg)")[1]
+    assert 'logger.debug("Error at execute")' in at_execute.split("raise error")[0]
+    assert "self.consumer.commit()" in apf_step.split("def _post_produce")[1].split("def ")[0]

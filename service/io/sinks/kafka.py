@@ -1,6 +1,7 @@
 """Scores and dead letters to Kafka topics, written at least once; with ALeRCE's outputs on,
-also a scribe command per score (``output.scribe_topic``: an output of its own, retried and
-acknowledged like a score, so that an input is committed only when both are written) and step
+also a scribe command per object of a batch (``output.scribe_topic``: an output of its own,
+retried and acknowledged like a score, so that an input is committed only when both are written;
+an input whose object has a later row in the batch is committed with that row's command) and step
 metrics per batch (``output.metrics_topic``: sent once, as their framework sends them). What each
 output is, is one class of :mod:`service.io.sinks.outputs`; this module writes them.
 
@@ -116,6 +117,7 @@ class _BatchOutputs:
 
     __slots__ = (
         "_by_key",
+        "covered",
         "dead_letters",
         "keys",
         "left",
@@ -138,8 +140,11 @@ class _BatchOutputs:
         *,
         topic: str | None = None,
         what: str = "score",
+        covered: list[Lineage] | None = None,
     ) -> None:
-        """``topic``: where these outputs go (default: the score topic of ``topics``)."""
+        """``topic``: where these outputs go (default: the score topic of ``topics``);
+        ``covered``: the inputs of rows left out (a later row's output stands for theirs),
+        acknowledged with the batch."""
         self.sink = sink
         self.sources = sources  # None: produced on its own after a failure
         self.keys, self.values = keys, values
@@ -148,6 +153,7 @@ class _BatchOutputs:
         self.topic = topic or topics.scores
         self.dead_letters = topics.dead_letters
         self.what = what
+        self.covered = covered or []
         self.left = len(sources)
         self._by_key: dict[bytes, list[int]] | None = None  # made at the first failure
 
@@ -233,16 +239,24 @@ class KafkaSink:
         topics = self.topics()
         keys = [row.oid.encode() for row in rows]
         for output, values in zip(self.outputs, encoded, strict=True):
-            sources: list[Lineage | None] = [row.source for row in rows]
+            topic = output.topic(topics)
+            kept, covered = _one_per_object(keys, rows) if output.one_per_object else (None, [])
+            if kept is None:
+                produced, produced_keys, produced_values = rows, keys, values
+            else:
+                self.metrics.record_superseded(topic, len(covered))
+                produced = [rows[i] for i in kept]
+                produced_keys, produced_values = [keys[i] for i in kept], [values[i] for i in kept]
             outputs = _BatchOutputs(
                 self,
-                sources,
-                keys,
-                values,
-                rows,
+                [row.source for row in produced],
+                produced_keys,
+                produced_values,
+                produced,
                 topics,
-                topic=output.topic(topics),
+                topic=topic,
                 what=output.what,
+                covered=covered,
             )
             self._produce_batch(outputs)
         if self.step_metrics is not None:
@@ -348,7 +362,8 @@ class KafkaSink:
         sources = [s for s in batch.sources if s is not None]
         if sources:
             self._in_flight -= len(sources)
-            self._acknowledged(batch.topic, sources)
+        if sources or batch.covered:
+            self._acknowledged(batch.topic, sources + batch.covered)
 
     def _acknowledged(self, topic: str, sources: Sequence[Lineage]) -> None:
         self.brokers.answered()
@@ -497,3 +512,14 @@ class KafkaSink:
             self.producer.purge()
             self.producer.flush(0)
         del self.producer  # frees librdkafka's threads and connections now
+
+
+def _one_per_object(keys: list[bytes], rows: list[Row]) -> tuple[list[int] | None, list[Lineage]]:
+    """The rows to write when only the last row of each object (key) counts, in row order,
+    and the inputs of the others; (None, []) when every object is there once."""
+    last = {key: i for i, key in enumerate(keys)}
+    if len(last) == len(keys):
+        return None, []
+    kept = sorted(last.values())
+    chosen = set(kept)
+    return kept, [row.source for i, row in enumerate(rows) if i not in chosen]

@@ -28,6 +28,9 @@ class RowOutput(Protocol):
 
     what: str  # its name in dead letters and logs
     keeps_inputs: bool  # made from the rows' inputs (Row.origin)
+    # one message per object of a batch: a row's is left out when a later row of the batch
+    # has the same object (the later one's message stands for both)
+    one_per_object: bool
 
     def topic(self, topics: Topics) -> str:
         """Where it goes, given the topics of the moment it is first produced."""
@@ -41,6 +44,7 @@ class AnomalyScores:
 
     what = "score"
     keeps_inputs = False
+    one_per_object = False
 
     def __init__(self, settings: Settings) -> None:
         output = settings.output
@@ -59,6 +63,7 @@ class StepRecords:
 
     what = "score"
     keeps_inputs = True
+    one_per_object = False
 
     def __init__(self, settings: Settings) -> None:
         self._encode = make_step_output_encoder(settings)
@@ -72,10 +77,14 @@ class StepRecords:
 
 class ScribeCommands:
     """ALeRCE's database write per scored object (``output.scribe_topic``,
-    :mod:`service.io.codecs.scribe`)."""
+    :mod:`service.io.codecs.scribe`): one per object of a batch, the latest row's. Their writer
+    runs a consumed batch of commands as one upsert statement, which PostgreSQL refuses whole
+    when two of its rows have one key - their other upserts keep the last row of a key first,
+    their score upsert does not (``tests/unit/upstream/alerce_scribe.json``)."""
 
     what = "scribe_command"
     keeps_inputs = False
+    one_per_object = True
 
     def __init__(self, topic: str, detector_name: str) -> None:
         self._topic = topic

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from benchmarks.e2e import ALERCE, BASELINE
 from models.scorers import PAPER_BEST_SCORERS
 from service.config import reference_markdown
@@ -482,16 +484,25 @@ def test_readme_split_seed_numbers_are_the_results_pages() -> None:
         assert number in generated, number
 
 
-def test_readme_current_code_rows_quote_their_json() -> None:
-    """The Performance section's run of the current code: every row's median, runs and CPU
-    account (the baseline's too), the five pairs, the rule's verdict, the latency and the
+@pytest.mark.parametrize(
+    ("heading", "until", "results"),
+    [
+        ("The current code, as shipped", "The afternoon of 2026-12-07", "2026-12-07-evening"),
+        ("The afternoon of 2026-12-07", "The morning of 2026-12-07", "2026-12-07-final"),
+    ],
+)
+def test_readme_runs_with_a_baseline_quote_their_json(
+    heading: str, until: str, results: str
+) -> None:
+    """The Performance section's runs with the baseline row: every row's median, runs and
+    CPU account (the baseline's too), the five pairs, the rule's verdict, the latency and the
     bursts are the committed JSONs', both of one commit, each with the routing it scored."""
     import json
 
     readme = (REPO / "README.md").read_text()
-    start = readme.index("**The current code, as shipped**")
-    section = " ".join(readme[start : readme.index("**The morning of 2026-12-07**", start)].split())
-    folder = REPO / "benchmarks" / "results" / "2026-12-07-final"
+    start = readme.index(f"**{heading}**")
+    section = " ".join(readme[start : readme.index(f"**{until}**", start)].split())
+    folder = REPO / "benchmarks" / "results" / results
     full = json.loads((folder / "full.json").read_text())
     pairs = json.loads((folder / "service-baseline.json").read_text())
     assert f"on commit {full['versions']['commit']}" in section

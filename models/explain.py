@@ -19,8 +19,8 @@ named too). By rule:
   of the batch's summed score is every row's own gradient). The forward pass is the scoring
   pass itself: it keeps each hidden layer's output (a :class:`Tape`), and once the scores
   say which rows to explain, only those rows run backwards, through the network's own
-  layers written out (Linear, eval-mode BatchNorm, LeakyReLU: no autograd, whose graph
-  would cost more than the products on these small networks). The distance's gradient,
+  layers written out (Linear, eval-mode BatchNorm, LeakyReLU; the scoring pass runs in
+  inference mode, where autograd keeps no graph to run back). The distance's gradient,
   ``2 (z - nearest point)``, enters the backward pass at the latents (no backward pass
   through the distances to every centre or reference). Its
   baseline is the input 0, which is the middle of each feature's training range (the
@@ -158,16 +158,6 @@ def contributions(net: Network, tape: Tape) -> torch.Tensor:
     if not tape.latent:
         raise BundleError("a tape with neither errors nor latents")
     return net.input_gradient(list(tape.hidden), tape.latent) * tape.inputs
-
-
-@torch.inference_mode()
-def score_and_contributions(
-    net: Network, x: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scores, nearest-centre indices (as ``net.score``, bitwise) and every feature's
-    contribution (n, features) of a chunk of network inputs ``x``."""
-    raw, nearest, tape = score_keeping(net, x)
-    return raw, nearest, contributions(net, tape)
 
 
 def isolation_credit(model: Any, x: NDArray[np.float64]) -> NDArray[np.float32]:

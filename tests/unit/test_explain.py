@@ -18,9 +18,9 @@ import torch
 
 from models.bundle import load_bundle
 from models.estimators import distclassipy_available
-from models.explain import score_and_contributions
+from models.explain import contributions, score_keeping
 from models.extras import available
-from models.networks import AnomalyNet, Ensemble
+from models.networks import AnomalyNet, Ensemble, Network
 from models.records import input_records
 from models.resources import bundles_dir, sample_dir
 from models.scoring import Scorer
@@ -40,6 +40,14 @@ def rows_of(scorer: Scorer, top: str, n: int, seed: int = 0) -> np.ndarray:
     chosen = np.flatnonzero(np.asarray(ZTF.top_class) == top)
     picked = np.random.default_rng(seed).choice(chosen, n, replace=False)
     return ZTF.columns(scorer.feature_names)[picked].astype(np.float32)
+
+
+def score_and_contributions(
+    net: Network, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores, nearest indices and every feature's contribution of one chunk ``x``."""
+    raw, nearest, tape = score_keeping(net, x)
+    return raw, nearest, contributions(net, tape)
 
 
 def test_the_autoencoders_contributions_add_up_to_the_score() -> None:

@@ -39,11 +39,9 @@ from __future__ import annotations
 import argparse
 import bisect
 import gc
-import importlib.metadata
 import io
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -52,12 +50,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import confluent_kafka
 import fastavro
 import numpy as np
 import torch
@@ -72,7 +69,6 @@ from benchmarks.common import (
     Progress,
     StageTimer,
     Throughput,
-    code_version,
     cores,
     machine,
     score_now,
@@ -80,10 +76,23 @@ from benchmarks.common import (
     thread_cpu_seconds,
 )
 from benchmarks.peer import peer
+from benchmarks.report import (
+    ALERCE,
+    BASELINE,
+    RUBIN_LIGHTCURVES,
+    RUBIN_PASSTHROUGH,
+    RUBIN_SERVICE,
+    Account,
+    Burst,
+    Latency,
+    Report,
+    print_report,
+    targets,
+    versions,
+)
 from models.exceptions import DataError
 from models.scorers import PAPER_BEST_SCORERS
 from models.scoring import resolve_device
-from service import __version__
 from service.config import Settings, load_settings
 from service.config.streams import topic_strategy
 from service.core.engine import Engine
@@ -101,75 +110,9 @@ from service.ops.logs import configure_logging
 from service.ops.metrics import Metrics
 from service.records import Input, Lineage, Row, ScoredBatch
 
-if TYPE_CHECKING:
-    from benchmarks.rubin import RubinDetail
-
 RESULTS_DIR = Path(__file__).parent / "results"
 SATURATION_TIMEOUT_S = 600.0  # the service must have scored the pre-loaded alerts by then
 INSTANCE_IDLE_S = 8.0  # an instance of the scaling run stops after this long without input
-
-
-@dataclass
-class Latency:
-    offered_per_second: float
-    achieved_per_second: float
-    alerts: int
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-    flush_when_idle: bool = True  # batch.flush_when_idle (shipped: on)
-    # CPU time per alert while the load ran, by process (the load's producer not included)
-    cpu_us_per_alert: dict[str, float] = field(default_factory=dict)
-    batches: dict[str, int] = field(default_factory=dict)  # micro-batches released, by why
-
-
-@dataclass
-class Burst:
-    survey: str
-    alerts: int
-    seconds: float  # first input timestamp -> last output acknowledged
-    produce_seconds: float  # how long the producer took to send the burst
-    bytes_per_alert: float
-
-    @property
-    def per_second(self) -> float:
-        return self.alerts / self.seconds
-
-
-@dataclass
-class Report:
-    machine: str
-    versions: dict[str, str | None]
-    config: dict[str, Any]
-    throughput: dict[str, float] = field(default_factory=dict)  # steady state, median run
-    runs: dict[str, list[float]] = field(default_factory=dict)  # every run's steady rate
-    first_to_last: dict[str, float] = field(default_factory=dict)
-    ratios: dict[str, float] = field(default_factory=dict)
-    latency: list[Latency] = field(default_factory=list)
-    bursts: list[Burst] = field(default_factory=list)
-    stages_us_per_alert: dict[str, float] = field(default_factory=dict)
-    decode_paths: dict[str, int] = field(default_factory=dict)
-    cpu_us_per_alert: dict[str, dict[str, float]] = field(default_factory=dict)
-    account: Account | None = None
-    targets: list[Target] = field(default_factory=list)
-    # the Rubin workload's packet sizes beside lsst-alert-packet's samples (workload.py)
-    packet_sizes: dict[str, Any] = field(default_factory=dict)
-    rubin: RubinDetail | None = None  # the Rubin rows' decode paths, account, stages
-
-
-@dataclass
-class Target:
-    """One of the issue's targets for a 2-core CPU machine, and whether this run met it."""
-
-    name: str
-    measured: float
-    bound: float
-    at_least: bool  # measured >= bound (else measured <= bound)
-
-    @property
-    def met(self) -> bool:
-        return self.measured >= self.bound if self.at_least else self.measured <= self.bound
 
 
 ROWS = (
@@ -185,73 +128,8 @@ ROWS = (
     "stages",
     "rubin",
 )
-ALERCE = "service with ALeRCE's outputs"  # the alerce row's name in the report
-BASELINE = "service, the paper's best per class"  # the baseline row's name in the report
-# issue 32: a new default must keep the service row at this rate or more, measured in the same
-# run as the default before it (the baseline row)
-DEFAULT_RULE_ALERTS_S = 45_000
-# the rubin rows' names in the report (benchmarks.rubin)
-RUBIN_PASSTHROUGH = "rubin passthrough"
-RUBIN_SERVICE = "rubin service"  # the shipped LSST bundles: diaObject features
-RUBIN_LIGHTCURVES = "rubin service, light-curve features"
 # the rows that read the pre-loaded ZTF alerts
 ZTF_PRELOADED = set(ROWS) - {"latency", "bursts", "rubin"}
-# p99 latency bounds by offered load (alerts/s)
-LATENCY_BOUNDS_MS = {1000.0: 100.0, 5000.0: 50.0}
-
-
-def targets(report: Report) -> list[Target]:
-    """The targets that this run measured."""
-    t, r = report.throughput, report.ratios
-    out = []
-    if "service" in t:
-        out.append(Target("service alerts/s", t["service"], 10_000, True))
-    if "service" in t and BASELINE in t:
-        rule = "service alerts/s beside the previous default (the rule for a default)"
-        out.append(Target(rule, t["service"], DEFAULT_RULE_ALERTS_S, True))
-    bounds = {
-        "service/passthrough": 0.5,
-        "service/naive": 10,
-        "service/peer": 10,
-        "alerce/service": 0.8,
-    }
-    out += [
-        Target(name.replace("/", " / "), r[name], bound, True)
-        for name, bound in bounds.items()
-        if name in r
-    ]
-    if "instances/service" in r:
-        out.append(Target("instances / service", r["instances/service"], 1.0, True))
-    out += [
-        Target(
-            f"p99 latency ms at {lat.offered_per_second:,.0f} alerts/s",
-            lat.p99_ms,
-            LATENCY_BOUNDS_MS[lat.offered_per_second],
-            False,
-        )
-        for lat in report.latency
-        if lat.offered_per_second in LATENCY_BOUNDS_MS and lat.flush_when_idle  # as shipped
-    ]
-    # issue 31, item 5: per replica, with the shipped (diaObject) models
-    if RUBIN_SERVICE in t:
-        out.append(Target(f"{RUBIN_SERVICE} packets/s", t[RUBIN_SERVICE], 10_000, True))
-    ratio = f"{RUBIN_SERVICE}/{RUBIN_PASSTHROUGH}"
-    if ratio in r:
-        out.append(Target(ratio.replace("/", " / "), r[ratio], 0.5, True))
-    return out
-
-
-def versions() -> dict[str, str | None]:
-    return {
-        "alert_anomaly": __version__,
-        "commit": code_version(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "fastavro": fastavro.__version__,
-        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
-        "librdkafka": confluent_kafka.libversion()[0],
-    }
 
 
 @dataclass(frozen=True)
@@ -539,15 +417,6 @@ SERVICE_THREAD_STAGES: dict[tuple[type, str], str] = {
 }
 
 
-@dataclass
-class Account:
-    """Where the service's CPU time per alert goes, in the saturation run."""
-
-    thread_us_per_alert: float  # the service thread (the engine loop)
-    other_threads_us_per_alert: float  # librdkafka's threads and the benchmark's own
-    stages_us_per_alert: dict[str, float]  # the service thread's CPU time by stage (timed)
-
-
 def median_run(runs: list[Throughput]) -> Throughput:
     """The run with the median steady rate (of an even number: the slower of the middle two)."""
     ordered = sorted(runs, key=lambda r: r.steady_per_second or r.per_second)
@@ -793,94 +662,74 @@ def stages(settings: Settings, n: int, survey: str = "ztf") -> dict[str, float]:
     return out
 
 
-# -- report --------------------------------------------------------------------------------
-
-
-def print_report(report: Report) -> None:
-    t, r = report.throughput, report.ratios
-    print(report.machine)
-    print(", ".join(f"{k} {v}" for k, v in report.versions.items()))
-    print(", ".join(f"{k}={v}" for k, v in report.config.items()))
-    print()
-    low, high = (f"{100 * f:.0f}%" for f in STEADY)
-    print(f"throughput: alerts/s between {low} and {high} of the alerts (steady state), and from")
-    print("the first message consumed to the last output acknowledged (first to last; also the")
-    print("steady rate of a run too short to have one)")
-    print(f"{'':42s} {'steady':>10s} {'x passthrough':>14s} {'first to last':>14s}")
-    for name, rate in t.items():
-        first_to_last = report.first_to_last[name]
-        # the Rubin rows against the passthrough of the Rubin packets
-        limit = RUBIN_PASSTHROUGH if name.startswith("rubin") else "passthrough"
-        ratio = f"{rate / t[limit]:14.2f}" if limit in t else f"{'-':>14s}"
-        print(f"{name:42s} {rate:10,.0f} {ratio} {first_to_last:14,.0f}")
-    print(", ".join(f"{name}: {value:.2f} x" for name, value in r.items()))
-    several = {name: rates for name, rates in report.runs.items() if len(rates) > 1}
-    if several:
-        print("every run's steady rate (the median run counts):")
-        for name, rates in several.items():
-            print(f"  {name:40s} {', '.join(f'{x:,.0f}' for x in rates)}")
-    print()
-    print("CPU time per alert (us), from the first message on (the median run's):")
-    for phase, processes in report.cpu_us_per_alert.items():
-        total = sum(processes.values())
-        parts = ", ".join(f"{name} {us:.1f}" for name, us in processes.items())
-        print(f"  {phase}: {parts} = {total:.1f}")
-    print()
-    if report.account is not None:
-        a = report.account
-        print(
-            f"service process, by thread and stage (us/alert): the service thread "
-            f"{a.thread_us_per_alert:.1f}, librdkafka's and other threads "
-            f"{a.other_threads_us_per_alert:.1f}; the service thread by stage (timed):"
-        )
-        for stage, us in a.stages_us_per_alert.items():
-            print(f"  {stage:44s} {us:6.1f}")
-        print()
-    print(f"{'latency (input timestamp -> output ack)':42s} p50 / p95 / p99 / max ms")
-    for lat in report.latency:
-        label = (
-            f"offered {lat.offered_per_second:,.0f}/s (sent {lat.achieved_per_second:,.0f}/s)"
-            f"{'' if lat.flush_when_idle else ', no idle flush'}"
-        )
-        print(
-            f"{label:42s} {lat.p50_ms:.1f} / {lat.p95_ms:.1f} / {lat.p99_ms:.1f} / "
-            f"{lat.max_ms:.1f}  ({lat.alerts} alerts)"
-        )
-        cpu = ", ".join(f"{k} {v:.1f}" for k, v in lat.cpu_us_per_alert.items())
-        print(f"{'':42s} CPU us/alert: {cpu}; batches released: {lat.batches}")
-    print()
-    if report.bursts:
-        print(f"{'burst (first input timestamp -> last ack)':42s} {'seconds':>8s} {'alerts/s':>9s}")
-        for b in report.bursts:
-            label = f"{b.alerts:,} {b.survey} alerts ({b.bytes_per_alert / 1024:.1f} KiB each)"
-            print(
-                f"{label:42s} {b.seconds:8.2f} {b.per_second:9,.0f}  "
-                f"(sent in {b.produce_seconds:.2f} s)"
-            )
-        print()
-    if report.packet_sizes:
-        print("\n".join(workload.describe_sizes(report.packet_sizes)))
-        print()
-    if report.rubin is not None:
-        print("\n".join(report.rubin.lines()))
-        print()
-    if report.stages_us_per_alert or report.decode_paths:  # the ZTF rows' (--rows)
-        print(f"{'stage':42s} {'us/alert':>10s}")
-        for name, us in report.stages_us_per_alert.items():
-            print(f"{name:42s} {us:10.1f}")
-        print(f"decode paths in the saturation run: {report.decode_paths}")
-        print()
-    print(f"{'target':42s} {'measured':>10s} {'bound':>10s}")
-    for target in report.targets:
-        sign = ">=" if target.at_least else "<="
-        verdict = "met" if target.met else "NOT MET"
-        print(f"{target.name:42s} {target.measured:10,.2f} {sign} {target.bound:7,.1f}  {verdict}")
-
-
 def main(argv: list[str] | None = None) -> None:
     # SIGTERM stops it as Ctrl-C does: the context managers stop the embedded broker (a session
     # of its own, which the signal does not reach) and the services they started
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    args, rows, device = _arguments(argv)
+    configure_logging("console", "warning")
+    with broker() as kafka:
+        report = Report(machine(), versions(), _run_config(kafka, args, device))
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        base = settings_for(kafka, topic, args)
+        report.config |= {  # what the service rows score with (ALERT_ANOMALY_* included)
+            "scorers": dict(base.model.scorers),
+            "explain_features": base.model.explain_features,
+            "explain_min_percentile": base.model.explain_min_percentile,
+        }
+        if "baseline" in rows:
+            routing = baseline_settings_for(kafka, topic, args).model.scorers
+            report.config["baseline_scorers"] = dict(routing)
+        new_topics(base, args.partitions)
+        preloaded = args.n if rows & ZTF_PRELOADED else 0
+        print(f"pre-loading {preloaded} alerts into {topic} ...", flush=True)
+        publish(kafka.bootstrap_servers, topic, workload.messages(preloaded))
+        runs = _throughput_runs(kafka, topic, args, rows, report)
+        if "rubin" in rows:  # on a topic of their own, deleted after them
+            from benchmarks import rubin  # it builds on this module
+
+            report.config.update(rubin.report_config(args, "stages" in rows))
+            rubin_runs, report.rubin = rubin.measure(kafka, args, "stages" in rows)
+            runs.update(rubin_runs)
+        rates = {name: median_run(each) for name, each in runs.items()}
+        report.runs = {
+            name: [r.steady_per_second or r.per_second for r in each] for name, each in runs.items()
+        }
+        if "service" in rows:
+            print("service, profiled (where its CPU time goes) ...", flush=True)
+            _, _, report.account = saturation(
+                settings_for(kafka, topic, args), args.n, kafka.pid, profile=True
+            )
+            drop_topics(base)
+        # a run too short for a steady state (both marks passed at once): first to last
+        report.throughput = {k: r.steady_per_second or r.per_second for k, r in rates.items()}
+        report.first_to_last = {k: r.per_second for k, r in rates.items()}
+        report.cpu_us_per_alert = {
+            k: r.cpu_us_per_alert for k, r in rates.items() if r.cpu_us_per_alert
+        }
+        _latency_and_bursts(kafka, args, rows, report)
+        if "stages" in rows:
+            print("stages ...", flush=True)
+            report.stages_us_per_alert = stages(base, min(args.n, 20000))
+    report.ratios = _ratios(report.throughput, args.instances)
+    report.targets = targets(report)
+    print()
+    print_report(report)
+    path = args.json or RESULTS_DIR / (
+        f"e2e-{device.split(':')[0]}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = asdict(report)
+    for target, entry in zip(report.targets, result["targets"], strict=True):
+        entry["met"] = target.met
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten: {path}")
+    if args.strict and not all(target.met for target in report.targets):
+        raise SystemExit(1)
+
+
+def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, set[str], str]:
+    """The command line, the rows it asks for and the device (a bad one: usage error)."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
     )
@@ -930,170 +779,133 @@ def main(argv: list[str] | None = None) -> None:
     rows = set(args.rows.split(","))
     if rows - set(ROWS):
         parser.error(f"--rows: unknown {sorted(rows - set(ROWS))} (known: {', '.join(ROWS)})")
-    configure_logging("console", "warning")
     try:
         device = str(resolve_device(args.device))
     except DataError as exc:
         parser.error(str(exc))
-    with broker() as kafka:
-        report = Report(
-            machine(),
-            versions(),
-            {
-                "broker": kafka.description,
-                "consumer_overrides": kafka.consumer,
-                "alerts": args.n,
-                "repeat": args.repeat,
-                "steady_state": list(STEADY),
-                "naive_alerts": args.naive_n,
-                "peer_alerts": min(args.peer_n, args.n),
-                "features_per_alert": len(workload.records()[0]["features"]),
-                "partitions": args.partitions,
-                "batch_rows": args.batch_rows,
-                "max_delay_ms": args.max_delay_ms,
-                "flush_when_idle": f"on (as shipped); latency rows: {args.flush_when_idle}",
-                "device": device,
-                "cores": cores(),
-                "instances": args.instances,
-                "instance_cores": "an equal share of the cores each (CPU affinity)",
-            },
-        )
-        topic = f"bench-{uuid.uuid4().hex[:8]}"
-        base = settings_for(kafka, topic, args)
-        report.config |= {  # what the service rows score with (ALERT_ANOMALY_* included)
-            "scorers": dict(base.model.scorers),
-            "explain_features": base.model.explain_features,
-            "explain_min_percentile": base.model.explain_min_percentile,
-        }
-        if "baseline" in rows:
-            routing = baseline_settings_for(kafka, topic, args).model.scorers
-            report.config["baseline_scorers"] = dict(routing)
-        new_topics(base, args.partitions)
-        preloaded = args.n if rows & ZTF_PRELOADED else 0
-        print(f"pre-loading {preloaded} alerts into {topic} ...", flush=True)
-        publish(kafka.bootstrap_servers, topic, workload.messages(preloaded))
-        payload = make_encoder("schemaless")(sample_output(base))
+    return args, rows, device
 
-        # passthrough, peer, service and the instances in turn, --repeat times: each row's
-        # median run counts
-        runs: dict[str, list[Throughput]] = {}
-        for turn in range(1, args.repeat + 1):
-            of = f" (run {turn} of {args.repeat})" if args.repeat > 1 else ""
-            if "passthrough" in rows:
-                print(f"passthrough{of} ...", flush=True)
-                runs.setdefault("passthrough", []).append(
-                    passthrough(settings_for(kafka, topic, args), args.n, payload, kafka.pid)
-                )
-                drop_topics(base)
-            if "naive" in rows and turn == 1:
-                print("naive ...", flush=True)
-                runs["naive"] = [naive(settings_for(kafka, topic, args), args.naive_n)]
-                drop_topics(base)
-            if "peer" in rows:
-                print(f"peer (ALeRCE's anomaly step's loop){of} ...", flush=True)
-                n_peer = min(args.peer_n, args.n)
-                runs.setdefault("peer", []).append(
-                    peer(settings_for(kafka, topic, args), n_peer, kafka.pid)
-                )
-                drop_topics(base)
-            if "service" in rows:
-                print(f"service{of} ...", flush=True)
-                rate, report.decode_paths, _ = saturation(
-                    settings_for(kafka, topic, args), args.n, kafka.pid
-                )
-                runs.setdefault("service", []).append(rate)
-                drop_topics(base)
-            if "baseline" in rows:
-                print(f"{BASELINE}{of} ...", flush=True)
-                baseline = baseline_settings_for(kafka, topic, args)
-                runs.setdefault(BASELINE, []).append(saturation(baseline, args.n, kafka.pid)[0])
-                drop_topics(baseline)
-            if "alerce" in rows:
-                print(f"{ALERCE}{of} ...", flush=True)
-                alerce = alerce_settings_for(kafka, topic, args)
-                runs.setdefault(ALERCE, []).append(saturation(alerce, args.n, kafka.pid)[0])
-                drop_topics(alerce)
-            if "instances" in rows and args.instances > 1:
-                print(f"service, {args.instances} instances{of} ...", flush=True)
-                runs.setdefault(f"service x{args.instances} instances", []).append(
-                    scaling(settings_values(kafka, topic, args), args.instances, args.n)
-                )
-                drop_topics(base)
-        if "rubin" in rows:  # on a topic of their own, deleted after them
-            from benchmarks import rubin  # it builds on this module
 
-            report.config.update(rubin.report_config(args, "stages" in rows))
-            rubin_runs, report.rubin = rubin.measure(kafka, args, "stages" in rows)
-            runs.update(rubin_runs)
-        rates = {name: median_run(each) for name, each in runs.items()}
-        report.runs = {
-            name: [r.steady_per_second or r.per_second for r in each] for name, each in runs.items()
-        }
-        if "service" in rows:
-            print("service, profiled (where its CPU time goes) ...", flush=True)
-            _, _, report.account = saturation(
-                settings_for(kafka, topic, args), args.n, kafka.pid, profile=True
+def _run_config(kafka: Broker, args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The run's configuration as the report states it."""
+    return {
+        "broker": kafka.description,
+        "consumer_overrides": kafka.consumer,
+        "alerts": args.n,
+        "repeat": args.repeat,
+        "steady_state": list(STEADY),
+        "naive_alerts": args.naive_n,
+        "peer_alerts": min(args.peer_n, args.n),
+        "features_per_alert": len(workload.records()[0]["features"]),
+        "partitions": args.partitions,
+        "batch_rows": args.batch_rows,
+        "max_delay_ms": args.max_delay_ms,
+        "flush_when_idle": f"on (as shipped); latency rows: {args.flush_when_idle}",
+        "device": device,
+        "cores": cores(),
+        "instances": args.instances,
+        "instance_cores": "an equal share of the cores each (CPU affinity)",
+    }
+
+
+def _throughput_runs(
+    kafka: Broker, topic: str, args: argparse.Namespace, rows: set[str], report: Report
+) -> dict[str, list[Throughput]]:
+    """The rows on the pre-loaded ``topic`` - passthrough, peer, service, baseline, alerce and
+    the instances - in turn, ``--repeat`` times (each row's median run counts; naive once)."""
+    base = settings_for(kafka, topic, args)
+    payload = make_encoder("schemaless")(sample_output(base))
+    runs: dict[str, list[Throughput]] = {}
+    for turn in range(1, args.repeat + 1):
+        of = f" (run {turn} of {args.repeat})" if args.repeat > 1 else ""
+        if "passthrough" in rows:
+            print(f"passthrough{of} ...", flush=True)
+            runs.setdefault("passthrough", []).append(
+                passthrough(settings_for(kafka, topic, args), args.n, payload, kafka.pid)
             )
             drop_topics(base)
-        # a run too short for a steady state (both marks passed at once): first to last
-        report.throughput = {k: r.steady_per_second or r.per_second for k, r in rates.items()}
-        report.first_to_last = {k: r.per_second for k, r in rates.items()}
-        report.cpu_us_per_alert = {
-            k: r.cpu_us_per_alert for k, r in rates.items() if r.cpu_us_per_alert
-        }
-        for rate in (float(x) for x in args.loads.split(",") if x and "latency" in rows):
-            print(f"latency at {rate:,.0f} alerts/s ...", flush=True)
-            load_topic = f"bench-load-{uuid.uuid4().hex[:8]}"
-            for idle in (True, False) if args.flush_when_idle == "both" else (True,):
-                settings = settings_for(kafka, f"{load_topic}-{'on' if idle else 'off'}", args)
-                settings = settings.model_copy(
-                    update={"batch": settings.batch.model_copy(update={"flush_when_idle": idle})}
-                )
-                report.latency.append(latency(settings, args, rate, kafka.pid))
-                drop_topics(settings, inputs=True)
-        if "rubin" in rows or ("bursts" in rows and "lsst" in args.burst_surveys.split(",")):
-            report.packet_sizes = workload.lsst_packet_sizes()
-        for survey in args.burst_surveys.split(",") if "bursts" in rows else []:
-            for size in (int(x) for x in args.bursts.split(",") if x):
-                print(f"a burst of {size:,} {survey} alerts ...", flush=True)
-                burst_topic = f"bench-burst-{uuid.uuid4().hex[:8]}"
-                settings = settings_for(kafka, burst_topic, args, survey)
-                report.bursts.append(burst(settings, args, survey, size))
-                drop_topics(settings, inputs=True)
-        if "stages" in rows:
-            print("stages ...", flush=True)
-            report.stages_us_per_alert = stages(base, min(args.n, 20000))
-    t = report.throughput
+        if "naive" in rows and turn == 1:
+            print("naive ...", flush=True)
+            runs["naive"] = [naive(settings_for(kafka, topic, args), args.naive_n)]
+            drop_topics(base)
+        if "peer" in rows:
+            print(f"peer (ALeRCE's anomaly step's loop){of} ...", flush=True)
+            n_peer = min(args.peer_n, args.n)
+            runs.setdefault("peer", []).append(
+                peer(settings_for(kafka, topic, args), n_peer, kafka.pid)
+            )
+            drop_topics(base)
+        if "service" in rows:
+            print(f"service{of} ...", flush=True)
+            rate, report.decode_paths, _ = saturation(
+                settings_for(kafka, topic, args), args.n, kafka.pid
+            )
+            runs.setdefault("service", []).append(rate)
+            drop_topics(base)
+        if "baseline" in rows:
+            print(f"{BASELINE}{of} ...", flush=True)
+            baseline = baseline_settings_for(kafka, topic, args)
+            runs.setdefault(BASELINE, []).append(saturation(baseline, args.n, kafka.pid)[0])
+            drop_topics(baseline)
+        if "alerce" in rows:
+            print(f"{ALERCE}{of} ...", flush=True)
+            alerce = alerce_settings_for(kafka, topic, args)
+            runs.setdefault(ALERCE, []).append(saturation(alerce, args.n, kafka.pid)[0])
+            drop_topics(alerce)
+        if "instances" in rows and args.instances > 1:
+            print(f"service, {args.instances} instances{of} ...", flush=True)
+            runs.setdefault(f"service x{args.instances} instances", []).append(
+                scaling(settings_values(kafka, topic, args), args.instances, args.n)
+            )
+            drop_topics(base)
+    return runs
+
+
+def _latency_and_bursts(
+    kafka: Broker, args: argparse.Namespace, rows: set[str], report: Report
+) -> None:
+    """The latency rows at each offered load and the bursts, each on a topic of its own."""
+    for rate in (float(x) for x in args.loads.split(",") if x and "latency" in rows):
+        print(f"latency at {rate:,.0f} alerts/s ...", flush=True)
+        load_topic = f"bench-load-{uuid.uuid4().hex[:8]}"
+        for idle in (True, False) if args.flush_when_idle == "both" else (True,):
+            settings = settings_for(kafka, f"{load_topic}-{'on' if idle else 'off'}", args)
+            settings = settings.model_copy(
+                update={"batch": settings.batch.model_copy(update={"flush_when_idle": idle})}
+            )
+            report.latency.append(latency(settings, args, rate, kafka.pid))
+            drop_topics(settings, inputs=True)
+    if "rubin" in rows or ("bursts" in rows and "lsst" in args.burst_surveys.split(",")):
+        report.packet_sizes = workload.lsst_packet_sizes()
+    for survey in args.burst_surveys.split(",") if "bursts" in rows else []:
+        for size in (int(x) for x in args.bursts.split(",") if x):
+            print(f"a burst of {size:,} {survey} alerts ...", flush=True)
+            burst_topic = f"bench-burst-{uuid.uuid4().hex[:8]}"
+            settings = settings_for(kafka, burst_topic, args, survey)
+            report.bursts.append(burst(settings, args, survey, size))
+            drop_topics(settings, inputs=True)
+
+
+def _ratios(t: dict[str, float], instances: int) -> dict[str, float]:
+    """The rows' rates against each other (the rows this run measured)."""
+    ratios: dict[str, float] = {}
     if "service" in t:
-        report.ratios = {
+        ratios = {
             f"service/{name}": t["service"] / t[name]
             for name in ("passthrough", "naive", "peer")
             if name in t
         }
         if ALERCE in t:
-            report.ratios["alerce/service"] = t[ALERCE] / t["service"]
+            ratios["alerce/service"] = t[ALERCE] / t["service"]
         if BASELINE in t:
-            report.ratios["service/baseline"] = t["service"] / t[BASELINE]
-        scaled = f"service x{args.instances} instances"
+            ratios["service/baseline"] = t["service"] / t[BASELINE]
+        scaled = f"service x{instances} instances"
         if scaled in t:
-            report.ratios["instances/service"] = t[scaled] / t["service"]
+            ratios["instances/service"] = t[scaled] / t["service"]
     for name in (RUBIN_SERVICE, RUBIN_LIGHTCURVES):
         if name in t and RUBIN_PASSTHROUGH in t:
-            report.ratios[f"{name}/{RUBIN_PASSTHROUGH}"] = t[name] / t[RUBIN_PASSTHROUGH]
-    report.targets = targets(report)
-    print()
-    print_report(report)
-    path = args.json or RESULTS_DIR / (
-        f"e2e-{device.split(':')[0]}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result = asdict(report)
-    for target, entry in zip(report.targets, result["targets"], strict=True):
-        entry["met"] = target.met
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten: {path}")
-    if args.strict and not all(target.met for target in report.targets):
-        raise SystemExit(1)
+            ratios[f"{name}/{RUBIN_PASSTHROUGH}"] = t[name] / t[RUBIN_PASSTHROUGH]
+    return ratios
 
 
 def sample_output(settings: Settings, survey: str = "ztf") -> dict[str, Any]:

@@ -37,10 +37,6 @@ import numpy as np
 from benchmarks import workload
 from benchmarks.common import Throughput
 from benchmarks.e2e import (
-    RUBIN_LIGHTCURVES,
-    RUBIN_PASSTHROUGH,
-    RUBIN_SERVICE,
-    Account,
     Broker,
     drop_topics,
     new_topics,
@@ -50,6 +46,7 @@ from benchmarks.e2e import (
     settings_values,
     stages,
 )
+from benchmarks.report import RUBIN_LIGHTCURVES, RUBIN_PASSTHROUGH, RUBIN_SERVICE, Account
 from models.bundle import load_bundle
 from models.resources import bundle_dirname, sample_dir
 from models.rubin import LIGHTCURVE_PREFIX

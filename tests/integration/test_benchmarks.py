@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.e2e import (
+from benchmarks.report import (
     ALERCE,
     BASELINE,
     RUBIN_LIGHTCURVES,

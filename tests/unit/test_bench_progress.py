@@ -1,4 +1,4 @@
-"""The benchmark's steady-state rate (benchmarks.e2e.Progress): the rate between 10% and 90% of
+"""The benchmark's steady-state rate (benchmarks.common.Progress): the rate between 10% and 90% of
 the alerts done, whatever the start and the end took."""
 
 from __future__ import annotations

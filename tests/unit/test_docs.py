@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.e2e import ALERCE, BASELINE
+from benchmarks.report import ALERCE, BASELINE
 from models.scorers import PAPER_BEST_SCORERS
 from service.config import reference_markdown
 from tests.conftest import REPO

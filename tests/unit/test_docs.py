@@ -16,6 +16,8 @@ from models.scorers import PAPER_BEST_SCORERS
 from service.config import reference_markdown
 from tests.conftest import REPO
 
+HISTORY = REPO / "docs" / "performance-history.md"  # the README's earlier benchmark runs
+
 
 def test_readme_configuration_reference_is_up_to_date() -> None:
     readme = (REPO / "README.md").read_text()
@@ -25,13 +27,13 @@ def test_readme_configuration_reference_is_up_to_date() -> None:
     assert generated == reference_markdown(), "regenerate it with service.config.reference_markdown"
 
 
-def test_readme_performance_numbers_come_from_the_committed_benchmark_json() -> None:
-    """The Performance section quotes the committed run: its rates, ratios, latencies and
-    bursts, as the JSON has them."""
+def test_history_run_of_2026_11_30_numbers_come_from_the_committed_benchmark_json() -> None:
+    """The run of 2026-11-30 (docs/performance-history.md) quotes its committed JSON: its
+    rates, ratios, latencies and bursts."""
     import json
 
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Performance") :]
+    history = HISTORY.read_text()
+    section = history[history.index("**The run of 2026-11-30**") :]
     run = json.loads((REPO / "benchmarks" / "results" / "e2e-cpu-2core.json").read_text())
     assert run["config"]["features_per_alert"] == 209  # ALeRCE's current layout
     assert run["config"]["partitions"] == 4
@@ -125,14 +127,15 @@ def test_results_expert_table_is_the_committed_benchmark_run() -> None:
         ]
 
 
-def test_readme_run_of_2026_12_06_quotes_its_json() -> None:
-    """The Performance section's run of 2026-12-06 (Rubin beside ZTF, explanations on and off,
-    the old code on the same VM) quotes the committed JSONs: rates, every run, CPU per message."""
+def test_history_run_of_2026_12_06_quotes_its_json() -> None:
+    """The run of 2026-12-06 in docs/performance-history.md (Rubin beside ZTF, explanations on
+    and off, the old code on the same VM) quotes the committed JSONs: rates, every run, CPU per
+    message."""
     import json
 
-    readme = (REPO / "README.md").read_text()
-    start = readme.index("**The run of 2026-12-06")
-    section = readme[start : readme.index("\n\n| stage (in isolation", start)]
+    history = HISTORY.read_text()
+    start = history.index("**The run of 2026-12-06")
+    section = history[start : history.index("\n\n| stage (in isolation", start)]
     where = REPO / "benchmarks" / "results" / "2026-12-06"
     runs = {f.stem: json.loads(f.read_text()) for f in where.glob("*.json")}
     assert set(runs) == {"full", "explain-off", "code-of-470e137", "records-d9c6122"}
@@ -155,14 +158,14 @@ def test_readme_run_of_2026_12_06_quotes_its_json() -> None:
     assert f"{full['latency'][2]['p99_ms']:.0f} ms" in section
 
 
-def test_readme_alerce_rows_quote_their_json() -> None:
-    """Performance's rows with ALeRCE's outputs quote the committed JSONs: both rates, every
-    run's range, the ratio and the CPU per alert."""
+def test_history_alerce_rows_quote_their_json() -> None:
+    """The rows with ALeRCE's outputs in docs/performance-history.md quote the committed JSONs:
+    both rates, every run's range, the ratio and the CPU per alert."""
     import json
 
-    readme = (REPO / "README.md").read_text()
-    start = readme.index("**With ALeRCE's outputs**")
-    section = readme[start : readme.index("\n\n- As shipped", start)]
+    history = HISTORY.read_text()
+    start = history.index("**With ALeRCE's outputs**")
+    section = history[start : history.index("\n\n- As shipped", start)]
     where = REPO / "benchmarks" / "results" / "2026-12-06-alerce"
     runs = {f.stem: json.loads(f.read_text()) for f in where.glob("*.json")}
     assert set(runs) == {"as-shipped", "explain-off"}
@@ -485,23 +488,25 @@ def test_readme_split_seed_numbers_are_the_results_pages() -> None:
 
 
 @pytest.mark.parametrize(
-    ("heading", "until", "results"),
+    ("page", "heading", "until", "results"),
     [
-        ("The current code, as shipped", "The afternoon of 2026-12-07", "2026-12-07-evening"),
-        ("The afternoon of 2026-12-07", "The morning of 2026-12-07", "2026-12-07-final"),
+        ("README.md", "**The current code, as shipped**", "The earlier runs", "2026-12-07-night"),
+        (HISTORY, "**The evening of 2026-12-07**", "**The afternoon", "2026-12-07-evening"),
+        (HISTORY, "**The afternoon of 2026-12-07**", "**The morning", "2026-12-07-final"),
     ],
 )
-def test_readme_runs_with_a_baseline_quote_their_json(
-    heading: str, until: str, results: str
+def test_runs_with_a_baseline_quote_their_json(
+    page: str | Path, heading: str, until: str, results: str
 ) -> None:
-    """The Performance section's runs with the baseline row: every row's median, runs and
-    CPU account (the baseline's too), the five pairs, the rule's verdict, the latency and the
-    bursts are the committed JSONs', both of one commit, each with the routing it scored."""
+    """The runs with the baseline row (the README's current one, the history's): every row's
+    median, runs and CPU account (the baseline's too), the five pairs, the rule's verdict, the
+    latency and the bursts are the committed JSONs', both of one commit, each with the routing
+    it scored."""
     import json
 
-    readme = (REPO / "README.md").read_text()
-    start = readme.index(f"**{heading}**")
-    section = " ".join(readme[start : readme.index(f"**{until}**", start)].split())
+    text = (REPO / page).read_text()
+    start = text.index(heading)
+    section = " ".join(text[start : text.index(until, start)].split())
     folder = REPO / "benchmarks" / "results" / results
     full = json.loads((folder / "full.json").read_text())
     pairs = json.loads((folder / "service-baseline.json").read_text())
@@ -539,15 +544,15 @@ def test_readme_runs_with_a_baseline_quote_their_json(
         assert f"in {burst['seconds']:.2f} s" in section
 
 
-def test_readme_morning_run_rows_quote_their_json() -> None:
-    """The morning run of 2026-12-07 (commit 5d4f8e2): every row's median, runs and CPU
-    account, the paired rows, the latency before/after and the bursts are the committed
-    JSONs', each JSON names the commit it ran and the routing it scored with."""
+def test_history_morning_run_rows_quote_their_json() -> None:
+    """The morning run of 2026-12-07 (commit 5d4f8e2) in docs/performance-history.md: every
+    row's median, runs and CPU account, the paired rows, the latency before/after and the bursts
+    are the committed JSONs', each JSON names the commit it ran and the routing it scored with."""
     import json
 
-    readme = (REPO / "README.md").read_text()
-    start = readme.index("**The morning of 2026-12-07**")
-    section = " ".join(readme[start : readme.index("**The run of 2026-11-30**", start)].split())
+    history = HISTORY.read_text()
+    start = history.index("**The morning of 2026-12-07**")
+    section = " ".join(history[start : history.index("**The run of 2026-11-30**", start)].split())
     folder = REPO / "benchmarks" / "results" / "2026-12-07-head"
     full = json.loads((folder / "full.json").read_text())
     assert f"on commit {full['versions']['commit']}" in section

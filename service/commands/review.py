@@ -5,6 +5,7 @@ Kafka topic."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import ipaddress
 import signal
@@ -16,6 +17,7 @@ from types import FrameType
 from service.commands.args import add_setting_flags, examples, positive_int, settings_of
 
 DEFAULT_DB = "verdicts.sqlite"
+MIN_TOKEN = 16  # characters of a --token-file
 DB_HELP = (
     "verdict store: a file or sqlite:///PATH (SQLite, the default: "
     f"{DEFAULT_DB}), or postgresql://USER@HOST:PORT/DB"
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=examples(
             "alert-anomaly review --scores scores.parquet --lightcurves lc.parquet",
             "alert-anomaly review --scores night/ --db postgresql://me@dbhost:5432/verdicts "
-            "--expert me --host 0.0.0.0 --port 8050",
+            "--expert me --host 0.0.0.0 --port 8050 --token-file review.token",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="review the top candidates on a web page and store verdicts",
@@ -59,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--expert", default=None, help="who gives the verdicts (default: the user)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default local)")
     p.add_argument("--port", type=int, default=8050, help="port (default 8050; 0: any free)")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help="the access token, read from this file (default: a new random one each start); "
+        "the URL printed on start carries it",
+    )
     p.add_argument("--n", type=positive_int, default=100, help="candidates per class (100)")
     p.add_argument("--page-size", type=positive_int, default=12, help="candidates per page")
     p.add_argument("--survey", default="ztf", help="survey of rows without one (default ztf)")
@@ -114,6 +122,26 @@ def _listen(host: str, port: int) -> socket.socket:
         raise ConfigurationError(f"cannot listen on {host}:{port}: {detail}") from None
 
 
+def _access_token(path: Path | None) -> str | None:
+    """The access token of ``--token-file`` (None: the server draws one), or one line saying
+    why it cannot be used."""
+    from models.exceptions import ConfigurationError
+
+    if path is None:
+        return None
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigurationError(f"--token-file {path}: {detail}") from None
+    if len(token) < MIN_TOKEN or not token.isascii() or any(c.isspace() for c in token):
+        raise ConfigurationError(
+            f"--token-file {path}: the token must be one word of at least {MIN_TOKEN} ASCII "
+            "characters (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -123,8 +151,17 @@ def run_review(args: argparse.Namespace) -> int:
     from models.extras import REVIEW, require
 
     require("flask", REVIEW, "alert-anomaly review")  # the extra named before anything else
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
+    class Requests(WSGIRequestHandler):
+        """Werkzeug's line per request without its terminal colours (the log is JSON or plain
+        text; the access token in a query is masked by the log's redaction)."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            line = self.requestline.encode("unicode_escape").decode("ascii")
+            self.log("info", '"%s" %s %s', line, code, size)
+
+    from service.ops import redaction
     from service.review.app import Review, create_app
     from service.review.candidates import rank, read_lightcurves, read_scores
     from service.review.store import open_store
@@ -132,31 +169,41 @@ def run_review(args: argparse.Namespace) -> int:
     expert = (args.expert or _default_expert()).strip()
     if not expert:
         raise ConfigurationError("--expert is empty")
+    access = _access_token(args.token_file)
     ranked = {
         cls: found[: args.n] for cls, found in rank(read_scores(args.scores), args.survey).items()
     }
     curves = read_lightcurves(args.lightcurves) if args.lightcurves else {}
     store = open_store(args.db)
     try:
-        app = create_app(Review(ranked, curves, store, expert, args.page_size, str(args.scores)))
+        review = Review(ranked, curves, store, expert, args.page_size, str(args.scores))
+        if access is not None:
+            review = dataclasses.replace(review, access=access)
+        redaction.register([review.access])  # the request log quotes it once
+        app = create_app(review)
         listening = _listen(args.host, args.port)
         host, port = listening.getsockname()[:2]
         url_host = f"[{host}]" if ":" in host else host
         try:
-            server = make_server(args.host, args.port, app, threaded=False, fd=listening.fileno())
+            server = make_server(
+                args.host, args.port, app, threaded=False, request_handler=Requests,
+                fd=listening.fileno(),
+            )  # fmt: skip
         finally:
             listening.close()  # the server holds its own duplicate
         shown = sum(len(c) for c in ranked.values())
         print(
-            f"review: http://{url_host}:{port}/ ({shown} candidates in {len(ranked)} classes; "
+            f"review: http://{url_host}:{port}/?token={review.access} ({shown} candidates in "
+            f"{len(ranked)} classes; "
             f"verdicts of {expert} in {store.description}); Ctrl-C stops",
             flush=True,
         )
         if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
             print(
-                f"review: listening on {host}, not only this machine: anyone who reaches it "
-                f"sees the candidates and gives verdicts as {expert} (no authentication; "
-                "put it behind an authenticating proxy, or keep the default --host 127.0.0.1)",
+                f"review: listening on {host}, not only this machine: anyone who has the URL "
+                f"sees the candidates and gives verdicts as {expert}, and plain HTTP shows its "
+                "token to the network (put it behind a TLS proxy, or keep the default --host "
+                "127.0.0.1)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -3,20 +3,27 @@
 with its light curve (inline SVG drawn by the template), score, percentile, nearest known
 subclass, links to the brokers' pages, and the expert's verdict buttons (plain HTML forms: no
 JavaScript); a verdict is stored in the :class:`~service.review.store.VerdictStore` and the page
-comes back showing it. Each form carries the server's random token and a verdict without it is
-refused (403): another site open in the expert's browser cannot post verdicts in their name
-(cross-site request forgery), since it cannot read the token.
+comes back showing it.
+
+Two random secrets guard it. The access token (``?token=`` of the URL the command prints, as
+Jupyter's): a browser that shows it gets a session cookie and is redirected to the same page
+without it; any request with neither the cookie nor the token is refused (403), so reaching the
+port is not enough to see the candidates or give verdicts. The form token, in every form: a verdict
+without it is refused (403), so another site open in the expert's browser cannot post verdicts in
+their name (cross-site request forgery), since it cannot read the page.
 
 Imported only once the ``review`` extra is known to be there (``service.commands.review``)."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Flask, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -37,7 +44,27 @@ class Review:
     expert: str
     page_size: int
     source: str  # the scores' description, shown in the header
+    access: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # the URL's ?token=
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # in every form
+
+
+ACCESS_HELP = (
+    "this review server needs its access token: open the URL that alert-anomaly review printed "
+    "when it started (it ends in ?token=...)"
+)
+
+
+def _same(given: str, secret: str) -> bool:
+    """``given == secret`` in constant time (any text: compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(given.encode(), secret.encode())
+
+
+def _session(access: str) -> tuple[str, str]:
+    """The session cookie's name and value for the access token ``access``: the name differs
+    between servers (cookies are not kept apart by port), the value is not the token itself."""
+    name = "review-" + hashlib.sha256(access.encode()).hexdigest()[:12]
+    value = hmac.new(access.encode(), b"alert-anomaly review session", "sha256").hexdigest()
+    return name, value
 
 
 def create_app(review: Review) -> Flask:
@@ -46,6 +73,22 @@ def create_app(review: Review) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     lock = threading.Lock()  # one database connection: one request at a time uses it
     classes = list(review.candidates)
+    cookie, session = _session(review.access)
+
+    @app.before_request
+    def authenticate() -> Response | None:
+        given = request.args.get("token")
+        if given is None:
+            if _same(request.cookies.get(cookie, ""), session):
+                return None
+            abort(403, ACCESS_HELP)
+        if not _same(given, review.access):
+            abort(403, "wrong access token: " + ACCESS_HELP)
+        rest = request.args.to_dict(flat=False)
+        del rest["token"]  # out of the address bar, the history and the Referer
+        response = redirect(request.path + (f"?{urlencode(rest, doseq=True)}" if rest else ""))
+        response.set_cookie(cookie, session, httponly=True, samesite="Lax")
+        return response
 
     def pages(cls: str) -> int:
         return max(1, math.ceil(len(review.candidates[cls]) / review.page_size))
@@ -90,7 +133,7 @@ def create_app(review: Review) -> Flask:
     @app.post("/verdict")
     def give_verdict() -> Response:
         form = request.form
-        if not hmac.compare_digest(form.get("token", ""), review.token):
+        if not _same(form.get("token", ""), review.token):
             abort(403, "this form is not from this review server: reload the page")
         cls, oid, survey = form.get("cls", ""), form.get("oid", ""), form.get("survey", "")
         candidate = next(

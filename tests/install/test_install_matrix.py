@@ -218,7 +218,8 @@ def test_hats_extra_scores_a_hats_catalog_into_one(installer: Installer) -> None
 
 
 def test_review_extra_serves_the_review_page(installer: Installer) -> None:
-    """``[review]``: ``review`` of a scores table answers on a free port (its first line)."""
+    """``[review]``: ``review`` of a scores table answers on a free port, at the URL of its
+    first line (with the access token; a client keeping cookies, as a browser)."""
     venv = installer.venv("review", installer.project("review"))
     has_only(venv, "review")
     ok(venv.cli("score", ZTF_SAMPLE, "scores.parquet", "--no-progress"))
@@ -227,8 +228,9 @@ def test_review_extra_serves_the_review_page(installer: Installer) -> None:
         "p = subprocess.Popen([sys.executable, '-m', 'service.cli', 'review', '--scores',\n"
         "    'scores.parquet', '--port', '0'], stdout=subprocess.PIPE, text=True)\n"
         "try:\n"
-        "    url = p.stdout.readline().split()[1]\n"
-        "    print(urllib.request.urlopen(url, timeout=60).read().decode().count('candidate'))\n"
+        "    url = p.stdout.readline().split()[1]  # with its access token\n"
+        "    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())\n"
+        "    print(browser.open(url, timeout=60).read().decode().count('candidate'))\n"
         "finally:\n"
         "    p.terminate(); p.wait(30)\n"
     )
@@ -446,12 +448,15 @@ def review_like_an_expert(venv: Venv, args: list[str]) -> tuple[int, int]:
     given = anomalies = 0
     try:
         assert review.stdout is not None
-        url = review.stdout.readline().split()[1]  # "review: URL (...)"
+        entry = review.stdout.readline().split()[1]  # "review: URL?token=... (...)"
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        browser.open(entry, timeout=60).close()  # the session cookie, as a browser keeps it
+        url = entry.split("?token=")[0]
         form = re.compile(r'name="oid" value="([^"]+)">\s*<input type="hidden" name="survey"')
         token_field = re.compile(r'name="token" value="([^"]+)"')  # each form's
         for cls in ("Transient", "Stochastic", "Periodic"):
             for page in (1, 2, 3):
-                with urllib.request.urlopen(f"{url}class/{cls}?page={page}", timeout=60) as r:
+                with browser.open(f"{url}class/{cls}?page={page}", timeout=60) as r:
                     html = r.read().decode()
                 oids, (token, *_) = form.findall(html), token_field.findall(html)
                 assert oids, (cls, page)
@@ -460,7 +465,7 @@ def review_like_an_expert(venv: Venv, args: list[str]) -> tuple[int, int]:
                     given, anomalies = given + 1, anomalies + (verdict == "anomaly")
                     fields = {"oid": oid, "survey": "ztf", "cls": cls, "page": page, "token": token}
                     data = urllib.parse.urlencode({**fields, "verdict": verdict}).encode()
-                    urllib.request.urlopen(f"{url}verdict", data=data, timeout=60).close()
+                    browser.open(f"{url}verdict", data=data, timeout=60).close()
     finally:
         review.terminate()
         _, err = review.communicate(timeout=60)

@@ -55,7 +55,8 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 class Server:
-    """`alert-anomaly review` in a subprocess on a free port; its URL from its first line."""
+    """`alert-anomaly review` in a subprocess on a free port; from its first line the URL it
+    prints (``entry``, with the access token) and the server's address (``url``)."""
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
@@ -72,7 +73,8 @@ class Server:
             self.stop()
             pytest.fail("review printed no URL in 120 s")
         assert first.startswith("review: http://"), first
-        self.url = first.split()[1].rstrip("/")
+        self.entry = first.split()[1]
+        self.url = self.entry.split("?token=")[0].rstrip("/")
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -111,10 +113,18 @@ def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_p
 
     scores, curves = scored
     db = tmp_path / "verdicts.sqlite"
+    secret = tmp_path / "token"
+    secret.write_text("a-team-token-kept-in-a-secret\n")
     server = Server("--scores", str(scores), "--lightcurves", str(curves), "--db", str(db),
-                    "--expert", "tester", "--n", "10", "--page-size", "4")  # fmt: skip
+                    "--expert", "tester", "--n", "10", "--page-size", "4",
+                    "--token-file", str(secret))  # fmt: skip
     try:
-        browser.get(server.url + "/")
+        browser.get(server.url + "/")  # without the token: refused, and told what to open
+        assert "open the URL that alert-anomaly review printed" in browser.page_source
+        assert not browser.find_elements(By.CSS_SELECTOR, "section.candidate")
+        browser.get(server.entry)  # the URL printed: its cookie keeps the browser in
+        assert server.entry == server.url + "/?token=a-team-token-kept-in-a-secret"
+        assert "token" not in browser.current_url
         classes = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "nav.classes a")]
         assert classes == ["Periodic (10)", "Stochastic (10)", "Transient (10)"]
         assert browser.find_element(By.ID, "expert").text == "tester"
@@ -229,3 +239,10 @@ def test_operator_errors_are_one_line(tmp_path: Path) -> None:
         review("--scores", str(scores), "--db", db, "--lightcurves", str(tmp_path / "lc.parquet")),
         "no light curves at",
     )
+    (tmp_path / "short").write_text("hunter2\n")
+    short = "the token must be one word of at least 16 ASCII characters"
+    for token_file, text in (("none", "No such file or directory"), ("short", short)):
+        one_line_error(
+            review("--scores", str(scores), "--db", db, "--token-file", str(tmp_path / token_file)),
+            f"--token-file {tmp_path / token_file}: {text}",
+        )

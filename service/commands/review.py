@@ -17,7 +17,6 @@ from types import FrameType
 from service.commands.args import add_setting_flags, examples, positive_int, settings_of
 
 DEFAULT_DB = "verdicts.sqlite"
-MIN_TOKEN = 16  # characters of a --token-file
 DB_HELP = (
     "verdict store: a file or sqlite:///PATH (SQLite, the default: "
     f"{DEFAULT_DB}), or postgresql://USER@HOST:PORT/DB"
@@ -122,26 +121,6 @@ def _listen(host: str, port: int) -> socket.socket:
         raise ConfigurationError(f"cannot listen on {host}:{port}: {detail}") from None
 
 
-def _access_token(path: Path | None) -> str | None:
-    """The access token of ``--token-file`` (None: the server draws one), or one line saying
-    why it cannot be used."""
-    from models.exceptions import ConfigurationError
-
-    if path is None:
-        return None
-    try:
-        token = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        detail = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigurationError(f"--token-file {path}: {detail}") from None
-    if len(token) < MIN_TOKEN or not token.isascii() or any(c.isspace() for c in token):
-        raise ConfigurationError(
-            f"--token-file {path}: the token must be one word of at least {MIN_TOKEN} ASCII "
-            "characters (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-        )
-    return token
-
-
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -151,25 +130,17 @@ def run_review(args: argparse.Namespace) -> int:
     from models.extras import REVIEW, require
 
     require("flask", REVIEW, "alert-anomaly review")  # the extra named before anything else
-    from werkzeug.serving import WSGIRequestHandler, make_server
-
-    class Requests(WSGIRequestHandler):
-        """Werkzeug's line per request without its terminal colours (the log is JSON or plain
-        text; the access token in a query is masked by the log's redaction)."""
-
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            line = self.requestline.encode("unicode_escape").decode("ascii")
-            self.log("info", '"%s" %s %s', line, code, size)
+    from werkzeug.serving import make_server
 
     from service.ops import redaction
-    from service.review.app import Review, create_app
+    from service.review.app import RequestLog, Review, create_app, read_access_token
     from service.review.candidates import rank, read_lightcurves, read_scores
     from service.review.store import open_store
 
     expert = (args.expert or _default_expert()).strip()
     if not expert:
         raise ConfigurationError("--expert is empty")
-    access = _access_token(args.token_file)
+    access = read_access_token(args.token_file)
     ranked = {
         cls: found[: args.n] for cls, found in rank(read_scores(args.scores), args.survey).items()
     }
@@ -186,14 +157,15 @@ def run_review(args: argparse.Namespace) -> int:
         url_host = f"[{host}]" if ":" in host else host
         try:
             server = make_server(
-                args.host, args.port, app, threaded=False, request_handler=Requests,
+                args.host, args.port, app, threaded=False, request_handler=RequestLog,
                 fd=listening.fileno(),
             )  # fmt: skip
         finally:
             listening.close()  # the server holds its own duplicate
         shown = sum(len(c) for c in ranked.values())
+        shown_token = review.access if access is None else "..."  # theirs: not in the logs
         print(
-            f"review: http://{url_host}:{port}/?token={review.access} ({shown} candidates in "
+            f"review: http://{url_host}:{port}/?token={shown_token} ({shown} candidates in "
             f"{len(ranked)} classes; "
             f"verdicts of {expert} in {store.description}); Ctrl-C stops",
             flush=True,

@@ -19,13 +19,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask, abort, redirect, render_template, request, url_for
+from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Response
 
 from models.exceptions import ConfigurationError
@@ -48,10 +51,39 @@ class Review:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # in every form
 
 
+MIN_TOKEN = 16  # characters of a --token-file
 ACCESS_HELP = (
     "this review server needs its access token: open the URL that alert-anomaly review printed "
     "when it started (it ends in ?token=...)"
 )
+
+
+def read_access_token(path: Path | None) -> str | None:
+    """The access token of ``--token-file`` (None: the server draws one), or one line saying
+    why it cannot be used."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigurationError(f"--token-file {path}: {detail}") from None
+    if not re.fullmatch(rf"[A-Za-z0-9._~-]{{{MIN_TOKEN},}}", token):
+        raise ConfigurationError(
+            f"--token-file {path}: the token must be at least {MIN_TOKEN} of the characters "
+            "A-Z a-z 0-9 . _ ~ - "
+            "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
+
+
+class RequestLog(WSGIRequestHandler):
+    """Werkzeug's line per request without its terminal colours (the log is JSON or plain
+    text; the access token in a query is masked by the log's redaction)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        line = self.requestline.encode("unicode_escape").decode("ascii")
+        self.log("info", '"%s" %s %s', line, code, size)
 
 
 def _same(given: str, secret: str) -> bool:

@@ -118,7 +118,8 @@ def create_app(review: Review) -> Flask:
             abort(403, "wrong access token: " + ACCESS_HELP)
         rest = request.args.to_dict(flat=False)
         del rest["token"]  # out of the address bar, the history and the Referer
-        response = redirect(request.path + (f"?{urlencode(rest, doseq=True)}" if rest else ""))
+        query = f"?{urlencode(rest, doseq=True)}" if rest else ""
+        response = redirect(request.script_root + request.path + query)
         response.set_cookie(cookie, session, httponly=True, samesite="Lax")
         return response
 

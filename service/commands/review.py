@@ -181,14 +181,15 @@ def run_review(args: argparse.Namespace) -> int:
             )
         previous = signal.signal(signal.SIGTERM, _stop)
         try:
-            server.serve_forever()
+            server.serve_forever()  # until Ctrl-C or SIGTERM: werkzeug swallows the interrupt
         except KeyboardInterrupt:
-            print("review: stopped", file=sys.stderr)
+            pass
         finally:
             signal.signal(signal.SIGTERM, previous)
             server.server_close()
     finally:
         store.close()
+    print("review: stopped", file=sys.stderr)
     return 0
 
 

@@ -77,13 +77,17 @@ class Server:
         self.entry = first.split()[1]
         self.url = self.entry.split("?token=")[0].rstrip("/")
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM; the exit status and what it wrote to stderr (its request log and the rest;
+        a few kilobytes here, so the pipe never fills)."""
         self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout=30)
+            code = self.process.wait(timeout=30)
         finally:
             if self.process.poll() is None:
                 self.process.kill()
+        assert self.process.stderr is not None
+        return code, self.process.stderr.read()
 
 
 @pytest.fixture
@@ -194,7 +198,11 @@ def test_review_page_in_a_browser(browser: Any, scored: tuple[Path, Path], tmp_p
             stored.created_at,
         )
     finally:
-        assert server.stop() == 0
+        code, log = server.stop()
+        assert code == 0, log
+        assert log.rstrip().endswith("review: stopped"), log[-2000:]
+        assert "a-team-token-kept-in-a-secret" not in log  # the request log masks it
+        assert "?token=********** " in log
 
 
 def shown(browser: Any, selector: str, text: str) -> None:
